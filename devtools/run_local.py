@@ -1,0 +1,106 @@
+"""`make run`: the whole system on this machine with the embedded defaults.
+
+Starts SecantusDB (data under .data/mongo) unless ROP_MONGO_URL is set, checks
+that RabbitMQ answers, then runs every service as its own process until Ctrl-C.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from devtools.secantus import port_open, start_secantus, stop
+
+SERVICES = ("ingest",)
+DATA_DIR = Path(".data")
+EMBEDDED_MONGO_PORT = 27017
+READY_TIMEOUT_S = 60.0
+
+
+def _check_rabbitmq(amqp_url: str) -> None:
+    parts = urlsplit(amqp_url)
+    host, port = parts.hostname or "127.0.0.1", parts.port or 5672
+    if not port_open(host, port):
+        sys.exit(
+            f"RabbitMQ is not reachable at {host}:{port}.\n"
+            "Start it (Debian: `apt-get install rabbitmq-server && rabbitmq-server -detached`)\n"
+            "or point ROP_AMQP_URL at a running broker, then run `make run` again."
+        )
+
+
+def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + READY_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            sys.exit(f"ingest exited with code {process.returncode}; see its log above")
+        try:
+            with urllib.request.urlopen(url, timeout=1) as response:
+                if response.status == 200:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.2)
+    sys.exit(f"ingest did not become healthy at {url} in {READY_TIMEOUT_S:.0f}s")
+
+
+def main() -> None:
+    """Start everything, print where it is, stop it all on Ctrl-C."""
+    env = dict(os.environ)
+    env.setdefault("ROP_FETCH_ALLOW_LOOPBACK", "true")
+    env.setdefault("ROP_LOG_FORMAT", "console")
+    DATA_DIR.mkdir(exist_ok=True)
+    children: list[subprocess.Popen[bytes]] = []
+    if "ROP_MONGO_URL" not in env:
+        if port_open("127.0.0.1", EMBEDDED_MONGO_PORT):
+            sys.exit(
+                f"Port {EMBEDDED_MONGO_PORT} is taken: stop what listens there, "
+                "or set ROP_MONGO_URL to use that database."
+            )
+        print(f"Starting SecantusDB on 127.0.0.1:{EMBEDDED_MONGO_PORT} (data in {DATA_DIR}/mongo)")
+        children.append(
+            start_secantus(
+                EMBEDDED_MONGO_PORT,
+                str(DATA_DIR / "mongo"),
+                log_path=DATA_DIR / "secantus.log",
+            )
+        )
+        env["ROP_MONGO_URL"] = f"mongodb://127.0.0.1:{EMBEDDED_MONGO_PORT}/rop"
+    _check_rabbitmq(env.get("ROP_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"))
+
+    host = env.get("ROP_HTTP_HOST", "127.0.0.1")
+    port = env.get("ROP_HTTP_PORT", "8080")
+    for service in SERVICES:
+        children.append(subprocess.Popen([sys.executable, "-m", f"services.{service}"], env=env))
+    base_url = f"http://{host}:{port}"
+    try:
+        _wait_healthy(f"{base_url}/healthz", children[-len(SERVICES)])
+        print(
+            f"\nЦифровой РОП is running: {base_url}\n"
+            f"  CRM API:  POST {base_url}/api/v1/calls?apiKey=KEY (JSON)\n"
+            f"            POST {base_url}/api/v1/calls/audio-upload?apiKey=KEY (form)\n"
+            f"  OpenAPI:  {base_url}/api/v1/openapi.json\n"
+            "  API key:  make api-key\n"
+            f"  Admin:    {env.get('ROP_ADMIN_EMAIL', 'admin@rop.local')}, password: "
+            + ("ROP_ADMIN_PASSWORD" if "ROP_ADMIN_PASSWORD" in env else "make admin-password")
+            + "\nPress Ctrl-C to stop.\n",
+            flush=True,
+        )
+        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
+        while all(child.poll() is None for child in children):
+            time.sleep(0.5)
+        sys.exit("a service stopped; shutting the rest down")
+    except KeyboardInterrupt:
+        pass
+    finally:
+        for child in reversed(children):
+            stop(child)
+
+
+if __name__ == "__main__":
+    main()

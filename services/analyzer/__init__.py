@@ -1,0 +1,1 @@
+"""Analyzer: transcribes recordings and scores them against the sales script."""

@@ -1,0 +1,1 @@
+"""Downloader: streams call recordings into GridFS and probes them (issue: downloader)."""

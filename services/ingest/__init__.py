@@ -1,0 +1,1 @@
+"""The CRM ingest gateway: accepts calls, reports tasks, serves the admin API."""

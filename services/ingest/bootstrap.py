@@ -1,0 +1,107 @@
+"""The only place that builds the gateway's concrete adapters from settings."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+from pymongo import AsyncMongoClient
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.ingest import accounts
+from services.ingest.handlers import IntakeState, refresh_intake_state
+from services.ingest.metrics import IngestMetrics
+from shared.amqp import Broker
+from shared.connection import ensure_connection_settings
+from shared.logging import get_logger
+from shared.mongo import Document, calls, connect_mongo, database, ensure_indexes
+from shared.outbox import OutboxRelay
+from shared.settings import Settings
+
+log = get_logger(__name__)
+
+STATE_REFRESH_INTERVAL_S = 2.0
+
+
+@dataclass
+class Ingest:
+    """Everything the gateway's views need, built once per process."""
+
+    settings: Settings
+    mongo: AsyncMongoClient[Document]
+    db: AsyncDatabase[Document]
+    broker: Broker
+    relay: OutboxRelay
+    state: IntakeState
+    metrics: IngestMetrics
+
+
+async def _refresh_forever(ingest: Ingest) -> None:
+    while True:
+        await asyncio.sleep(STATE_REFRESH_INTERVAL_S)
+        try:
+            await refresh_intake_state(ingest.db, ingest.state)
+        except Exception as exc:
+            log.warning("intake_state_refresh_failed", error=repr(exc))
+
+
+@contextlib.asynccontextmanager
+async def bootstrap(settings: Settings, metrics: IngestMetrics) -> AsyncIterator[Ingest]:
+    """Connect, provision first-start data, run the outbox relay; undo it all on exit."""
+    mongo = connect_mongo(settings.mongo_url)
+    broker = Broker(settings.amqp_url, prefix=settings.amqp_prefix)
+    try:
+        db = database(mongo)
+        await ensure_indexes(db)
+        connection = await ensure_connection_settings(
+            db,
+            initial_api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+        )
+        password_file = await accounts.ensure_initial_admin(
+            db,
+            email=settings.admin_email,
+            password=(
+                settings.admin_password.get_secret_value() if settings.admin_password else None
+            ),
+            state_dir=settings.state_dir,
+        )
+        if password_file is not None:
+            log.warning(
+                "initial_admin_created",
+                email=settings.admin_email,
+                password_file=str(password_file.resolve()),
+                hint="read the password from this file (make admin-password), then delete it",
+            )
+        relay = OutboxRelay(
+            calls(db),
+            broker,
+            poll_interval_s=settings.outbox_poll_interval_s,
+            on_backlog=metrics.outbox_backlog.set,
+        )
+        ingest = Ingest(
+            settings=settings,
+            mongo=mongo,
+            db=db,
+            broker=broker,
+            relay=relay,
+            state=IntakeState(
+                connection=connection, calls_per_minute=settings.estimate_calls_per_minute
+            ),
+            metrics=metrics,
+        )
+        await refresh_intake_state(db, ingest.state)
+        workers = [
+            asyncio.create_task(relay.run(), name="outbox-relay"),
+            asyncio.create_task(_refresh_forever(ingest), name="intake-state"),
+        ]
+        try:
+            yield ingest
+        finally:
+            for worker in workers:
+                worker.cancel()
+            await asyncio.gather(*workers, return_exceptions=True)
+    finally:
+        await broker.close()
+        await mongo.close()

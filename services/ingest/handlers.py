@@ -1,0 +1,227 @@
+"""What the ingest gateway does, free of web types: accept calls, report tasks, edit settings."""
+
+from __future__ import annotations
+
+import json
+import math
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from services.ingest.submission import CallSubmission, HttpLink
+from shared import connection
+from shared.connection import ConnectionSettings, WebhookEndpoint
+from shared.errors import DuplicateCall, NotFound
+from shared.events import CallReceived, CallSkipped, Envelope, Event, utcnow
+from shared.mongo import Document, calls
+from shared.outbox import OutboxRelay, outbox_fields
+from shared.webhooks import new_webhook_secret
+
+ACCEPTED_MESSAGE = "Звонок успешно получен и поставлен в очередь на анализ"
+TASK_NOT_FOUND = "Задача не найдена"
+CALL_NOT_FOUND = "Звонок не найден"
+BASE_ESTIMATE_MIN = (5, 15)
+
+
+def new_task_id() -> str:
+    """Return `task_` followed by 12 lowercase hex digits."""
+    return f"task_{secrets.token_hex(6)}"
+
+
+def skipped_message(min_duration_s: float) -> str:
+    """Explain in Russian why a too-short call is not analysed."""
+    return (
+        f"Звонок короче минимальной длительности ({min_duration_s:g} с) "
+        "и не будет проанализирован"
+    )
+
+
+def estimate_minutes(backlog: int, calls_per_minute: float) -> str:
+    """Estimate processing time as "N-M минут" from the calls waiting ahead."""
+    queue_min = math.ceil(backlog / calls_per_minute)
+    low, high = BASE_ESTIMATE_MIN
+    return f"{low + queue_min}-{high + queue_min} минут"
+
+
+@dataclass
+class IntakeState:
+    """Values the intake reads on every request, refreshed in the background."""
+
+    connection: ConnectionSettings
+    backlog: int = 0
+    calls_per_minute: float = 4.0
+
+
+IN_PROGRESS = ("queued", "downloading", "analyzing")
+
+
+async def refresh_intake_state(db: AsyncDatabase[Document], state: IntakeState) -> None:
+    """Reload the connection settings and the backlog other replicas may have changed."""
+    state.connection = await connection.load_connection_settings(db)
+    state.backlog = await calls(db).count_documents({"status": {"$in": list(IN_PROGRESS)}})
+
+
+@dataclass(frozen=True)
+class Acceptance:
+    """The answer to an accepted call."""
+
+    task_id: str
+    body: Document
+
+
+async def accept_call(
+    submission: CallSubmission,
+    *,
+    db: AsyncDatabase[Document],
+    relay: OutboxRelay,
+    state: IntakeState,
+    source: str,
+) -> Acceptance:
+    """Store the call and its outgoing event in one write; a second call_id raises DuplicateCall.
+
+    A call whose declared duration is below the minimum is stored as skipped and
+    announced with `CallSkipped` instead of `CallReceived`.
+    """
+    task_id = new_task_id()
+    now = utcnow()
+    min_duration_s = state.connection.min_call_duration_s
+    meta = submission.model_dump(
+        include={"call_id", "deal_id", "manager_id", "manager_name", "deal_stage_id", "stage_id",
+                 "stage"}
+    )
+    too_short = submission.duration is not None and submission.duration < min_duration_s
+    event: Event
+    if too_short:
+        message = skipped_message(min_duration_s)
+        event = CallSkipped(**meta, reason="too_short", message=message)
+        status, body = "skipped", {"status": "skipped", "message": message, "task_id": task_id}
+    else:
+        event = CallReceived(
+            **meta, audio_url=submission.audio_url, declared_duration_s=submission.duration
+        )
+        status = "queued"
+        body = {
+            "status": "success",
+            "message": ACCEPTED_MESSAGE,
+            "task_id": task_id,
+            "estimated_processing_time": estimate_minutes(state.backlog, state.calls_per_minute),
+        }
+    document: Document = {
+        "_id": task_id,
+        **meta,
+        "audio_url": submission.audio_url,
+        "declared_duration_s": submission.duration,
+        "extra_json": json.dumps(submission.extra, ensure_ascii=False) if submission.extra else None,
+        "source": source,
+        "status": status,
+        "skip_reason": {"code": "too_short", "message": body["message"]} if too_short else None,
+        "error": None,
+        "probed_duration_s": None,
+        "parts": None,
+        "results": None,
+        "received_at": now,
+        "updated_at": now,
+        "timeline": [{"status": status, "at": now}],
+        **outbox_fields(Envelope.wrap(event, task_id=task_id, occurred_at=now)),
+    }
+    try:
+        await calls(db).insert_one(document)
+    except DuplicateKeyError:
+        existing = await calls(db).find_one({"call_id": submission.call_id}, {"_id": 1})
+        raise DuplicateCall(task_id=existing["_id"] if existing else None) from None
+    relay.wake()
+    return Acceptance(task_id=task_id, body=body)
+
+
+def _iso(value: Any) -> Any:
+    return value.isoformat() if hasattr(value, "isoformat") else value
+
+
+def task_view(document: Document) -> Document:
+    """The task as the status API shows it (no outbox, ISO times)."""
+    return {
+        "task_id": document["_id"],
+        "call_id": document["call_id"],
+        "status": document["status"],
+        "error": document.get("error"),
+        "skip_reason": document.get("skip_reason"),
+        "deal_id": document["deal_id"],
+        "manager_id": document["manager_id"],
+        "manager_name": document.get("manager_name"),
+        "deal_stage_id": document.get("deal_stage_id"),
+        "stage_id": document.get("stage_id"),
+        "stage": document.get("stage"),
+        "audio_url": document["audio_url"],
+        "declared_duration_s": document.get("declared_duration_s"),
+        "probed_duration_s": document.get("probed_duration_s"),
+        "parts": document.get("parts"),
+        "extra": json.loads(document["extra_json"]) if document.get("extra_json") else {},
+        "received_at": _iso(document["received_at"]),
+        "updated_at": _iso(document["updated_at"]),
+        "timeline": [
+            {**entry, "at": _iso(entry["at"])} for entry in document.get("timeline", [])
+        ],
+        "results": document.get("results"),
+    }
+
+
+_TASK_PROJECTION = {"outbox": 0, "outbox_pending": 0}
+
+
+async def get_task(db: AsyncDatabase[Document], task_id: str) -> Document:
+    """Return a task's status view by task_id."""
+    document = await calls(db).find_one({"_id": task_id}, _TASK_PROJECTION)
+    if document is None:
+        raise NotFound(TASK_NOT_FOUND)
+    return task_view(document)
+
+
+async def get_task_by_call_id(db: AsyncDatabase[Document], call_id: str) -> Document:
+    """Return a task's status view by the CRM's call_id."""
+    document = await calls(db).find_one({"call_id": call_id}, _TASK_PROJECTION)
+    if document is None:
+        raise NotFound(CALL_NOT_FOUND)
+    return task_view(document)
+
+
+class ConnectionUpdate(BaseModel):
+    """What an admin may change on the Connection page (never the API key)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    min_call_duration_s: float | None = Field(None, ge=0, le=86_400, allow_inf_nan=False)
+    error_webhook_url: HttpLink | None = None
+
+
+def connection_view(settings: ConnectionSettings, *, base_url: str) -> Document:
+    """The Connection page: ready-made URLs with the key filled in, key, minimum, error webhook."""
+    return {
+        "upload_url": f"{base_url}/api/v1/calls/audio-upload?apiKey={settings.api_key}",
+        "json_url": f"{base_url}/api/v1/calls?apiKey={settings.api_key}",
+        "api_key": settings.api_key,
+        "min_call_duration_s": settings.min_call_duration_s,
+        "error_webhook": settings.error_webhook.model_dump() if settings.error_webhook else None,
+    }
+
+
+async def update_connection(
+    db: AsyncDatabase[Document], current: ConnectionSettings, update: ConnectionUpdate
+) -> ConnectionSettings:
+    """Apply the fields present in the update; a new error-webhook URL gets a new secret."""
+    changes: Document = {}
+    fields = update.model_fields_set
+    if "min_call_duration_s" in fields and update.min_call_duration_s is not None:
+        changes["min_call_duration_s"] = update.min_call_duration_s
+    if "error_webhook_url" in fields:
+        url = update.error_webhook_url
+        if not url:
+            changes["error_webhook"] = None
+        elif current.error_webhook is None or current.error_webhook.url != url:
+            changes["error_webhook"] = WebhookEndpoint(
+                url=url, secret=new_webhook_secret()
+            ).model_dump()
+    return await connection.update_connection_settings(db, changes)

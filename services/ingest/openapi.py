@@ -1,0 +1,299 @@
+"""The OpenAPI 3.1 document of the gateway; request schemas come from the validating models."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pydantic.json_schema import models_json_schema
+
+from services.ingest.handlers import ACCEPTED_MESSAGE, ConnectionUpdate
+from services.ingest.submission import CallSubmission, JsonCallSubmission
+
+REF = "#/components/schemas/{model}"
+
+
+def _ref(name: str) -> dict[str, str]:
+    return {"$ref": REF.format(model=name)}
+
+
+def _request_schemas() -> dict[str, Any]:
+    _, definitions = models_json_schema(
+        [
+            (JsonCallSubmission, "validation"),
+            (CallSubmission, "validation"),
+            (ConnectionUpdate, "validation"),
+        ],
+        ref_template=REF,
+    )
+    return dict(definitions["$defs"])
+
+
+_NULLABLE_STRING = {"type": ["string", "null"]}
+
+_RESPONSE_SCHEMAS: dict[str, Any] = {
+    "Accepted": {
+        "type": "object",
+        "required": ["status", "message", "task_id", "estimated_processing_time"],
+        "properties": {
+            "status": {"const": "success"},
+            "message": {"const": ACCEPTED_MESSAGE},
+            "task_id": {"type": "string", "pattern": "^task_[0-9a-f]{12}$"},
+            "estimated_processing_time": {"type": "string", "pattern": r"^\d+-\d+ минут$"},
+        },
+    },
+    "Skipped": {
+        "type": "object",
+        "required": ["status", "message", "task_id"],
+        "properties": {
+            "status": {"const": "skipped"},
+            "message": {"type": "string"},
+            "task_id": {"type": "string", "pattern": "^task_[0-9a-f]{12}$"},
+        },
+    },
+    "Error": {
+        "type": "object",
+        "required": ["status", "code", "message", "details"],
+        "properties": {
+            "status": {"const": "error"},
+            "code": {
+                "enum": [
+                    "invalid_request",
+                    "unauthorized",
+                    "forbidden",
+                    "not_found",
+                    "method_not_allowed",
+                    "duplicate_call",
+                    "internal",
+                    "unavailable",
+                ]
+            },
+            "message": {"type": "string", "description": "Russian text for people."},
+            "details": {"type": "array", "items": {"type": "object"}},
+            "task_id": {
+                "type": "string",
+                "description": "With duplicate_call: the task of the first submission.",
+            },
+        },
+    },
+    "Task": {
+        "type": "object",
+        "required": ["task_id", "call_id", "status", "timeline"],
+        "properties": {
+            "task_id": {"type": "string"},
+            "call_id": {"type": "string"},
+            "status": {
+                "enum": [
+                    "queued",
+                    "downloading",
+                    "analyzing",
+                    "delivering",
+                    "done",
+                    "skipped",
+                    "failed",
+                ]
+            },
+            "error": {"type": ["object", "null"]},
+            "skip_reason": {"type": ["object", "null"]},
+            "deal_id": {"type": "string"},
+            "manager_id": {"type": "string"},
+            "manager_name": _NULLABLE_STRING,
+            "deal_stage_id": _NULLABLE_STRING,
+            "stage_id": _NULLABLE_STRING,
+            "stage": _NULLABLE_STRING,
+            "audio_url": {"type": "string"},
+            "declared_duration_s": {"type": ["number", "null"]},
+            "probed_duration_s": {"type": ["number", "null"]},
+            "parts": {"type": ["array", "null"]},
+            "extra": {"type": "object"},
+            "received_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+            "timeline": {
+                "type": "array",
+                "items": {
+                    "type": "object",
+                    "required": ["status", "at"],
+                    "properties": {
+                        "status": {"type": "string"},
+                        "at": {"type": "string", "format": "date-time"},
+                    },
+                },
+            },
+            "results": {"type": ["object", "null"]},
+        },
+    },
+    "LoginRequest": {
+        "type": "object",
+        "required": ["email", "password"],
+        "properties": {"email": {"type": "string"}, "password": {"type": "string"}},
+        "additionalProperties": False,
+    },
+    "User": {
+        "type": "object",
+        "properties": {
+            "id": {"type": "string"},
+            "email": {"type": "string"},
+            "role": {"enum": ["admin", "supervisor", "manager"]},
+            "manager_id": _NULLABLE_STRING,
+            "active": {"type": "boolean"},
+        },
+    },
+    "Session": {
+        "type": "object",
+        "required": ["token", "csrf_token", "user"],
+        "properties": {
+            "token": {"type": "string", "description": "Send as `Authorization: Bearer`."},
+            "csrf_token": {
+                "type": "string",
+                "description": "Send as X-CSRF-Token on unsafe requests made with the cookie.",
+            },
+            "expires_at": {"type": "string", "format": "date-time"},
+            "user": _ref("User"),
+        },
+    },
+    "Connection": {
+        "type": "object",
+        "required": ["upload_url", "json_url", "api_key", "min_call_duration_s"],
+        "properties": {
+            "upload_url": {"type": "string"},
+            "json_url": {"type": "string"},
+            "api_key": {"type": "string"},
+            "min_call_duration_s": {"type": "number"},
+            "error_webhook": {
+                "type": ["object", "null"],
+                "properties": {"url": {"type": "string"}, "secret": {"type": "string"}},
+            },
+        },
+    },
+}
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
+
+
+def _ok(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+_CRM_ERRORS = {
+    "400": _error("invalid_request: a field, the body or the content type is wrong"),
+    "401": _error("unauthorized: API key missing or wrong"),
+    "500": _error("internal"),
+    "503": _error("unavailable: the database cannot be reached"),
+}
+_ADMIN_ERRORS = {
+    "401": _error("unauthorized: no session"),
+    "403": _error("forbidden: another role, or no CSRF token with a cookie session"),
+}
+_API_KEY_SECURITY = [{"apiKeyQuery": []}, {"apiKeyHeader": []}]
+_SESSION_SECURITY = [{"bearer": []}, {"sessionCookie": []}]
+
+
+def _submit(summary: str, content: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "post": {
+            "summary": summary,
+            "security": _API_KEY_SECURITY,
+            "requestBody": {"required": True, "content": content},
+            "responses": {
+                "200": _ok(
+                    {"oneOf": [_ref("Accepted"), _ref("Skipped")]},
+                    "Accepted (or skipped: shorter than the minimum duration)",
+                ),
+                "409": _error("duplicate_call: carries the task_id of the first submission"),
+                **_CRM_ERRORS,
+            },
+        }
+    }
+
+
+def _task_lookup(summary: str, name: str) -> dict[str, Any]:
+    return {
+        "get": {
+            "summary": summary,
+            "security": _API_KEY_SECURITY,
+            "parameters": [
+                {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            ],
+            "responses": {"200": _ok(_ref("Task")), "404": _error("not_found"), **_CRM_ERRORS},
+        }
+    }
+
+
+def build_openapi() -> dict[str, Any]:
+    """Assemble the document."""
+    form = _ref("CallSubmission")
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Цифровой РОП",
+            "version": "1.0.0",
+            "description": "CRM API: submit calls, follow their tasks; admin API: settings.",
+        },
+        "paths": {
+            "/api/v1/calls/audio-upload": _submit(
+                "Submit a call as form data (duration optional)",
+                {"multipart/form-data": {"schema": form},
+                 "application/x-www-form-urlencoded": {"schema": form}},
+            ),
+            "/api/v1/calls": _submit(
+                "Submit a call as JSON",
+                {"application/json": {"schema": _ref("JsonCallSubmission")}},
+            ),
+            "/api/v1/tasks/{task_id}": _task_lookup("Status of a task", "task_id"),
+            "/api/v1/calls/{call_id}": _task_lookup("Status of a call by its CRM id", "call_id"),
+            "/api/v1/auth/login": {
+                "post": {
+                    "summary": "Log in: sets an HttpOnly session cookie and returns a token",
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("LoginRequest")}},
+                    },
+                    "responses": {
+                        "200": _ok(_ref("Session")),
+                        "400": _error("invalid_request"),
+                        "401": _error("unauthorized: wrong email or password, or switched off"),
+                    },
+                }
+            },
+            "/api/v1/settings/connection": {
+                "get": {
+                    "summary": "Connection settings (admin)",
+                    "security": _SESSION_SECURITY,
+                    "responses": {"200": _ok(_ref("Connection")), **_ADMIN_ERRORS},
+                },
+                "put": {
+                    "summary": "Change the minimum call duration and the error webhook (admin)",
+                    "security": _SESSION_SECURITY,
+                    "requestBody": {
+                        "required": True,
+                        "content": {"application/json": {"schema": _ref("ConnectionUpdate")}},
+                    },
+                    "responses": {
+                        "200": _ok(_ref("Connection")),
+                        "400": _error("invalid_request"),
+                        **_ADMIN_ERRORS,
+                    },
+                },
+            },
+            "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _ok({})}}},
+            "/readyz": {
+                "get": {
+                    "summary": "Readiness: database reachable (broker reported, not required)",
+                    "responses": {"200": _ok({}), "503": _ok({}, "Database unreachable")},
+                }
+            },
+        },
+        "components": {
+            "schemas": {**_request_schemas(), **_RESPONSE_SCHEMAS},
+            "securitySchemes": {
+                "apiKeyQuery": {"type": "apiKey", "in": "query", "name": "apiKey"},
+                "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},
+                "bearer": {"type": "http", "scheme": "bearer"},
+                "sessionCookie": {"type": "apiKey", "in": "cookie", "name": "rop_session"},
+            },
+        },
+    }
+
+
+OPENAPI = build_openapi()

@@ -1,0 +1,1 @@
+"""Notifier: delivers signed webhooks with results and failures to the CRM."""

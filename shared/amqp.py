@@ -1,0 +1,140 @@
+"""RabbitMQ plumbing on aio-pika: one robust connection, the system's topology, confirmed publishing.
+
+Topology (every name starts with the configured prefix):
+- `<prefix>.events`: durable topic exchange; an event's routing key is its type.
+- `<prefix>.dead`: durable topic exchange receiving what consumers reject.
+- `<prefix>.<consumer>`: durable queue of each consumer, bound to the event types
+  it handles, dead-lettering to `<prefix>.<consumer>.dead`.
+
+Every service declares the whole topology at start, so an event published before
+its consumer first runs still waits in that consumer's queue.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+
+import aio_pika
+from aio_pika.abc import (
+    AbstractChannel,
+    AbstractExchange,
+    AbstractQueue,
+    AbstractRobustConnection,
+)
+
+from shared.events import CallReceived, CallSkipped, Envelope
+
+PUBLISH_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class ConsumerQueue:
+    """A consumer's durable queue and the event types routed to it."""
+
+    consumer: str
+    routing_keys: tuple[str, ...]
+
+
+CONSUMER_QUEUES = (
+    ConsumerQueue("downloader", (CallReceived.TYPE,)),
+    ConsumerQueue("notifier", (CallSkipped.TYPE,)),
+)
+
+
+class Broker:
+    """A robust AMQP connection with the system's topology and publisher confirms."""
+
+    def __init__(self, url: str, *, prefix: str = "rop") -> None:
+        self._url = url
+        self.prefix = prefix
+        self.exchange_name = f"{prefix}.events"
+        self.dead_exchange_name = f"{prefix}.dead"
+        self._connection: AbstractRobustConnection | None = None
+        self._channel: AbstractChannel | None = None
+        self._exchange: AbstractExchange | None = None
+        self._lock = asyncio.Lock()
+
+    @property
+    def is_connected(self) -> bool:
+        """True while the connection to the broker is up (it reconnects by itself)."""
+        return self._connection is not None and self._connection.connected.is_set()
+
+    def queue_name(self, consumer: str) -> str:
+        """Name of a consumer's durable queue."""
+        return f"{self.prefix}.{consumer}"
+
+    async def connect(self) -> None:
+        """Connect once and declare the topology; the connection then recovers by itself."""
+        async with self._lock:
+            if self._connection is not None:
+                return
+            connection = await aio_pika.connect_robust(self._url)
+            try:
+                channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
+                self._exchange = await self._declare_topology(channel)
+            except BaseException:
+                await connection.close()
+                raise
+            self._connection, self._channel = connection, channel
+
+    async def _declare_topology(self, channel: AbstractChannel) -> AbstractExchange:
+        exchange = await channel.declare_exchange(
+            self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        dead = await channel.declare_exchange(
+            self.dead_exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+        )
+        for spec in CONSUMER_QUEUES:
+            await self._declare_consumer_queue(channel, exchange, dead, spec)
+        return exchange
+
+    async def _declare_consumer_queue(
+        self,
+        channel: AbstractChannel,
+        exchange: AbstractExchange,
+        dead: AbstractExchange,
+        spec: ConsumerQueue,
+    ) -> AbstractQueue:
+        name = self.queue_name(spec.consumer)
+        dead_queue = await channel.declare_queue(f"{name}.dead", durable=True)
+        await dead_queue.bind(dead, routing_key=spec.consumer)
+        queue = await channel.declare_queue(
+            name,
+            durable=True,
+            arguments={
+                "x-dead-letter-exchange": self.dead_exchange_name,
+                "x-dead-letter-routing-key": spec.consumer,
+            },
+        )
+        for key in spec.routing_keys:
+            await queue.bind(exchange, routing_key=key)
+        return queue
+
+    async def publish(self, envelope: Envelope) -> None:
+        """Publish persistently; returns once the broker confirmed it was routed to a queue."""
+        if self._exchange is None:
+            raise ConnectionError("broker not connected")
+        message = aio_pika.Message(
+            body=envelope.model_dump_json().encode(),
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=envelope.event_id,
+            type=envelope.type,
+            timestamp=envelope.occurred_at,
+            headers={"version": envelope.version, "task_id": envelope.task_id},
+        )
+        await self._exchange.publish(
+            message, routing_key=envelope.type, mandatory=True, timeout=PUBLISH_TIMEOUT_S
+        )
+
+    async def close(self) -> None:
+        """Close the connection; safe to call twice."""
+        connection, self._connection, self._channel, self._exchange = (
+            self._connection,
+            None,
+            None,
+            None,
+        )
+        if connection is not None:
+            await connection.close()

@@ -1,0 +1,71 @@
+"""The connection settings of SPEC §4: API key, minimum call duration, error webhook.
+
+Stored as one document; the API key is made once, on the first start of any
+service, and never changes afterwards.
+"""
+
+from __future__ import annotations
+
+import secrets
+
+from pydantic import BaseModel, ConfigDict, Field
+from pymongo.asynchronous.database import AsyncDatabase
+
+from shared.mongo import SETTINGS, Document
+
+CONNECTION_ID = "connection"
+API_KEY_BYTES = 24
+
+
+class WebhookEndpoint(BaseModel):
+    """Where a kind of webhook goes, and the secret its payloads are signed with."""
+
+    model_config = ConfigDict(frozen=True)
+
+    url: str
+    secret: str
+
+
+class ConnectionSettings(BaseModel):
+    """What the admin sees on the Connection page."""
+
+    model_config = ConfigDict(frozen=True)
+
+    api_key: str
+    min_call_duration_s: float = Field(0.0, ge=0)
+    error_webhook: WebhookEndpoint | None = None
+
+
+def new_api_key() -> str:
+    """Generate an API key: 32 URL-safe characters, like the seed's example."""
+    return secrets.token_urlsafe(API_KEY_BYTES)
+
+
+async def ensure_connection_settings(
+    db: AsyncDatabase[Document], *, initial_api_key: str | None
+) -> ConnectionSettings:
+    """Create the settings on first start (race-free across replicas) and return them."""
+    defaults = ConnectionSettings(api_key=initial_api_key or new_api_key())
+    await db[SETTINGS].update_one(
+        {"_id": CONNECTION_ID},
+        {"$setOnInsert": defaults.model_dump()},
+        upsert=True,
+    )
+    return await load_connection_settings(db)
+
+
+async def load_connection_settings(db: AsyncDatabase[Document]) -> ConnectionSettings:
+    """Read the current settings; they must have been ensured before."""
+    document = await db[SETTINGS].find_one({"_id": CONNECTION_ID}, {"_id": 0})
+    if document is None:
+        raise LookupError("connection settings are not initialised")
+    return ConnectionSettings.model_validate(document)
+
+
+async def update_connection_settings(
+    db: AsyncDatabase[Document], changes: Document
+) -> ConnectionSettings:
+    """Apply a partial update (never the API key) and return the new settings."""
+    if changes:
+        await db[SETTINGS].update_one({"_id": CONNECTION_ID}, {"$set": changes})
+    return await load_connection_settings(db)

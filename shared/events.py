@@ -1,0 +1,106 @@
+"""The event contract between services: versioned envelopes around past-tense facts.
+
+An event's routing key is its `TYPE`. A consumer that meets a type or version it
+does not know raises `UnknownEvent` so the message goes to the dead-letter queue
+instead of being guessed at.
+"""
+
+from __future__ import annotations
+
+import uuid
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from shared.errors import UnknownEvent
+
+
+def utcnow() -> datetime:
+    """Return the current time, timezone-aware in UTC."""
+    return datetime.now(UTC)
+
+
+class Event(BaseModel):
+    """A fact that happened to a call; subclasses set `TYPE` and `VERSION`."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    TYPE: ClassVar[str]
+    VERSION: ClassVar[int] = 1
+
+
+class CallMeta(Event):
+    """What the CRM told about the call: echoed in every webhook."""
+
+    call_id: str = Field(description="The CRM's unique call id.")
+    deal_id: str = Field(description="The CRM deal the call belongs to.")
+    manager_id: str = Field(description="The CRM manager who made the call.")
+    manager_name: str | None = Field(None, description="The manager's name as the CRM sent it.")
+    deal_stage_id: str | None = Field(None, description="The CRM deal stage.")
+    stage_id: str | None = Field(None, description="The CRM funnel.")
+    stage: str | None = Field(None, description="The CRM funnel's name.")
+
+
+class CallReceived(CallMeta):
+    """The CRM submitted a call and it was accepted for processing."""
+
+    TYPE: ClassVar[str] = "call.received"
+
+    audio_url: str = Field(description="Where the downloader fetches the recording.")
+    declared_duration_s: float | None = Field(
+        None, description="Duration the CRM declared; the probed length is authoritative."
+    )
+
+
+class CallSkipped(CallMeta):
+    """The call was accepted but will not be analysed (e.g. shorter than the minimum)."""
+
+    TYPE: ClassVar[str] = "call.skipped"
+
+    reason: str = Field(description="Machine-readable reason, e.g. `too_short`.")
+    message: str = Field(description="The reason in Russian, as shown to people.")
+
+
+EVENT_TYPES: dict[str, type[Event]] = {cls.TYPE: cls for cls in (CallReceived, CallSkipped)}
+
+
+class Envelope(BaseModel):
+    """What travels on the broker: identity, type, version and time around the event."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    event_id: str = Field(description="Unique id; stable across redeliveries.")
+    type: str = Field(description="The event type, also the routing key.")
+    version: int = Field(ge=1, description="Version of the event's schema.")
+    occurred_at: datetime = Field(description="When the fact happened (UTC).")
+    task_id: str = Field(description="The task the event belongs to.")
+    data: dict[str, Any] = Field(description="The event itself, validated by its type.")
+
+    @classmethod
+    def wrap(cls, event: Event, *, task_id: str, occurred_at: datetime | None = None) -> Envelope:
+        """Put an event in a new envelope with a fresh id."""
+        return cls(
+            event_id=f"evt_{uuid.uuid4().hex}",
+            type=event.TYPE,
+            version=event.VERSION,
+            occurred_at=occurred_at or utcnow(),
+            task_id=task_id,
+            data=event.model_dump(mode="json"),
+        )
+
+    def event(self) -> Event:
+        """Validate and return the event inside; unknown types and versions raise UnknownEvent."""
+        event_cls = EVENT_TYPES.get(self.type)
+        if event_cls is None or event_cls.VERSION != self.version:
+            raise UnknownEvent(details=[{"type": self.type, "version": self.version}])
+        return event_cls.model_validate(self.data)
+
+
+def parse_envelope(body: bytes) -> tuple[Envelope, Event]:
+    """Decode a message body; anything malformed raises UnknownEvent."""
+    try:
+        envelope = Envelope.model_validate_json(body)
+        return envelope, envelope.event()
+    except ValidationError as exc:
+        raise UnknownEvent(details=[{"error": str(exc)}]) from exc

@@ -1,0 +1,64 @@
+"""MongoDB access through PyMongo's async API, and every index the system relies on."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
+from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.asynchronous.database import AsyncDatabase
+
+Document = dict[str, Any]
+
+CALLS = "calls"
+SETTINGS = "settings"
+USERS = "users"
+SESSIONS = "sessions"
+
+INDEXES: dict[str, list[IndexModel]] = {
+    CALLS: [
+        # The one place that decides duplicates: a second insert of a call_id fails.
+        IndexModel([("call_id", ASCENDING)], unique=True, name="call_id_unique"),
+        IndexModel(
+            [("outbox_pending", ASCENDING)],
+            partialFilterExpression={"outbox_pending": True},
+            name="outbox_pending",
+        ),
+        IndexModel([("status", ASCENDING), ("received_at", DESCENDING)], name="status_received"),
+        IndexModel([("received_at", DESCENDING)], name="received_at"),
+    ],
+    USERS: [IndexModel([("email", ASCENDING)], unique=True, name="email_unique")],
+    SESSIONS: [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expiry")],
+}
+
+
+def connect_mongo(url: str, *, timeout_s: float = 5.0) -> AsyncMongoClient[Document]:
+    """Create a client; it connects lazily, so this never blocks."""
+    return AsyncMongoClient(
+        url,
+        tz_aware=True,
+        serverSelectionTimeoutMS=int(timeout_s * 1000),
+        connectTimeoutMS=int(timeout_s * 1000),
+        appname="cifrovoy-rop",
+    )
+
+
+def database(client: AsyncMongoClient[Document]) -> AsyncDatabase[Document]:
+    """Return the database named in the connection string."""
+    return client.get_default_database()
+
+
+async def ensure_indexes(db: AsyncDatabase[Document]) -> None:
+    """Create every index (idempotent); run by each service at start."""
+    for collection, indexes in INDEXES.items():
+        await db[collection].create_indexes(indexes)
+
+
+async def ping(db: AsyncDatabase[Document]) -> None:
+    """Round-trip to the server; raises when it cannot be reached."""
+    await db.command("ping")
+
+
+def calls(db: AsyncDatabase[Document]) -> AsyncCollection[Document]:
+    """The tasks collection: one document per accepted call, keyed by task_id."""
+    return db[CALLS]

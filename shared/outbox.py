@@ -1,0 +1,134 @@
+"""Transactional outbox: events stored inside the document whose change they announce.
+
+A writer puts its outgoing envelopes in the document's `outbox` array and sets
+`outbox_pending: true` in the same single-document write, so the state and the
+event are durable together without a multi-document transaction. The relay
+publishes pending envelopes with publisher confirms and only then removes them.
+Publishing is at least once: a crash between the confirm and the removal
+publishes the same `event_id` again, and consumers are idempotent.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from typing import Any
+
+from pymongo.asynchronous.collection import AsyncCollection
+
+from shared.amqp import Broker
+from shared.events import Envelope
+from shared.logging import get_logger
+from shared.mongo import Document
+
+log = get_logger(__name__)
+
+MAX_BACKOFF_S = 30.0
+
+
+def outbox_fields(*envelopes: Envelope) -> Document:
+    """Return the fields that put envelopes in a document's outbox (for insert or `$set`)."""
+    return {
+        "outbox": [envelope.model_dump(mode="json") for envelope in envelopes],
+        "outbox_pending": True,
+    }
+
+
+def _without_published(event_ids: list[str]) -> list[Document]:
+    """An update pipeline dropping published envelopes and clearing the flag when none remain."""
+    return [
+        {
+            "$set": {
+                "outbox": {
+                    "$filter": {
+                        "input": "$outbox",
+                        "cond": {"$not": [{"$in": ["$$this.event_id", event_ids]}]},
+                    }
+                }
+            }
+        },
+        {"$set": {"outbox_pending": {"$gt": [{"$size": "$outbox"}, 0]}}},
+    ]
+
+
+class OutboxRelay:
+    """Publishes pending outbox envelopes of one collection to the broker."""
+
+    def __init__(
+        self,
+        collection: AsyncCollection[Document],
+        broker: Broker,
+        *,
+        poll_interval_s: float = 1.0,
+        batch_size: int = 200,
+        on_backlog: Callable[[int], Any] | None = None,
+    ) -> None:
+        self._collection = collection
+        self._broker = broker
+        self._poll_interval_s = poll_interval_s
+        self._batch_size = batch_size
+        self._on_backlog = on_backlog
+        self._wakeup = asyncio.Event()
+
+    def wake(self) -> None:
+        """Ask the relay to look now instead of at its next poll."""
+        self._wakeup.set()
+
+    async def backlog(self) -> int:
+        """Count documents whose events are not yet published."""
+        return await self._collection.count_documents({"outbox_pending": True})
+
+    async def run(self) -> None:
+        """Publish forever: connect, drain, wait for a wake-up or the poll interval, repeat."""
+        failures = 0
+        while True:
+            self._wakeup.clear()
+            try:
+                await self._broker.connect()
+                while await self.drain_once() == self._batch_size:
+                    pass
+                if self._on_backlog is not None:
+                    self._on_backlog(await self.backlog())
+                failures = 0
+                delay_s = self._poll_interval_s
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                delay_s = min(self._poll_interval_s * 2**failures, MAX_BACKOFF_S)
+                log.warning("outbox_relay_failed", error=repr(exc), retry_in_s=delay_s)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wakeup.wait(), timeout=delay_s)
+
+    async def drain_once(self) -> int:
+        """Publish one batch of pending documents; return how many documents were read."""
+        documents = await self._collection.find(
+            {"outbox_pending": True}, {"outbox": 1}, limit=self._batch_size
+        ).to_list()
+        if not documents:
+            return 0
+        envelopes = [
+            (document["_id"], Envelope.model_validate(raw))
+            for document in documents
+            for raw in document["outbox"]
+        ]
+        results = await asyncio.gather(
+            *(self._broker.publish(envelope) for _, envelope in envelopes),
+            return_exceptions=True,
+        )
+        published: dict[Any, list[str]] = {}
+        first_error: BaseException | None = None
+        for (doc_id, envelope), result in zip(envelopes, results, strict=True):
+            if isinstance(result, BaseException):
+                first_error = first_error or result
+            else:
+                published.setdefault(doc_id, []).append(envelope.event_id)
+        if published:
+            event_ids = [event_id for ids in published.values() for event_id in ids]
+            await self._collection.update_many(
+                {"_id": {"$in": list(published)}}, _without_published(event_ids)
+            )
+        if first_error is not None:
+            raise first_error
+        return len(documents)

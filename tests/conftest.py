@@ -1,0 +1,84 @@
+"""Real infrastructure for the tests: a SecantusDB process per session, the local RabbitMQ."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterator
+
+import aio_pika
+import pytest
+from aiohttp.test_utils import TestClient, TestServer
+from pymongo import AsyncMongoClient
+
+from devtools.secantus import free_port, port_open, start_secantus, stop
+from services.ingest.web import create_app
+from shared.amqp import CONSUMER_QUEUES
+from shared.settings import Settings
+
+AMQP_URL = os.environ.get("ROP_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
+API_KEY = "test-api-key-0123456789abcdef"
+ADMIN_EMAIL = "admin@test.local"
+ADMIN_PASSWORD = "correct horse battery staple"
+
+
+@pytest.fixture(scope="session")
+def mongo_server() -> Iterator[str]:
+    """One SecantusDB process for the session; each test gets its own database."""
+    port = free_port()
+    process = start_secantus(port, ":memory:")
+    yield f"mongodb://127.0.0.1:{port}"
+    stop(process)
+
+
+@pytest.fixture(scope="session")
+def amqp_url() -> str:
+    """The real broker every test publishes to."""
+    if not port_open("127.0.0.1", 5672):
+        pytest.fail("RabbitMQ is not running on 127.0.0.1:5672 (rabbitmq-server -detached)")
+    return AMQP_URL
+
+
+@pytest.fixture
+async def settings(
+    mongo_server: str, amqp_url: str, tmp_path: os.PathLike[str]
+) -> AsyncIterator[Settings]:
+    """Settings isolated per test: own database, own exchange and queue names."""
+    suffix = uuid.uuid4().hex[:10]
+    settings = Settings(
+        mongo_url=f"{mongo_server}/rop_test_{suffix}",
+        amqp_url=amqp_url,
+        amqp_prefix=f"rop-test-{suffix}",
+        api_key=API_KEY,
+        admin_email=ADMIN_EMAIL,
+        admin_password=ADMIN_PASSWORD,
+        state_dir=tmp_path,
+        outbox_poll_interval_s=0.2,
+    )
+    yield settings
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(settings.mongo_url)
+    await client.drop_database(f"rop_test_{suffix}")
+    await client.close()
+    await _delete_topology(amqp_url, settings.amqp_prefix)
+
+
+async def _delete_topology(amqp_url: str, prefix: str) -> None:
+    connection = await aio_pika.connect(amqp_url)
+    async with connection:
+        channel = await connection.channel()
+        for spec in CONSUMER_QUEUES:
+            for name in (f"{prefix}.{spec.consumer}", f"{prefix}.{spec.consumer}.dead"):
+                await channel.queue_delete(name)
+        for name in (f"{prefix}.events", f"{prefix}.dead"):
+            await channel.exchange_delete(name)
+
+
+@pytest.fixture
+async def ingest_client(settings: Settings) -> AsyncIterator[TestClient[object, object]]:
+    """The ingest gateway running on 127.0.0.1 with a real database and broker."""
+    client: TestClient[object, object] = TestClient(
+        TestServer(create_app(settings), host="127.0.0.1")
+    )
+    await client.start_server()
+    yield client
+    await client.close()
