@@ -13,6 +13,7 @@ its consumer first runs still waits in that consumer's queue.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aio_pika
@@ -54,11 +55,20 @@ class Broker:
         self._channel: AbstractChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._lock = asyncio.Lock()
+        self._reconnect_listeners: list[Callable[[], None]] = []
 
     @property
     def is_connected(self) -> bool:
         """True while the connection to the broker is up (it reconnects by itself)."""
         return self._connection is not None and self._connection.connected.is_set()
+
+    def on_reconnect(self, listener: Callable[[], None]) -> None:
+        """Call `listener` each time the connection comes back after a loss."""
+        self._reconnect_listeners.append(listener)
+
+    def _reconnected(self, *_: object) -> None:
+        for listener in self._reconnect_listeners:
+            listener()
 
     def queue_name(self, consumer: str) -> str:
         """Name of a consumer's durable queue."""
@@ -76,6 +86,7 @@ class Broker:
             except BaseException:
                 await connection.close()
                 raise
+            connection.reconnect_callbacks.add(self._reconnected)
             self._connection, self._channel = connection, channel
 
     async def _declare_topology(self, channel: AbstractChannel) -> AbstractExchange:

@@ -24,7 +24,7 @@ from shared.mongo import Document
 
 log = get_logger(__name__)
 
-MAX_BACKOFF_S = 30.0
+MAX_BACKOFF_S = 10.0
 
 
 def outbox_fields(*envelopes: Envelope) -> Document:
@@ -70,6 +70,7 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._on_backlog = on_backlog
         self._wakeup = asyncio.Event()
+        broker.on_reconnect(self.wake)
 
     def wake(self) -> None:
         """Ask the relay to look now instead of at its next poll."""

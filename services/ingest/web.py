@@ -228,13 +228,13 @@ async def _submit(
         acceptance = await handlers.accept_call(
             submission, db=ingest.db, relay=ingest.relay, state=ingest.state, source=source
         )
+        log.info("call_accepted", task_id=acceptance.task_id, status=acceptance.body["status"])
     except RopError as exc:
         ingest.metrics.calls_rejected.labels(exc.code).inc()
         raise
     finally:
         structlog.contextvars.unbind_contextvars("call_id")
     ingest.metrics.calls_accepted.labels(acceptance.body["status"]).inc()
-    log.info("call_accepted", task_id=acceptance.task_id, status=acceptance.body["status"])
     return _json(acceptance.body)
 
 

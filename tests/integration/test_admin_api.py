@@ -1,0 +1,180 @@
+"""Login and the admin-only connection settings of SPEC §4.1."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from pymongo import AsyncMongoClient
+
+from services.ingest.accounts import Role, hash_password
+from shared.settings import Settings
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, API_KEY
+
+Client = TestClient[Any, Any]
+CONNECTION = "/api/v1/settings/connection"
+
+
+async def add_user(settings: Settings, email: str, password: str, role: Role, *, active: bool = True) -> None:
+    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url)
+    await mongo.get_default_database().users.insert_one(
+        {
+            "email": email,
+            "password_hash": await hash_password(password),
+            "role": role.value,
+            "manager_id": "mgr_001" if role is Role.MANAGER else None,
+            "active": active,
+        }
+    )
+    await mongo.close()
+
+
+async def log_in(client: Client, email: str, password: str) -> dict[str, Any]:
+    response = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
+    body: dict[str, Any] = await response.json()
+    assert response.status == 200, body
+    return body
+
+
+def bearer(session: dict[str, Any]) -> dict[str, str]:
+    return {"Authorization": f"Bearer {session['token']}"}
+
+
+async def test_admin_sees_ready_made_urls_with_the_key(ingest_client: Client) -> None:
+    session = await log_in(ingest_client, ADMIN_EMAIL, ADMIN_PASSWORD)
+    assert session["user"]["role"] == "admin"
+    response = await ingest_client.get(CONNECTION, headers=bearer(session))
+    body = await response.json()
+    assert response.status == 200
+    base = str(ingest_client.make_url("")).rstrip("/")
+    assert body["upload_url"] == f"{base}/api/v1/calls/audio-upload?apiKey={API_KEY}"
+    assert body["json_url"] == f"{base}/api/v1/calls?apiKey={API_KEY}"
+    assert body["api_key"] == API_KEY
+    assert body["min_call_duration_s"] == 0
+    assert body["error_webhook"] is None
+
+
+async def test_connection_needs_a_session(ingest_client: Client) -> None:
+    for response in (
+        await ingest_client.get(CONNECTION),
+        await ingest_client.get(CONNECTION, headers={"Authorization": "Bearer forged"}),
+        await ingest_client.put(CONNECTION, json={"min_call_duration_s": 5}),
+        await ingest_client.get(CONNECTION, params={"apiKey": API_KEY}),
+    ):
+        assert response.status == 401
+        assert (await response.json())["code"] == "unauthorized"
+
+
+@pytest.mark.parametrize("role", [Role.SUPERVISOR, Role.MANAGER])
+async def test_other_roles_get_403(ingest_client: Client, settings: Settings, role: Role) -> None:
+    await add_user(settings, f"{role.value}@test.local", "pw-123456", role)
+    session = await log_in(ingest_client, f"{role.value}@test.local", "pw-123456")
+    for response in (
+        await ingest_client.get(CONNECTION, headers=bearer(session)),
+        await ingest_client.put(CONNECTION, json={"min_call_duration_s": 1}, headers=bearer(session)),
+    ):
+        assert response.status == 403
+        assert (await response.json())["code"] == "forbidden"
+
+
+@pytest.mark.parametrize(
+    ("email", "password"),
+    [(ADMIN_EMAIL, "wrong"), ("nobody@test.local", ADMIN_PASSWORD), ("off@test.local", "pw-123456")],
+)
+async def test_bad_credentials_and_switched_off_users_are_401(
+    ingest_client: Client, settings: Settings, email: str, password: str
+) -> None:
+    await add_user(settings, "off@test.local", "pw-123456", Role.ADMIN, active=False)
+    response = await ingest_client.post(
+        "/api/v1/auth/login", json={"email": email, "password": password}
+    )
+    body = await response.json()
+    assert response.status == 401
+    assert body["message"] == "Неверный email или пароль"
+    assert "set-cookie" not in {name.lower() for name in response.headers}
+
+
+@pytest.mark.parametrize("body", [{}, {"email": "a@b.c"}, {"email": 1, "password": 2}, [1]])
+async def test_malformed_login_is_400(ingest_client: Client, body: Any) -> None:
+    response = await ingest_client.post("/api/v1/auth/login", json=body)
+    assert response.status == 400
+    assert (await response.json())["code"] == "invalid_request"
+
+
+async def test_cookie_session_needs_the_csrf_token_to_change_settings(
+    ingest_client: Client,
+) -> None:
+    response = await ingest_client.post(
+        "/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+    )
+    session = await response.json()
+    set_cookie = response.headers["Set-Cookie"]
+    assert set_cookie.startswith(f"rop_session={session['token']};")
+    assert "HttpOnly" in set_cookie
+    assert "SameSite=Lax" in set_cookie
+
+    assert (await ingest_client.get(CONNECTION)).status == 200
+    without = await ingest_client.put(CONNECTION, json={"min_call_duration_s": 7})
+    assert without.status == 403
+    with_token = await ingest_client.put(
+        CONNECTION, json={"min_call_duration_s": 7}, headers={"X-CSRF-Token": session["csrf_token"]}
+    )
+    assert with_token.status == 200
+    assert (await with_token.json())["min_call_duration_s"] == 7
+
+    assert (await ingest_client.post("/api/v1/auth/logout", headers={"X-CSRF-Token": session["csrf_token"]})).status == 200
+    assert (await ingest_client.get(CONNECTION, headers=bearer(session))).status == 401
+
+
+async def test_error_webhook_gets_a_secret_that_changes_with_the_url(ingest_client: Client) -> None:
+    headers = bearer(await log_in(ingest_client, ADMIN_EMAIL, ADMIN_PASSWORD))
+    first = await (
+        await ingest_client.put(
+            CONNECTION, json={"error_webhook_url": "https://crm.example/hooks/errors"}, headers=headers
+        )
+    ).json()
+    secret = first["error_webhook"]["secret"]
+    assert first["error_webhook"]["url"] == "https://crm.example/hooks/errors"
+    assert secret.startswith("whsec_") and len(secret) > 30
+    same = await (
+        await ingest_client.put(
+            CONNECTION,
+            json={"error_webhook_url": "https://crm.example/hooks/errors", "min_call_duration_s": 3},
+            headers=headers,
+        )
+    ).json()
+    assert same["error_webhook"]["secret"] == secret
+    assert same["min_call_duration_s"] == 3
+    moved = await (
+        await ingest_client.put(
+            CONNECTION, json={"error_webhook_url": "https://crm.example/hooks/v2"}, headers=headers
+        )
+    ).json()
+    assert moved["error_webhook"]["secret"] != secret
+    cleared = await (
+        await ingest_client.put(CONNECTION, json={"error_webhook_url": None}, headers=headers)
+    ).json()
+    assert cleared["error_webhook"] is None
+
+
+@pytest.mark.parametrize(
+    ("body", "field"),
+    [
+        ({"min_call_duration_s": -1}, "min_call_duration_s"),
+        ({"min_call_duration_s": "abc"}, "min_call_duration_s"),
+        ({"error_webhook_url": "ftp://x"}, "error_webhook_url"),
+        ({"api_key": "mine"}, "api_key"),
+    ],
+)
+async def test_bad_settings_are_400_naming_the_field(
+    ingest_client: Client, body: dict[str, Any], field: str
+) -> None:
+    headers = bearer(await log_in(ingest_client, ADMIN_EMAIL, ADMIN_PASSWORD))
+    response = await ingest_client.put(CONNECTION, json=body, headers=headers)
+    answer = await response.json()
+    assert response.status == 400
+    assert [d["field"] for d in answer["details"]] == [field]
+    unchanged = await (await ingest_client.get(CONNECTION, headers=headers)).json()
+    assert unchanged["api_key"] == API_KEY
+    assert unchanged["min_call_duration_s"] == 0

@@ -1,0 +1,86 @@
+"""Health, readiness, metrics, the OpenAPI document, and logs that never hold the API key."""
+
+from __future__ import annotations
+
+import io
+import json
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from openapi_spec_validator import validate
+
+from shared.logging import configure_logging
+from tests.conftest import API_KEY
+from tests.integration.test_crm_api import a_call, post_form, post_json
+
+Client = TestClient[Any, Any]
+
+
+@pytest.fixture
+def log_lines() -> Iterator[io.StringIO]:
+    stream = io.StringIO()
+    configure_logging("info", "json", stream=stream)
+    yield stream
+    configure_logging("info", "json")
+
+
+async def test_health_and_readiness(ingest_client: Client) -> None:
+    assert (await (await ingest_client.get("/healthz")).json()) == {"status": "ok"}
+    ready = await ingest_client.get("/readyz")
+    assert ready.status == 200
+    assert (await ready.json())["checks"]["mongo"] == "ok"
+
+
+async def test_metrics_count_requests_and_outcomes(ingest_client: Client) -> None:
+    await post_json(ingest_client, a_call())
+    await post_json(ingest_client, a_call(), key="wrong")
+    await post_json(ingest_client, a_call(duration=-1))
+    text = await (await ingest_client.get("/metrics")).text()
+    assert 'rop_calls_accepted_total{status="success"} 1.0' in text
+    assert 'rop_calls_rejected_total{code="unauthorized"} 1.0' in text
+    assert 'rop_calls_rejected_total{code="invalid_request"} 1.0' in text
+    assert 'rop_http_requests_total{method="POST",route="/api/v1/calls",status="200"} 1.0' in text
+    assert "rop_http_request_duration_seconds_bucket" in text
+    assert "rop_outbox_backlog" in text
+
+
+async def test_openapi_document_is_valid_and_complete(ingest_client: Client) -> None:
+    document = await (await ingest_client.get("/api/v1/openapi.json")).json()
+    validate(document)
+    paths = document["paths"]
+    for path in (
+        "/api/v1/calls/audio-upload",
+        "/api/v1/calls",
+        "/api/v1/tasks/{task_id}",
+        "/api/v1/calls/{call_id}",
+        "/api/v1/auth/login",
+        "/api/v1/settings/connection",
+    ):
+        assert path in paths
+    assert set(paths["/api/v1/calls"]["post"]["responses"]) >= {"200", "400", "401", "409", "500"}
+    json_schema = document["components"]["schemas"]["JsonCallSubmission"]
+    assert set(json_schema["required"]) == {"call_id", "audio_url", "manager_id", "deal_id", "duration"}
+    form_schema = document["components"]["schemas"]["CallSubmission"]
+    assert "duration" not in form_schema["required"]
+
+
+async def test_logs_are_json_and_never_hold_the_api_key(
+    ingest_client: Client, log_lines: io.StringIO
+) -> None:
+    await post_json(ingest_client, a_call())
+    await post_form(ingest_client, a_call(), "multipart")
+    await ingest_client.post("/api/v1/calls", json=a_call(), headers={"X-API-Key": API_KEY})
+    await ingest_client.get("/api/v1/calls/x", params={"apiKey": API_KEY, "x": "1"})
+    output = log_lines.getvalue()
+    records = [json.loads(line) for line in output.splitlines()]
+    access = [r for r in records if r["event"] == "http_request"]
+    assert len(access) == 4
+    assert API_KEY not in output
+    assert access[0]["path"] == "/api/v1/calls?apiKey=***"
+    assert access[3]["path"] == "/api/v1/calls/x?apiKey=***&x=1"
+    assert all(r["request_id"] for r in access)
+    accepted = [r for r in records if r["event"] == "call_accepted"]
+    assert len(accepted) == 3
+    assert all(r["task_id"].startswith("task_") and r["call_id"] for r in accepted)
