@@ -75,8 +75,10 @@ def main() -> None:
 
     host = env.get("ROP_HTTP_HOST", "127.0.0.1")
     port = env.get("ROP_HTTP_PORT", "8080")
-    for service in SERVICES:
-        children.append(subprocess.Popen([sys.executable, "-m", f"services.{service}"], env=env))
+    children.extend(
+        subprocess.Popen([sys.executable, "-m", f"services.{service}"], env=env)
+        for service in SERVICES
+    )
     base_url = f"http://{host}:{port}"
     try:
         _wait_healthy(f"{base_url}/healthz", children[-len(SERVICES)])

@@ -32,7 +32,9 @@ def _server_command() -> str:
     beside_python = Path(sys.executable).with_name("secantusd-py")
     found = str(beside_python) if beside_python.exists() else shutil.which("secantusd-py")
     if found is None:
-        raise RuntimeError("secantusd-py not found: install the dev extras (pip install -e '.[dev]')")
+        raise RuntimeError(
+            "secantusd-py not found: install the dev extras (pip install -e '.[dev]')"
+        )
     return found
 
 

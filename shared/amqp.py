@@ -1,4 +1,4 @@
-"""RabbitMQ plumbing on aio-pika: one robust connection, the system's topology, confirmed publishing.
+"""RabbitMQ plumbing on aio-pika: a robust connection, the topology, confirmed publishing.
 
 Topology (every name starts with the configured prefix):
 - `<prefix>.events`: durable topic exchange; an event's routing key is its type.

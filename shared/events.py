@@ -92,7 +92,7 @@ class Envelope(BaseModel):
     def event(self) -> Event:
         """Validate and return the event inside; unknown types and versions raise UnknownEvent."""
         event_cls = EVENT_TYPES.get(self.type)
-        if event_cls is None or event_cls.VERSION != self.version:
+        if event_cls is None or self.version != event_cls.VERSION:
             raise UnknownEvent(details=[{"type": self.type, "version": self.version}])
         return event_cls.model_validate(self.data)
 

@@ -57,8 +57,10 @@ def _redact_event(
     return event_dict
 
 
-def configure_logging(level: str = "info", fmt: str = "json", stream: IO[str] | None = None) -> None:
-    """Route structlog and the standard library (aiohttp, aio-pika) through one redacting renderer."""
+def configure_logging(
+    level: str = "info", fmt: str = "json", stream: IO[str] | None = None
+) -> None:
+    """Route structlog and the standard library (aiohttp, aio-pika) through one redacting output."""
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
         structlog.stdlib.add_log_level,

@@ -61,6 +61,21 @@ class Settings(BaseSettings):
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
 
+    @field_validator(
+        "api_key",
+        "admin_password",
+        "public_base_url",
+        "asr_language",
+        "llm_base_url",
+        "llm_api_key",
+        "llm_model",
+        mode="before",
+    )
+    @classmethod
+    def _empty_is_unset(cls, value: object) -> object:
+        # Compose and k8s pass unset optional variables as empty strings.
+        return None if value == "" else value
+
     @field_validator("mongo_url")
     @classmethod
     def _mongo_url_names_database(cls, value: str) -> str:

@@ -8,6 +8,7 @@ database stores only its SHA-256, so a leaked database holds no usable tokens.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import secrets
 from dataclasses import dataclass
@@ -78,6 +79,11 @@ class Session:
     expires_at: datetime
 
 
+@functools.cache
+def _unknown_user_hash() -> str:
+    return _hasher.hash(secrets.token_urlsafe(16))
+
+
 def _token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
@@ -104,13 +110,8 @@ async def ensure_initial_admin(
     """
     if await db[USERS].find_one({}, {"_id": 1}) is not None:
         return None
-    password_file: Path | None = None
-    if password is None:
-        password = secrets.token_urlsafe(18)
-        state_dir.mkdir(parents=True, exist_ok=True)
-        password_file = state_dir / INITIAL_PASSWORD_FILE
-        password_file.touch(mode=0o600)
-        password_file.write_text(password + "\n")
+    generated = password is None
+    password = password or secrets.token_urlsafe(18)
     try:
         await db[USERS].insert_one(
             {
@@ -125,16 +126,24 @@ async def ensure_initial_admin(
     except DuplicateKeyError:
         # Another replica created it first; keep theirs.
         return None
-    return password_file
+    if not generated:
+        return None
+    return await asyncio.to_thread(_write_private_file, state_dir / INITIAL_PASSWORD_FILE, password)
 
 
-async def log_in(
-    db: AsyncDatabase[Document], *, email: str, password: str, ttl_s: int
-) -> Session:
+def _write_private_file(path: Path, text: str) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.unlink(missing_ok=True)
+    path.touch(mode=0o600)
+    path.write_text(text + "\n")
+    return path
+
+
+async def log_in(db: AsyncDatabase[Document], *, email: str, password: str, ttl_s: int) -> Session:
     """Check the credentials of an active user and open a session."""
     document = await db[USERS].find_one({"email": email.strip().lower()})
     # Verify against a dummy hash for unknown users so timing does not reveal who exists.
-    password_hash = document["password_hash"] if document else _UNKNOWN_USER_HASH
+    password_hash = document["password_hash"] if document else _unknown_user_hash()
     matches = await _password_matches(password_hash, password)
     if document is None or not matches or not document.get("active", True):
         raise Unauthorized(BAD_CREDENTIALS)
@@ -172,6 +181,3 @@ async def session_for(db: AsyncDatabase[Document], token: str) -> Session | None
 async def log_out(db: AsyncDatabase[Document], token: str) -> None:
     """End a session."""
     await db[SESSIONS].delete_one({"_id": _token_hash(token)})
-
-
-_UNKNOWN_USER_HASH = _hasher.hash(secrets.token_urlsafe(16))

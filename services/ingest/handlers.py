@@ -35,8 +35,7 @@ def new_task_id() -> str:
 def skipped_message(min_duration_s: float) -> str:
     """Explain in Russian why a too-short call is not analysed."""
     return (
-        f"Звонок короче минимальной длительности ({min_duration_s:g} с) "
-        "и не будет проанализирован"
+        f"Звонок короче минимальной длительности ({min_duration_s:g} с) и не будет проанализирован"
     )
 
 
@@ -90,8 +89,15 @@ async def accept_call(
     now = utcnow()
     min_duration_s = state.connection.min_call_duration_s
     meta = submission.model_dump(
-        include={"call_id", "deal_id", "manager_id", "manager_name", "deal_stage_id", "stage_id",
-                 "stage"}
+        include={
+            "call_id",
+            "deal_id",
+            "manager_id",
+            "manager_name",
+            "deal_stage_id",
+            "stage_id",
+            "stage",
+        }
     )
     too_short = submission.duration is not None and submission.duration < min_duration_s
     event: Event
@@ -115,7 +121,9 @@ async def accept_call(
         **meta,
         "audio_url": submission.audio_url,
         "declared_duration_s": submission.duration,
-        "extra_json": json.dumps(submission.extra, ensure_ascii=False) if submission.extra else None,
+        "extra_json": json.dumps(submission.extra, ensure_ascii=False)
+        if submission.extra
+        else None,
         "source": source,
         "status": status,
         "skip_reason": {"code": "too_short", "message": body["message"]} if too_short else None,
@@ -162,9 +170,7 @@ def task_view(document: Document) -> Document:
         "extra": json.loads(document["extra_json"]) if document.get("extra_json") else {},
         "received_at": _iso(document["received_at"]),
         "updated_at": _iso(document["updated_at"]),
-        "timeline": [
-            {**entry, "at": _iso(entry["at"])} for entry in document.get("timeline", [])
-        ],
+        "timeline": [{**entry, "at": _iso(entry["at"])} for entry in document.get("timeline", [])],
         "results": document.get("results"),
     }
 

@@ -185,8 +185,8 @@ _ADMIN_ERRORS = {
     "401": _error("unauthorized: no session"),
     "403": _error("forbidden: another role, or no CSRF token with a cookie session"),
 }
-_API_KEY_SECURITY = [{"apiKeyQuery": []}, {"apiKeyHeader": []}]
-_SESSION_SECURITY = [{"bearer": []}, {"sessionCookie": []}]
+_API_KEY_SECURITY: list[dict[str, list[str]]] = [{"apiKeyQuery": []}, {"apiKeyHeader": []}]
+_SESSION_SECURITY: list[dict[str, list[str]]] = [{"bearer": []}, {"sessionCookie": []}]
 
 
 def _submit(summary: str, content: dict[str, Any]) -> dict[str, Any]:
@@ -233,8 +233,10 @@ def build_openapi() -> dict[str, Any]:
         "paths": {
             "/api/v1/calls/audio-upload": _submit(
                 "Submit a call as form data (duration optional)",
-                {"multipart/form-data": {"schema": form},
-                 "application/x-www-form-urlencoded": {"schema": form}},
+                {
+                    "multipart/form-data": {"schema": form},
+                    "application/x-www-form-urlencoded": {"schema": form},
+                },
             ),
             "/api/v1/calls": _submit(
                 "Submit a call as JSON",

@@ -94,7 +94,7 @@ class CallSubmission(BaseModel):
 class JsonCallSubmission(CallSubmission):
     """A call submitted as JSON: `duration` is required and must be a JSON number."""
 
-    duration: float = Field(  # type: ignore[assignment]
+    duration: float = Field(
         ge=0, strict=True, allow_inf_nan=False, description="Seconds, a number ≥ 0."
     )
 
@@ -190,9 +190,7 @@ def parse_form_submission(body: bytes, content_type: str) -> CallSubmission:
 
 
 def _malformed_form(reason: str) -> InvalidRequest:
-    return InvalidRequest(
-        "Некорректное тело формы", details=[{"field": "body", "message": reason}]
-    )
+    return InvalidRequest("Некорректное тело формы", details=[{"field": "body", "message": reason}])
 
 
 def _urlencoded_pairs(body: bytes) -> list[tuple[str, str]]:

@@ -198,7 +198,7 @@ def _session_token(request: web.Request) -> tuple[str | None, bool]:
 
 
 async def require_session(request: web.Request, *roles: Role) -> Session:
-    """Resolve the caller's session; 401 without one, 403 for another role or a missing CSRF token."""
+    """Resolve the caller's session: 401 without one, 403 for another role or no CSRF token."""
     token, from_cookie = _session_token(request)
     session = await accounts.session_for(request.app[INGEST].db, token) if token else None
     if session is None:
@@ -342,7 +342,9 @@ async def put_connection(request: web.Request) -> web.Response:
     ingest.state.connection = await handlers.update_connection(
         ingest.db, ingest.state.connection, update
     )
-    log.info("connection_settings_updated", by=session.user.email, fields=sorted(update.model_fields_set))
+    log.info(
+        "connection_settings_updated", by=session.user.email, fields=sorted(update.model_fields_set)
+    )
     return _json(handlers.connection_view(ingest.state.connection, base_url=_base_url(request)))
 
 

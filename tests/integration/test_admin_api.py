@@ -16,7 +16,9 @@ Client = TestClient[Any, Any]
 CONNECTION = "/api/v1/settings/connection"
 
 
-async def add_user(settings: Settings, email: str, password: str, role: Role, *, active: bool = True) -> None:
+async def add_user(
+    settings: Settings, email: str, password: str, role: Role, *, active: bool = True
+) -> None:
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url)
     await mongo.get_default_database().users.insert_one(
         {
@@ -72,7 +74,9 @@ async def test_other_roles_get_403(ingest_client: Client, settings: Settings, ro
     session = await log_in(ingest_client, f"{role.value}@test.local", "pw-123456")
     for response in (
         await ingest_client.get(CONNECTION, headers=bearer(session)),
-        await ingest_client.put(CONNECTION, json={"min_call_duration_s": 1}, headers=bearer(session)),
+        await ingest_client.put(
+            CONNECTION, json={"min_call_duration_s": 1}, headers=bearer(session)
+        ),
     ):
         assert response.status == 403
         assert (await response.json())["code"] == "forbidden"
@@ -80,7 +84,11 @@ async def test_other_roles_get_403(ingest_client: Client, settings: Settings, ro
 
 @pytest.mark.parametrize(
     ("email", "password"),
-    [(ADMIN_EMAIL, "wrong"), ("nobody@test.local", ADMIN_PASSWORD), ("off@test.local", "pw-123456")],
+    [
+        (ADMIN_EMAIL, "wrong"),
+        ("nobody@test.local", ADMIN_PASSWORD),
+        ("off@test.local", "pw-123456"),
+    ],
 )
 async def test_bad_credentials_and_switched_off_users_are_401(
     ingest_client: Client, settings: Settings, email: str, password: str
@@ -123,7 +131,11 @@ async def test_cookie_session_needs_the_csrf_token_to_change_settings(
     assert with_token.status == 200
     assert (await with_token.json())["min_call_duration_s"] == 7
 
-    assert (await ingest_client.post("/api/v1/auth/logout", headers={"X-CSRF-Token": session["csrf_token"]})).status == 200
+    assert (
+        await ingest_client.post(
+            "/api/v1/auth/logout", headers={"X-CSRF-Token": session["csrf_token"]}
+        )
+    ).status == 200
     assert (await ingest_client.get(CONNECTION, headers=bearer(session))).status == 401
 
 
@@ -131,16 +143,22 @@ async def test_error_webhook_gets_a_secret_that_changes_with_the_url(ingest_clie
     headers = bearer(await log_in(ingest_client, ADMIN_EMAIL, ADMIN_PASSWORD))
     first = await (
         await ingest_client.put(
-            CONNECTION, json={"error_webhook_url": "https://crm.example/hooks/errors"}, headers=headers
+            CONNECTION,
+            json={"error_webhook_url": "https://crm.example/hooks/errors"},
+            headers=headers,
         )
     ).json()
     secret = first["error_webhook"]["secret"]
     assert first["error_webhook"]["url"] == "https://crm.example/hooks/errors"
-    assert secret.startswith("whsec_") and len(secret) > 30
+    assert secret.startswith("whsec_")
+    assert len(secret) > 30
     same = await (
         await ingest_client.put(
             CONNECTION,
-            json={"error_webhook_url": "https://crm.example/hooks/errors", "min_call_duration_s": 3},
+            json={
+                "error_webhook_url": "https://crm.example/hooks/errors",
+                "min_call_duration_s": 3,
+            },
             headers=headers,
         )
     ).json()

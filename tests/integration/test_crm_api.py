@@ -51,7 +51,9 @@ def as_urlencoded(fields: dict[str, Any]) -> dict[str, str]:
 FORM_ENCODINGS = {"multipart": as_multipart, "urlencoded": as_urlencoded}
 
 
-async def post_json(client: Client, body: Any, *, key: str | None = API_KEY) -> aiohttp.ClientResponse:
+async def post_json(
+    client: Client, body: Any, *, key: str | None = API_KEY
+) -> aiohttp.ClientResponse:
     params = {"apiKey": key} if key is not None else {}
     return await client.post("/api/v1/calls", json=body, params=params)
 

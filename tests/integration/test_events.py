@@ -106,9 +106,7 @@ async def test_event_waits_in_the_downloader_queue_before_it_runs(
     assert envelope.task_id == task_id
 
 
-async def test_short_call_is_skipped_and_announced(
-    ingest_client: Client, tap: EventTap
-) -> None:
+async def test_short_call_is_skipped_and_announced(ingest_client: Client, tap: EventTap) -> None:
     login = await ingest_client.post(
         "/api/v1/auth/login",
         json={"email": "admin@test.local", "password": "correct horse battery staple"},

@@ -61,7 +61,13 @@ async def test_openapi_document_is_valid_and_complete(ingest_client: Client) -> 
         assert path in paths
     assert set(paths["/api/v1/calls"]["post"]["responses"]) >= {"200", "400", "401", "409", "500"}
     json_schema = document["components"]["schemas"]["JsonCallSubmission"]
-    assert set(json_schema["required"]) == {"call_id", "audio_url", "manager_id", "deal_id", "duration"}
+    assert set(json_schema["required"]) == {
+        "call_id",
+        "audio_url",
+        "manager_id",
+        "deal_id",
+        "duration",
+    }
     form_schema = document["components"]["schemas"]["CallSubmission"]
     assert "duration" not in form_schema["required"]
 

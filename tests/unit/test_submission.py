@@ -48,12 +48,12 @@ def test_messages_are_russian_and_name_fields() -> None:
 
 def test_multipart_with_charset_and_empty_duration() -> None:
     body = (
-        b"--B\r\nContent-Disposition: form-data; name=\"call_id\"\r\n\r\nc\r\n"
-        b"--B\r\nContent-Disposition: form-data; name=\"audio_url\"\r\n\r\nhttps://h/a.ogg\r\n"
-        b"--B\r\nContent-Disposition: form-data; name=\"manager_id\"\r\n\r\nm\r\n"
-        b"--B\r\nContent-Disposition: form-data; name=\"deal_id\"\r\n\r\nd\r\n"
-        b"--B\r\nContent-Disposition: form-data; name=\"duration\"\r\n\r\n\r\n"
-        b"--B\r\nContent-Disposition: form-data; name=\"stage\"\r\n"
+        b'--B\r\nContent-Disposition: form-data; name="call_id"\r\n\r\nc\r\n'
+        b'--B\r\nContent-Disposition: form-data; name="audio_url"\r\n\r\nhttps://h/a.ogg\r\n'
+        b'--B\r\nContent-Disposition: form-data; name="manager_id"\r\n\r\nm\r\n'
+        b'--B\r\nContent-Disposition: form-data; name="deal_id"\r\n\r\nd\r\n'
+        b'--B\r\nContent-Disposition: form-data; name="duration"\r\n\r\n\r\n'
+        b'--B\r\nContent-Disposition: form-data; name="stage"\r\n'
         b"Content-Type: text/plain; charset=cp1251\r\n\r\n\xcf\xf0\xee\xe4\xe0\xe6\xe8\r\n--B--\r\n"
     )
     submission = parse_form_submission(body, f"{MULTIPART_TYPE}; boundary=B")

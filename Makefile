@@ -1,0 +1,41 @@
+# The two commands that matter: `make run` and `make test`.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: run test lint fmt bench bench-ingest api-key admin-password clean
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+run: $(STAMP) ## the whole system on the embedded defaults, at http://127.0.0.1:8080
+	$(PY) -m devtools.run_local
+
+test: $(STAMP) ## the whole test suite (real RabbitMQ, SecantusDB started by the tests)
+	$(PY) -m pytest
+
+lint: $(STAMP)
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+	$(PY) -m mypy
+
+fmt: $(STAMP)
+	$(PY) -m ruff format .
+	$(PY) -m ruff check --fix .
+
+bench: bench-ingest
+
+bench-ingest: $(STAMP) ## accepted calls/s and latency vs bare aiohttp and bare insert
+	$(PY) -m bench.ingest
+
+api-key: $(STAMP) ## print the CRM API key (the system must be running)
+	@$(PY) -m services.ingest.cli api-key
+
+admin-password: $(STAMP) ## print the generated initial admin password
+	@$(PY) -m services.ingest.cli admin-password
+
+clean:
+	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
