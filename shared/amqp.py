@@ -122,6 +122,18 @@ class Broker:
             await queue.bind(exchange, routing_key=key)
         return queue
 
+    async def delete_topology(self) -> None:
+        """Delete every exchange and queue of this prefix (tests and benchmarks clean up)."""
+        connection = await aio_pika.connect(self._url)
+        async with connection:
+            channel = await connection.channel()
+            for spec in CONSUMER_QUEUES:
+                name = self.queue_name(spec.consumer)
+                await channel.queue_delete(name)
+                await channel.queue_delete(f"{name}.dead")
+            await channel.exchange_delete(self.exchange_name)
+            await channel.exchange_delete(self.dead_exchange_name)
+
     async def publish(self, envelope: Envelope) -> None:
         """Publish persistently; returns once the broker confirmed it was routed to a queue."""
         if self._exchange is None:

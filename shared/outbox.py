@@ -35,23 +35,6 @@ def outbox_fields(*envelopes: Envelope) -> Document:
     }
 
 
-def _without_published(event_ids: list[str]) -> list[Document]:
-    """An update pipeline dropping published envelopes and clearing the flag when none remain."""
-    return [
-        {
-            "$set": {
-                "outbox": {
-                    "$filter": {
-                        "input": "$outbox",
-                        "cond": {"$not": [{"$in": ["$$this.event_id", event_ids]}]},
-                    }
-                }
-            }
-        },
-        {"$set": {"outbox_pending": {"$gt": [{"$size": "$outbox"}, 0]}}},
-    ]
-
-
 class OutboxRelay:
     """Publishes pending outbox envelopes of one collection to the broker."""
 
@@ -118,18 +101,24 @@ class OutboxRelay:
             *(self._broker.publish(envelope) for _, envelope in envelopes),
             return_exceptions=True,
         )
-        published: dict[Any, list[str]] = {}
-        first_error: BaseException | None = None
-        for (doc_id, envelope), result in zip(envelopes, results, strict=True):
-            if isinstance(result, BaseException):
-                first_error = first_error or result
-            else:
-                published.setdefault(doc_id, []).append(envelope.event_id)
-        if published:
-            event_ids = [event_id for ids in published.values() for event_id in ids]
+        failed = {
+            doc_id
+            for (doc_id, _), result in zip(envelopes, results, strict=True)
+            if isinstance(result, BaseException)
+        }
+        # Clear the outbox of fully published documents whose outbox is still the one we read:
+        # writers only append, so an unchanged length means no event was added meanwhile.
+        # Anything else is published again next round (at least once, same event_id).
+        by_length: dict[int, list[Any]] = {}
+        for document in documents:
+            if document["_id"] not in failed:
+                by_length.setdefault(len(document["outbox"]), []).append(document["_id"])
+        for length, ids in by_length.items():
             await self._collection.update_many(
-                {"_id": {"$in": list(published)}}, _without_published(event_ids)
+                {"_id": {"$in": ids}, "outbox": {"$size": length}},
+                {"$set": {"outbox": [], "outbox_pending": False}},
             )
-        if first_error is not None:
-            raise first_error
+        errors = [result for result in results if isinstance(result, BaseException)]
+        if errors:
+            raise errors[0]
         return len(documents)

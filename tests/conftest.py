@@ -6,14 +6,13 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
-import aio_pika
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pymongo import AsyncMongoClient
 
 from devtools.secantus import free_port, port_open, start_secantus, stop
 from services.ingest.web import create_app
-from shared.amqp import CONSUMER_QUEUES
+from shared.amqp import Broker
 from shared.settings import Settings
 
 AMQP_URL = os.environ.get("ROP_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -59,18 +58,7 @@ async def settings(
     client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(settings.mongo_url)
     await client.drop_database(f"rop_test_{suffix}")
     await client.close()
-    await _delete_topology(amqp_url, settings.amqp_prefix)
-
-
-async def _delete_topology(amqp_url: str, prefix: str) -> None:
-    connection = await aio_pika.connect(amqp_url)
-    async with connection:
-        channel = await connection.channel()
-        for spec in CONSUMER_QUEUES:
-            for name in (f"{prefix}.{spec.consumer}", f"{prefix}.{spec.consumer}.dead"):
-                await channel.queue_delete(name)
-        for name in (f"{prefix}.events", f"{prefix}.dead"):
-            await channel.exchange_delete(name)
+    await Broker(amqp_url, prefix=settings.amqp_prefix).delete_topology()
 
 
 @pytest.fixture

@@ -11,6 +11,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.ingest import accounts
+from services.ingest.group_commit import GroupInserter
 from services.ingest.handlers import IntakeState, refresh_intake_state
 from services.ingest.metrics import IngestMetrics
 from shared.amqp import Broker
@@ -32,6 +33,7 @@ class Ingest:
     settings: Settings
     mongo: AsyncMongoClient[Document]
     db: AsyncDatabase[Document]
+    inserter: GroupInserter
     broker: Broker
     relay: OutboxRelay
     state: IntakeState
@@ -84,6 +86,7 @@ async def bootstrap(settings: Settings, metrics: IngestMetrics) -> AsyncIterator
             settings=settings,
             mongo=mongo,
             db=db,
+            inserter=GroupInserter(calls(db)),
             broker=broker,
             relay=relay,
             state=IntakeState(

@@ -12,6 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from services.ingest.group_commit import GroupInserter
 from services.ingest.submission import CallSubmission, HttpLink
 from shared import connection
 from shared.connection import ConnectionSettings, WebhookEndpoint
@@ -76,6 +77,7 @@ async def accept_call(
     submission: CallSubmission,
     *,
     db: AsyncDatabase[Document],
+    inserter: GroupInserter,
     relay: OutboxRelay,
     state: IntakeState,
     source: str,
@@ -137,7 +139,7 @@ async def accept_call(
         **outbox_fields(Envelope.wrap(event, task_id=task_id, occurred_at=now)),
     }
     try:
-        await calls(db).insert_one(document)
+        await inserter.insert(document)
     except DuplicateKeyError:
         existing = await calls(db).find_one({"call_id": submission.call_id}, {"_id": 1})
         raise DuplicateCall(task_id=existing["_id"] if existing else None) from None

@@ -226,7 +226,12 @@ async def _submit(
         submission = parse(await read_body(request), request.headers.get("Content-Type", ""))
         structlog.contextvars.bind_contextvars(call_id=submission.call_id)
         acceptance = await handlers.accept_call(
-            submission, db=ingest.db, relay=ingest.relay, state=ingest.state, source=source
+            submission,
+            db=ingest.db,
+            inserter=ingest.inserter,
+            relay=ingest.relay,
+            state=ingest.state,
+            source=source,
         )
         log.info("call_accepted", task_id=acceptance.task_id, status=acceptance.body["status"])
     except RopError as exc:

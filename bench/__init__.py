@@ -1,0 +1,1 @@
+"""Benchmarks: `make bench` prints the numbers the issues ask for."""
