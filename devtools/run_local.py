@@ -51,11 +51,22 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
 
 def main() -> None:
     """Start everything, print where it is, stop it all on Ctrl-C."""
+    # Explicit handlers: a launcher started in the background inherits an ignored SIGINT.
+    for signum in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(signum, lambda *_: sys.exit(0))
+    children: list[subprocess.Popen[bytes]] = []
+    try:
+        _run(children)
+    finally:
+        for child in reversed(children):
+            stop(child)
+
+
+def _run(children: list[subprocess.Popen[bytes]]) -> None:
     env = dict(os.environ)
     env.setdefault("ROP_FETCH_ALLOW_LOOPBACK", "true")
     env.setdefault("ROP_LOG_FORMAT", "console")
     DATA_DIR.mkdir(exist_ok=True)
-    children: list[subprocess.Popen[bytes]] = []
     if "ROP_MONGO_URL" not in env:
         if port_open("127.0.0.1", EMBEDDED_MONGO_PORT):
             sys.exit(
@@ -75,33 +86,27 @@ def main() -> None:
 
     host = env.get("ROP_HTTP_HOST", "127.0.0.1")
     port = env.get("ROP_HTTP_PORT", "8080")
-    children.extend(
+    services = [
         subprocess.Popen([sys.executable, "-m", f"services.{service}"], env=env)
         for service in SERVICES
-    )
+    ]
+    children.extend(services)
     base_url = f"http://{host}:{port}"
-    try:
-        _wait_healthy(f"{base_url}/healthz", children[-len(SERVICES)])
-        print(
-            f"\nЦифровой РОП is running: {base_url}\n"
-            f"  CRM API:  POST {base_url}/api/v1/calls?apiKey=KEY (JSON)\n"
-            f"            POST {base_url}/api/v1/calls/audio-upload?apiKey=KEY (form)\n"
-            f"  OpenAPI:  {base_url}/api/v1/openapi.json\n"
-            "  API key:  make api-key\n"
-            f"  Admin:    {env.get('ROP_ADMIN_EMAIL', 'admin@rop.local')}, password: "
-            + ("ROP_ADMIN_PASSWORD" if "ROP_ADMIN_PASSWORD" in env else "make admin-password")
-            + "\nPress Ctrl-C to stop.\n",
-            flush=True,
-        )
-        signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
-        while all(child.poll() is None for child in children):
-            time.sleep(0.5)
-        sys.exit("a service stopped; shutting the rest down")
-    except KeyboardInterrupt:
-        pass
-    finally:
-        for child in reversed(children):
-            stop(child)
+    _wait_healthy(f"{base_url}/healthz", services[0])
+    print(
+        f"\nЦифровой РОП is running: {base_url}\n"
+        f"  CRM API:  POST {base_url}/api/v1/calls?apiKey=KEY (JSON)\n"
+        f"            POST {base_url}/api/v1/calls/audio-upload?apiKey=KEY (form)\n"
+        f"  OpenAPI:  {base_url}/api/v1/openapi.json\n"
+        "  API key:  make api-key\n"
+        f"  Admin:    {env.get('ROP_ADMIN_EMAIL', 'admin@rop.local')}, password: "
+        + ("ROP_ADMIN_PASSWORD" if "ROP_ADMIN_PASSWORD" in env else "make admin-password")
+        + "\nPress Ctrl-C to stop.\n",
+        flush=True,
+    )
+    while all(child.poll() is None for child in children):
+        time.sleep(0.5)
+    sys.exit("a service stopped; shutting the rest down")
 
 
 if __name__ == "__main__":
