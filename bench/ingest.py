@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from devtools.samples import sample_call
 from devtools.secantus import free_port, port_open, start_secantus, stop
 from shared.amqp import Broker
 from shared.mongo import connect_mongo, database, ensure_indexes
@@ -39,19 +40,6 @@ class Result:
     errors: int
 
 
-def a_call() -> dict[str, object]:
-    return {
-        "call_id": f"call_{uuid.uuid4().hex}",
-        "audio_url": "https://crm.example/files/audio/call_12345.mp3",
-        "duration": 900,
-        "manager_id": "mgr_001",
-        "manager_name": "Иванов Иван Петрович",
-        "deal_id": "deal_5678",
-        "deal_stage_id": "stage_qualification",
-        "stage_id": "funnel_primary_calls",
-    }
-
-
 async def load(url: str, *, requests: int, concurrency: int) -> tuple[float, list[float], int]:
     """Send `requests` POSTs from `concurrency` workers; return elapsed s, latencies, errors."""
     latencies: list[float] = []
@@ -64,7 +52,7 @@ async def load(url: str, *, requests: int, concurrency: int) -> tuple[float, lis
             nonlocal errors
             for _ in remaining:
                 started = time.perf_counter()
-                async with session.post(url, json=a_call()) as response:
+                async with session.post(url, json=sample_call()) as response:
                     await response.read()
                     if response.status != 200:
                         errors += 1

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import re
-import uuid
 from typing import Any
 
 import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
+from devtools.samples import sample_call
 from tests.conftest import API_KEY
 
 Client = TestClient[Any, Any]
@@ -19,20 +19,7 @@ TASK_ID = re.compile(r"^task_[0-9a-f]{12}$")
 ESTIMATE = re.compile(r"^\d+-\d+ минут$")
 
 
-def a_call(**overrides: Any) -> dict[str, Any]:
-    """A valid JSON submission with a fresh call_id."""
-    call = {
-        "call_id": f"call_{uuid.uuid4().hex[:8]}",
-        "audio_url": "https://crm.example/files/audio/call_12345.mp3",
-        "duration": 900,
-        "manager_id": "mgr_001",
-        "manager_name": "Иванов Иван Петрович",
-        "deal_id": "deal_5678",
-        "deal_stage_id": "stage_qualification",
-        "stage_id": "funnel_primary_calls",
-    }
-    call.update(overrides)
-    return {k: v for k, v in call.items() if v is not None}
+a_call = sample_call
 
 
 def as_multipart(fields: dict[str, Any]) -> aiohttp.FormData:
@@ -141,12 +128,7 @@ async def test_json_unknown_fields_are_kept_in_extra(ingest_client: Client) -> N
 async def test_json_invalid_fields_are_named(
     ingest_client: Client, change: dict[str, Any], fields: list[str]
 ) -> None:
-    call = a_call()
-    for name, value in change.items():
-        if value is None:
-            call.pop(name)
-        else:
-            call[name] = value
+    call = a_call(**change)
     response = await post_json(ingest_client, call)
     body = await response.json()
     assert response.status == 400
@@ -172,12 +154,7 @@ async def test_json_invalid_fields_are_named(
 async def test_form_invalid_fields_are_named(
     ingest_client: Client, encoding: str, change: dict[str, Any], fields: list[str]
 ) -> None:
-    call = a_call()
-    for name, value in change.items():
-        if value is None:
-            call.pop(name)
-        else:
-            call[name] = value
+    call = a_call(**change)
     response = await post_form(ingest_client, call, encoding)
     body = await response.json()
     assert response.status == 400
