@@ -16,6 +16,7 @@ from collections.abc import Callable
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
+from pymongo.errors import PyMongoError
 
 from shared.amqp import Broker
 from shared.events import Envelope
@@ -53,10 +54,15 @@ class OutboxRelay:
         self._batch_size = batch_size
         self._on_backlog = on_backlog
         self._wakeup = asyncio.Event()
-        broker.on_reconnect(self.wake)
+        self._broker_back = asyncio.Event()
+        broker.on_reconnect(self._on_broker_back)
 
     def wake(self) -> None:
         """Ask the relay to look now instead of at its next poll."""
+        self._wakeup.set()
+
+    def _on_broker_back(self) -> None:
+        self._broker_back.set()
         self._wakeup.set()
 
     async def backlog(self) -> int:
@@ -64,26 +70,42 @@ class OutboxRelay:
         return await self._collection.count_documents({"outbox_pending": True})
 
     async def run(self) -> None:
-        """Publish forever: connect, drain, wait for a wake-up or the poll interval, repeat."""
+        """Publish forever: connect, drain, wait, repeat.
+
+        Healthy, it waits for a wake-up or the poll interval. After a failure it backs
+        off, and only the broker coming back ends the backoff early: new calls do not
+        turn an outage into a storm of connection attempts.
+        """
         failures = 0
         while True:
             self._wakeup.clear()
+            self._broker_back.clear()
             try:
                 await self._broker.connect()
                 while await self.drain_once() == self._batch_size:
                     pass
-                if self._on_backlog is not None:
-                    self._on_backlog(await self.backlog())
                 failures = 0
-                delay_s = self._poll_interval_s
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
                 failures += 1
+                log.warning("outbox_relay_failed", error=repr(exc), failures=failures)
+            await self._report_backlog()
+            if failures:
+                signal = self._broker_back
                 delay_s = min(self._poll_interval_s * 2**failures, MAX_BACKOFF_S)
-                log.warning("outbox_relay_failed", error=repr(exc), retry_in_s=delay_s)
+            else:
+                signal, delay_s = self._wakeup, self._poll_interval_s
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wakeup.wait(), timeout=delay_s)
+                await asyncio.wait_for(signal.wait(), timeout=delay_s)
+
+    async def _report_backlog(self) -> None:
+        if self._on_backlog is None:
+            return
+        try:
+            self._on_backlog(await self.backlog())
+        except PyMongoError as exc:
+            log.warning("outbox_backlog_unknown", error=repr(exc))
 
     async def drain_once(self) -> int:
         """Publish one batch of pending documents; return how many documents were read."""

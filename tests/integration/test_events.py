@@ -175,6 +175,10 @@ async def test_calls_accepted_while_the_broker_is_down_are_published_when_it_ret
         assert (await ready.json())["status"] == "degraded"
         assert tap.messages == []
 
+        async def backlog_reported() -> bool:
+            return "rop_outbox_backlog 20.0" in await (await client.get("/metrics")).text()
+
+        await wait_for(backlog_reported)
         await proxy.start()
 
         async def all_published() -> bool:
