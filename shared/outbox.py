@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import math
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -55,6 +57,7 @@ class OutboxRelay:
         self._on_backlog = on_backlog
         self._wakeup = asyncio.Event()
         self._broker_back = asyncio.Event()
+        self._backlog_reported_at = -math.inf
         broker.on_reconnect(self._on_broker_back)
 
     def wake(self) -> None:
@@ -100,8 +103,11 @@ class OutboxRelay:
                 await asyncio.wait_for(signal.wait(), timeout=delay_s)
 
     async def _report_backlog(self) -> None:
-        if self._on_backlog is None:
+        # At most once per poll interval: under load the relay cycles per request batch.
+        now = time.monotonic()
+        if self._on_backlog is None or now - self._backlog_reported_at < self._poll_interval_s:
             return
+        self._backlog_reported_at = now
         try:
             self._on_backlog(await self.backlog())
         except PyMongoError as exc:
