@@ -1,0 +1,160 @@
+"""Which user-supplied URLs the system may fetch: a guard against server-side request forgery.
+
+Two checks, both pure (no network I/O):
+- `UrlPolicy.check_url` before every request and redirect: scheme, port, host lists,
+  and the address itself when the host is an IP literal;
+- `UrlPolicy.check_address` on every address a host name resolves to, applied by
+  `PolicyResolver`, so the connection goes to exactly the addresses that were checked.
+
+Never allowed, whatever the configuration: unspecified, link-local (cloud metadata at
+169.254.169.254 included), multicast, broadcast, reserved ranges, and the same
+addresses in IPv4-mapped, IPv4-compatible, 6to4 or NAT64 IPv6 form.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp.abc import AbstractResolver, ResolveResult
+from aiohttp.resolver import DefaultResolver
+from yarl import URL
+
+from shared.errors import PermanentError
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+_NEVER: tuple[IPNetwork, ...] = tuple(
+    ipaddress.ip_network(net)
+    for net in (
+        "0.0.0.0/8",  # "this network", 0.0.0.0 reaches local services
+        "169.254.0.0/16",  # link-local, cloud metadata
+        "224.0.0.0/4",  # multicast
+        "240.0.0.0/4",  # reserved, broadcast 255.255.255.255 included
+        "::/128",  # unspecified
+        "fe80::/10",  # link-local
+        "fec0::/10",  # deprecated site-local
+        "ff00::/8",  # multicast
+    )
+)
+_NAT64 = ipaddress.ip_network("64:ff9b::/96")
+
+
+class UrlRefused(PermanentError):
+    """The URL or an address it leads to is not allowed by the policy."""
+
+    code = "url_refused"
+    message = "Ссылка запрещена политикой безопасности"
+
+
+def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
+    if address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    if address.sixtofour is not None:
+        return address.sixtofour
+    if address in _NAT64:
+        return ipaddress.IPv4Address(int(address) & 0xFFFFFFFF)
+    # IPv4-compatible (::a.b.c.d, deprecated but still routed by some stacks).
+    if int(address) >> 32 == 0 and int(address) > 1:
+        return ipaddress.IPv4Address(int(address))
+    return None
+
+
+def _host_matches(host: str, patterns: tuple[str, ...]) -> bool:
+    host = host.lower().rstrip(".")
+    return any(
+        host == pattern or (pattern.startswith("*.") and host.endswith(pattern[1:]))
+        for pattern in patterns
+    )
+
+
+@dataclass(frozen=True)
+class UrlPolicy:
+    """What may be fetched. Empty allow lists mean "no restriction"."""
+
+    schemes: frozenset[str] = frozenset({"http", "https"})
+    ports: frozenset[int] = frozenset()
+    allow_loopback: bool = False
+    allow_private: bool = True
+    allow_hosts: tuple[str, ...] = ()
+    deny_hosts: tuple[str, ...] = ()
+    allow_cidrs: tuple[IPNetwork, ...] = field(default=())
+    deny_cidrs: tuple[IPNetwork, ...] = field(default=())
+    max_redirects: int = 5
+
+    def check_url(self, url: URL) -> None:
+        """Refuse a URL by its scheme, port, host, or literal address."""
+        if url.scheme not in self.schemes:
+            raise UrlRefused(f"Схема {url.scheme or '(нет)'} не разрешена: нужна http или https")
+        host = url.raw_host
+        if not host:
+            raise UrlRefused("В ссылке нет имени сервера")
+        if url.user is not None or url.password is not None:
+            raise UrlRefused("Ссылки с логином и паролем не поддерживаются")
+        port = url.port
+        if self.ports and port not in self.ports:
+            raise UrlRefused(f"Порт {port} не разрешён")
+        if _host_matches(host, self.deny_hosts):
+            raise UrlRefused(f"Сервер {host} запрещён")
+        if self.allow_hosts and not _host_matches(host, self.allow_hosts):
+            raise UrlRefused(f"Сервер {host} не входит в список разрешённых")
+        try:
+            literal = ipaddress.ip_address(host.strip("[]"))
+        except ValueError:
+            return
+        self.check_address(literal)
+
+    def check_address(self, address: IPAddress | str) -> None:
+        """Refuse an address that a request must never reach."""
+        ip = ipaddress.ip_address(address) if isinstance(address, str) else address
+        if isinstance(ip, ipaddress.IPv6Address):
+            if ip.scope_id:
+                raise UrlRefused("Адреса IPv6 с зоной не разрешены")
+            embedded = _embedded_ipv4(ip)
+            if embedded is not None:
+                self.check_address(embedded)
+        if any(ip in network for network in _NEVER if network.version == ip.version):
+            raise UrlRefused(f"Адрес {ip} запрещён")
+        if ip.is_loopback and not self.allow_loopback:
+            raise UrlRefused(f"Адрес {ip} (loopback) запрещён")
+        if any(ip in network for network in self.deny_cidrs if network.version == ip.version):
+            raise UrlRefused(f"Адрес {ip} запрещён настройками")
+        if self.allow_cidrs and not any(
+            ip in network for network in self.allow_cidrs if network.version == ip.version
+        ):
+            raise UrlRefused(f"Адрес {ip} не входит в разрешённые сети")
+        if ip.is_private and not ip.is_loopback and not self.allow_private:
+            raise UrlRefused(f"Адрес {ip} из внутренней сети запрещён")
+
+    def resolver(self) -> PolicyResolver:
+        """A resolver for aiohttp that only ever returns addresses this policy allows."""
+        return PolicyResolver(self)
+
+
+class PolicyResolver(AbstractResolver):
+    """Resolves once and refuses the host if any of its addresses is not allowed."""
+
+    def __init__(self, policy: UrlPolicy, inner: AbstractResolver | None = None) -> None:
+        self._policy = policy
+        self._inner = inner or DefaultResolver()
+
+    async def resolve(
+        self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
+    ) -> list[ResolveResult]:
+        """Resolve `host`; every answer must pass the policy (no DNS-rebinding mix)."""
+        results = await self._inner.resolve(host, port, family)
+        for result in results:
+            self._policy.check_address(result["host"])
+        return results
+
+    async def close(self) -> None:
+        """Release the inner resolver."""
+        await self._inner.close()
+
+
+def parse_networks(values: Any) -> tuple[IPNetwork, ...]:
+    """Parse CIDR strings (e.g. from settings) into networks."""
+    return tuple(ipaddress.ip_network(str(value), strict=False) for value in values)
