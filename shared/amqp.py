@@ -13,18 +13,34 @@ its consumer first runs still waits in that consumer's queue.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import aio_pika
+import structlog
 from aio_pika.abc import (
     AbstractChannel,
     AbstractExchange,
+    AbstractIncomingMessage,
     AbstractQueue,
     AbstractRobustConnection,
 )
+from aio_pika.exceptions import AMQPError
+from pymongo.errors import PyMongoError
 
-from shared.events import CallReceived, CallSkipped, Envelope
+from shared.errors import RetryableError, UnknownEvent
+from shared.events import (
+    AudioStored,
+    CallFailed,
+    CallReceived,
+    CallSkipped,
+    Envelope,
+    Event,
+    parse_envelope,
+)
+from shared.logging import get_logger
+
+log = get_logger(__name__)
 
 PUBLISH_TIMEOUT_S = 10.0
 
@@ -39,7 +55,19 @@ class ConsumerQueue:
 
 CONSUMER_QUEUES = (
     ConsumerQueue("downloader", (CallReceived.TYPE,)),
-    ConsumerQueue("notifier", (CallSkipped.TYPE,)),
+    ConsumerQueue("analyzer", (AudioStored.TYPE,)),
+    ConsumerQueue("notifier", (CallSkipped.TYPE, CallFailed.TYPE)),
+)
+REQUEUE_DELAY_S = 5.0
+
+EventHandler = Callable[[Envelope, Event], Awaitable[None]]
+# Failures of a dependency, not of the message: the same message succeeds later.
+TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
+    RetryableError,
+    PyMongoError,
+    AMQPError,
+    ConnectionError,
+    TimeoutError,
 )
 
 
@@ -150,6 +178,58 @@ class Broker:
         await self._exchange.publish(
             message, routing_key=envelope.type, mandatory=True, timeout=PUBLISH_TIMEOUT_S
         )
+
+    async def consume(
+        self,
+        consumer: str,
+        handle: EventHandler,
+        *,
+        prefetch: int,
+        requeue_delay_s: float = REQUEUE_DELAY_S,
+    ) -> None:
+        """Consume a consumer's queue until cancelled, up to `prefetch` messages at once.
+
+        A message is acked only after `handle` returned, i.e. after its work is durable.
+        Unknown or malformed events are dead-lettered at once. A failing dependency
+        (database, broker, RetryableError) requeues the message after a pause. Any other
+        exception requeues it once and dead-letters it when it fails again.
+        """
+        await self.connect()
+        assert self._connection is not None
+        channel = await self._connection.channel()
+        await channel.set_qos(prefetch_count=prefetch)
+        queue = await channel.get_queue(self.queue_name(consumer), ensure=True)
+
+        async def on_message(message: AbstractIncomingMessage) -> None:
+            await self._process(message, handle, requeue_delay_s)
+
+        await queue.consume(on_message)
+        await asyncio.Future()  # until cancelled; the robust channel restores the consumer
+
+    async def _process(
+        self, message: AbstractIncomingMessage, handle: EventHandler, requeue_delay_s: float
+    ) -> None:
+        try:
+            envelope, event = parse_envelope(message.body)
+        except UnknownEvent as exc:
+            log.error("event_dead_lettered", reason="unknown event", details=exc.details)
+            await message.reject(requeue=False)
+            return
+        structlog.contextvars.bind_contextvars(task_id=envelope.task_id, event_id=envelope.event_id)
+        try:
+            await handle(envelope, event)
+        except TRANSIENT_ERRORS as exc:
+            log.warning("event_requeued", error=repr(exc), retry_in_s=requeue_delay_s)
+            await asyncio.sleep(requeue_delay_s)
+            await message.nack(requeue=True)
+        except Exception:
+            dead = message.redelivered
+            log.exception("event_failed", dead_lettered=dead)
+            await message.reject(requeue=not dead)
+        else:
+            await message.ack()
+        finally:
+            structlog.contextvars.unbind_contextvars("task_id", "event_id")
 
     async def close(self) -> None:
         """Close the connection; safe to call twice."""

@@ -42,6 +42,11 @@ class CallMeta(Event):
     stage: str | None = Field(None, description="The CRM funnel's name.")
 
 
+def call_meta(source: BaseModel) -> dict[str, Any]:
+    """The CallMeta fields of any model that carries them (a submission, an event)."""
+    return source.model_dump(include=set(CallMeta.model_fields))
+
+
 class CallReceived(CallMeta):
     """The CRM submitted a call and it was accepted for processing."""
 
@@ -62,7 +67,34 @@ class CallSkipped(CallMeta):
     message: str = Field(description="The reason in Russian, as shown to people.")
 
 
-EVENT_TYPES: dict[str, type[Event]] = {cls.TYPE: cls for cls in (CallReceived, CallSkipped)}
+class AudioStored(CallMeta):
+    """The recording is in GridFS and probed: it is audio the analyzer can read."""
+
+    TYPE: ClassVar[str] = "call.audio_stored"
+
+    file_id: str = Field(description="GridFS id of the file in the `audio` bucket.")
+    container: str = Field(description="Probed container: mp3, wav or ogg.")
+    codec: str = Field(description="Probed codec of the audio stream.")
+    sample_rate_hz: int = Field(description="Probed sample rate.")
+    channels: int = Field(description="Probed channel count (2: telephony stereo).")
+    duration_s: float = Field(description="Probed duration; authoritative.")
+    size_bytes: int = Field(description="Size of the stored file.")
+    sha256: str = Field(description="SHA-256 of the stored file, hex.")
+
+
+class CallFailed(CallMeta):
+    """Processing stopped for good; the reason goes to the CRM's error webhook."""
+
+    TYPE: ClassVar[str] = "call.failed"
+
+    code: str = Field(description="Spec code: download_failed, not_audio, low_quality, too_long…")
+    message: str = Field(description="The reason in Russian, as shown to people.")
+    stage: str = Field(description="The stage that failed: download, analysis, …")
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.TYPE: cls for cls in (CallReceived, CallSkipped, AudioStored, CallFailed)
+}
 
 
 class Envelope(BaseModel):

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import ipaddress
 import sys
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, ValidationError, field_validator
-from pydantic_settings import BaseSettings, SettingsConfigDict
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+CommaList = Annotated[tuple[str, ...], NoDecode]
 
 
 class Settings(BaseSettings):
@@ -28,6 +31,9 @@ class Settings(BaseSettings):
     )
     http_host: str = "127.0.0.1"
     http_port: int = Field(8080, ge=1, le=65535)
+    health_port: int = Field(
+        8081, ge=1, le=65535, description="Health and metrics port of a worker service."
+    )
     public_base_url: str | None = Field(
         None,
         description="Base URL the CRM reaches the API at; taken from the request when unset.",
@@ -44,6 +50,24 @@ class Settings(BaseSettings):
     )
     session_ttl_s: int = Field(12 * 3600, ge=60)
     fetch_allow_loopback: bool = False
+    fetch_allow_private: bool = Field(
+        True, description="Private ranges hold the company's own file servers (the seed)."
+    )
+    fetch_ports: CommaList = Field((), description="Allowed ports; empty allows any.")
+    fetch_allow_hosts: CommaList = Field((), description="Only these hosts (`*.suffix` ok).")
+    fetch_deny_hosts: CommaList = ()
+    fetch_allow_cidrs: CommaList = Field((), description="Only addresses in these networks.")
+    fetch_deny_cidrs: CommaList = ()
+    download_max_bytes: int = Field(500_000_000, ge=1)
+    download_connect_timeout_s: float = Field(10.0, gt=0)
+    download_read_timeout_s: float = Field(30.0, gt=0)
+    download_total_timeout_s: float = Field(1800.0, gt=0)
+    download_attempts: int = Field(4, ge=1, le=20)
+    download_retry_initial_s: float = Field(2.0, ge=0)
+    download_retry_max_s: float = Field(60.0, ge=0)
+    downloader_prefetch: int = Field(4, ge=1, le=100)
+    max_call_duration_s: float = Field(4 * 3600, gt=0, description="Hard limit of a call.")
+    audio_retention_days: float = Field(90, gt=0)
     estimate_calls_per_minute: float = Field(
         4.0, gt=0, description="Analysis throughput used to estimate the processing time."
     )
@@ -75,6 +99,35 @@ class Settings(BaseSettings):
     def _empty_is_unset(cls, value: object) -> object:
         # Compose and k8s pass unset optional variables as empty strings.
         return None if value == "" else value
+
+    @field_validator(
+        "fetch_ports",
+        "fetch_allow_hosts",
+        "fetch_deny_hosts",
+        "fetch_allow_cidrs",
+        "fetch_deny_cidrs",
+        mode="before",
+    )
+    @classmethod
+    def _comma_separated(cls, value: object) -> object:
+        if isinstance(value, str):
+            return tuple(item.strip() for item in value.split(",") if item.strip())
+        return value
+
+    @field_validator("fetch_ports")
+    @classmethod
+    def _ports(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for port in value:
+            if not port.isdigit() or not 1 <= int(port) <= 65535:
+                raise ValueError(f"{port!r} is not a port")
+        return value
+
+    @field_validator("fetch_allow_cidrs", "fetch_deny_cidrs")
+    @classmethod
+    def _networks(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for network in value:
+            ipaddress.ip_network(network, strict=False)
+        return value
 
     @field_validator("mongo_url")
     @classmethod

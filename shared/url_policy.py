@@ -15,14 +15,15 @@ from __future__ import annotations
 
 import ipaddress
 import socket
+from collections.abc import Iterable
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
 
 from shared.errors import PermanentError
+from shared.settings import Settings
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -155,6 +156,19 @@ class PolicyResolver(AbstractResolver):
         await self._inner.close()
 
 
-def parse_networks(values: Any) -> tuple[IPNetwork, ...]:
+def parse_networks(values: Iterable[str]) -> tuple[IPNetwork, ...]:
     """Parse CIDR strings (e.g. from settings) into networks."""
-    return tuple(ipaddress.ip_network(str(value), strict=False) for value in values)
+    return tuple(ipaddress.ip_network(value, strict=False) for value in values)
+
+
+def policy_from_settings(settings: Settings) -> UrlPolicy:
+    """The fetch policy configured by `ROP_FETCH_*`."""
+    return UrlPolicy(
+        ports=frozenset(int(port) for port in settings.fetch_ports),
+        allow_loopback=settings.fetch_allow_loopback,
+        allow_private=settings.fetch_allow_private,
+        allow_hosts=tuple(host.lower() for host in settings.fetch_allow_hosts),
+        deny_hosts=tuple(host.lower() for host in settings.fetch_deny_hosts),
+        allow_cidrs=parse_networks(settings.fetch_allow_cidrs),
+        deny_cidrs=parse_networks(settings.fetch_deny_cidrs),
+    )

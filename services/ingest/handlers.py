@@ -17,7 +17,7 @@ from services.ingest.submission import CallSubmission, HttpLink
 from shared import connection
 from shared.connection import ConnectionSettings, WebhookEndpoint
 from shared.errors import DuplicateCall, NotFound
-from shared.events import CallReceived, CallSkipped, Envelope, Event, utcnow
+from shared.events import CallReceived, CallSkipped, Envelope, Event, call_meta, utcnow
 from shared.mongo import Document, calls
 from shared.outbox import OutboxRelay, outbox_fields
 from shared.webhooks import new_webhook_secret
@@ -90,17 +90,7 @@ async def accept_call(
     task_id = new_task_id()
     now = utcnow()
     min_duration_s = state.connection.min_call_duration_s
-    meta = submission.model_dump(
-        include={
-            "call_id",
-            "deal_id",
-            "manager_id",
-            "manager_name",
-            "deal_stage_id",
-            "stage_id",
-            "stage",
-        }
-    )
+    meta = call_meta(submission)
     too_short = submission.duration is not None and submission.duration < min_duration_s
     event: Event
     if too_short:

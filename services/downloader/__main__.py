@@ -1,0 +1,63 @@
+"""Run the downloader: `python -m services.downloader`."""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+from collections.abc import Awaitable, Callable
+
+from services.downloader.bootstrap import bootstrap
+from services.downloader.handlers import download_call, sweep_expired_audio
+from shared.health import dependency_checks, run_until_signalled, serve_health
+from shared.logging import configure_logging, get_logger
+from shared.settings import Settings, load_settings
+
+log = get_logger("services.downloader")
+
+SWEEP_INTERVAL_S = 3600.0
+
+
+async def _sweep_forever(run_sweep: Callable[[], Awaitable[int]]) -> None:
+    while True:
+        try:
+            deleted = await run_sweep()
+            if deleted:
+                log.info("expired_audio_deleted", files=deleted)
+        except Exception as exc:
+            log.warning("audio_sweep_failed", error=repr(exc))
+        await asyncio.sleep(SWEEP_INTERVAL_S)
+
+
+async def run(settings: Settings) -> None:
+    """Consume `CallReceived` and sweep expired audio until cancelled."""
+    async with (
+        bootstrap(settings) as deps,
+        serve_health(
+            settings.http_host, settings.health_port, dependency_checks(deps.db, deps.broker)
+        ),
+    ):
+        log.info("downloader_started")
+        await asyncio.gather(
+            deps.broker.consume(
+                "downloader",
+                functools.partial(download_call, deps=deps),
+                prefetch=settings.downloader_prefetch,
+            ),
+            _sweep_forever(
+                functools.partial(
+                    sweep_expired_audio, deps.db, retention_days=settings.audio_retention_days
+                )
+            ),
+        )
+
+
+def main() -> None:
+    """Run until SIGINT or SIGTERM; unacknowledged messages go back to the queue."""
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    run_until_signalled(run(settings))
+    log.info("downloader_stopped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,65 @@
+"""The only place that builds the downloader's concrete adapters from settings."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import aiohttp
+from gridfs import AsyncGridFSBucket
+
+from services.downloader.fetch import FetchLimits
+from services.downloader.handlers import AUDIO_BUCKET, Downloader
+from shared.amqp import Broker
+from shared.connection import ensure_connection_settings
+from shared.mongo import connect_mongo, database, ensure_indexes
+from shared.settings import Settings
+from shared.url_policy import policy_from_settings
+
+USER_AGENT = "cifrovoy-rop-downloader/1"
+
+
+def fetch_limits(settings: Settings) -> FetchLimits:
+    """The download bounds configured by `ROP_DOWNLOAD_*`."""
+    return FetchLimits(
+        max_bytes=settings.download_max_bytes,
+        connect_timeout_s=settings.download_connect_timeout_s,
+        read_timeout_s=settings.download_read_timeout_s,
+        total_timeout_s=settings.download_total_timeout_s,
+        attempts=settings.download_attempts,
+        retry_initial_s=settings.download_retry_initial_s,
+        retry_max_s=settings.download_retry_max_s,
+    )
+
+
+@contextlib.asynccontextmanager
+async def bootstrap(settings: Settings) -> AsyncIterator[Downloader]:
+    """Connect to Mongo and the broker and open the policy-bound HTTP client."""
+    mongo = connect_mongo(settings.mongo_url)
+    broker = Broker(settings.amqp_url, prefix=settings.amqp_prefix)
+    policy = policy_from_settings(settings)
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(resolver=policy.resolver(), use_dns_cache=False),
+        headers={"User-Agent": USER_AGENT},
+        trust_env=False,
+    )
+    try:
+        db = database(mongo)
+        await ensure_indexes(db)
+        await ensure_connection_settings(
+            db, initial_api_key=settings.api_key.get_secret_value() if settings.api_key else None
+        )
+        await broker.connect()
+        yield Downloader(
+            db=db,
+            bucket=AsyncGridFSBucket(db, bucket_name=AUDIO_BUCKET),
+            session=session,
+            broker=broker,
+            policy=policy,
+            limits=fetch_limits(settings),
+            max_call_duration_s=settings.max_call_duration_s,
+        )
+    finally:
+        await session.close()
+        await broker.close()
+        await mongo.close()

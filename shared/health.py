@@ -1,0 +1,87 @@
+"""What every worker service runs beside its work: health endpoints and signal handling."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Mapping
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from pymongo.asynchronous.database import AsyncDatabase
+
+from shared.amqp import Broker
+from shared.mongo import Document, ping
+
+CHECK_TIMEOUT_S = 2.0
+
+Check = Callable[[], Awaitable[bool]]
+
+
+def dependency_checks(db: AsyncDatabase[Document], broker: Broker) -> dict[str, Check]:
+    """Readiness of a worker: its database answers and its broker connection is up."""
+
+    async def mongo() -> bool:
+        await ping(db)
+        return True
+
+    async def amqp() -> bool:
+        return broker.is_connected
+
+    return {"mongo": mongo, "broker": amqp}
+
+
+def run_until_signalled(work: Coroutine[Any, Any, None]) -> None:
+    """Run a service's main coroutine; SIGINT or SIGTERM cancels it for a clean shutdown."""
+
+    async def runner() -> None:
+        task = asyncio.ensure_future(work)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(signum, task.cancel)
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+    asyncio.run(runner())
+
+
+@contextlib.asynccontextmanager
+async def serve_health(
+    host: str, port: int, checks: Mapping[str, Check], registry: CollectorRegistry | None = None
+) -> AsyncIterator[None]:
+    """Serve health endpoints while the block runs; `/readyz` is 200 when every check passes."""
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_request: web.Request) -> web.Response:
+        results: dict[str, str] = {}
+        for name, check in checks.items():
+            try:
+                ok = await asyncio.wait_for(check(), CHECK_TIMEOUT_S)
+            except Exception:
+                ok = False
+            results[name] = "ok" if ok else "down"
+        ready = all(value == "ok" for value in results.values())
+        return web.json_response(
+            {"status": "ready" if ready else "unavailable", "checks": results},
+            status=200 if ready else 503,
+        )
+
+    async def metrics(_request: web.Request) -> web.Response:
+        body = generate_latest(registry) if registry is not None else b""
+        return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+    app = web.Application()
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    app.router.add_get("/metrics", metrics)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    await web.TCPSite(runner, host, port).start()
+    try:
+        yield
+    finally:
+        await runner.cleanup()
