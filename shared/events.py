@@ -89,7 +89,7 @@ class CallFailed(CallMeta):
 
     code: str = Field(description="Spec code: download_failed, not_audio, low_quality, too_long…")
     message: str = Field(description="The reason in Russian, as shown to people.")
-    stage: str = Field(description="The stage that failed: download, analysis, …")
+    pipeline_stage: str = Field(description="Where processing failed: download, analysis…")
 
 
 EVENT_TYPES: dict[str, type[Event]] = {

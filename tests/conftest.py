@@ -6,6 +6,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Iterator
 
+import aio_pika
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pymongo import AsyncMongoClient
@@ -13,6 +14,7 @@ from pymongo import AsyncMongoClient
 from devtools.secantus import free_port, port_open, start_secantus, stop
 from services.ingest.web import create_app
 from shared.amqp import Broker
+from shared.events import Envelope, Event, parse_envelope
 from shared.settings import Settings
 
 AMQP_URL = os.environ.get("ROP_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -59,6 +61,35 @@ async def settings(
     await client.drop_database(f"rop_test_{suffix}")
     await client.close()
     await Broker(amqp_url, prefix=settings.amqp_prefix).delete_topology()
+
+
+class EventTap:
+    """A temporary queue bound to every event of a test's exchange."""
+
+    def __init__(self) -> None:
+        self.messages: list[aio_pika.abc.AbstractIncomingMessage] = []
+
+    async def on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
+        self.messages.append(message)
+        await message.ack()
+
+    def events(self) -> list[tuple[Envelope, Event]]:
+        return [parse_envelope(message.body) for message in self.messages]
+
+
+@pytest.fixture
+async def tap(settings: Settings, amqp_url: str) -> AsyncIterator[EventTap]:
+    connection = await aio_pika.connect_robust(amqp_url)
+    channel = await connection.channel()
+    exchange = await channel.declare_exchange(
+        f"{settings.amqp_prefix}.events", aio_pika.ExchangeType.TOPIC, durable=True
+    )
+    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
+    await queue.bind(exchange, routing_key="#")
+    tap = EventTap()
+    await queue.consume(tap.on_message)
+    yield tap
+    await connection.close()
 
 
 @pytest.fixture

@@ -104,7 +104,7 @@ class _WaitRetryAfter(wait_base):
     def __init__(self, limits: FetchLimits) -> None:
         self._limits = limits
         self._backoff = wait_exponential_jitter(
-            initial=limits.retry_initial_s, max=limits.retry_max_s
+            multiplier=limits.retry_initial_s, max=limits.retry_max_s
         )
 
     def __call__(self, retry_state: object) -> float:

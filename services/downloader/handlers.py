@@ -248,8 +248,8 @@ async def _download_and_probe(
 
 
 def _failure(meta: dict[str, Any], code: str, message: str) -> tuple[Event, Document]:
-    failed = CallFailed(**meta, code=code, message=message, stage="download")
-    return failed, {"error": {"code": code, "message": message, "stage": "download"}}
+    failed = CallFailed(**meta, code=code, message=message, pipeline_stage="download")
+    return failed, {"error": {"code": code, "message": message, "pipeline_stage": "download"}}
 
 
 async def sweep_expired_audio(db: AsyncDatabase[Document], *, retention_days: float) -> int:

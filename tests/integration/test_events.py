@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-import json
-from collections.abc import AsyncIterator
 from typing import Any
 
 import aio_pika
-import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pymongo import AsyncMongoClient
 
@@ -16,40 +13,11 @@ from devtools.secantus import free_port
 from services.ingest.web import create_app
 from shared.events import CallReceived, CallSkipped, parse_envelope
 from shared.settings import Settings
-from tests.conftest import API_KEY
+from tests.conftest import API_KEY, EventTap
 from tests.helpers import TcpProxy, wait_for
 from tests.integration.test_crm_api import a_call, post_json
 
 Client = TestClient[Any, Any]
-
-
-class EventTap:
-    """A temporary queue bound to every event of a test's exchange."""
-
-    def __init__(self) -> None:
-        self.messages: list[aio_pika.abc.AbstractIncomingMessage] = []
-
-    async def on_message(self, message: aio_pika.abc.AbstractIncomingMessage) -> None:
-        self.messages.append(message)
-        await message.ack()
-
-    def event_ids(self) -> list[str]:
-        return [json.loads(message.body)["event_id"] for message in self.messages]
-
-
-@pytest.fixture
-async def tap(settings: Settings, amqp_url: str) -> AsyncIterator[EventTap]:
-    connection = await aio_pika.connect_robust(amqp_url)
-    channel = await connection.channel()
-    exchange = await channel.declare_exchange(
-        f"{settings.amqp_prefix}.events", aio_pika.ExchangeType.TOPIC, durable=True
-    )
-    queue = await channel.declare_queue(exclusive=True, auto_delete=True)
-    await queue.bind(exchange, routing_key="#")
-    tap = EventTap()
-    await queue.consume(tap.on_message)
-    yield tap
-    await connection.close()
 
 
 async def test_accepted_call_is_published_as_a_valid_event(
