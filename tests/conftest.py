@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import aio_pika
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pymongo import AsyncMongoClient
 
@@ -16,6 +17,7 @@ from services.ingest.web import create_app
 from shared.amqp import Broker
 from shared.events import Envelope, Event, parse_envelope
 from shared.settings import Settings
+from tests.fileserver import FileServer
 
 AMQP_URL = os.environ.get("ROP_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 API_KEY = "test-api-key-0123456789abcdef"
@@ -90,6 +92,18 @@ async def tap(settings: Settings, amqp_url: str) -> AsyncIterator[EventTap]:
     await queue.consume(tap.on_message)
     yield tap
     await connection.close()
+
+
+@pytest.fixture
+async def files() -> AsyncIterator[FileServer]:
+    server = FileServer()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", server.dispatch)
+    test_server = TestServer(app, host="127.0.0.1")
+    await test_server.start_server()
+    server.base_url = str(test_server.make_url("")).rstrip("/")
+    yield server
+    await test_server.close()
 
 
 @pytest.fixture

@@ -61,17 +61,27 @@ class FileServer:
         return self.base_url + path
 
     def stream(
-        self, path: str, *, total_bytes: int, chunk_bytes: int = 64 * 1024, pause_s: float = 0.0
+        self,
+        path: str,
+        *,
+        total_bytes: int = 0,
+        data: bytes | None = None,
+        chunk_bytes: int = 64 * 1024,
+        pause_s: float = 0.0,
     ) -> str:
-        """Send `total_bytes` in chunks, pausing between them; count what was written."""
+        """Send `data` (or `total_bytes` of zeros) in chunks, pausing between them.
+
+        Counts what was written, so a test can see where a reader stopped.
+        """
+        total = len(data) if data is not None else total_bytes
 
         async def serve(request: web.Request) -> web.StreamResponse:
             response = web.StreamResponse(headers={"Content-Type": "audio/mpeg"})
             await response.prepare(request)
             self.bytes_sent[path] = 0
-            while self.bytes_sent[path] < total_bytes:
-                size = min(chunk_bytes, total_bytes - self.bytes_sent[path])
-                await response.write(b"\0" * size)
+            while (sent := self.bytes_sent[path]) < total:
+                size = min(chunk_bytes, total - sent)
+                await response.write(data[sent : sent + size] if data else b"\0" * size)
                 self.bytes_sent[path] += size
                 if pause_s:
                     await asyncio.sleep(pause_s)

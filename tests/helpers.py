@@ -5,8 +5,11 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import time
+import uuid
 from collections.abc import Awaitable, Callable
-from typing import TypeVar
+from typing import Any, TypeVar
+
+from shared.events import CallReceived, Envelope, utcnow
 
 T = TypeVar("T")
 
@@ -23,6 +26,26 @@ async def wait_for(
         if time.monotonic() > deadline:
             raise AssertionError(f"condition not met within {timeout_s}s (last value: {value!r})")
         await asyncio.sleep(interval_s)
+
+
+async def new_task(db: Any, audio_url: str) -> tuple[Envelope, CallReceived]:
+    """A task as ingest stores it, and its CallReceived."""
+    task_id = f"task_{uuid.uuid4().hex[:12]}"
+    event = CallReceived(
+        call_id=f"call_{task_id}", deal_id="deal_1", manager_id="mgr_1", audio_url=audio_url
+    )
+    now = utcnow()
+    await db.calls.insert_one(
+        {
+            "_id": task_id,
+            "call_id": event.call_id,
+            "status": "queued",
+            "received_at": now,
+            "updated_at": now,
+            "timeline": [{"status": "queued", "at": now}],
+        }
+    )
+    return Envelope.wrap(event, task_id=task_id), event
 
 
 class TcpProxy:

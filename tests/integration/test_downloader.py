@@ -3,23 +3,21 @@
 from __future__ import annotations
 
 import hashlib
-import uuid
 from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from services.downloader.bootstrap import bootstrap
 from services.downloader.handlers import Downloader, download_call
-from shared.events import AudioStored, CallFailed, CallReceived, CallSkipped, Envelope, utcnow
+from shared.events import AudioStored, CallFailed, CallSkipped, Envelope
 from shared.mongo import Document
 from shared.settings import Settings
 from tests.audio import tone
 from tests.conftest import EventTap
 from tests.fileserver import FileServer, redirect, status
-from tests.helpers import wait_for
+from tests.helpers import new_task, wait_for
 
 FAST = {
     "fetch_allow_loopback": True,
@@ -31,18 +29,6 @@ FAST = {
 
 
 @pytest.fixture
-async def files() -> AsyncIterator[FileServer]:
-    server = FileServer()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", server.dispatch)
-    test_server = TestServer(app, host="127.0.0.1")
-    await test_server.start_server()
-    server.base_url = str(test_server.make_url("")).rstrip("/")
-    yield server
-    await test_server.close()
-
-
-@pytest.fixture
 def downloader_settings(settings: Settings) -> Settings:
     return settings.model_copy(update=FAST)
 
@@ -51,26 +37,6 @@ def downloader_settings(settings: Settings) -> Settings:
 async def deps(downloader_settings: Settings) -> AsyncIterator[Downloader]:
     async with bootstrap(downloader_settings) as built:
         yield built
-
-
-async def new_task(db: Any, audio_url: str) -> tuple[Envelope, CallReceived]:
-    """A task as ingest stores it, and its CallReceived."""
-    task_id = f"task_{uuid.uuid4().hex[:12]}"
-    event = CallReceived(
-        call_id=f"call_{task_id}", deal_id="deal_1", manager_id="mgr_1", audio_url=audio_url
-    )
-    now = utcnow()
-    await db.calls.insert_one(
-        {
-            "_id": task_id,
-            "call_id": event.call_id,
-            "status": "queued",
-            "received_at": now,
-            "updated_at": now,
-            "timeline": [{"status": "queued", "at": now}],
-        }
-    )
-    return Envelope.wrap(event, task_id=task_id), event
 
 
 async def run(deps: Downloader, audio_url: str) -> Document:
