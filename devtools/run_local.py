@@ -17,7 +17,8 @@ from urllib.parse import urlsplit
 
 from devtools.secantus import port_open, start_secantus, stop
 
-SERVICES = ("ingest",)
+# Each service and the port its health endpoints answer on.
+SERVICES = {"ingest": 8080, "downloader": 8081}
 DATA_DIR = Path(".data")
 EMBEDDED_MONGO_PORT = 27017
 READY_TIMEOUT_S = 60.0
@@ -34,11 +35,11 @@ def _check_rabbitmq(amqp_url: str) -> None:
         )
 
 
-def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
+def _wait_healthy(name: str, url: str, process: subprocess.Popen[bytes]) -> None:
     deadline = time.monotonic() + READY_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
-            sys.exit(f"ingest exited with code {process.returncode}; see its log above")
+            sys.exit(f"{name} exited with code {process.returncode}; see its log above")
         try:
             with urllib.request.urlopen(url, timeout=1) as response:
                 if response.status == 200:
@@ -46,7 +47,7 @@ def _wait_healthy(url: str, process: subprocess.Popen[bytes]) -> None:
         except OSError:
             pass
         time.sleep(0.2)
-    sys.exit(f"ingest did not become healthy at {url} in {READY_TIMEOUT_S:.0f}s")
+    sys.exit(f"{name} did not become healthy at {url} in {READY_TIMEOUT_S:.0f}s")
 
 
 def main() -> None:
@@ -85,14 +86,16 @@ def _run(children: list[subprocess.Popen[bytes]]) -> None:
     _check_rabbitmq(env.get("ROP_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"))
 
     host = env.get("ROP_HTTP_HOST", "127.0.0.1")
-    port = env.get("ROP_HTTP_PORT", "8080")
-    services = [
-        subprocess.Popen([sys.executable, "-m", f"services.{service}"], env=env)
-        for service in SERVICES
-    ]
-    children.extend(services)
+    port = env.get("ROP_HTTP_PORT", str(SERVICES["ingest"]))
+    for service, health_port in SERVICES.items():
+        service_port = port if service == "ingest" else str(health_port)
+        process = subprocess.Popen(
+            [sys.executable, "-m", f"services.{service}"],
+            env={**env, "ROP_HEALTH_PORT": service_port},
+        )
+        children.append(process)
+        _wait_healthy(service, f"http://{host}:{service_port}/healthz", process)
     base_url = f"http://{host}:{port}"
-    _wait_healthy(f"{base_url}/healthz", services[0])
     print(
         f"\nЦифровой РОП is running: {base_url}\n"
         f"  CRM API:  POST {base_url}/api/v1/calls?apiKey=KEY (JSON)\n"

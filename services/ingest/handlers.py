@@ -158,6 +158,7 @@ def task_view(document: Document) -> Document:
         "audio_url": document["audio_url"],
         "declared_duration_s": document.get("declared_duration_s"),
         "probed_duration_s": document.get("probed_duration_s"),
+        "audio": _audio_view(document.get("audio")),
         "parts": document.get("parts"),
         "extra": json.loads(document["extra_json"]) if document.get("extra_json") else {},
         "received_at": _iso(document["received_at"]),
@@ -165,6 +166,13 @@ def task_view(document: Document) -> Document:
         "timeline": [{**entry, "at": _iso(entry["at"])} for entry in document.get("timeline", [])],
         "results": document.get("results"),
     }
+
+
+def _audio_view(audio: Document | None) -> Document | None:
+    if not audio:
+        return None
+    keys = ("container", "codec", "sample_rate_hz", "channels", "size_bytes", "sha256")
+    return {key: audio.get(key) for key in keys}
 
 
 _TASK_PROJECTION = {"outbox": 0, "outbox_pending": 0}

@@ -103,6 +103,10 @@ _RESPONSE_SCHEMAS: dict[str, Any] = {
             "audio_url": {"type": "string"},
             "declared_duration_s": {"type": ["number", "null"]},
             "probed_duration_s": {"type": ["number", "null"]},
+            "audio": {
+                "type": ["object", "null"],
+                "description": "What the downloader probed: container, codec, sample rate…",
+            },
             "parts": {"type": ["array", "null"]},
             "extra": {"type": "object"},
             "received_at": {"type": "string", "format": "date-time"},
