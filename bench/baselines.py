@@ -73,13 +73,17 @@ def make_insert_handler(mongo_url: str) -> web.Application:
 def main() -> None:
     """Serve one baseline."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=["bare", "insert"])
+    parser.add_argument("kind", choices=["bare", "insert", "files"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--mongo-url", default="")
+    parser.add_argument("--directory", default=".")
     args = parser.parse_args()
     if args.kind == "bare":
         app = web.Application()
         app.router.add_post("/api/v1/calls", bare)
+    elif args.kind == "files":
+        app = web.Application()
+        app.router.add_static("/", args.directory)
     else:
         app = make_insert_handler(args.mongo_url)
     web.run_app(app, host="127.0.0.1", port=args.port, access_log=None, print=None)

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 
 import aiohttp
 
+from devtools.processes import free_port, port_open, spawn, start_secantus, stop
 from devtools.samples import sample_call
-from devtools.secantus import free_port, port_open, start_secantus, stop
 from shared.amqp import Broker
 from shared.mongo import connect_mongo, database, ensure_indexes
 
@@ -108,11 +108,6 @@ async def main() -> None:
     mongo_base = f"mongodb://127.0.0.1:{mongo_port}"
     prefix = f"rop-bench-{uuid.uuid4().hex[:8]}"
 
-    def spawn(command: list[str], env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-        return subprocess.Popen(
-            command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL
-        )
-
     def ingest(port: int) -> subprocess.Popen[bytes]:
         env = {
             **os.environ,
@@ -124,12 +119,12 @@ async def main() -> None:
             "ROP_STATE_DIR": storage,
             "ROP_HTTP_PORT": str(port),
         }
-        return spawn([sys.executable, "-m", "services.ingest"], env)
+        return spawn([sys.executable, "-m", "services.ingest"], env, quiet=True)
 
     def baseline(kind: str, db: str = "") -> Callable[[int], subprocess.Popen[bytes]]:
         def start(port: int) -> subprocess.Popen[bytes]:
             command = [sys.executable, "-m", "bench.baselines", kind, "--port", str(port)]
-            return spawn([*command, "--mongo-url", f"{mongo_base}/{db}"])
+            return spawn([*command, "--mongo-url", f"{mongo_base}/{db}"], quiet=True)
 
         return start
 

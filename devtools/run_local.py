@@ -15,7 +15,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from devtools.secantus import port_open, start_secantus, stop
+from devtools.processes import port_open, spawn, start_secantus, stop
 
 # Each service and the port its health endpoints answer on.
 SERVICES = {"ingest": 8080, "downloader": 8081}
@@ -89,9 +89,9 @@ def _run(children: list[subprocess.Popen[bytes]]) -> None:
     port = env.get("ROP_HTTP_PORT", str(SERVICES["ingest"]))
     for service, health_port in SERVICES.items():
         service_port = port if service == "ingest" else str(health_port)
-        process = subprocess.Popen(
+        process = spawn(
             [sys.executable, "-m", f"services.{service}"],
-            env={**env, "ROP_HEALTH_PORT": service_port},
+            {**env, "ROP_HEALTH_PORT": service_port},
         )
         children.append(process)
         _wait_healthy(service, f"http://{host}:{service_port}/healthz", process)

@@ -14,6 +14,9 @@ CALLS = "calls"
 SETTINGS = "settings"
 USERS = "users"
 SESSIONS = "sessions"
+AUDIO_BUCKET = "audio"
+AUDIO_FILES = f"{AUDIO_BUCKET}.files"
+AUDIO_CHUNKS = f"{AUDIO_BUCKET}.chunks"
 
 INDEXES: dict[str, list[IndexModel]] = {
     CALLS: [
@@ -29,6 +32,10 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     USERS: [IndexModel([("email", ASCENDING)], unique=True, name="email_unique")],
     SESSIONS: [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expiry")],
+    # The GridFS specification's indexes, with PyMongo's default names so its own
+    # GridFS code finds them already there.
+    AUDIO_CHUNKS: [IndexModel([("files_id", ASCENDING), ("n", ASCENDING)], unique=True)],
+    AUDIO_FILES: [IndexModel([("filename", ASCENDING), ("uploadDate", ASCENDING)])],
 }
 
 

@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from pymongo import AsyncMongoClient
 
-from devtools.secantus import free_port, port_open, start_secantus, stop
+from devtools.processes import free_port, port_open, start_secantus, stop
 from services.ingest.web import create_app
 from shared.amqp import Broker
 from shared.events import Envelope, Event, parse_envelope

@@ -6,10 +6,9 @@ import contextlib
 from collections.abc import AsyncIterator
 
 import aiohttp
-from gridfs import AsyncGridFSBucket
 
 from services.downloader.fetch import FetchLimits
-from services.downloader.handlers import AUDIO_BUCKET, Downloader
+from services.downloader.handlers import Downloader
 from shared.amqp import Broker
 from shared.connection import ensure_connection_settings
 from shared.mongo import connect_mongo, database, ensure_indexes
@@ -52,7 +51,6 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Downloader]:
         await broker.connect()
         yield Downloader(
             db=db,
-            bucket=AsyncGridFSBucket(db, bucket_name=AUDIO_BUCKET),
             session=session,
             broker=broker,
             policy=policy,

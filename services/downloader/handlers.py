@@ -17,11 +17,10 @@ from pathlib import Path
 from typing import IO, Any
 
 import aiohttp
-from gridfs import AsyncGridFSBucket
-from gridfs.asynchronous.grid_file import AsyncGridIn
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.downloader.fetch import DownloadFailed, FetchLimits, fetch
+from services.downloader.gridfs_writer import GridFsWriter
 from shared.amqp import Broker
 from shared.connection import load_connection_settings
 from shared.events import (
@@ -36,12 +35,11 @@ from shared.events import (
 )
 from shared.logging import get_logger
 from shared.media import AudioInfo, NotAudio, probe_audio
-from shared.mongo import Document, calls
+from shared.mongo import AUDIO_BUCKET, AUDIO_CHUNKS, AUDIO_FILES, Document, calls
 from shared.url_policy import UrlPolicy
 
 log = get_logger(__name__)
 
-AUDIO_BUCKET = "audio"
 MIN_SAMPLE_RATE_HZ = 8000
 NOT_AUDIO = "Файл не является аудио и мы не смогли определить его длину"
 
@@ -51,7 +49,6 @@ class Downloader:
     """What the handler needs, built by bootstrap."""
 
     db: AsyncDatabase[Document]
-    bucket: AsyncGridFSBucket
     session: aiohttp.ClientSession
     broker: Broker
     policy: UrlPolicy
@@ -64,28 +61,22 @@ class GridFsTee:
     """Streams a download into GridFS under a fixed id and into a local file for ffprobe."""
 
     def __init__(
-        self,
-        db: AsyncDatabase[Document],
-        bucket: AsyncGridFSBucket,
-        file_id: str,
-        filename: str,
-        path: Path,
+        self, db: AsyncDatabase[Document], file_id: str, filename: str, path: Path
     ) -> None:
         self._db = db
-        self._bucket = bucket
         self._file_id = file_id
         self._filename = filename
         self._path = path
-        self._upload: AsyncGridIn | None = None
+        self._upload: GridFsWriter | None = None
         self._file: IO[bytes] | None = None
 
     async def reset(self) -> None:
         """Drop whatever a previous attempt (or a crashed process) stored, and start over."""
         await self.discard()
-        self._upload = self._bucket.open_upload_stream_with_id(self._file_id, self._filename)
+        self._upload = GridFsWriter(self._db, AUDIO_BUCKET, self._file_id, self._filename)
         self._file = await asyncio.to_thread(self._path.open, "wb")
 
-    def _streams(self) -> tuple[AsyncGridIn, IO[bytes]]:
+    def _streams(self) -> tuple[GridFsWriter, IO[bytes]]:
         if self._upload is None or self._file is None:
             raise RuntimeError("reset() must come first")
         return self._upload, self._file
@@ -114,8 +105,8 @@ class GridFsTee:
 
 async def delete_audio(db: AsyncDatabase[Document], file_id: Any) -> None:
     """Delete a stored file and every chunk of it, even of an unfinished upload."""
-    await db[f"{AUDIO_BUCKET}.files"].delete_one({"_id": file_id})
-    await db[f"{AUDIO_BUCKET}.chunks"].delete_many({"files_id": file_id})
+    await db[AUDIO_FILES].delete_one({"_id": file_id})
+    await db[AUDIO_CHUNKS].delete_many({"files_id": file_id})
 
 
 def _classify(info: AudioInfo, *, min_s: float, max_s: float) -> tuple[str, str] | None:
@@ -185,7 +176,7 @@ async def _download_and_probe(
 ) -> tuple[Event, Document]:
     meta = call_meta(event)
     with tempfile.TemporaryDirectory(prefix="rop-download-", dir=deps.temp_dir) as temp:
-        tee = GridFsTee(deps.db, deps.bucket, task_id, f"{task_id}.audio", Path(temp) / "audio")
+        tee = GridFsTee(deps.db, task_id, f"{task_id}.audio", Path(temp) / "audio")
         try:
             fetched = await fetch(
                 deps.session, event.audio_url, policy=deps.policy, limits=deps.limits, sink=tee
@@ -255,11 +246,7 @@ def _failure(meta: dict[str, Any], code: str, message: str) -> tuple[Event, Docu
 async def sweep_expired_audio(db: AsyncDatabase[Document], *, retention_days: float) -> int:
     """Delete stored audio older than the retention period; return how many files."""
     cutoff = utcnow() - timedelta(days=retention_days)
-    expired = (
-        await db[f"{AUDIO_BUCKET}.files"]
-        .find({"uploadDate": {"$lt": cutoff}}, {"_id": 1})
-        .to_list()
-    )
+    expired = await db[AUDIO_FILES].find({"uploadDate": {"$lt": cutoff}}, {"_id": 1}).to_list()
     for file in expired:
         await delete_audio(db, file["_id"])
     if expired:

@@ -4,14 +4,16 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from typing import Any
 
 import pytest
 from aiohttp import web
+from gridfs import AsyncGridFSBucket
 
 from services.downloader.bootstrap import bootstrap
-from services.downloader.handlers import Downloader, download_call
-from shared.events import AudioStored, CallFailed, CallSkipped, Envelope
+from services.downloader.handlers import Downloader, download_call, sweep_expired_audio
+from shared.events import AudioStored, CallFailed, CallSkipped, Envelope, utcnow
 from shared.mongo import Document
 from shared.settings import Settings
 from tests.audio import tone
@@ -75,7 +77,7 @@ async def test_audio_is_stored_and_probed(
     assert task["probed_duration_s"] == pytest.approx(3.0, abs=0.25)
     assert audio["size_bytes"] == source.stat().st_size
     assert audio["sha256"] == hashlib.sha256(source.read_bytes()).hexdigest()
-    stream = await deps.bucket.open_download_stream(task["_id"])
+    stream = await AsyncGridFSBucket(deps.db, bucket_name="audio").open_download_stream(task["_id"])
     assert await stream.read() == source.read_bytes()
     assert [entry["status"] for entry in task["timeline"]] == ["queued", "downloading", "analyzing"]
 
@@ -314,3 +316,17 @@ async def test_failures_are_published(deps: Downloader, files: FileServer, tap: 
     assert event.code == "download_failed"
     assert event.call_id == task["call_id"]
     assert event.pipeline_stage == "download"
+
+
+async def test_retention_sweep_deletes_expired_audio(deps: Downloader, files: FileServer) -> None:
+    old = await run(deps, files.file("/old.mp3", tone("mp3", sample_rate_hz=16000, channels=1)))
+    new = await run(deps, files.file("/new.wav", tone("wav", sample_rate_hz=16000, channels=1)))
+    await deps.db["audio.files"].update_one(
+        {"_id": old["_id"]}, {"$set": {"uploadDate": utcnow() - timedelta(days=91)}}
+    )
+    assert await sweep_expired_audio(deps.db, retention_days=90) == 1
+    assert await stored_files(deps, old["_id"]) == (0, 0)
+    assert (await stored_files(deps, new["_id"]))[0] == 1
+    swept = await deps.db.calls.find_one({"_id": old["_id"]})
+    assert swept is not None
+    assert swept["audio"]["deleted_at"] is not None

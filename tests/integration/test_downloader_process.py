@@ -13,7 +13,7 @@ import aio_pika
 import pytest
 from pymongo import AsyncMongoClient
 
-from devtools.secantus import free_port
+from devtools.processes import free_port, spawn
 from shared.amqp import Broker
 from shared.settings import Settings
 from tests.audio import tone
@@ -43,9 +43,7 @@ def start_downloader(settings: Settings) -> Iterator[Any]:
     processes: list[subprocess.Popen[bytes]] = []
 
     def start() -> subprocess.Popen[bytes]:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "services.downloader"], env=service_env(settings)
-        )
+        process = spawn([sys.executable, "-m", "services.downloader"], service_env(settings))
         processes.append(process)
         return process
 

@@ -9,7 +9,7 @@ import aio_pika
 from aiohttp.test_utils import TestClient, TestServer
 from pymongo import AsyncMongoClient
 
-from devtools.secantus import free_port
+from devtools.processes import free_port
 from services.ingest.web import create_app
 from shared.events import CallReceived, CallSkipped, parse_envelope
 from shared.settings import Settings

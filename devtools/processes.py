@@ -1,4 +1,5 @@
-"""Start SecantusDB, the embedded MongoDB-wire server of `make run`, tests and benchmarks."""
+"""Processes of `make run`, tests and benchmarks: SecantusDB (the embedded MongoDB-wire
+server), services, ports."""
 
 from __future__ import annotations
 
@@ -67,6 +68,14 @@ def start_secantus(
             raise RuntimeError(f"SecantusDB did not listen on port {port} in {READY_TIMEOUT_S}s")
         time.sleep(0.05)
     return process
+
+
+def spawn(
+    command: list[str], env: dict[str, str] | None = None, *, quiet: bool = False
+) -> subprocess.Popen[bytes]:
+    """Start a child process, optionally with its output discarded."""
+    output = subprocess.DEVNULL if quiet else None
+    return subprocess.Popen(command, env=env, stdout=output, stderr=output)
 
 
 def stop(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:
