@@ -12,7 +12,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
-import subprocess
 import sys
 import tempfile
 import time
@@ -25,6 +24,7 @@ from gridfs import AsyncGridFSBucket
 
 from bench.ingest import AMQP_URL, wait_listening
 from devtools.processes import free_port, spawn, start_secantus, stop
+from devtools.samples import write_tone
 from shared.amqp import Broker
 from shared.events import CallReceived, Envelope, utcnow
 from shared.mongo import connect_mongo, database
@@ -44,25 +44,8 @@ class Row:
 
 def make_wav(directory: Path, size_bytes: int) -> Path:
     path = directory / f"call-{size_bytes // MB}mb.wav"
-    seconds = size_bytes / WAV_BYTES_PER_S
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            f"sine=frequency=440:sample_rate=16000:duration={seconds:.0f}",
-            "-ac",
-            "1",
-            str(path),
-        ],
-        check=True,
-    )
-    return path
+    seconds = round(size_bytes / WAV_BYTES_PER_S)
+    return write_tone(path, sample_rate_hz=16000, channels=1, duration_s=seconds)
 
 
 def peak_rss_mb(pid: int) -> float:

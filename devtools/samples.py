@@ -1,8 +1,10 @@
-"""A CRM call submission as the seed shows it, for tests, benchmarks and demos."""
+"""Sample inputs for tests, benchmarks and demos: a CRM submission, a generated recording."""
 
 from __future__ import annotations
 
+import subprocess
 import uuid
+from pathlib import Path
 from typing import Any
 
 
@@ -20,3 +22,25 @@ def sample_call(**changes: Any) -> dict[str, Any]:
     }
     call.update(changes)
     return {name: value for name, value in call.items() if value is not None}
+
+
+def write_tone(path: Path, *, sample_rate_hz: int, channels: int, duration_s: float) -> Path:
+    """Write a 440 Hz tone with ffmpeg; the extension picks the container."""
+    subprocess.run(
+        [
+            "ffmpeg",
+            "-nostdin",
+            "-v",
+            "error",
+            "-y",
+            "-f",
+            "lavfi",
+            "-i",
+            f"sine=frequency=440:sample_rate={sample_rate_hz}:duration={duration_s}",
+            "-ac",
+            str(channels),
+            str(path),
+        ],
+        check=True,
+    )
+    return path

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
+
+from devtools.samples import write_tone
 
 CACHE = Path(__file__).resolve().parents[1] / ".data" / "test-audio"
 
@@ -14,22 +15,6 @@ def tone(container: str, *, sample_rate_hz: int, channels: int, duration_s: floa
     if not path.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".part" + path.suffix)
-        subprocess.run(
-            [
-                "ffmpeg",
-                "-nostdin",
-                "-v",
-                "error",
-                "-y",
-                "-f",
-                "lavfi",
-                "-i",
-                f"sine=frequency=440:sample_rate={sample_rate_hz}:duration={duration_s}",
-                "-ac",
-                str(channels),
-                str(partial),
-            ],
-            check=True,
-        )
+        write_tone(partial, sample_rate_hz=sample_rate_hz, channels=channels, duration_s=duration_s)
         partial.rename(path)
     return path
