@@ -21,7 +21,7 @@ from shared.events import utcnow
 from shared.mongo import Document
 
 CHUNK_BYTES = 255 * 1024  # GridFS's default chunk size
-BATCH_CHUNKS = 8
+BATCH_CHUNKS = 16
 
 
 class GridFsWriter:
