@@ -54,7 +54,6 @@ class Downloader:
     policy: UrlPolicy
     limits: FetchLimits
     max_call_duration_s: float
-    temp_dir: Path | None = None
 
 
 class GridFsTee:
@@ -134,7 +133,7 @@ async def download_call(envelope: Envelope, event: Event, *, deps: Downloader) -
     if not isinstance(event, CallReceived):
         raise TypeError(f"downloader got {event.TYPE}")
     tasks = calls(deps.db)
-    task = await tasks.find_one({"_id": envelope.task_id}, {"download_result": 1, "status": 1})
+    task = await tasks.find_one({"_id": envelope.task_id}, {"download_result": 1})
     if task is None:
         log.error("task_missing", task_id=envelope.task_id)
         return
@@ -175,7 +174,7 @@ async def _download_and_probe(
     task_id: str, event: CallReceived, deps: Downloader
 ) -> tuple[Event, Document]:
     meta = call_meta(event)
-    with tempfile.TemporaryDirectory(prefix="rop-download-", dir=deps.temp_dir) as temp:
+    with tempfile.TemporaryDirectory(prefix="rop-download-") as temp:
         tee = GridFsTee(deps.db, task_id, f"{task_id}.audio", Path(temp) / "audio")
         try:
             fetched = await fetch(
