@@ -1,0 +1,161 @@
+"""Russian phrase matching on text (no ASR): word forms, slips, forbidden, speaker and window."""
+
+from __future__ import annotations
+
+import pytest
+
+from services.analyzer.phrases import Token, find_phrase, tokenize
+from services.analyzer.scoring import evaluate_phrases, ignored_as_short, score
+from services.analyzer.transcript import SpeakerName, Utterance, Word
+from shared.scripts import Stage
+
+
+def said(*lines: tuple[SpeakerName, float, str]) -> list[Token]:
+    """Utterances with one word every 0.4 s from the given start."""
+    utterances = []
+    for speaker, start_s, text in lines:
+        words = tuple(
+            Word(word, start_s + 0.4 * i, start_s + 0.4 * i + 0.3)
+            for i, word in enumerate(text.split())
+        )
+        utterances.append(Utterance(speaker, words[0].start_s, words[-1].end_s, text, words))
+    return tokenize(utterances)
+
+
+CALL = said(
+    ("manager", 1.0, "Добрый день, меня зовут Анна, компания Ромашка."),
+    ("client", 4.0, "Здравствуйте."),
+    ("manager", 5.5, "Вам сейчас удобно говорить?"),
+    ("client", 8.0, "Да, удобно. Бюджет у нас пятьсот тысяч."),
+    ("manager", 40.0, "Перезвоню вам в четверг."),
+)
+
+
+@pytest.mark.parametrize(
+    ("phrase", "text"),
+    [
+        ("компания ромашка", "компания Ромашка."),
+        ("меня зовут", "меня зовут"),
+        ("удобно говорить", "удобно говорить?"),  # one word between: "сейчас"
+        ("бюджет", "Бюджет"),
+    ],
+)
+def test_phrases_are_found_with_their_quote(phrase: str, text: str) -> None:
+    quote = find_phrase(phrase, CALL)
+    assert quote is not None
+    assert quote.text.endswith(text.split()[-1])
+
+
+def test_word_forms_match() -> None:
+    tokens = said(("manager", 0.0, "звоню из компании Ромашки по поводу бюджетов"))
+    quote = find_phrase("компания ромашка", tokens, speaker="manager")
+    assert quote is not None
+    assert quote.text == "компании Ромашки"
+    assert find_phrase("бюджет", tokens) is not None
+
+
+def test_a_one_letter_asr_slip_matches_but_short_words_must_be_exact() -> None:
+    tokens = said(("manager", 0.0, "я из кампании ромашка"))
+    assert find_phrase("компания ромашка", tokens) is not None
+    assert find_phrase("на", said(("manager", 0.0, "не"))) is None
+
+
+def test_speaker_and_window() -> None:
+    assert find_phrase("удобно", CALL, speaker="manager").speaker == "manager"  # type: ignore[union-attr]
+    assert find_phrase("бюджет", CALL, speaker="manager") is None
+    assert find_phrase("перезвоню", CALL, within_s=30) is None
+    assert find_phrase("компания ромашка", CALL, within_s=30).start_s == pytest.approx(3.0)  # type: ignore[union-attr]
+
+
+def test_phrase_words_must_be_close_and_of_one_speaker() -> None:
+    tokens = said(("manager", 0.0, "меня"), ("client", 0.5, "зовут"))
+    assert find_phrase("меня зовут", tokens) is None
+    far = said(("manager", 0.0, "меня"), ("manager", 10.0, "зовут"))
+    assert find_phrase("меня зовут", far) is None
+
+
+GREETING = Stage.model_validate(
+    {
+        "name": "Приветствие",
+        "threshold": 60,
+        "points": [
+            {
+                "text": "Назвал компанию",
+                "weight": 50,
+                "speaker": "manager",
+                "within_s": 30,
+                "phrases": ["компания ромашка", "меня зовут"],
+            },
+            {"text": "Удобно ли говорить", "weight": 30, "phrases": ["удобно говорить"]},
+            {
+                "text": "Не грубил",
+                "weight": 20,
+                "phrases": ["отстаньте", "не ваше дело"],
+                "forbidden": True,
+            },
+        ],
+    }
+)
+
+
+def test_stage_completion_evidence_and_score() -> None:
+    verdict = evaluate_phrases(GREETING, CALL, duration_s=60, mono=False)
+    assert verdict.applicable
+    assert verdict.completion == 100
+    assert verdict.passed
+    assert [q.speaker for q in verdict.evidence] == ["manager", "manager"]
+    assert verdict.recommendation is None
+
+
+def test_forbidden_phrase_costs_its_weight_and_is_quoted() -> None:
+    rude = [*CALL, *said(("manager", 50.0, "Это не ваше дело"))]
+    verdict = evaluate_phrases(GREETING, rude, duration_s=60, mono=False)
+    assert verdict.completion == 80
+    assert verdict.evidence[-1].text == "не ваше дело"
+    assert verdict.recommendation == "Нарушено: Не грубил"
+
+
+def test_missing_points_fail_the_stage_with_a_recommendation() -> None:
+    verdict = evaluate_phrases(GREETING, said(("manager", 0.0, "Алло")), duration_s=60, mono=False)
+    assert verdict.completion == 20
+    assert not verdict.passed
+    assert (
+        verdict.recommendation == "Не выполнено: Назвал компанию; Не выполнено: Удобно ли говорить"
+    )
+
+
+def test_mono_ignores_speaker_constraints_and_says_so() -> None:
+    mono = said(("unknown", 1.0, "компания Ромашка, удобно говорить?"))
+    verdict = evaluate_phrases(GREETING, mono, duration_s=60, mono=True)
+    assert verdict.completion == 100
+    assert verdict.notes == ["моно-запись: говорящий не учитывался"]
+    stereo = evaluate_phrases(GREETING, mono, duration_s=60, mono=False)
+    assert stereo.completion == 20
+
+
+@pytest.mark.parametrize(
+    ("rule", "duration_s", "ignored"),
+    [
+        ("Звонок короче 1 минуты", 59, True),
+        ("звонок короче 1 минуты", 61, False),
+        ("менее 30 секунд", 29, True),
+        ("меньше минуты", 30, True),
+        ("Повторный звонок", 5, False),
+        ("", 5, False),
+    ],
+)
+def test_short_call_ignore_rule(rule: str, duration_s: float, ignored: bool) -> None:
+    assert ignored_as_short(rule, duration_s) is ignored
+
+
+def test_score_counts_applicable_evaluated_stages() -> None:
+    done = evaluate_phrases(GREETING, CALL, duration_s=60, mono=False)
+    failed = evaluate_phrases(GREETING, [], duration_s=60, mono=False)
+    short = evaluate_phrases(
+        GREETING.model_copy(update={"ignore_when": "короче 1 минуты"}),
+        CALL,
+        duration_s=10,
+        mono=False,
+    )
+    result = score([done, failed, short])
+    assert (result.passed, result.applicable, result.percent) == (1, 2, 50.0)
