@@ -80,6 +80,11 @@ class DuplicateCall(PermanentError):
     message = "Звонок с данным call_id уже обработан"
 
 
+class Conflict(PermanentError):
+    code = "conflict"
+    message = "Конфликт с текущим состоянием"
+
+
 class Unavailable(RetryableError):
     code = "unavailable"
     message = "Сервис временно недоступен, повторите запрос позже"

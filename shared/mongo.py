@@ -14,6 +14,9 @@ CALLS = "calls"
 SETTINGS = "settings"
 USERS = "users"
 SESSIONS = "sessions"
+TEMPLATES = "templates"
+BINDINGS = "bindings"
+TABLES = "tables"
 AUDIO_BUCKET = "audio"
 AUDIO_FILES = f"{AUDIO_BUCKET}.files"
 AUDIO_CHUNKS = f"{AUDIO_BUCKET}.chunks"
@@ -31,6 +34,7 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("received_at", DESCENDING)], name="received_at"),
     ],
     USERS: [IndexModel([("email", ASCENDING)], unique=True, name="email_unique")],
+    BINDINGS: [IndexModel([("template_id", ASCENDING)], name="template")],
     SESSIONS: [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expiry")],
     # The GridFS specification's indexes, with PyMongo's default names so its own
     # GridFS code finds them already there.

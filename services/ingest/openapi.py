@@ -8,6 +8,7 @@ from pydantic.json_schema import models_json_schema
 
 from services.ingest.handlers import ACCEPTED_MESSAGE, ConnectionUpdate
 from services.ingest.submission import CallSubmission, JsonCallSubmission
+from shared.scripts import Binding, Table, Template
 
 REF = "#/components/schemas/{model}"
 
@@ -22,6 +23,9 @@ def _request_schemas() -> dict[str, Any]:
             (JsonCallSubmission, "validation"),
             (CallSubmission, "validation"),
             (ConnectionUpdate, "validation"),
+            (Template, "validation"),
+            (Binding, "validation"),
+            (Table, "validation"),
         ],
         ref_template=REF,
     )
@@ -63,6 +67,7 @@ _RESPONSE_SCHEMAS: dict[str, Any] = {
                     "not_found",
                     "method_not_allowed",
                     "duplicate_call",
+                    "conflict",
                     "internal",
                     "unavailable",
                 ]
@@ -224,6 +229,59 @@ def _task_lookup(summary: str, name: str) -> dict[str, Any]:
     }
 
 
+def _catalog(path: str, schema: str, what: str) -> dict[str, Any]:
+    """List/create and get/replace/delete of a catalog kind (admin, supervisor)."""
+    body = {"required": True, "content": {"application/json": {"schema": _ref(schema)}}}
+    item = {"allOf": [_ref(schema), {"type": "object", "properties": {"id": {"type": "string"}}}]}
+    invalid = {"400": _error("invalid_request: names the field")}
+    path_id = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
+    security = {"security": _SESSION_SECURITY}
+    return {
+        path: {
+            "get": {
+                "summary": f"List {what}",
+                **security,
+                "responses": {"200": _ok({"type": "array", "items": item}), **_ADMIN_ERRORS},
+            },
+            "post": {
+                "summary": f"Create {what}",
+                **security,
+                "requestBody": body,
+                "responses": {"201": _ok(item, "Created"), **invalid, **_ADMIN_ERRORS},
+            },
+        },
+        f"{path}/{{id}}": {
+            "parameters": path_id,
+            "get": {
+                "summary": f"One of {what}",
+                **security,
+                "responses": {"200": _ok(item), "404": _error("not_found"), **_ADMIN_ERRORS},
+            },
+            "put": {
+                "summary": f"Replace one of {what}",
+                **security,
+                "requestBody": body,
+                "responses": {
+                    "200": _ok(item),
+                    **invalid,
+                    "404": _error("not_found"),
+                    **_ADMIN_ERRORS,
+                },
+            },
+            "delete": {
+                "summary": f"Delete one of {what}",
+                **security,
+                "responses": {
+                    "204": {"description": "Deleted"},
+                    "404": _error("not_found"),
+                    "409": _error("conflict: still in use"),
+                    **_ADMIN_ERRORS,
+                },
+            },
+        },
+    }
+
+
 def build_openapi() -> dict[str, Any]:
     """Assemble the document."""
     form = _ref("CallSubmission")
@@ -282,6 +340,9 @@ def build_openapi() -> dict[str, Any]:
                     },
                 },
             },
+            **_catalog("/api/v1/templates", "Template", "script templates"),
+            **_catalog("/api/v1/bindings", "Binding", "script bindings"),
+            **_catalog("/api/v1/tables", "Table", "analytics tables"),
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _ok({})}}},
             "/readyz": {
                 "get": {

@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pymongo.errors import PyMongoError
 
-from services.ingest import accounts, handlers
+from services.ingest import accounts, catalog, handlers
 from services.ingest.accounts import Role, Session
 from services.ingest.bootstrap import Ingest, bootstrap
 from services.ingest.metrics import IngestMetrics
@@ -53,7 +53,7 @@ METRICS = web.AppKey("metrics", IngestMetrics)
 SESSION_COOKIE = "rop_session"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
-ADMIN_BODY_LIMIT_BYTES = 64 * 1024
+ADMIN_BODY_LIMIT_BYTES = 512 * 1024
 READY_TIMEOUT_S = 2.0
 
 HTTP_STATUS = {
@@ -63,6 +63,7 @@ HTTP_STATUS = {
     "not_found": 404,
     "method_not_allowed": 405,
     "duplicate_call": 409,
+    "conflict": 409,
     "unavailable": 503,
     "internal": 500,
 }
@@ -92,9 +93,9 @@ def _error_from_http(exc: web.HTTPException) -> RopError:
     return InvalidRequest(details=[{"field": "request", "message": exc.reason}])
 
 
-def _too_large() -> InvalidRequest:
+def _too_large(limit_bytes: int = MAX_BODY_BYTES) -> InvalidRequest:
     return InvalidRequest(
-        f"Тело запроса больше {MAX_BODY_BYTES // 1024} КиБ",
+        f"Тело запроса больше {limit_bytes // 1024} КиБ",
         details=[{"field": "body", "message": "слишком большой запрос"}],
     )
 
@@ -150,12 +151,12 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
 async def read_body(request: web.Request, limit_bytes: int = MAX_BODY_BYTES) -> bytes:
     """Read the whole body, refusing it as soon as it passes the limit."""
     if request.content_length is not None and request.content_length > limit_bytes:
-        raise _too_large()
+        raise _too_large(limit_bytes)
     body = bytearray()
     async for chunk in request.content.iter_any():
         body += chunk
         if len(body) > limit_bytes:
-            raise _too_large()
+            raise _too_large(limit_bytes)
     return bytes(body)
 
 
@@ -353,6 +354,48 @@ async def put_connection(request: web.Request) -> web.Response:
     return _json(handlers.connection_view(ingest.state.connection, base_url=_base_url(request)))
 
 
+def add_catalog_routes(app: web.Application, path: str, kind: catalog.Kind) -> None:
+    """CRUD of templates, bindings or tables for admins and supervisors (SPEC §4.1)."""
+    roles = (Role.ADMIN, Role.SUPERVISOR)
+
+    async def list_items(request: web.Request) -> web.Response:
+        await require_session(request, *roles)
+        return _json(await catalog.list_all(request.app[INGEST].db, kind))
+
+    async def create_item(request: web.Request) -> web.Response:
+        session = await require_session(request, *roles)
+        item = await read_model(request, kind.model)
+        created = await catalog.create(request.app[INGEST].db, kind, item)
+        log.info("catalog_created", kind=kind.collection, id=created["id"], by=session.user.email)
+        return _json(created, 201)
+
+    async def get_item(request: web.Request) -> web.Response:
+        await require_session(request, *roles)
+        document = await catalog.get(request.app[INGEST].db, kind, request.match_info["id"])
+        return _json(catalog.view(document))
+
+    async def replace_item(request: web.Request) -> web.Response:
+        session = await require_session(request, *roles)
+        item = await read_model(request, kind.model)
+        item_id = request.match_info["id"]
+        updated = await catalog.replace(request.app[INGEST].db, kind, item_id, item)
+        log.info("catalog_updated", kind=kind.collection, id=item_id, by=session.user.email)
+        return _json(updated)
+
+    async def delete_item(request: web.Request) -> web.Response:
+        session = await require_session(request, *roles)
+        item_id = request.match_info["id"]
+        await catalog.delete(request.app[INGEST].db, kind, item_id)
+        log.info("catalog_deleted", kind=kind.collection, id=item_id, by=session.user.email)
+        return web.Response(status=204)
+
+    app.router.add_get(path, list_items)
+    app.router.add_post(path, create_item)
+    app.router.add_get(f"{path}/{{id}}", get_item)
+    app.router.add_put(f"{path}/{{id}}", replace_item)
+    app.router.add_delete(f"{path}/{{id}}", delete_item)
+
+
 # --- operations -------------------------------------------------------------
 
 
@@ -413,6 +456,9 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/api/v1/auth/me", me)
     app.router.add_get("/api/v1/settings/connection", get_connection)
     app.router.add_put("/api/v1/settings/connection", put_connection)
+    add_catalog_routes(app, "/api/v1/templates", catalog.TEMPLATE)
+    add_catalog_routes(app, "/api/v1/bindings", catalog.BINDING)
+    add_catalog_routes(app, "/api/v1/tables", catalog.TABLE)
     app.router.add_get("/api/v1/openapi.json", openapi)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

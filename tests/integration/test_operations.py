@@ -57,6 +57,9 @@ async def test_openapi_document_is_valid_and_complete(ingest_client: Client) -> 
         "/api/v1/calls/{call_id}",
         "/api/v1/auth/login",
         "/api/v1/settings/connection",
+        "/api/v1/templates",
+        "/api/v1/bindings/{id}",
+        "/api/v1/tables",
     ):
         assert path in paths
     assert set(paths["/api/v1/calls"]["post"]["responses"]) >= {"200", "400", "401", "409", "500"}

@@ -1,0 +1,124 @@
+"""Script templates, bindings and analytics tables: validated documents with stable ids.
+
+Bindings and tables own a webhook endpoint whose secret is generated when it is
+first saved; its URL cannot change afterwards (the seed: "URL для webhook-ов нельзя
+изменить после настройки"). A template in use by a binding cannot be deleted.
+"""
+
+from __future__ import annotations
+
+import secrets
+from dataclasses import dataclass
+from typing import Any
+
+from pydantic import BaseModel
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import DuplicateKeyError
+
+from shared.errors import Conflict, InvalidRequest, NotFound
+from shared.events import utcnow
+from shared.mongo import BINDINGS, TABLES, TEMPLATES, Document
+from shared.scripts import Binding, Table, Template
+from shared.webhooks import new_webhook_secret
+
+WEBHOOK_FIXED = "URL вебхука нельзя изменить после сохранения"
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One kind of catalog document."""
+
+    collection: str
+    model: type[BaseModel]
+    id_prefix: str
+    not_found: str
+
+
+TEMPLATE = Kind(TEMPLATES, Template, "tpl", "Шаблон скрипта не найден")
+BINDING = Kind(BINDINGS, Binding, "bnd", "Привязка скрипта не найдена")
+TABLE = Kind(TABLES, Table, "tbl", "Таблица не найдена")
+
+
+def view(document: Document) -> Document:
+    """The API shape: `id` instead of `_id`, ISO times."""
+    shown = {key: value for key, value in document.items() if key != "_id"}
+    for key in ("created_at", "updated_at"):
+        if key in shown:
+            shown[key] = shown[key].isoformat()
+    return {"id": document["_id"], **shown}
+
+
+async def list_all(db: AsyncDatabase[Document], kind: Kind) -> list[Document]:
+    """Every document of a kind, oldest first."""
+    documents = await db[kind.collection].find({}).sort("created_at", 1).to_list()
+    return [view(document) for document in documents]
+
+
+async def get(db: AsyncDatabase[Document], kind: Kind, item_id: str) -> Document:
+    """One document by id."""
+    document = await db[kind.collection].find_one({"_id": item_id})
+    if document is None:
+        raise NotFound(kind.not_found)
+    return document
+
+
+async def _check_references(db: AsyncDatabase[Document], item: BaseModel) -> None:
+    if (
+        isinstance(item, Binding)
+        and await db[TEMPLATES].find_one({"_id": item.template_id}) is None
+    ):
+        raise InvalidRequest(
+            "Шаблон скрипта не найден",
+            details=[{"field": "template_id", "message": "нет шаблона с таким id"}],
+        )
+
+
+def _with_webhook_secret(fields: Document, previous: Document | None) -> Document:
+    if "webhook" not in fields:
+        return fields
+    url = fields["webhook"]["url"]
+    if previous is not None:
+        if previous["webhook"]["url"] != url:
+            raise InvalidRequest(
+                WEBHOOK_FIXED, details=[{"field": "webhook.url", "message": WEBHOOK_FIXED}]
+            )
+        return {**fields, "webhook": previous["webhook"]}
+    return {**fields, "webhook": {"url": url, "secret": new_webhook_secret()}}
+
+
+async def create(db: AsyncDatabase[Document], kind: Kind, item: BaseModel) -> Document:
+    """Store a new validated document; webhooks get their secret now."""
+    await _check_references(db, item)
+    now = utcnow()
+    document = {
+        "_id": f"{kind.id_prefix}_{secrets.token_hex(6)}",
+        **_with_webhook_secret(item.model_dump(mode="json"), None),
+        "created_at": now,
+        "updated_at": now,
+    }
+    try:
+        await db[kind.collection].insert_one(document)
+    except DuplicateKeyError as exc:  # a 48-bit id collision: let the client retry
+        raise Conflict("Повторите запрос") from exc
+    return view(document)
+
+
+async def replace(
+    db: AsyncDatabase[Document], kind: Kind, item_id: str, item: BaseModel
+) -> Document:
+    """Replace a document's fields (webhook URL unchanged, secret kept)."""
+    previous = await get(db, kind, item_id)
+    await _check_references(db, item)
+    fields: dict[str, Any] = _with_webhook_secret(item.model_dump(mode="json"), previous)
+    fields["updated_at"] = utcnow()
+    await db[kind.collection].update_one({"_id": item_id}, {"$set": fields})
+    return view(await get(db, kind, item_id))
+
+
+async def delete(db: AsyncDatabase[Document], kind: Kind, item_id: str) -> None:
+    """Delete a document; a template still bound to a funnel cannot go."""
+    if kind is TEMPLATE and await db[BINDINGS].find_one({"template_id": item_id}) is not None:
+        raise Conflict("Шаблон используется в привязках: сначала удалите их")
+    result = await db[kind.collection].delete_one({"_id": item_id})
+    if result.deleted_count == 0:
+        raise NotFound(kind.not_found)

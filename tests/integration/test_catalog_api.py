@@ -1,0 +1,179 @@
+"""Templates, bindings and tables through the admin API (SPEC §4.1)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+
+from services.ingest.accounts import Role
+from shared.settings import Settings
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
+from tests.integration.test_admin_api import add_user, bearer, log_in
+
+Client = TestClient[Any, Any]
+
+TEMPLATE = {
+    "name": "Первичный звонок",
+    "stages": [
+        {
+            "name": "Приветствие",
+            "threshold": 60,
+            "points": [{"text": "Назвал компанию", "weight": 100, "phrases": ["компания ромашка"]}],
+        },
+        {
+            "name": "Следующий шаг",
+            "method": "llm",
+            "threshold": 50,
+            "criteria": "Договорился о дате следующего контакта",
+        },
+    ],
+}
+TABLE = {
+    "name": "Сделки",
+    "webhook": {"url": "https://crm.example/hooks/table"},
+    "fields": [
+        {
+            "key": "budget",
+            "name": "Бюджет",
+            "type": "number",
+            "method": "regex",
+            "pattern": r"(\d+) тысяч",
+        },
+        {"key": "talk_ratio", "type": "number", "method": "metric", "metric": "talk_ratio"},
+    ],
+}
+
+
+@pytest.fixture
+async def admin(ingest_client: Client) -> dict[str, str]:
+    return bearer(await log_in(ingest_client, ADMIN_EMAIL, ADMIN_PASSWORD))
+
+
+async def test_template_lifecycle(ingest_client: Client, admin: dict[str, str]) -> None:
+    created = await ingest_client.post("/api/v1/templates", json=TEMPLATE, headers=admin)
+    body = await created.json()
+    assert created.status == 201
+    assert body["id"].startswith("tpl_")
+    assert body["stages"][0]["points"][0]["speaker"] == "manager"  # default filled in
+
+    changed = {**TEMPLATE, "name": "Повторный звонок"}
+    put = await ingest_client.put(f"/api/v1/templates/{body['id']}", json=changed, headers=admin)
+    assert (await put.json())["name"] == "Повторный звонок"
+    listed = await (await ingest_client.get("/api/v1/templates", headers=admin)).json()
+    assert [item["id"] for item in listed] == [body["id"]]
+
+    deleted = await ingest_client.delete(f"/api/v1/templates/{body['id']}", headers=admin)
+    assert deleted.status == 204
+    gone = await ingest_client.get(f"/api/v1/templates/{body['id']}", headers=admin)
+    assert gone.status == 404
+    assert (await gone.json())["code"] == "not_found"
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"stages": []}, "stages"),
+        ({"name": ""}, "name"),
+        ({"stages": [{**TEMPLATE["stages"][0], "threshold": 150}]}, "stages.0.threshold"),
+        (
+            {
+                "stages": [
+                    {
+                        **TEMPLATE["stages"][0],
+                        "points": [{"text": "x", "weight": 30, "phrases": ["a"]}],
+                    }
+                ]
+            },
+            "stages.0",
+        ),
+    ],
+)
+async def test_invalid_template_is_400_naming_the_field(
+    ingest_client: Client, admin: dict[str, str], change: dict[str, Any], field: str
+) -> None:
+    response = await ingest_client.post(
+        "/api/v1/templates", json={**TEMPLATE, **change}, headers=admin
+    )
+    body = await response.json()
+    assert response.status == 400
+    assert body["code"] == "invalid_request"
+    assert field in [detail["field"] for detail in body["details"]]
+
+
+async def test_binding_webhook_gets_a_secret_and_its_url_is_fixed(
+    ingest_client: Client, admin: dict[str, str]
+) -> None:
+    template_id = (
+        await (await ingest_client.post("/api/v1/templates", json=TEMPLATE, headers=admin)).json()
+    )["id"]
+    binding = {
+        "template_id": template_id,
+        "stage_id": "funnel_primary_calls",
+        "deal_stage_ids": [],
+        "manager_ids": [],
+        "webhook": {"url": "https://crm.example/hooks/checklist"},
+    }
+    created = await (
+        await ingest_client.post("/api/v1/bindings", json=binding, headers=admin)
+    ).json()
+    secret = created["webhook"]["secret"]
+    assert secret.startswith("whsec_")
+
+    same_url = {**binding, "manager_ids": ["mgr_001"]}
+    updated = await ingest_client.put(
+        f"/api/v1/bindings/{created['id']}", json=same_url, headers=admin
+    )
+    assert updated.status == 200
+    assert (await updated.json())["webhook"]["secret"] == secret
+
+    moved = {**binding, "webhook": {"url": "https://crm.example/hooks/other"}}
+    refused = await ingest_client.put(
+        f"/api/v1/bindings/{created['id']}", json=moved, headers=admin
+    )
+    assert refused.status == 400
+    assert (await refused.json())["details"][0]["field"] == "webhook.url"
+
+    in_use = await ingest_client.delete(f"/api/v1/templates/{template_id}", headers=admin)
+    assert in_use.status == 409
+    assert (await in_use.json())["code"] == "conflict"
+
+
+async def test_binding_to_a_missing_template_is_400(
+    ingest_client: Client, admin: dict[str, str]
+) -> None:
+    response = await ingest_client.post(
+        "/api/v1/bindings",
+        json={"template_id": "tpl_missing", "webhook": {"url": "https://crm.example/h"}},
+        headers=admin,
+    )
+    assert response.status == 400
+    assert (await response.json())["details"][0]["field"] == "template_id"
+
+
+async def test_tables_are_validated_and_stored(
+    ingest_client: Client, admin: dict[str, str]
+) -> None:
+    created = await ingest_client.post("/api/v1/tables", json=TABLE, headers=admin)
+    assert created.status == 201
+    bad = {**TABLE, "fields": [{**TABLE["fields"][0], "pattern": "(broken"}]}
+    refused = await ingest_client.post("/api/v1/tables", json=bad, headers=admin)
+    assert refused.status == 400
+    assert (await refused.json())["details"][0]["field"] == "fields.0"
+
+
+async def test_supervisors_may_edit_managers_may_not(
+    ingest_client: Client, settings: Settings
+) -> None:
+    await add_user(settings, "head@test.local", "pw-123456", Role.SUPERVISOR)
+    await add_user(settings, "seller@test.local", "pw-123456", Role.MANAGER)
+    head = bearer(await log_in(ingest_client, "head@test.local", "pw-123456"))
+    seller = bearer(await log_in(ingest_client, "seller@test.local", "pw-123456"))
+    assert (
+        await ingest_client.post("/api/v1/templates", json=TEMPLATE, headers=head)
+    ).status == 201
+    ingest_client.session.cookie_jar.clear()  # the logins above left a session cookie
+    for path in ("/api/v1/templates", "/api/v1/bindings", "/api/v1/tables"):
+        assert (await ingest_client.get(path, headers=seller)).status == 403
+        assert (await ingest_client.get(path)).status == 401
