@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 import subprocess
+import tempfile
 import uuid
+import wave
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
+
+import numpy as np
 
 
 def sample_call(**changes: Any) -> dict[str, Any]:
@@ -43,4 +48,70 @@ def write_tone(path: Path, *, sample_rate_hz: int, channels: int, duration_s: fl
         ],
         check=True,
     )
+    return path
+
+
+Line = tuple[Literal["manager", "client"], float, str]
+
+
+def _speak(text: str, sample_rate_hz: int) -> np.ndarray[Any, np.dtype[np.int16]]:
+    """English speech from espeak-ng, resampled by ffmpeg, as int16 samples."""
+    with tempfile.TemporaryDirectory() as temp:
+        spoken, pcm = Path(temp) / "line.wav", Path(temp) / "line.pcm"
+        subprocess.run(
+            ["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(spoken), text],
+            check=True,
+            capture_output=True,
+        )
+        subprocess.run(
+            [
+                "ffmpeg",
+                "-nostdin",
+                "-v",
+                "error",
+                "-y",
+                "-i",
+                str(spoken),
+                "-ac",
+                "1",
+                "-ar",
+                str(sample_rate_hz),
+                "-f",
+                "s16le",
+                str(pcm),
+            ],
+            check=True,
+        )
+        return np.fromfile(pcm, dtype=np.int16)
+
+
+def write_call(
+    path: Path,
+    lines: Sequence[Line],
+    *,
+    duration_s: float,
+    stereo: bool = True,
+    sample_rate_hz: int = 16000,
+) -> Path:
+    """A call with each line spoken at its start time: the manager on the left channel and
+    the client on the right (stereo), or both mixed (mono). The extension picks the
+    container; silence everywhere else."""
+    tracks = np.zeros((2 if stereo else 1, int(duration_s * sample_rate_hz)), dtype=np.int32)
+    for speaker, start_s, text in lines:
+        voice = _speak(text, sample_rate_hz)
+        channel = 0 if speaker == "manager" or not stereo else 1
+        start = int(start_s * sample_rate_hz)
+        end = min(start + len(voice), tracks.shape[1])
+        tracks[channel, start:end] += voice[: end - start]
+    interleaved = np.clip(tracks, -32768, 32767).astype(np.int16).T.copy()
+    with tempfile.TemporaryDirectory() as temp:
+        wav = Path(temp) / "call.wav"
+        with wave.open(str(wav), "wb") as out:
+            out.setnchannels(tracks.shape[0])
+            out.setsampwidth(2)
+            out.setframerate(sample_rate_hz)
+            out.writeframes(interleaved.tobytes())
+        subprocess.run(
+            ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(wav), str(path)], check=True
+        )
     return path

