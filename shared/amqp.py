@@ -31,6 +31,7 @@ from pymongo.errors import PyMongoError
 from shared.errors import RetryableError, UnknownEvent
 from shared.events import (
     AudioStored,
+    CallAnalyzed,
     CallFailed,
     CallReceived,
     CallSkipped,
@@ -56,7 +57,7 @@ class ConsumerQueue:
 CONSUMER_QUEUES = (
     ConsumerQueue("downloader", (CallReceived.TYPE,)),
     ConsumerQueue("analyzer", (AudioStored.TYPE,)),
-    ConsumerQueue("notifier", (CallSkipped.TYPE, CallFailed.TYPE)),
+    ConsumerQueue("notifier", (CallAnalyzed.TYPE, CallSkipped.TYPE, CallFailed.TYPE)),
 )
 REQUEUE_DELAY_S = 5.0
 

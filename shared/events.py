@@ -8,6 +8,7 @@ instead of being guessed at.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any, ClassVar
 
@@ -42,9 +43,11 @@ class CallMeta(Event):
     stage: str | None = Field(None, description="The CRM funnel's name.")
 
 
-def call_meta(source: BaseModel) -> dict[str, Any]:
-    """The CallMeta fields of any model that carries them (a submission, an event)."""
-    return source.model_dump(include=set(CallMeta.model_fields))
+def call_meta(source: BaseModel | Mapping[str, Any]) -> dict[str, Any]:
+    """The CallMeta fields of a model or a stored task that carries them."""
+    if isinstance(source, BaseModel):
+        return source.model_dump(include=set(CallMeta.model_fields))
+    return {name: source.get(name) for name in CallMeta.model_fields}
 
 
 class CallReceived(CallMeta):
@@ -82,6 +85,16 @@ class AudioStored(CallMeta):
     sha256: str = Field(description="SHA-256 of the stored file, hex.")
 
 
+class CallAnalyzed(CallMeta):
+    """Transcript, metrics, checklists and table rows are stored on the task."""
+
+    TYPE: ClassVar[str] = "call.analyzed"
+
+    duration_s: float = Field(description="Probed duration of the call.")
+    checklists: int = Field(description="How many script bindings applied (webhooks to send).")
+    tables: int = Field(description="How many analytics tables applied (webhooks to send).")
+
+
 class CallFailed(CallMeta):
     """Processing stopped for good; the reason goes to the CRM's error webhook."""
 
@@ -93,7 +106,7 @@ class CallFailed(CallMeta):
 
 
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.TYPE: cls for cls in (CallReceived, CallSkipped, AudioStored, CallFailed)
+    cls.TYPE: cls for cls in (CallReceived, CallSkipped, AudioStored, CallAnalyzed, CallFailed)
 }
 
 

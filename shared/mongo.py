@@ -32,6 +32,11 @@ INDEXES: dict[str, list[IndexModel]] = {
         ),
         IndexModel([("status", ASCENDING), ("received_at", DESCENDING)], name="status_received"),
         IndexModel([("received_at", DESCENDING)], name="received_at"),
+        IndexModel(
+            [("analysis.state", ASCENDING), ("analysis.lease_until", ASCENDING)],
+            partialFilterExpression={"analysis.state": {"$exists": True}},
+            name="analysis_jobs",
+        ),
     ],
     USERS: [IndexModel([("email", ASCENDING)], unique=True, name="email_unique")],
     BINDINGS: [IndexModel([("template_id", ASCENDING)], name="template")],

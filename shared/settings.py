@@ -77,6 +77,15 @@ class Settings(BaseSettings):
     asr_device: Literal["auto", "cpu", "cuda"] = "auto"
     asr_compute_type: str = "int8"
     asr_language: str | None = None
+    asr_beam_size: int = Field(1, ge=1, le=10)
+    manager_channel: Literal["left", "right"] = Field(
+        "left", description="Which channel of a stereo recording is the manager."
+    )
+    analysis_part_s: float = Field(2700.0, ge=60, description="Longer calls are split in parts.")
+    analysis_lease_s: float = Field(
+        300.0, ge=10, description="A job not renewed for this long is taken over by another worker."
+    )
+    analysis_max_attempts: int = Field(3, ge=1, le=10)
 
     llm_base_url: str | None = None
     llm_api_key: SecretStr | None = None

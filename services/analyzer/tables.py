@@ -60,7 +60,13 @@ def _number(raw: Any) -> float | int:
         raise NotExtracted("ожидается число")
     if isinstance(raw, int | float):
         return raw
-    cleaned = re.sub(r"[\s\u00a0]", "", str(raw)).replace(",", ".")
+    cleaned = re.sub(r"[\s\u00a0]", "", str(raw))
+    # "500,000" (ASR and English style) groups thousands; "12,5" (Russian) is a decimal comma.
+    cleaned = (
+        cleaned.replace(",", "")
+        if re.fullmatch(r"\d{1,3}(,\d{3})+(\.\d+)?", cleaned)
+        else cleaned.replace(",", ".")
+    )
     try:
         value = float(cleaned)
     except ValueError as exc:

@@ -86,6 +86,8 @@ def test_not_found_is_null_or_false_with_reason() -> None:
     ("spec", "raw", "expected"),
     [
         ({"type": "number"}, "1 234,5", 1234.5),
+        ({"type": "number"}, "500 ,000", 500000),
+        ({"type": "number"}, "1,250,000.5", 1250000.5),
         ({"type": "number"}, 7, 7),
         ({"type": "boolean"}, "да", True),
         ({"type": "boolean"}, "no", False),

@@ -1,0 +1,50 @@
+"""Run the analyzer: `python -m services.analyzer`."""
+
+from __future__ import annotations
+
+import asyncio
+
+from services.analyzer.bootstrap import bootstrap
+from services.analyzer.handlers import queue_analysis, work_forever
+from shared.events import Envelope, Event
+from shared.health import dependency_checks, run_until_signalled, serve_health
+from shared.logging import configure_logging, get_logger
+from shared.settings import Settings, load_settings
+
+log = get_logger("services.analyzer")
+
+# One analysis at a time per process: ASR takes the CPU; scale with replicas.
+QUEUE_PREFETCH = 16
+
+
+async def run(settings: Settings) -> None:
+    """Record jobs from `AudioStored` and work on them until cancelled."""
+    async with (
+        bootstrap(settings) as deps,
+        serve_health(
+            settings.http_host, settings.health_port, dependency_checks(deps.db, deps.broker)
+        ),
+    ):
+        wakeup = asyncio.Event()
+
+        async def on_audio_stored(envelope: Envelope, event: Event) -> None:
+            await queue_analysis(envelope, event, deps=deps)
+            wakeup.set()
+
+        log.info("analyzer_started", worker=deps.worker_id)
+        await asyncio.gather(
+            deps.broker.consume("analyzer", on_audio_stored, prefetch=QUEUE_PREFETCH),
+            work_forever(deps, wakeup),
+        )
+
+
+def main() -> None:
+    """Run until SIGINT or SIGTERM; a job cut short is taken over when its lease ends."""
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    run_until_signalled(run(settings))
+    log.info("analyzer_stopped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""The only place that builds the analyzer's concrete adapters from settings."""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import AsyncIterator
+
+from services.analyzer.asr import WhisperTranscriber
+from services.analyzer.handlers import Analyzer
+from shared.amqp import Broker
+from shared.logging import get_logger
+from shared.mongo import connect_mongo, database, ensure_indexes
+from shared.settings import Settings
+
+log = get_logger(__name__)
+
+
+def load_transcriber(settings: Settings) -> WhisperTranscriber:
+    """Load the ASR model once; a model that cannot load stops the service with a message."""
+    try:
+        return WhisperTranscriber(
+            settings.asr_model,
+            device=settings.asr_device,
+            compute_type=settings.asr_compute_type,
+            language=settings.asr_language,
+            beam_size=settings.asr_beam_size,
+        )
+    except Exception as exc:
+        sys.exit(f"Cannot load the ASR model {settings.asr_model!r} (ROP_ASR_MODEL): {exc}")
+
+
+@contextlib.asynccontextmanager
+async def bootstrap(settings: Settings) -> AsyncIterator[Analyzer]:
+    """Load the model, then connect to Mongo and the broker."""
+    transcriber = load_transcriber(settings)
+    log.info("asr_model_loaded", model=settings.asr_model, device=settings.asr_device)
+    mongo = connect_mongo(settings.mongo_url)
+    broker = Broker(settings.amqp_url, prefix=settings.amqp_prefix)
+    try:
+        db = database(mongo)
+        await ensure_indexes(db)
+        await broker.connect()
+        yield Analyzer(
+            db=db,
+            broker=broker,
+            transcriber=transcriber,
+            part_s=settings.analysis_part_s,
+            manager_channel=settings.manager_channel,
+            lease_s=settings.analysis_lease_s,
+            max_attempts=settings.analysis_max_attempts,
+        )
+    finally:
+        await broker.close()
+        await mongo.close()

@@ -1,0 +1,142 @@
+"""Which scripts and tables apply to a call, and the results document they produce (SPEC §7)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from datetime import datetime
+from typing import Any
+
+from services.analyzer.phrases import Quote, Token, tokenize
+from services.analyzer.pipeline import Transcription
+from services.analyzer.scoring import StageVerdict, evaluate_phrases, score
+from services.analyzer.tables import build_row
+from shared.mongo import Document
+from shared.scripts import Binding, Stage, Table, Template
+
+LLM_NOT_CONFIGURED = "метод llm не настроен (ROP_LLM_BASE_URL)"
+
+
+@dataclass(frozen=True)
+class Call:
+    """The CRM facts that decide which bindings and tables apply."""
+
+    received_at: datetime
+    manager_id: str
+    stage_id: str | None
+    deal_stage_id: str | None
+
+
+def _in(value: str | None, allowed: Sequence[str]) -> bool:
+    return not allowed or value in allowed
+
+
+def binding_applies(binding: Binding, created_at: datetime, call: Call) -> bool:
+    """Only calls received after the binding was saved, of its funnel, stages and managers."""
+    return (
+        created_at <= call.received_at
+        and (binding.stage_id is None or binding.stage_id == call.stage_id)
+        and _in(call.deal_stage_id, binding.deal_stage_ids)
+        and _in(call.manager_id, binding.manager_ids)
+    )
+
+
+def table_applies(table: Table, created_at: datetime, call: Call) -> bool:
+    """Only calls received after the table was saved, of its funnel and stages."""
+    return (
+        created_at <= call.received_at
+        and (table.stage_id is None or table.stage_id == call.stage_id)
+        and _in(call.deal_stage_id, table.deal_stage_ids)
+    )
+
+
+def _quote(quote: Quote) -> Document:
+    return {
+        "text": quote.text,
+        "start_s": round(quote.start_s, 2),
+        "end_s": round(quote.end_s, 2),
+        "speaker": quote.speaker,
+    }
+
+
+def _verdict(stage: Stage, tokens: Sequence[Token], duration_s: float, mono: bool) -> StageVerdict:
+    if stage.method == "phrases":
+        return evaluate_phrases(stage, tokens, duration_s=duration_s, mono=mono)
+    return StageVerdict(
+        stage.name,
+        applicable=True,
+        completion=0.0,
+        passed=False,
+        evaluated=False,
+        notes=[LLM_NOT_CONFIGURED],
+    )
+
+
+def checklist(
+    binding_id: str, template_id: str, template: Template, transcription: Transcription
+) -> Document:
+    """One `checklist.completed` body: verdicts of every stage and the "X/Y" score."""
+    tokens = tokenize(transcription.utterances)
+    verdicts = [
+        _verdict(stage, tokens, transcription.metrics.duration_s, transcription.mono)
+        for stage in template.stages
+    ]
+    result = score(verdicts)
+    return {
+        "binding_id": binding_id,
+        "template": {"id": template_id, "name": template.name},
+        "score": {
+            "passed": result.passed,
+            "applicable": result.applicable,
+            "percent": result.percent,
+            "text": f"{result.passed}/{result.applicable}",
+        },
+        "stages": [
+            {
+                "name": verdict.name,
+                "applicable": verdict.applicable,
+                "completion": verdict.completion,
+                "passed": verdict.passed,
+                "evaluated": verdict.evaluated,
+                "evidence": [_quote(quote) for quote in verdict.evidence],
+                "recommendation": verdict.recommendation,
+                "notes": verdict.notes,
+            }
+            for verdict in verdicts
+        ],
+    }
+
+
+def table_row(table_id: str, table: Table, transcription: Transcription) -> Document:
+    """One `analytics.completed` body: the typed row, and why any value is null."""
+    row = build_row(
+        table.fields,
+        utterances=transcription.utterances,
+        tokens=tokenize(transcription.utterances),
+        metrics=transcription.metrics,
+    )
+    return {
+        "table_id": table_id,
+        "name": table.name,
+        "row": row.values,
+        "null_reasons": row.reasons,
+    }
+
+
+def transcript(transcription: Transcription) -> list[Document]:
+    """The stored transcript: lines by speaker with word timestamps."""
+    return [
+        {
+            "speaker": line.speaker,
+            "start_s": round(line.start_s, 2),
+            "end_s": round(line.end_s, 2),
+            "text": line.text,
+            "words": [[w.text, round(w.start_s, 2), round(w.end_s, 2)] for w in line.words],
+        }
+        for line in transcription.utterances
+    ]
+
+
+def metrics(transcription: Transcription) -> dict[str, Any]:
+    """SPEC §7 metrics."""
+    return asdict(transcription.metrics)

@@ -1,0 +1,302 @@
+"""The analyzer's jobs: durable in Mongo, so an analysis may outlast any broker timeout.
+
+An `AudioStored` message only records a queued job on the task and is acked at once.
+Workers claim jobs from Mongo with a lease they keep renewing while they work; a
+job whose lease ran out (its worker died) is claimed again, at most
+`max_attempts` times, then the task fails with `analysis_failed`. The outcome is
+stored with its event before the event is published, and unpublished outcomes are
+published again, so nothing is lost and nothing loops forever.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from datetime import timedelta
+from pathlib import Path
+from typing import Literal, TypeVar
+
+from gridfs import AsyncGridFSBucket
+from pymongo import ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.analyzer import evaluate
+from services.analyzer.asr import Transcriber
+from services.analyzer.evaluate import Call, binding_applies, table_applies
+from services.analyzer.pipeline import transcribe_call
+from shared.amqp import Broker
+from shared.events import AudioStored, CallAnalyzed, CallFailed, Envelope, Event, call_meta, utcnow
+from shared.logging import get_logger
+from shared.mongo import AUDIO_BUCKET, BINDINGS, TABLES, TEMPLATES, Document, calls
+from shared.scripts import Binding, Table, Template
+
+log = get_logger(__name__)
+
+REPUBLISH_AFTER_S = 30.0
+
+
+@dataclass(frozen=True)
+class Analyzer:
+    """What the jobs need, built by bootstrap."""
+
+    db: AsyncDatabase[Document]
+    broker: Broker
+    transcriber: Transcriber
+    part_s: float = 2700.0
+    manager_channel: Literal["left", "right"] = "left"
+    lease_s: float = 300.0
+    max_attempts: int = 3
+    worker_id: str = field(default_factory=lambda: f"analyzer-{uuid.uuid4().hex[:8]}")
+
+
+async def queue_analysis(envelope: Envelope, event: Event, *, deps: Analyzer) -> None:
+    """Consumer of `AudioStored`: record the job (idempotent); the message is acked after this."""
+    if not isinstance(event, AudioStored):
+        raise TypeError(f"analyzer got {event.TYPE}")
+    await calls(deps.db).update_one(
+        {"_id": envelope.task_id, "analysis": {"$exists": False}},
+        {"$set": {"analysis": {"state": "queued", "attempts": 0, "queued_at": utcnow()}}},
+    )
+
+
+async def claim_next_job(deps: Analyzer) -> Document | None:
+    """Take the oldest queued job, or one whose worker stopped renewing its lease."""
+    now = utcnow()
+    return await calls(deps.db).find_one_and_update(
+        {
+            "$or": [
+                {"analysis.state": "queued"},
+                {"analysis.state": "running", "analysis.lease_until": {"$lt": now}},
+            ]
+        },
+        {
+            "$set": {
+                "analysis.state": "running",
+                "analysis.worker": deps.worker_id,
+                "analysis.lease_until": now + timedelta(seconds=deps.lease_s),
+                "status": "analyzing",
+                "updated_at": now,
+            },
+            "$inc": {"analysis.attempts": 1},
+        },
+        sort=[("received_at", 1)],
+        return_document=ReturnDocument.AFTER,
+    )
+
+
+async def _renew_lease(deps: Analyzer, task_id: str) -> None:
+    while True:
+        await asyncio.sleep(deps.lease_s / 3)
+        await calls(deps.db).update_one(
+            {"_id": task_id, "analysis.worker": deps.worker_id, "analysis.state": "running"},
+            {"$set": {"analysis.lease_until": utcnow() + timedelta(seconds=deps.lease_s)}},
+        )
+
+
+async def run_job(task: Document, deps: Analyzer) -> None:
+    """Analyse a claimed task, store the outcome with its event, publish it."""
+    task_id = task["_id"]
+    meta = call_meta(task)
+    outcome: Event
+    fields: Document
+    if task["analysis"]["attempts"] > deps.max_attempts:
+        outcome, fields = _failed(meta, "попытки анализа исчерпаны")
+    else:
+        renewer = asyncio.create_task(_renew_lease(deps, task_id))
+        try:
+            outcome, fields = await _analyze(task, meta, deps)
+        except Exception as exc:
+            log.exception("analysis_failed", attempts=task["analysis"]["attempts"])
+            if task["analysis"]["attempts"] < deps.max_attempts:
+                await _requeue(deps, task_id)
+                return
+            outcome, fields = _failed(meta, f"ошибка анализа: {type(exc).__name__}")
+        finally:
+            renewer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await renewer
+    await _finish(deps, task_id, outcome, fields)
+
+
+async def _requeue(deps: Analyzer, task_id: str) -> None:
+    await calls(deps.db).update_one(
+        {"_id": task_id, "analysis.worker": deps.worker_id},
+        {"$set": {"analysis.state": "queued"}},
+    )
+
+
+def _failed(meta: Document, reason: str) -> tuple[Event, Document]:
+    message = f"Не удалось проанализировать звонок: {reason}"
+    return (
+        CallFailed(**meta, code="analysis_failed", message=message, pipeline_stage="analysis"),
+        {"error": {"code": "analysis_failed", "message": message, "pipeline_stage": "analysis"}},
+    )
+
+
+async def _finish(deps: Analyzer, task_id: str, outcome: Event, fields: Document) -> None:
+    envelope = Envelope.wrap(outcome, task_id=task_id)
+    status = "delivering" if isinstance(outcome, CallAnalyzed) else "failed"
+    now = utcnow()
+    result = await calls(deps.db).update_one(
+        {"_id": task_id, "analysis.worker": deps.worker_id, "analysis.state": "running"},
+        {
+            "$set": {
+                **fields,
+                "status": status,
+                "updated_at": now,
+                "analysis.state": "done" if status == "delivering" else "failed",
+                "analysis.result": envelope.model_dump(mode="json"),
+                "analysis.published": False,
+                "analysis.finished_at": now,
+            },
+            "$push": {"timeline": {"status": status, "at": now}},
+        },
+    )
+    if result.modified_count == 0:
+        log.warning("analysis_lease_lost")  # another worker took the job over; it reports
+        return
+    await _publish(deps, task_id, envelope)
+    log.info("analysis_finished", outcome=outcome.TYPE)
+
+
+async def _publish(deps: Analyzer, task_id: str, envelope: Envelope) -> None:
+    await deps.broker.publish(envelope)
+    await calls(deps.db).update_one({"_id": task_id}, {"$set": {"analysis.published": True}})
+
+
+async def publish_unpublished(deps: Analyzer) -> int:
+    """Publish outcomes a crashed worker stored but did not publish."""
+    stale = utcnow() - timedelta(seconds=REPUBLISH_AFTER_S)
+    tasks = (
+        await calls(deps.db)
+        .find(
+            {
+                "analysis.state": {"$in": ["done", "failed"]},
+                "analysis.published": False,
+                "analysis.finished_at": {"$lt": stale},
+            },
+            {"analysis.result": 1},
+        )
+        .to_list()
+    )
+    for task in tasks:
+        await _publish(deps, task["_id"], Envelope.model_validate(task["analysis"]["result"]))
+    return len(tasks)
+
+
+async def _download(db: AsyncDatabase[Document], file_id: str, path: Path) -> None:
+    stream = await AsyncGridFSBucket(db, bucket_name=AUDIO_BUCKET).open_download_stream(file_id)
+    out = await asyncio.to_thread(path.open, "wb")
+    try:
+        while chunk := await stream.readchunk():
+            await asyncio.to_thread(out.write, chunk)
+    finally:
+        await asyncio.to_thread(out.close)
+
+
+ModelT = TypeVar("ModelT", Binding, Table, Template)
+
+
+def _stored(model: type[ModelT], document: Document) -> ModelT:
+    """A catalog document as its model (the webhook secret is not the analyzer's business)."""
+    fields = {name: document[name] for name in model.model_fields if name in document}
+    if "webhook" in fields:
+        fields["webhook"] = {"url": fields["webhook"]["url"]}
+    return model.model_validate(fields)
+
+
+async def _applying(
+    deps: Analyzer, call: Call
+) -> tuple[list[tuple[str, str, Template]], list[tuple[str, Table]]]:
+    bindings: list[tuple[str, str, Template]] = []
+    for document in await deps.db[BINDINGS].find({}).to_list():
+        binding = _stored(Binding, document)
+        if not binding_applies(binding, document["created_at"], call):
+            continue
+        template = await deps.db[TEMPLATES].find_one({"_id": binding.template_id})
+        if template is not None:
+            bindings.append(
+                (
+                    document["_id"],
+                    binding.template_id,
+                    _stored(Template, template),
+                )
+            )
+    tables = [
+        (document["_id"], table)
+        for document in await deps.db[TABLES].find({}).to_list()
+        if table_applies(
+            table := _stored(Table, document),
+            document["created_at"],
+            call,
+        )
+    ]
+    return bindings, tables
+
+
+async def _analyze(task: Document, meta: Document, deps: Analyzer) -> tuple[Event, Document]:
+    audio = task["audio"]
+    duration_s = float(task["probed_duration_s"])
+    with tempfile.TemporaryDirectory(prefix="rop-analysis-") as temp:
+        work_dir = Path(temp)
+        source = work_dir / f"call.{audio['container']}"
+        await _download(deps.db, audio["file_id"], source)
+        transcription = await asyncio.to_thread(
+            transcribe_call,
+            source,
+            channels=int(audio["channels"]),
+            duration_s=duration_s,
+            transcriber=deps.transcriber,
+            work_dir=work_dir,
+            part_s=deps.part_s,
+            manager_channel=deps.manager_channel,
+        )
+    call = Call(
+        received_at=task["received_at"],
+        manager_id=task["manager_id"],
+        stage_id=task.get("stage_id"),
+        deal_stage_id=task.get("deal_stage_id"),
+    )
+    bindings, tables = await _applying(deps, call)
+    results = {
+        "checklists": [
+            evaluate.checklist(binding_id, template_id, template, transcription)
+            for binding_id, template_id, template in bindings
+        ],
+        "tables": [
+            evaluate.table_row(table_id, table, transcription) for table_id, table in tables
+        ],
+        "metrics": evaluate.metrics(transcription),
+    }
+    fields: Document = {
+        "results": results,
+        "transcript": evaluate.transcript(transcription),
+        "parts": [
+            {"index": part.index, "offset_s": round(part.offset_s, 3)}
+            for part in transcription.parts
+        ],
+        "analysis.stage_seconds": {k: round(v, 3) for k, v in transcription.stage_seconds.items()},
+    }
+    outcome = CallAnalyzed(
+        **meta,
+        duration_s=duration_s,
+        checklists=len(results["checklists"]),
+        tables=len(results["tables"]),
+    )
+    return outcome, fields
+
+
+async def work_forever(deps: Analyzer, wakeup: asyncio.Event, *, poll_s: float = 5.0) -> None:
+    """Claim and run jobs one at a time; when idle, wait for a wake-up or the poll interval."""
+    while True:
+        wakeup.clear()
+        task = await claim_next_job(deps)
+        if task is not None:
+            await run_job(task, deps)
+            continue
+        await publish_unpublished(deps)
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(wakeup.wait(), poll_s)

@@ -1,0 +1,361 @@
+"""The analyzer's jobs against real SecantusDB/GridFS, RabbitMQ, ffmpeg and faster-whisper."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import AsyncIterator
+from datetime import timedelta
+from typing import Any
+
+import pytest
+from gridfs import AsyncGridFSBucket
+
+from devtools.samples import Line
+from services.analyzer.asr import WhisperTranscriber
+from services.analyzer.handlers import (
+    Analyzer,
+    claim_next_job,
+    publish_unpublished,
+    queue_analysis,
+    run_job,
+)
+from services.ingest import catalog
+from shared.amqp import Broker
+from shared.events import AudioStored, CallAnalyzed, CallFailed, Envelope, utcnow
+from shared.mongo import connect_mongo, database, ensure_indexes
+from shared.scripts import Binding, Table, Template
+from shared.settings import Settings
+from tests.audio import call
+from tests.conftest import EventTap
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.timeout(300)
+
+GOOD_CALL: list[Line] = [
+    ("manager", 1.0, "Good afternoon, my name is Anna from the flower company."),
+    ("client", 6.0, "Hello, yes, I can talk now."),
+    ("manager", 9.5, "Is it convenient for you to talk now?"),
+    ("client", 14.0, "Our budget is five hundred thousand."),
+    ("manager", 18.0, "I will call you back on Thursday."),
+]
+RUDE_CALL: list[Line] = [
+    ("manager", 1.0, "Hello."),
+    ("client", 3.0, "Our budget is five hundred thousand."),
+    ("manager", 7.0, "That is not my problem."),
+]
+SCRIPT = {
+    "name": "First call",
+    "stages": [
+        {
+            "name": "Greeting",
+            "threshold": 60,
+            "points": [
+                {
+                    "text": "Named the company",
+                    "weight": 60,
+                    "within_s": 30,
+                    "phrases": ["flower company", "компания ромашка"],
+                },
+                {"text": "Asked if convenient", "weight": 40, "phrases": ["convenient to talk"]},
+            ],
+        },
+        {
+            "name": "Next step",
+            "threshold": 50,
+            "points": [
+                {"text": "Agreed to call back", "weight": 100, "phrases": ["call you back"]}
+            ],
+        },
+        {
+            "name": "Politeness",
+            "threshold": 100,
+            "points": [
+                {
+                    "text": "No rudeness",
+                    "weight": 100,
+                    "forbidden": True,
+                    "phrases": ["not my problem"],
+                }
+            ],
+        },
+        {
+            "name": "Decision maker",
+            "method": "llm",
+            "threshold": 50,
+            "criteria": "Found out who decides",
+        },
+    ],
+}
+TABLE = {
+    "name": "Deals",
+    "webhook": {"url": "https://crm.example/hooks/table"},
+    "fields": [
+        {
+            "key": "budget",
+            "type": "number",
+            "method": "regex",
+            "pattern": r"budget is ([\d ,]+)",
+            "speaker": "client",
+        },
+        {
+            "key": "wants_callback",
+            "type": "boolean",
+            "method": "phrases",
+            "phrases": ["call you back"],
+        },
+        {"key": "talk_ratio", "type": "number", "method": "metric", "metric": "talk_ratio"},
+    ],
+}
+
+
+@pytest.fixture(scope="module")
+def transcriber() -> WhisperTranscriber:
+    return WhisperTranscriber("tiny.en", device="cpu", compute_type="int8", language="en")
+
+
+@pytest.fixture
+async def deps(settings: Settings, transcriber: WhisperTranscriber) -> AsyncIterator[Analyzer]:
+    mongo = connect_mongo(settings.mongo_url)
+    db = database(mongo)
+    await ensure_indexes(db)
+    broker = Broker(settings.amqp_url, prefix=settings.amqp_prefix)
+    await broker.connect()
+    yield Analyzer(db=db, broker=broker, transcriber=transcriber, lease_s=30)
+    await broker.close()
+    await mongo.close()
+
+
+async def stored_call(
+    deps: Analyzer, lines: list[Line], *, stereo: bool = True, **task: Any
+) -> tuple[Envelope, AudioStored]:
+    """A task as the downloader leaves it: audio in GridFS, probed, status analyzing."""
+    source = call(lines, duration_s=22, stereo=stereo)
+    task_id = f"task_{uuid.uuid4().hex[:12]}"
+    await AsyncGridFSBucket(deps.db, bucket_name="audio").upload_from_stream_with_id(
+        task_id, source.name, source.read_bytes()
+    )
+    meta = {
+        "call_id": f"call_{task_id}",
+        "deal_id": "deal_1",
+        "manager_id": "mgr_001",
+        "stage_id": "funnel_primary_calls",
+        "deal_stage_id": "qualification",
+        **task,
+    }
+    event = AudioStored(
+        **meta,
+        file_id=task_id,
+        container="mp3",
+        codec="mp3",
+        sample_rate_hz=16000,
+        channels=2 if stereo else 1,
+        duration_s=22.0,
+        size_bytes=source.stat().st_size,
+        sha256="-",
+    )
+    now = utcnow()
+    await deps.db.calls.insert_one(
+        {
+            "_id": task_id,
+            **meta,
+            "status": "analyzing",
+            "received_at": now,
+            "updated_at": now,
+            "timeline": [],
+            "probed_duration_s": 22.0,
+            "audio": {"file_id": task_id, "container": "mp3", "channels": event.channels},
+        }
+    )
+    return Envelope.wrap(event, task_id=task_id), event
+
+
+@pytest.fixture
+async def catalog_items(deps: Analyzer) -> dict[str, str]:
+    template = await catalog.create(deps.db, catalog.TEMPLATE, Template.model_validate(SCRIPT))
+    binding = await catalog.create(
+        deps.db,
+        catalog.BINDING,
+        Binding.model_validate(
+            {
+                "template_id": template["id"],
+                "stage_id": "funnel_primary_calls",
+                "webhook": {"url": "https://crm.example/hooks/checklist"},
+            }
+        ),
+    )
+    other_funnel = await catalog.create(
+        deps.db,
+        catalog.BINDING,
+        Binding.model_validate(
+            {
+                "template_id": template["id"],
+                "stage_id": "other_funnel",
+                "webhook": {"url": "https://crm.example/hooks/other"},
+            }
+        ),
+    )
+    table = await catalog.create(deps.db, catalog.TABLE, Table.model_validate(TABLE))
+    return {"binding": binding["id"], "other": other_funnel["id"], "table": table["id"]}
+
+
+async def analyse(deps: Analyzer, envelope: Envelope, event: AudioStored) -> dict[str, Any]:
+    await queue_analysis(envelope, event, deps=deps)
+    await queue_analysis(envelope, event, deps=deps)  # a redelivery changes nothing
+    job = await claim_next_job(deps)
+    assert job is not None
+    assert job["_id"] == envelope.task_id
+    await run_job(job, deps)
+    task = await deps.db.calls.find_one({"_id": envelope.task_id})
+    assert task is not None
+    return task
+
+
+def stages(task: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    (checklist,) = task["results"]["checklists"]
+    return {stage["name"]: stage for stage in checklist["stages"]}
+
+
+async def test_good_call_is_scored_as_scripted(
+    deps: Analyzer, catalog_items: dict[str, str], tap: EventTap
+) -> None:
+    envelope, event = await stored_call(deps, GOOD_CALL)
+    task = await analyse(deps, envelope, event)
+
+    assert task["status"] == "delivering"
+    assert task["analysis"]["state"] == "done"
+    (checklist,) = task["results"]["checklists"]
+    assert checklist["binding_id"] == catalog_items["binding"]
+    verdicts = stages(task)
+    assert verdicts["Greeting"]["completion"] == 100
+    assert verdicts["Next step"]["passed"]
+    assert verdicts["Politeness"]["passed"]
+    assert verdicts["Decision maker"]["evaluated"] is False
+    assert checklist["score"] == {"passed": 3, "applicable": 3, "percent": 100.0, "text": "3/3"}
+    company, convenient = verdicts["Greeting"]["evidence"]
+    assert company["speaker"] == "manager"
+    assert company["start_s"] == pytest.approx(1.0 + 2.6, abs=1.5)  # "flower company" ends the line
+    assert convenient["start_s"] == pytest.approx(9.5 + 0.6, abs=1.5)
+    callback = verdicts["Next step"]["evidence"][0]
+    assert callback["start_s"] == pytest.approx(18.0 + 0.6, abs=1.5)
+
+    (row,) = task["results"]["tables"]
+    assert row["row"]["budget"] == 500000
+    assert row["row"]["wants_callback"] is True
+    metrics = task["results"]["metrics"]
+    assert row["row"]["talk_ratio"] == metrics["talk_ratio"]
+    assert metrics["talk_ratio"] == pytest.approx(0.66, abs=0.1)
+    assert [line["speaker"] for line in task["transcript"]][:2] == ["manager", "client"]
+
+    async def analysed() -> list[Any]:
+        return [e for _, e in tap.events() if isinstance(e, CallAnalyzed)]
+
+    (published,) = await wait_for(analysed)
+    assert (published.checklists, published.tables) == (1, 1)
+    final = await deps.db.calls.find_one({"_id": envelope.task_id})
+    assert final is not None
+    assert final["analysis"]["published"] is True
+
+
+async def test_rude_call_fails_the_stages_it_missed(
+    deps: Analyzer, catalog_items: dict[str, str]
+) -> None:
+    envelope, event = await stored_call(deps, RUDE_CALL)
+    verdicts = stages(await analyse(deps, envelope, event))
+    assert not verdicts["Greeting"]["passed"]
+    assert not verdicts["Next step"]["passed"]
+    politeness = verdicts["Politeness"]
+    assert not politeness["passed"]
+    assert politeness["evidence"][0]["speaker"] == "manager"
+    assert politeness["evidence"][0]["start_s"] == pytest.approx(7.0, abs=1.5)
+    assert politeness["recommendation"] == "Нарушено: No rudeness"
+
+
+async def test_bindings_apply_by_funnel_and_only_to_later_calls(
+    deps: Analyzer, catalog_items: dict[str, str]
+) -> None:
+    envelope, event = await stored_call(deps, RUDE_CALL, stage_id="other_funnel")
+    task = await analyse(deps, envelope, event)
+    assert [c["binding_id"] for c in task["results"]["checklists"]] == [catalog_items["other"]]
+    assert [t["table_id"] for t in task["results"]["tables"]] == [catalog_items["table"]]
+
+    # A call received before the bindings and the table were saved is scored by none.
+    early, early_event = await stored_call(deps, RUDE_CALL, stage_id="other_funnel")
+    await deps.db.calls.update_one(
+        {"_id": early.task_id}, {"$set": {"received_at": utcnow() - timedelta(days=1)}}
+    )
+    task = await analyse(deps, early, early_event)
+    assert task["results"]["checklists"] == []
+    assert task["results"]["tables"] == []
+
+
+async def test_a_dead_workers_job_is_taken_over_then_given_up(
+    deps: Analyzer, catalog_items: dict[str, str], tap: EventTap
+) -> None:
+    envelope, event = await stored_call(deps, GOOD_CALL)
+    await queue_analysis(envelope, event, deps=deps)
+    dead = Analyzer(db=deps.db, broker=deps.broker, transcriber=deps.transcriber, lease_s=30)
+    assert await claim_next_job(dead) is not None  # ...and the worker dies here
+    assert await claim_next_job(deps) is None  # its lease still holds
+    await deps.db.calls.update_one(
+        {"_id": envelope.task_id},
+        {"$set": {"analysis.lease_until": utcnow() - timedelta(seconds=1), "analysis.attempts": 3}},
+    )
+    job = await claim_next_job(deps)
+    assert job is not None
+    assert job["analysis"]["attempts"] == 4
+    await run_job(job, deps)
+    task = await deps.db.calls.find_one({"_id": envelope.task_id})
+    assert task is not None
+    assert task["status"] == "failed"
+    assert task["error"]["code"] == "analysis_failed"
+
+    async def failed() -> list[Any]:
+        return [e for _, e in tap.events() if isinstance(e, CallFailed)]
+
+    (event_failed,) = await wait_for(failed)
+    assert event_failed.pipeline_stage == "analysis"
+
+
+async def test_unpublished_outcomes_are_published_again(deps: Analyzer, tap: EventTap) -> None:
+    envelope, event = await stored_call(deps, RUDE_CALL)
+    outcome = Envelope.wrap(
+        CallAnalyzed(
+            call_id=event.call_id,
+            deal_id="d",
+            manager_id="m",
+            duration_s=22,
+            checklists=0,
+            tables=0,
+        ),
+        task_id=envelope.task_id,
+    )
+    await deps.db.calls.update_one(
+        {"_id": envelope.task_id},
+        {
+            "$set": {
+                "analysis": {
+                    "state": "done",
+                    "published": False,
+                    "finished_at": utcnow() - timedelta(minutes=5),
+                    "result": outcome.model_dump(mode="json"),
+                }
+            }
+        },
+    )
+    assert await publish_unpublished(deps) == 1
+    assert await publish_unpublished(deps) == 0
+
+    async def republished() -> list[Any]:
+        return [e for e, _ in tap.events() if e.event_id == outcome.event_id]
+
+    await wait_for(republished)
+
+
+async def test_mono_call_notes_that_speakers_were_not_applied(
+    deps: Analyzer, catalog_items: dict[str, str]
+) -> None:
+    envelope, event = await stored_call(deps, GOOD_CALL, stereo=False)
+    verdicts = stages(await analyse(deps, envelope, event))
+    assert verdicts["Greeting"]["passed"]
+    assert verdicts["Greeting"]["notes"] == ["моно-запись: говорящий не учитывался"]
+    assert {q["speaker"] for q in verdicts["Greeting"]["evidence"]} == {"unknown"}
