@@ -49,6 +49,9 @@ class Settings(BaseSettings):
         Path(".data"), description="Where files for the operator (generated password) go."
     )
     session_ttl_s: int = Field(12 * 3600, ge=60)
+    seed_samples: bool = Field(
+        True, description="Make a sample script, binding and table on the very first start."
+    )
     fetch_allow_loopback: bool = False
     fetch_allow_private: bool = Field(
         True, description="Private ranges hold the company's own file servers (the seed)."

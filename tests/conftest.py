@@ -57,6 +57,7 @@ async def settings(
         admin_password=ADMIN_PASSWORD,
         state_dir=tmp_path,
         outbox_poll_interval_s=0.2,
+        seed_samples=False,
     )
     yield settings
     client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(settings.mongo_url)

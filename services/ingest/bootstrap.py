@@ -14,6 +14,7 @@ from services.ingest import accounts
 from services.ingest.group_commit import GroupInserter
 from services.ingest.handlers import IntakeState, refresh_intake_state
 from services.ingest.metrics import IngestMetrics
+from services.ingest.samples import ensure_samples
 from shared.amqp import Broker
 from shared.connection import ensure_connection_settings
 from shared.logging import get_logger
@@ -76,6 +77,8 @@ async def bootstrap(settings: Settings, metrics: IngestMetrics) -> AsyncIterator
                 password_file=str(password_file.resolve()),
                 hint="read the password from this file (make admin-password), then delete it",
             )
+        if settings.seed_samples and await ensure_samples(db):
+            log.info("sample_script_created", hint="edit or delete it in the admin API")
         relay = OutboxRelay(
             calls(db),
             broker,

@@ -79,3 +79,11 @@ def test_dockerfile_is_slim_non_root_and_healthchecked(dockerfile: Path) -> None
     assert any(line.startswith("FROM python:3.11-slim") for line in lines)
     assert "USER 10001" in lines
     assert any(line.startswith("HEALTHCHECK") for line in lines)
+
+
+def test_the_gpu_analyzer_asks_for_a_gpu_and_uses_cuda() -> None:
+    (gpu,) = [d for _, d in resources() if d["metadata"]["name"] == "analyzer-gpu"]
+    (container,) = gpu["spec"]["template"]["spec"]["containers"]
+    assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
+    env = {item["name"]: item["value"] for item in container["env"]}
+    assert env["ROP_ASR_DEVICE"] == "cuda"

@@ -5,9 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 
 from services.ingest.accounts import Role
+from services.ingest.web import create_app
 from shared.settings import Settings
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
 from tests.integration.test_admin_api import add_user, bearer, log_in
@@ -177,3 +178,25 @@ async def test_supervisors_may_edit_managers_may_not(
     for path in ("/api/v1/templates", "/api/v1/bindings", "/api/v1/tables"):
         assert (await ingest_client.get(path, headers=seller)).status == 403
         assert (await ingest_client.get(path)).status == 401
+
+
+async def test_first_start_makes_the_samples_once(settings: Settings) -> None:
+    seeding = settings.model_copy(update={"seed_samples": True})
+    for _ in range(2):  # a restart does not make them again
+        client: Client = TestClient(TestServer(create_app(seeding), host="127.0.0.1"))
+        await client.start_server()
+        headers = bearer(await log_in(client, ADMIN_EMAIL, ADMIN_PASSWORD))
+        templates = await (await client.get("/api/v1/templates", headers=headers)).json()
+        bindings = await (await client.get("/api/v1/bindings", headers=headers)).json()
+        tables = await (await client.get("/api/v1/tables", headers=headers)).json()
+        await client.close()
+        assert len(templates) == len(bindings) == len(tables) == 1
+    assert [stage["name"] for stage in templates[0]["stages"]] == [
+        "Приветствие",
+        "Выявление потребностей",
+        "Презентация",
+        "Работа с возражениями",
+        "Следующий шаг",
+    ]
+    assert bindings[0]["template_id"] == templates[0]["id"]
+    assert bindings[0]["webhook"]["secret"].startswith("whsec_")
