@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import Field, SecretStr, ValidationError, field_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
@@ -93,6 +93,7 @@ class Settings(BaseSettings):
     llm_base_url: str | None = None
     llm_api_key: SecretStr | None = None
     llm_model: str | None = None
+    llm_timeout_s: float = Field(60.0, gt=0)
 
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_format: Literal["json", "console"] = "json"
@@ -141,6 +142,12 @@ class Settings(BaseSettings):
             ipaddress.ip_network(network, strict=False)
         return value
 
+    @model_validator(mode="after")
+    def _llm_needs_a_model(self) -> Settings:
+        if self.llm_base_url is not None and not self.llm_model:
+            raise ValueError("ROP_LLM_MODEL must name the model when ROP_LLM_BASE_URL is set")
+        return self
+
     @field_validator("mongo_url")
     @classmethod
     def _mongo_url_names_database(cls, value: str) -> str:
@@ -176,6 +183,8 @@ def load_settings() -> Settings:
     except ValidationError as exc:
         lines = [
             f"  ROP_{'_'.join(str(p) for p in error['loc']).upper()}: {error['msg']}"
+            if error["loc"]
+            else f"  {error['msg']}"
             for error in exc.errors()
         ]
         sys.exit("Invalid configuration:\n" + "\n".join(lines))

@@ -6,8 +6,11 @@ import contextlib
 import sys
 from collections.abc import AsyncIterator
 
+from openai import AsyncOpenAI
+
 from services.analyzer.asr import WhisperTranscriber
 from services.analyzer.handlers import Analyzer
+from services.analyzer.llm import LlmJudge
 from shared.amqp import Broker
 from shared.logging import get_logger
 from shared.mongo import connect_mongo, database, ensure_indexes
@@ -30,6 +33,19 @@ def load_transcriber(settings: Settings) -> WhisperTranscriber:
         sys.exit(f"Cannot load the ASR model {settings.asr_model!r} (ROP_ASR_MODEL): {exc}")
 
 
+def llm_judge(settings: Settings) -> LlmJudge | None:
+    """The `llm` method's model, or None when `ROP_LLM_BASE_URL` is not set."""
+    if settings.llm_base_url is None:
+        return None
+    client = AsyncOpenAI(
+        base_url=settings.llm_base_url,
+        api_key=settings.llm_api_key.get_secret_value() if settings.llm_api_key else "unused",
+        timeout=settings.llm_timeout_s,
+        max_retries=0,  # LlmJudge retries, with its own bounds
+    )
+    return LlmJudge(client, settings.llm_model or "")
+
+
 @contextlib.asynccontextmanager
 async def bootstrap(settings: Settings) -> AsyncIterator[Analyzer]:
     """Load the model, then connect to Mongo and the broker."""
@@ -37,6 +53,7 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Analyzer]:
     log.info("asr_model_loaded", model=settings.asr_model, device=settings.asr_device)
     mongo = connect_mongo(settings.mongo_url)
     broker = Broker(settings.amqp_url, prefix=settings.amqp_prefix)
+    llm = llm_judge(settings)
     try:
         db = database(mongo)
         await ensure_indexes(db)
@@ -45,11 +62,14 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Analyzer]:
             db=db,
             broker=broker,
             transcriber=transcriber,
+            llm=llm,
             part_s=settings.analysis_part_s,
             manager_channel=settings.manager_channel,
             lease_s=settings.analysis_lease_s,
             max_attempts=settings.analysis_max_attempts,
         )
     finally:
+        if llm is not None:
+            await llm.close()
         await broker.close()
         await mongo.close()

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 from datetime import datetime
 from typing import Any
@@ -10,11 +10,9 @@ from typing import Any
 from services.analyzer.phrases import Quote, Token, tokenize
 from services.analyzer.pipeline import Transcription
 from services.analyzer.scoring import StageVerdict, evaluate_phrases, score
-from services.analyzer.tables import build_row
+from services.analyzer.tables import LLM_NOT_CONFIGURED, build_row
 from shared.mongo import Document
 from shared.scripts import Binding, Stage, Table, Template
-
-LLM_NOT_CONFIGURED = "метод llm не настроен (ROP_LLM_BASE_URL)"
 
 
 @dataclass(frozen=True)
@@ -107,13 +105,19 @@ def checklist(
     }
 
 
-def table_row(table_id: str, table: Table, transcription: Transcription) -> Document:
+def table_row(
+    table_id: str,
+    table: Table,
+    transcription: Transcription,
+    llm_values: Mapping[str, Any] | None = None,
+) -> Document:
     """One `analytics.completed` body: the typed row, and why any value is null."""
     row = build_row(
         table.fields,
         utterances=transcription.utterances,
         tokens=tokenize(transcription.utterances),
         metrics=transcription.metrics,
+        llm_values=llm_values,
     )
     return {
         "table_id": table_id,

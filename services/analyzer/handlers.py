@@ -26,6 +26,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from services.analyzer import evaluate
 from services.analyzer.asr import Transcriber
 from services.analyzer.evaluate import Call, binding_applies, table_applies
+from services.analyzer.llm import LlmJudge
 from services.analyzer.pipeline import transcribe_call
 from shared.amqp import Broker
 from shared.events import AudioStored, CallAnalyzed, CallFailed, Envelope, Event, call_meta, utcnow
@@ -45,6 +46,7 @@ class Analyzer:
     db: AsyncDatabase[Document]
     broker: Broker
     transcriber: Transcriber
+    llm: LlmJudge | None = None
     part_s: float = 2700.0
     manager_channel: Literal["left", "right"] = "left"
     lease_s: float = 300.0

@@ -7,7 +7,7 @@ reason is kept beside the row so a person can see why.
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any
@@ -17,6 +17,7 @@ from services.analyzer.talk import TalkMetrics
 from services.analyzer.transcript import Utterance
 from shared.scripts import TableField
 
+LLM_NOT_CONFIGURED = "метод llm не настроен (ROP_LLM_BASE_URL)"
 TRUE_WORDS = {"true", "yes", "да", "1", "есть"}
 FALSE_WORDS = {"false", "no", "нет", "0"}
 DATE_FORMATS = ("%Y-%m-%d", "%d.%m.%Y", "%d.%m.%y", "%d/%m/%Y")
@@ -102,6 +103,7 @@ def _extract(
     utterances: Sequence[Utterance],
     tokens: Sequence[Token],
     metrics: TalkMetrics,
+    llm_values: Mapping[str, Any] | None,
 ) -> Any:
     if spec.method == "metric":
         return getattr(metrics, spec.metric or "")
@@ -126,7 +128,9 @@ def _extract(
             if match:
                 return match.group(1) if pattern.groups else match.group(0)
         return False if spec.type == "boolean" else None
-    raise NotExtracted("метод llm не настроен (ROP_LLM_BASE_URL)")
+    if llm_values is None:
+        raise NotExtracted(LLM_NOT_CONFIGURED)
+    return llm_values.get(spec.key)
 
 
 def build_row(
@@ -135,13 +139,18 @@ def build_row(
     utterances: Sequence[Utterance],
     tokens: Sequence[Token],
     metrics: TalkMetrics,
+    llm_values: Mapping[str, Any] | None = None,
 ) -> Row:
-    """Extract and type every field of a table for one call."""
+    """Extract and type every field of a table for one call.
+
+    `llm_values` are the model's raw answers for `llm` fields; None when no LLM is set up.
+    """
     values: dict[str, Any] = {}
     reasons: dict[str, str] = {}
     for spec in fields:
         try:
-            values[spec.key] = coerce(spec, _extract(spec, utterances, tokens, metrics))
+            raw = _extract(spec, utterances, tokens, metrics, llm_values)
+            values[spec.key] = coerce(spec, raw)
         except NotExtracted as exc:
             values[spec.key] = None
             reasons[spec.key] = str(exc)

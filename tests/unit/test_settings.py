@@ -28,6 +28,14 @@ def test_bad_values_stop_with_a_message(
     assert fragment in str(caught.value.code)
 
 
+def test_an_llm_endpoint_needs_a_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ROP_LLM_BASE_URL", "http://127.0.0.1:9/v1")
+    monkeypatch.delenv("ROP_LLM_MODEL", raising=False)
+    with pytest.raises(SystemExit) as caught:
+        load_settings()
+    assert "ROP_LLM_MODEL must name the model" in str(caught.value.code)
+
+
 def test_defaults_match_the_spec(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("ROP_MONGO_URL", "ROP_HTTP_PORT", "ROP_FETCH_ALLOW_LOOPBACK", "ROP_LOG_FORMAT"):
         monkeypatch.delenv(name, raising=False)
