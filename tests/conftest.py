@@ -10,13 +10,16 @@ import aio_pika
 import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
+from openai import AsyncOpenAI
 from pymongo import AsyncMongoClient
 
 from devtools.processes import free_port, port_open, start_secantus, stop
+from services.analyzer.llm import LlmJudge
 from services.ingest.web import create_app
 from shared.amqp import Broker
 from shared.events import Envelope, Event, parse_envelope
 from shared.settings import Settings
+from tests.fakes import FakeLlm
 from tests.fileserver import FileServer
 
 AMQP_URL = os.environ.get("ROP_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -105,6 +108,22 @@ async def files() -> AsyncIterator[FileServer]:
     server.base_url = str(test_server.make_url("")).rstrip("/")
     yield server
     await test_server.close()
+
+
+@pytest.fixture
+async def fake_llm() -> AsyncIterator[tuple[FakeLlm, LlmJudge]]:
+    llm = FakeLlm()
+    app = web.Application()
+    app.router.add_post("/v1/chat/completions", llm.complete)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    client = AsyncOpenAI(
+        base_url=str(server.make_url("/v1")), api_key="test-key", timeout=1.0, max_retries=0
+    )
+    judge = LlmJudge(client, "fake-model", attempts=2)
+    yield llm, judge
+    await judge.close()
+    await server.close()
 
 
 @pytest.fixture

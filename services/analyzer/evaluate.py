@@ -57,9 +57,18 @@ def _quote(quote: Quote) -> Document:
     }
 
 
-def _verdict(stage: Stage, tokens: Sequence[Token], duration_s: float, mono: bool) -> StageVerdict:
+def _verdict(
+    stage: Stage,
+    tokens: Sequence[Token],
+    transcription: Transcription,
+    llm_verdicts: Mapping[str, StageVerdict] | None,
+) -> StageVerdict:
     if stage.method == "phrases":
-        return evaluate_phrases(stage, tokens, duration_s=duration_s, mono=mono)
+        return evaluate_phrases(
+            stage, tokens, duration_s=transcription.metrics.duration_s, mono=transcription.mono
+        )
+    if llm_verdicts is not None and stage.name in llm_verdicts:
+        return llm_verdicts[stage.name]
     return StageVerdict(
         stage.name,
         applicable=True,
@@ -71,14 +80,18 @@ def _verdict(stage: Stage, tokens: Sequence[Token], duration_s: float, mono: boo
 
 
 def checklist(
-    binding_id: str, template_id: str, template: Template, transcription: Transcription
+    binding_id: str,
+    template_id: str,
+    template: Template,
+    transcription: Transcription,
+    llm_verdicts: Mapping[str, StageVerdict] | None = None,
 ) -> Document:
-    """One `checklist.completed` body: verdicts of every stage and the "X/Y" score."""
+    """One `checklist.completed` body: verdicts of every stage and the "X/Y" score.
+
+    `llm_verdicts` holds the verdicts of the template's `llm` stages by stage name.
+    """
     tokens = tokenize(transcription.utterances)
-    verdicts = [
-        _verdict(stage, tokens, transcription.metrics.duration_s, transcription.mono)
-        for stage in template.stages
-    ]
+    verdicts = [_verdict(stage, tokens, transcription, llm_verdicts) for stage in template.stages]
     result = score(verdicts)
     return {
         "binding_id": binding_id,

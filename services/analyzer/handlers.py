@@ -17,7 +17,7 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 from gridfs import AsyncGridFSBucket
 from pymongo import ReturnDocument
@@ -28,6 +28,7 @@ from services.analyzer.asr import Transcriber
 from services.analyzer.evaluate import Call, binding_applies, table_applies
 from services.analyzer.llm import LlmJudge
 from services.analyzer.pipeline import transcribe_call
+from services.analyzer.scoring import StageVerdict
 from shared.amqp import Broker
 from shared.events import AudioStored, CallAnalyzed, CallFailed, Envelope, Event, call_meta, utcnow
 from shared.logging import get_logger
@@ -263,13 +264,38 @@ async def _analyze(task: Document, meta: Document, deps: Analyzer) -> tuple[Even
         deal_stage_id=task.get("deal_stage_id"),
     )
     bindings, tables = await _applying(deps, call)
+    llm_verdicts: dict[str, dict[str, StageVerdict]] = {}
+    llm_values: dict[str, dict[str, Any]] = {}
+    if deps.llm is not None:
+        for _, template_id, template in bindings:
+            if template_id not in llm_verdicts:
+                llm_verdicts[template_id] = {
+                    stage.name: await deps.llm.judge_stage(stage, transcription.utterances)
+                    for stage in template.stages
+                    if stage.method == "llm"
+                }
+        for table_id, table in tables:
+            llm_fields = [spec for spec in table.fields if spec.method == "llm"]
+            llm_values[table_id] = await deps.llm.extract_fields(
+                llm_fields, transcription.utterances
+            )
+    configured = deps.llm is not None
     results = {
         "checklists": [
-            evaluate.checklist(binding_id, template_id, template, transcription)
+            evaluate.checklist(
+                binding_id,
+                template_id,
+                template,
+                transcription,
+                llm_verdicts.get(template_id) if configured else None,
+            )
             for binding_id, template_id, template in bindings
         ],
         "tables": [
-            evaluate.table_row(table_id, table, transcription) for table_id, table in tables
+            evaluate.table_row(
+                table_id, table, transcription, llm_values.get(table_id) if configured else None
+            )
+            for table_id, table in tables
         ],
         "metrics": evaluate.metrics(transcription),
     }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -19,6 +20,7 @@ from services.analyzer.handlers import (
     queue_analysis,
     run_job,
 )
+from services.analyzer.llm import LlmJudge
 from services.ingest import catalog
 from shared.amqp import Broker
 from shared.events import AudioStored, CallAnalyzed, CallFailed, Envelope, utcnow
@@ -27,6 +29,7 @@ from shared.scripts import Binding, Table, Template
 from shared.settings import Settings
 from tests.audio import call
 from tests.conftest import EventTap
+from tests.fakes import FakeLlm, answer
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.timeout(300)
@@ -359,3 +362,28 @@ async def test_mono_call_notes_that_speakers_were_not_applied(
     assert verdicts["Greeting"]["passed"]
     assert verdicts["Greeting"]["notes"] == ["моно-запись: говорящий не учитывался"]
     assert {q["speaker"] for q in verdicts["Greeting"]["evidence"]} == {"unknown"}
+
+
+async def test_llm_stages_go_to_the_model(
+    deps: Analyzer, catalog_items: dict[str, str], fake_llm: tuple[FakeLlm, LlmJudge]
+) -> None:
+    llm, judge = fake_llm
+    llm.replies = [
+        answer(
+            {
+                "applicable": True,
+                "completion": 75,
+                "quotes": [{"text": "I will call you back on Thursday"}],
+                "recommendation": None,
+            }
+        )
+    ]
+    with_llm = dataclasses.replace(deps, llm=judge)
+    envelope, event = await stored_call(with_llm, GOOD_CALL)
+    verdicts = stages(await analyse(with_llm, envelope, event))
+    decision = verdicts["Decision maker"]
+    assert decision["evaluated"]
+    assert decision["completion"] == 75
+    assert decision["evidence"][0]["speaker"] == "manager"
+    assert decision["evidence"][0]["start_s"] == pytest.approx(18.0, abs=1.5)
+    assert "Found out who decides" in llm.requests[0]["messages"][-1]["content"]

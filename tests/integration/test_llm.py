@@ -2,20 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-import json
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
-from typing import Any
-
-import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
-from openai import AsyncOpenAI
-
 from services.analyzer.llm import LlmJudge
 from services.analyzer.transcript import Utterance, Word
 from shared.scripts import Stage, TableField
+from tests.fakes import FakeLlm, answer, slow
 
 STAGE = Stage.model_validate(
     {
@@ -45,63 +35,6 @@ LINES = [
 ]
 
 
-@dataclass
-class FakeLlm:
-    """Answers chat completions from a script of replies; records every request."""
-
-    replies: list[Callable[[], Any]] = field(default_factory=list)
-    requests: list[dict[str, Any]] = field(default_factory=list)
-
-    async def complete(self, request: web.Request) -> web.Response:
-        self.requests.append(await request.json())
-        reply = self.replies[min(len(self.requests), len(self.replies)) - 1]()
-        if asyncio.iscoroutine(reply):
-            reply = await reply
-        return web.json_response(
-            {
-                "id": "chatcmpl-1",
-                "object": "chat.completion",
-                "created": 0,
-                "model": "fake",
-                "choices": [
-                    {
-                        "index": 0,
-                        "finish_reason": "stop",
-                        "message": {"role": "assistant", "content": reply},
-                    }
-                ],
-            }
-        )
-
-
-def answer(content: Any) -> Callable[[], Any]:
-    return lambda: content if isinstance(content, str) else json.dumps(content, ensure_ascii=False)
-
-
-def slow() -> Callable[[], Any]:
-    async def wait() -> str:
-        await asyncio.sleep(5)
-        return "{}"
-
-    return wait
-
-
-@pytest.fixture
-async def fake() -> AsyncIterator[tuple[FakeLlm, LlmJudge]]:
-    llm = FakeLlm()
-    app = web.Application()
-    app.router.add_post("/v1/chat/completions", llm.complete)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    client = AsyncOpenAI(
-        base_url=str(server.make_url("/v1")), api_key="test-key", timeout=1.0, max_retries=0
-    )
-    judge = LlmJudge(client, "fake-model", attempts=2)
-    yield llm, judge
-    await judge.close()
-    await server.close()
-
-
 GOOD = {
     "applicable": True,
     "completion": 80,
@@ -110,8 +43,10 @@ GOOD = {
 }
 
 
-async def test_a_valid_answer_becomes_a_verified_verdict(fake: tuple[FakeLlm, LlmJudge]) -> None:
-    llm, judge = fake
+async def test_a_valid_answer_becomes_a_verified_verdict(
+    fake_llm: tuple[FakeLlm, LlmJudge],
+) -> None:
+    llm, judge = fake_llm
     llm.replies = [answer(GOOD)]
     verdict = await judge.judge_stage(STAGE, LINES)
     assert verdict.evaluated
@@ -133,9 +68,9 @@ async def test_a_valid_answer_becomes_a_verified_verdict(fake: tuple[FakeLlm, Ll
 
 
 async def test_a_quote_not_in_the_transcript_marks_the_verdict_unverified(
-    fake: tuple[FakeLlm, LlmJudge],
+    fake_llm: tuple[FakeLlm, LlmJudge],
 ) -> None:
-    llm, judge = fake
+    llm, judge = fake_llm
     llm.replies = [answer({**GOOD, "quotes": [{"text": "мы подпишем договор завтра"}]})]
     verdict = await judge.judge_stage(STAGE, LINES)
     assert verdict.evaluated
@@ -143,8 +78,10 @@ async def test_a_quote_not_in_the_transcript_marks_the_verdict_unverified(
     assert verdict.notes == ["не подтверждено: цитаты LLM не найдены в расшифровке"]
 
 
-async def test_malformed_json_is_retried_then_not_evaluated(fake: tuple[FakeLlm, LlmJudge]) -> None:
-    llm, judge = fake
+async def test_malformed_json_is_retried_then_not_evaluated(
+    fake_llm: tuple[FakeLlm, LlmJudge],
+) -> None:
+    llm, judge = fake_llm
     llm.replies = [answer("{not json"), answer(GOOD)]
     assert (await judge.judge_stage(STAGE, LINES)).evaluated
     assert len(llm.requests) == 2
@@ -158,16 +95,16 @@ async def test_malformed_json_is_retried_then_not_evaluated(fake: tuple[FakeLlm,
 
 
 async def test_an_answer_outside_the_schema_is_not_evaluated(
-    fake: tuple[FakeLlm, LlmJudge],
+    fake_llm: tuple[FakeLlm, LlmJudge],
 ) -> None:
-    llm, judge = fake
+    llm, judge = fake_llm
     llm.replies = [answer({**GOOD, "completion": 180})]
     verdict = await judge.judge_stage(STAGE, LINES)
     assert not verdict.evaluated
 
 
-async def test_a_timeout_is_retried_then_not_evaluated(fake: tuple[FakeLlm, LlmJudge]) -> None:
-    llm, judge = fake
+async def test_a_timeout_is_retried_then_not_evaluated(fake_llm: tuple[FakeLlm, LlmJudge]) -> None:
+    llm, judge = fake_llm
     llm.replies = [slow()]
     verdict = await judge.judge_stage(STAGE, LINES)
     assert not verdict.evaluated
@@ -175,16 +112,16 @@ async def test_a_timeout_is_retried_then_not_evaluated(fake: tuple[FakeLlm, LlmJ
     assert "Timeout" in verdict.notes[0]
 
 
-async def test_not_applicable_stage(fake: tuple[FakeLlm, LlmJudge]) -> None:
-    llm, judge = fake
+async def test_not_applicable_stage(fake_llm: tuple[FakeLlm, LlmJudge]) -> None:
+    llm, judge = fake_llm
     llm.replies = [answer({**GOOD, "applicable": False})]
     verdict = await judge.judge_stage(STAGE, LINES)
     assert not verdict.applicable
     assert not verdict.passed
 
 
-async def test_table_fields_are_asked_in_one_request(fake: tuple[FakeLlm, LlmJudge]) -> None:
-    llm, judge = fake
+async def test_table_fields_are_asked_in_one_request(fake_llm: tuple[FakeLlm, LlmJudge]) -> None:
+    llm, judge = fake_llm
     llm.replies = [answer({"city": "Казань", "budget": "500000"})]
     fields = [
         TableField.model_validate(
