@@ -81,6 +81,12 @@ class Settings(BaseSettings):
     asr_compute_type: str = "int8"
     asr_language: str | None = None
     asr_beam_size: int = Field(1, ge=1, le=10)
+    asr_backend: Literal["local", "remote"] = Field(
+        "local", description="faster-whisper in the process, or an OpenAI-compatible endpoint."
+    )
+    asr_remote_url: str | None = Field(None, description="Base URL, e.g. https://host/v1.")
+    asr_remote_api_key: SecretStr | None = None
+    asr_remote_model: str = "whisper-1"
     manager_channel: Literal["left", "right"] = Field(
         "left", description="Which channel of a stereo recording is the manager."
     )
@@ -103,6 +109,8 @@ class Settings(BaseSettings):
         "admin_password",
         "public_base_url",
         "asr_language",
+        "asr_remote_url",
+        "asr_remote_api_key",
         "llm_base_url",
         "llm_api_key",
         "llm_model",
@@ -143,9 +151,11 @@ class Settings(BaseSettings):
         return value
 
     @model_validator(mode="after")
-    def _llm_needs_a_model(self) -> Settings:
+    def _endpoints_are_complete(self) -> Settings:
         if self.llm_base_url is not None and not self.llm_model:
             raise ValueError("ROP_LLM_MODEL must name the model when ROP_LLM_BASE_URL is set")
+        if self.asr_backend == "remote" and self.asr_remote_url is None:
+            raise ValueError("ROP_ASR_REMOTE_URL is needed when ROP_ASR_BACKEND=remote")
         return self
 
     @field_validator("mongo_url")
@@ -165,7 +175,7 @@ class Settings(BaseSettings):
             raise ValueError("must start with amqp:// or amqps://")
         return value
 
-    @field_validator("public_base_url", "llm_base_url")
+    @field_validator("public_base_url", "llm_base_url", "asr_remote_url")
     @classmethod
     def _http_url(cls, value: str | None) -> str | None:
         if value is None:

@@ -50,3 +50,34 @@ def slow() -> Callable[[], Any]:
         return "{}"
 
     return wait
+
+
+@dataclass
+class FakeTranscriptions:
+    """An OpenAI-compatible `/v1/audio/transcriptions`: answers given words, keeps uploads."""
+
+    words: list[dict[str, Any]] = field(default_factory=list)
+    uploads: list[dict[str, Any]] = field(default_factory=list)
+
+    async def transcribe(self, request: web.Request) -> web.Response:
+        form = await request.post()
+        upload = form["file"]
+        assert isinstance(upload, web.FileField)
+        self.uploads.append(
+            {
+                "model": form["model"],
+                "response_format": form["response_format"],
+                "granularities": form.getall("timestamp_granularities[]", []),
+                "audio": upload.file.read(),
+            }
+        )
+        text = " ".join(word["word"] for word in self.words)
+        return web.json_response(
+            {
+                "task": "transcribe",
+                "language": "english",
+                "duration": 1.0,
+                "text": text,
+                "words": self.words,
+            }
+        )

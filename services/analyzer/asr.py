@@ -1,16 +1,21 @@
-"""Speech recognition behind a small interface: faster-whisper (CTranslate2) on CPU or GPU."""
+"""Speech recognition behind a small interface: faster-whisper (CTranslate2) on CPU or GPU,
+or an OpenAI-compatible transcription endpoint."""
 
 from __future__ import annotations
 
 import importlib.util
+import io
 import itertools
+import wave
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Protocol
 
+import numpy as np
+import openai
 from faster_whisper import WhisperModel
 
-from services.analyzer.audio import Samples
+from services.analyzer.audio import SAMPLE_RATE_HZ, Samples
 from services.analyzer.transcript import SpeakerName, Utterance, Word
 
 # Whisper segments can span long silences: a pause this long between words starts a new line.
@@ -70,6 +75,54 @@ class WhisperTranscriber:
             for word in segment.words or []
             if word.word.strip()
         ]
+
+
+class RemoteTranscriber:
+    """An OpenAI-compatible `/v1/audio/transcriptions` endpoint with word timestamps.
+
+    Runs in the analysis worker thread, so it uses the blocking client.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        *,
+        model: str,
+        api_key: str | None = None,
+        language: str | None = None,
+        timeout_s: float = 600.0,
+    ) -> None:
+        self._client = openai.OpenAI(
+            base_url=base_url, api_key=api_key or "unused", timeout=timeout_s, max_retries=2
+        )
+        self._model = model
+        self._language = language
+
+    def transcribe(self, audio: Samples) -> list[Word]:
+        """Upload the speech as 16 kHz WAV; map the answer's words."""
+        result = self._client.audio.transcriptions.create(
+            file=("speech.wav", _wav_bytes(audio), "audio/wav"),
+            model=self._model,
+            response_format="verbose_json",
+            timestamp_granularities=["word"],
+            language=self._language or openai.omit,
+        )
+        return [
+            Word(word.word.strip(), float(word.start), float(word.end))
+            for word in getattr(result, "words", None) or []
+            if word.word.strip()
+        ]
+
+
+def _wav_bytes(audio: Samples) -> bytes:
+    pcm = (np.clip(audio, -1.0, 1.0) * 32767).astype(np.int16).tobytes()
+    buffer = io.BytesIO()
+    with wave.open(buffer, "wb") as out:
+        out.setnchannels(1)
+        out.setsampwidth(2)
+        out.setframerate(SAMPLE_RATE_HZ)
+        out.writeframes(pcm)
+    return buffer.getvalue()
 
 
 def utterances_of(

@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from openai import AsyncOpenAI
 
-from services.analyzer.asr import WhisperTranscriber
+from services.analyzer.asr import RemoteTranscriber, Transcriber, WhisperTranscriber
 from services.analyzer.handlers import Analyzer
 from services.analyzer.llm import LlmJudge
 from shared.amqp import Broker
@@ -19,8 +19,19 @@ from shared.settings import Settings
 log = get_logger(__name__)
 
 
-def load_transcriber(settings: Settings) -> WhisperTranscriber:
+def load_transcriber(settings: Settings) -> Transcriber:
     """Load the ASR model once; a model that cannot load stops the service with a message."""
+    if settings.asr_backend == "remote":
+        return RemoteTranscriber(
+            settings.asr_remote_url or "",
+            model=settings.asr_remote_model,
+            api_key=(
+                settings.asr_remote_api_key.get_secret_value()
+                if settings.asr_remote_api_key
+                else None
+            ),
+            language=settings.asr_language,
+        )
     try:
         return WhisperTranscriber(
             settings.asr_model,
@@ -50,7 +61,7 @@ def llm_judge(settings: Settings) -> LlmJudge | None:
 async def bootstrap(settings: Settings) -> AsyncIterator[Analyzer]:
     """Load the model, then connect to Mongo and the broker."""
     transcriber = load_transcriber(settings)
-    log.info("asr_model_loaded", model=settings.asr_model, device=settings.asr_device)
+    log.info("asr_ready", backend=settings.asr_backend, model=settings.asr_model)
     mongo = connect_mongo(settings.mongo_url)
     broker = Broker(settings.amqp_url, prefix=settings.amqp_prefix)
     llm = llm_judge(settings)
