@@ -13,6 +13,7 @@ its consumer first runs still waits in that consumer's queue.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
@@ -62,6 +63,7 @@ CONSUMER_QUEUES = (
 REQUEUE_DELAY_S = 5.0
 
 EventHandler = Callable[[Envelope, Event], Awaitable[None]]
+DeadLetterHook = Callable[[str, str], Awaitable[None]]
 # Failures of a dependency, not of the message: the same message succeeds later.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     RetryableError,
@@ -163,6 +165,17 @@ class Broker:
             await channel.exchange_delete(self.exchange_name)
             await channel.exchange_delete(self.dead_exchange_name)
 
+    async def message_count(self, queue: str) -> int:
+        """Messages waiting in `<prefix>.<queue>` (operations and tests)."""
+        if self._connection is None:
+            raise ConnectionError("broker not connected")
+        channel = await self._connection.channel()
+        try:
+            declared = await channel.declare_queue(f"{self.prefix}.{queue}", passive=True)
+            return int(declared.declaration_result.message_count or 0)
+        finally:
+            await channel.close()
+
     async def publish(self, envelope: Envelope) -> None:
         """Publish persistently; returns once the broker confirmed it was routed to a queue."""
         if self._exchange is None:
@@ -187,13 +200,16 @@ class Broker:
         *,
         prefetch: int,
         requeue_delay_s: float = REQUEUE_DELAY_S,
+        on_dead_letter: DeadLetterHook | None = None,
     ) -> None:
         """Consume a consumer's queue until cancelled, up to `prefetch` messages at once.
 
         A message is acked only after `handle` returned, i.e. after its work is durable.
         Unknown or malformed events are dead-lettered at once. A failing dependency
         (database, broker, RetryableError) requeues the message after a pause. Any other
-        exception requeues it once and dead-letters it when it fails again.
+        exception requeues it once and dead-letters it when it fails again. Before a
+        message is dead-lettered, `on_dead_letter(task_id, reason)` may mark its task
+        failed (when the body names a task).
         """
         await self.connect()
         assert self._connection is not None
@@ -202,19 +218,23 @@ class Broker:
         queue = await channel.get_queue(self.queue_name(consumer), ensure=True)
 
         async def on_message(message: AbstractIncomingMessage) -> None:
-            await self._process(message, handle, requeue_delay_s)
+            await self._process(message, handle, requeue_delay_s, on_dead_letter)
 
         await queue.consume(on_message)
         await asyncio.Future()  # until cancelled; the robust channel restores the consumer
 
     async def _process(
-        self, message: AbstractIncomingMessage, handle: EventHandler, requeue_delay_s: float
+        self,
+        message: AbstractIncomingMessage,
+        handle: EventHandler,
+        requeue_delay_s: float,
+        on_dead_letter: DeadLetterHook | None,
     ) -> None:
         try:
             envelope, event = parse_envelope(message.body)
         except UnknownEvent as exc:
             log.error("event_dead_lettered", reason="unknown event", details=exc.details)
-            await message.reject(requeue=False)
+            await _dead_letter(message, "неизвестное или повреждённое событие", on_dead_letter)
             return
         structlog.contextvars.bind_contextvars(task_id=envelope.task_id, event_id=envelope.event_id)
         try:
@@ -223,10 +243,15 @@ class Broker:
             log.warning("event_requeued", error=repr(exc), retry_in_s=requeue_delay_s)
             await asyncio.sleep(requeue_delay_s)
             await message.nack(requeue=True)
-        except Exception:
+        except Exception as exc:
             dead = message.redelivered
             log.exception("event_failed", dead_lettered=dead)
-            await message.reject(requeue=not dead)
+            if dead:
+                await _dead_letter(
+                    message, f"ошибка обработки: {type(exc).__name__}", on_dead_letter
+                )
+            else:
+                await message.reject(requeue=True)
         else:
             await message.ack()
         finally:
@@ -242,3 +267,23 @@ class Broker:
         )
         if connection is not None:
             await connection.close()
+
+
+def _task_id_of(body: bytes) -> str | None:
+    try:
+        task_id = json.loads(body).get("task_id")
+    except (ValueError, AttributeError):
+        return None
+    return task_id if isinstance(task_id, str) else None
+
+
+async def _dead_letter(
+    message: AbstractIncomingMessage, reason: str, on_dead_letter: DeadLetterHook | None
+) -> None:
+    task_id = _task_id_of(message.body)
+    if on_dead_letter is not None and task_id is not None:
+        try:
+            await on_dead_letter(task_id, reason)
+        except Exception:
+            log.exception("dead_letter_hook_failed")
+    await message.reject(requeue=False)

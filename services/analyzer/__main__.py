@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 
 from services.analyzer.bootstrap import bootstrap
-from services.analyzer.handlers import queue_analysis, work_forever
+from services.analyzer.handlers import fail_poisoned, queue_analysis, work_forever
 from shared.events import Envelope, Event
 from shared.health import dependency_checks, run_until_signalled, serve_health
 from shared.logging import configure_logging, get_logger
@@ -33,7 +34,12 @@ async def run(settings: Settings) -> None:
 
         log.info("analyzer_started", worker=deps.worker_id)
         await asyncio.gather(
-            deps.broker.consume("analyzer", on_audio_stored, prefetch=QUEUE_PREFETCH),
+            deps.broker.consume(
+                "analyzer",
+                on_audio_stored,
+                prefetch=QUEUE_PREFETCH,
+                on_dead_letter=functools.partial(fail_poisoned, deps),
+            ),
             work_forever(deps, wakeup),
         )
 

@@ -139,12 +139,28 @@ def _failed(meta: Document, reason: str) -> tuple[Event, Document]:
     )
 
 
-async def _finish(deps: Analyzer, task_id: str, outcome: Event, fields: Document) -> None:
+async def fail_poisoned(deps: Analyzer, task_id: str, reason: str) -> None:
+    """Dead-letter hook: a message that cannot be processed fails its task for good."""
+    task = await calls(deps.db).find_one({"_id": task_id})
+    if task is None or task.get("analysis", {}).get("state") in ("done", "failed"):
+        return
+    outcome, fields = _failed(call_meta(task), reason)
+    await _finish(deps, task_id, outcome, fields, claimed=False)
+
+
+async def _finish(
+    deps: Analyzer, task_id: str, outcome: Event, fields: Document, *, claimed: bool = True
+) -> None:
     envelope = Envelope.wrap(outcome, task_id=task_id)
     status = "delivering" if isinstance(outcome, CallAnalyzed) else "failed"
     now = utcnow()
+    owned = (
+        {"analysis.worker": deps.worker_id, "analysis.state": "running"}
+        if claimed
+        else {"analysis.state": {"$nin": ["done", "failed"]}}
+    )
     result = await calls(deps.db).update_one(
-        {"_id": task_id, "analysis.worker": deps.worker_id, "analysis.state": "running"},
+        {"_id": task_id, **owned},
         {
             "$set": {
                 **fields,

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
+import functools
 import uuid
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -16,6 +19,7 @@ from services.analyzer.asr import WhisperTranscriber
 from services.analyzer.handlers import (
     Analyzer,
     claim_next_job,
+    fail_poisoned,
     publish_unpublished,
     queue_analysis,
     run_job,
@@ -387,3 +391,39 @@ async def test_llm_stages_go_to_the_model(
     assert decision["evidence"][0]["speaker"] == "manager"
     assert decision["evidence"][0]["start_s"] == pytest.approx(18.0, abs=1.5)
     assert "Found out who decides" in llm.requests[0]["messages"][-1]["content"]
+
+
+async def test_a_poison_message_is_dead_lettered_and_fails_its_task(
+    deps: Analyzer, settings: Settings, tap: EventTap
+) -> None:
+    envelope, _ = await stored_call(deps, RUDE_CALL)
+    poison = envelope.model_copy(update={"data": {"call_id": "only this"}})
+    consumer = asyncio.create_task(
+        deps.broker.consume(
+            "analyzer",
+            functools.partial(queue_analysis, deps=deps),
+            prefetch=1,
+            on_dead_letter=functools.partial(fail_poisoned, deps),
+        )
+    )
+    try:
+        await deps.broker.publish(poison)
+
+        async def failed() -> dict[str, Any] | None:
+            task = await deps.db.calls.find_one({"_id": envelope.task_id, "status": "failed"})
+            return task
+
+        task = await wait_for(failed)
+        assert task["error"]["code"] == "analysis_failed"
+        assert "повреждённое" in task["error"]["message"]
+
+        async def announced() -> list[Any]:
+            return [e for _, e in tap.events() if isinstance(e, CallFailed)]
+
+        await wait_for(announced)
+        dead = await deps.broker.message_count("analyzer.dead")
+        assert dead == 1
+    finally:
+        consumer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer
