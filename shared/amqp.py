@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
 import aio_pika
@@ -61,6 +61,7 @@ CONSUMER_QUEUES = (
     ConsumerQueue("notifier", (CallAnalyzed.TYPE, CallSkipped.TYPE, CallFailed.TYPE)),
 )
 REQUEUE_DELAY_S = 5.0
+MAX_DELAY_QUEUES = 20
 
 EventHandler = Callable[[Envelope, Event], Awaitable[None]]
 DeadLetterHook = Callable[[str, str], Awaitable[None]]
@@ -162,6 +163,8 @@ class Broker:
                 name = self.queue_name(spec.consumer)
                 await channel.queue_delete(name)
                 await channel.queue_delete(f"{name}.dead")
+                for step in range(MAX_DELAY_QUEUES):
+                    await channel.queue_delete(f"{name}.delay.{step}")
             await channel.exchange_delete(self.exchange_name)
             await channel.exchange_delete(self.dead_exchange_name)
 
@@ -175,6 +178,46 @@ class Broker:
             return int(declared.declaration_result.message_count or 0)
         finally:
             await channel.close()
+
+    async def declare_delay_queues(self, consumer: str, delays_s: Sequence[float]) -> list[str]:
+        """Queues where a message waits (its own expiration) before it goes back to a
+        consumer's queue: retries scheduled by the broker, not by sleeping in memory."""
+        if self._channel is None:
+            raise ConnectionError("broker not connected")
+        if len(delays_s) > MAX_DELAY_QUEUES:
+            raise ValueError(f"at most {MAX_DELAY_QUEUES} delay steps")
+        names = []
+        for step in range(len(delays_s)):
+            name = f"{self.queue_name(consumer)}.delay.{step}"
+            await self._channel.declare_queue(
+                name,
+                durable=True,
+                arguments={
+                    "x-dead-letter-exchange": "",
+                    "x-dead-letter-routing-key": self.queue_name(consumer),
+                },
+            )
+            names.append(name)
+        return names
+
+    async def send_to_queue(
+        self, queue: str, envelope: Envelope, *, delay_s: float | None = None
+    ) -> None:
+        """Publish straight to a queue (confirmed); with a delay, the message expires into
+        the queue its delay queue dead-letters to."""
+        if self._channel is None:
+            raise ConnectionError("broker not connected")
+        message = aio_pika.Message(
+            body=envelope.model_dump_json().encode(),
+            content_type="application/json",
+            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+            message_id=envelope.event_id,
+            type=envelope.type,
+            expiration=max(delay_s, 0.001) if delay_s is not None else None,
+        )
+        await self._channel.default_exchange.publish(
+            message, routing_key=queue, mandatory=True, timeout=PUBLISH_TIMEOUT_S
+        )
 
     async def publish(self, envelope: Envelope) -> None:
         """Publish persistently; returns once the broker confirmed it was routed to a queue."""

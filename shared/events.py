@@ -105,8 +105,17 @@ class CallFailed(CallMeta):
     pipeline_stage: str = Field(description="Where processing failed: download, analysis…")
 
 
+class DeliveryDue(Event):
+    """A webhook delivery should be attempted now (sent straight to the notifier's queue)."""
+
+    TYPE: ClassVar[str] = "delivery.due"
+
+    delivery_id: str = Field(description="The delivery; also its stable `webhook-id`.")
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
-    cls.TYPE: cls for cls in (CallReceived, CallSkipped, AudioStored, CallAnalyzed, CallFailed)
+    cls.TYPE: cls
+    for cls in (CallReceived, CallSkipped, AudioStored, CallAnalyzed, CallFailed, DeliveryDue)
 }
 
 

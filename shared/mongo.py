@@ -17,6 +17,8 @@ SESSIONS = "sessions"
 TEMPLATES = "templates"
 BINDINGS = "bindings"
 TABLES = "tables"
+DELIVERIES = "deliveries"
+ENDPOINTS = "endpoints"
 AUDIO_BUCKET = "audio"
 AUDIO_FILES = f"{AUDIO_BUCKET}.files"
 AUDIO_CHUNKS = f"{AUDIO_BUCKET}.chunks"
@@ -40,6 +42,11 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     USERS: [IndexModel([("email", ASCENDING)], unique=True, name="email_unique")],
     BINDINGS: [IndexModel([("template_id", ASCENDING)], name="template")],
+    DELIVERIES: [
+        IndexModel([("task_id", ASCENDING), ("status", ASCENDING)], name="task_status"),
+        IndexModel([("status", ASCENDING), ("created_at", DESCENDING)], name="status_created"),
+        IndexModel([("url", ASCENDING), ("created_at", DESCENDING)], name="endpoint"),
+    ],
     SESSIONS: [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expiry")],
     # The GridFS specification's indexes, with PyMongo's default names so its own
     # GridFS code finds them already there.

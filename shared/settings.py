@@ -71,6 +71,14 @@ class Settings(BaseSettings):
     downloader_prefetch: int = Field(4, ge=1, le=100)
     max_call_duration_s: float = Field(4 * 3600, gt=0, description="Hard limit of a call.")
     audio_retention_days: float = Field(90, gt=0)
+    webhook_timeout_s: float = Field(15.0, gt=0, description="A 2xx within this is success.")
+    webhook_retry_schedule_s: CommaList = Field(
+        ("5", "300", "1800", "7200", "18000", "36000", "36000"),
+        description="Waits before each retry (SPEC §3); after the last, a delivery is dead.",
+    )
+    webhook_retry_jitter: float = Field(0.1, ge=0, le=0.5)
+    webhook_endpoint_concurrency: int = Field(4, ge=1, le=100)
+    notifier_prefetch: int = Field(32, ge=1, le=1000)
     estimate_calls_per_minute: float = Field(
         4.0, gt=0, description="Analysis throughput used to estimate the processing time."
     )
@@ -127,6 +135,7 @@ class Settings(BaseSettings):
         "fetch_deny_hosts",
         "fetch_allow_cidrs",
         "fetch_deny_cidrs",
+        "webhook_retry_schedule_s",
         mode="before",
     )
     @classmethod
@@ -141,6 +150,20 @@ class Settings(BaseSettings):
         for port in value:
             if not port.isdigit() or not 1 <= int(port) <= 65535:
                 raise ValueError(f"{port!r} is not a port")
+        return value
+
+    @field_validator("webhook_retry_schedule_s")
+    @classmethod
+    def _schedule(cls, value: tuple[str, ...]) -> tuple[str, ...]:
+        for delay in value:
+            try:
+                seconds = float(delay)
+            except ValueError as exc:
+                raise ValueError(f"{delay!r} is not a number of seconds") from exc
+            if seconds < 0:
+                raise ValueError("delays cannot be negative")
+        if len(value) > 20:
+            raise ValueError("at most 20 retries")
         return value
 
     @field_validator("fetch_allow_cidrs", "fetch_deny_cidrs")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -81,3 +82,44 @@ class FakeTranscriptions:
                 "words": self.words,
             }
         )
+
+
+@dataclass
+class Received:
+    path: str
+    headers: dict[str, str]
+    body: bytes
+    at: float
+
+
+@dataclass
+class FakeCrm:
+    """The CRM's webhook endpoints: answers each path from a script of replies."""
+
+    replies: dict[str, list[Callable[[], Any]]] = field(default_factory=dict)
+    received: list[Received] = field(default_factory=list)
+
+    def at(self, path: str) -> list[Received]:
+        return [item for item in self.received if item.path == path]
+
+    async def receive(self, request: web.Request) -> web.StreamResponse:
+        self.received.append(
+            Received(request.path, dict(request.headers), await request.read(), time.monotonic())
+        )
+        script = self.replies.get(request.path) or [reply(200)]
+        answer = script[min(len(self.at(request.path)), len(script)) - 1]()
+        if asyncio.iscoroutine(answer):
+            answer = await answer
+        assert isinstance(answer, web.StreamResponse)
+        return answer
+
+
+def reply(
+    status: int, *, headers: dict[str, str] | None = None, delay_s: float = 0.0, body: str = "ok"
+) -> Callable[[], Any]:
+    async def answer() -> web.StreamResponse:
+        if delay_s:
+            await asyncio.sleep(delay_s)
+        return web.Response(status=status, text=body, headers=headers or {})
+
+    return answer

@@ -1,0 +1,39 @@
+"""Run the notifier: `python -m services.notifier`."""
+
+from __future__ import annotations
+
+import functools
+
+from services.notifier.bootstrap import bootstrap
+from services.notifier.handlers import on_event
+from shared.health import dependency_checks, run_until_signalled, serve_health
+from shared.logging import configure_logging, get_logger
+from shared.settings import Settings, load_settings
+
+log = get_logger("services.notifier")
+
+
+async def run(settings: Settings) -> None:
+    """Turn results into deliveries and attempt them until cancelled."""
+    async with (
+        bootstrap(settings) as deps,
+        serve_health(
+            settings.http_host, settings.health_port, dependency_checks(deps.db, deps.broker)
+        ),
+    ):
+        log.info("notifier_started")
+        await deps.broker.consume(
+            "notifier", functools.partial(on_event, deps=deps), prefetch=settings.notifier_prefetch
+        )
+
+
+def main() -> None:
+    """Run until SIGINT or SIGTERM; unacknowledged attempts are redelivered."""
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    run_until_signalled(run(settings))
+    log.info("notifier_stopped")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,54 @@
+"""The only place that builds the notifier's concrete adapters from settings."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+
+import aiohttp
+
+from services.notifier.handlers import EndpointSlots, Notifier
+from shared.amqp import Broker
+from shared.connection import ensure_connection_settings
+from shared.mongo import connect_mongo, database, ensure_indexes
+from shared.settings import Settings
+from shared.url_policy import policy_from_settings
+
+USER_AGENT = "cifrovoy-rop-webhooks/1"
+
+
+@contextlib.asynccontextmanager
+async def bootstrap(settings: Settings) -> AsyncIterator[Notifier]:
+    """Connect, declare the retry delay queues, open the policy-bound HTTP client."""
+    mongo = connect_mongo(settings.mongo_url)
+    broker = Broker(settings.amqp_url, prefix=settings.amqp_prefix)
+    policy = policy_from_settings(settings)
+    session = aiohttp.ClientSession(
+        connector=aiohttp.TCPConnector(resolver=policy.resolver(), use_dns_cache=False),
+        headers={"User-Agent": USER_AGENT},
+        trust_env=False,
+    )
+    schedule = tuple(float(delay) for delay in settings.webhook_retry_schedule_s)
+    try:
+        db = database(mongo)
+        await ensure_indexes(db)
+        await ensure_connection_settings(
+            db, initial_api_key=settings.api_key.get_secret_value() if settings.api_key else None
+        )
+        await broker.connect()
+        delay_queues = await broker.declare_delay_queues("notifier", schedule or (1.0,))
+        yield Notifier(
+            db=db,
+            broker=broker,
+            session=session,
+            policy=policy,
+            schedule_s=schedule,
+            delay_queues=tuple(delay_queues),
+            timeout_s=settings.webhook_timeout_s,
+            jitter=settings.webhook_retry_jitter,
+            slots=EndpointSlots(settings.webhook_endpoint_concurrency),
+        )
+    finally:
+        await session.close()
+        await broker.close()
+        await mongo.close()

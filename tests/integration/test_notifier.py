@@ -1,0 +1,286 @@
+"""Webhook deliveries to local receivers: signing, retries by the broker, 410, dead letters."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from services.notifier.bootstrap import bootstrap
+from services.notifier.handlers import Notifier, on_event
+from shared.events import CallAnalyzed, CallFailed, Envelope, utcnow
+from shared.mongo import Document
+from shared.settings import Settings
+from shared.webhooks import new_webhook_secret, verify
+from tests.fakes import FakeCrm, reply
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.timeout(120)
+
+FAST = {
+    "fetch_allow_loopback": True,
+    "webhook_retry_schedule_s": ("0.3", "0.3", "0.5"),
+    "webhook_retry_jitter": 0.0,
+    "webhook_timeout_s": 1.0,
+}
+
+
+@pytest.fixture
+async def crm() -> AsyncIterator[tuple[FakeCrm, str]]:
+    fake = FakeCrm()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", fake.receive)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield fake, str(server.make_url("")).rstrip("/")
+    await server.close()
+
+
+@pytest.fixture
+async def notifier(settings: Settings) -> AsyncIterator[Notifier]:
+    async with bootstrap(settings.model_copy(update=FAST)) as deps:
+        consumer = asyncio.create_task(
+            deps.broker.consume("notifier", lambda e, ev: on_event(e, ev, deps=deps), prefetch=8)
+        )
+        yield deps
+        consumer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await consumer
+
+
+async def analysed_task(
+    deps: Notifier, checklist_url: str, table_url: str | None = None
+) -> tuple[Envelope, dict[str, str]]:
+    """A task as the analyzer leaves it, with a binding (and a table) pointing at the CRM."""
+    task_id = f"task_{uuid.uuid4().hex[:12]}"
+    secrets = {"checklist": new_webhook_secret(), "table": new_webhook_secret()}
+    await deps.db.bindings.insert_one(
+        {"_id": f"bnd_{task_id}", "webhook": {"url": checklist_url, "secret": secrets["checklist"]}}
+    )
+    tables = []
+    if table_url:
+        await deps.db.tables.insert_one(
+            {"_id": f"tbl_{task_id}", "webhook": {"url": table_url, "secret": secrets["table"]}}
+        )
+        tables = [{"table_id": f"tbl_{task_id}", "name": "Сделки", "row": {"budget": 500000}}]
+    results = {
+        "checklists": [
+            {
+                "binding_id": f"bnd_{task_id}",
+                "template": {"id": "t", "name": "Скрипт"},
+                "score": {"passed": 1, "applicable": 2, "percent": 50.0, "text": "1/2"},
+                "stages": [],
+            }
+        ],
+        "tables": tables,
+        "metrics": {"talk_ratio": 0.5},
+    }
+    now = utcnow()
+    meta = {
+        "call_id": f"call_{task_id}",
+        "deal_id": "deal_1",
+        "manager_id": "mgr_001",
+        "manager_name": "Анна",
+        "deal_stage_id": "qual",
+        "stage_id": "funnel",
+        "stage": "Продажи",
+    }
+    await deps.db.calls.insert_one(
+        {
+            "_id": task_id,
+            **meta,
+            "status": "delivering",
+            "received_at": now,
+            "updated_at": now,
+            "timeline": [],
+            "results": results,
+            "transcript": [{"text": "секрет"}],
+        }
+    )
+    event = CallAnalyzed(**meta, duration_s=60, checklists=1, tables=len(tables))
+    return Envelope.wrap(event, task_id=task_id), secrets
+
+
+async def delivery_of(
+    deps: Notifier, task_id: str, kind: str = "checklist.completed"
+) -> Document | None:
+    return await deps.db.deliveries.find_one({"task_id": task_id, "type": kind})
+
+
+async def settled(deps: Notifier, task_id: str, status: str) -> Document:
+    async def reached() -> Document | None:
+        found = await delivery_of(deps, task_id)
+        return found if found and found["status"] == status else None
+
+    return await wait_for(reached, timeout_s=30)
+
+
+async def test_delivered_at_once_signed_and_small(
+    notifier: Notifier, crm: tuple[FakeCrm, str]
+) -> None:
+    fake, base = crm
+    envelope, secrets = await analysed_task(notifier, f"{base}/checklist", f"{base}/table")
+    await notifier.broker.publish(envelope)
+    await settled(notifier, envelope.task_id, "succeeded")
+
+    (request,) = fake.at("/checklist")
+    payload = verify(secrets["checklist"], request.body, request.headers)
+    assert payload["type"] == "checklist.completed"
+    for name in (
+        "event_id",
+        "occurred_at",
+        "task_id",
+        "call_id",
+        "deal_id",
+        "manager_id",
+        "deal_stage_id",
+        "stage_id",
+        "stage",
+    ):
+        assert payload[name] is not None, name
+    assert payload["event_id"] == request.headers["webhook-id"]
+    assert payload["checklist"]["score"]["text"] == "1/2"
+    assert "секрет" not in request.body.decode()  # no transcript in webhooks
+
+    (table_request,) = fake.at("/table")
+    table = verify(secrets["table"], table_request.body, table_request.headers)
+    assert table["type"] == "analytics.completed"
+    assert table["table"]["row"] == {"budget": 500000}
+
+    async def done() -> bool:
+        task = await notifier.db.calls.find_one({"_id": envelope.task_id})
+        return bool(task and task["status"] == "done")
+
+    await wait_for(done)
+
+
+async def test_500_500_200_is_three_attempts_of_one_webhook_id(
+    notifier: Notifier, crm: tuple[FakeCrm, str]
+) -> None:
+    fake, base = crm
+    fake.replies["/flaky"] = [reply(500), reply(500), reply(200)]
+    envelope, _ = await analysed_task(notifier, f"{base}/flaky")
+    await notifier.broker.publish(envelope)
+    delivery = await settled(notifier, envelope.task_id, "succeeded")
+    assert [a["status_code"] for a in delivery["attempts"]] == [500, 500, 200]
+    assert {r.headers["webhook-id"] for r in fake.at("/flaky")} == {delivery["_id"]}
+    assert len({r.headers["webhook-signature"] for r in fake.at("/flaky")}) >= 1
+
+
+async def test_always_500_dies_after_the_schedule(
+    notifier: Notifier, crm: tuple[FakeCrm, str]
+) -> None:
+    fake, base = crm
+    fake.replies["/down"] = [reply(500, body="x" * 5000)]
+    envelope, _ = await analysed_task(notifier, f"{base}/down")
+    await notifier.broker.publish(envelope)
+    delivery = await settled(notifier, envelope.task_id, "dead")
+    assert len(delivery["attempts"]) == 4  # the first try and three retries
+    assert len(fake.at("/down")) == 4
+    assert len(delivery["attempts"][0]["response"]) == 2048  # a bounded snippet
+    assert delivery["attempts"][0]["latency_ms"] is not None
+    task = await notifier.db.calls.find_one({"_id": envelope.task_id})
+    assert task is not None
+    assert task["status"] == "done"
+    assert task["timeline"][-2]["status"] == "webhook_dead"
+
+
+async def test_410_stops_the_endpoint(notifier: Notifier, crm: tuple[FakeCrm, str]) -> None:
+    fake, base = crm
+    fake.replies["/gone"] = [reply(410)]
+    first, _ = await analysed_task(notifier, f"{base}/gone")
+    await notifier.broker.publish(first)
+    await settled(notifier, first.task_id, "stopped")
+    second, _ = await analysed_task(notifier, f"{base}/gone")
+    await notifier.broker.publish(second)
+    await settled(notifier, second.task_id, "stopped")
+    assert len(fake.at("/gone")) == 1  # the second was never sent
+
+
+async def test_a_receiver_slower_than_the_timeout_fails_the_attempt(
+    notifier: Notifier, crm: tuple[FakeCrm, str]
+) -> None:
+    fake, base = crm
+    fake.replies["/slow"] = [reply(200, delay_s=3.0), reply(200)]
+    envelope, _ = await analysed_task(notifier, f"{base}/slow")
+    await notifier.broker.publish(envelope)
+    delivery = await settled(notifier, envelope.task_id, "succeeded")
+    first, second = delivery["attempts"]
+    assert first["status_code"] is None
+    assert "Timeout" in first["error"]
+    assert second["status_code"] == 200
+
+
+async def test_retry_after_is_honoured(notifier: Notifier, crm: tuple[FakeCrm, str]) -> None:
+    fake, base = crm
+    fake.replies["/busy"] = [reply(429, headers={"Retry-After": "2"}), reply(200)]
+    envelope, _ = await analysed_task(notifier, f"{base}/busy")
+    await notifier.broker.publish(envelope)
+    await settled(notifier, envelope.task_id, "succeeded")
+    first, second = fake.at("/busy")
+    assert second.at - first.at >= 1.9
+
+
+async def test_stored_but_not_sent_is_delivered_when_the_event_comes_again(
+    notifier: Notifier, crm: tuple[FakeCrm, str]
+) -> None:
+    fake, base = crm
+    envelope, secrets = await analysed_task(notifier, f"{base}/later")
+    await notifier.broker.publish(envelope)
+    delivery = await settled(notifier, envelope.task_id, "succeeded")
+    # As if the notifier died after storing: the event is redelivered; nothing is sent twice
+    # for a delivered one, and the same webhook-id is used for a pending one.
+    await notifier.db.deliveries.update_one(
+        {"_id": delivery["_id"]}, {"$set": {"status": "pending", "round_attempts": 0}}
+    )
+    await notifier.broker.publish(envelope)
+
+    async def twice() -> bool:
+        return len(fake.at("/later")) == 2
+
+    await wait_for(twice)
+    assert {r.headers["webhook-id"] for r in fake.at("/later")} == {delivery["_id"]}
+    bodies = {
+        json.dumps(verify(secrets["checklist"], r.body, r.headers)) for r in fake.at("/later")
+    }
+    assert len(bodies) == 1  # same content both times
+    assert await notifier.db.deliveries.count_documents({"task_id": envelope.task_id}) == 1
+
+
+async def test_failures_go_to_the_error_webhook(
+    notifier: Notifier, crm: tuple[FakeCrm, str]
+) -> None:
+    fake, base = crm
+    secret = new_webhook_secret()
+    await notifier.db.settings.update_one(
+        {"_id": "connection"},
+        {"$set": {"error_webhook": {"url": f"{base}/errors", "secret": secret}}},
+    )
+    envelope, _ = await analysed_task(notifier, f"{base}/unused")
+    failed = Envelope.wrap(
+        CallFailed(
+            call_id="call_x",
+            deal_id="d",
+            manager_id="m",
+            code="not_audio",
+            message="Файл не является аудио",
+            pipeline_stage="download",
+        ),
+        task_id=envelope.task_id,
+    )
+    await notifier.broker.publish(failed)
+
+    async def sent() -> list[Any]:
+        return fake.at("/errors")
+
+    (request,) = await wait_for(sent)
+    payload = verify(secret, request.body, request.headers)
+    assert payload["type"] == "call.failed"
+    assert payload["error"]["code"] == "not_audio"
