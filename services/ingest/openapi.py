@@ -343,6 +343,43 @@ def build_openapi() -> dict[str, Any]:
             **_catalog("/api/v1/templates", "Template", "script templates"),
             **_catalog("/api/v1/bindings", "Binding", "script bindings"),
             **_catalog("/api/v1/tables", "Table", "analytics tables"),
+            "/api/v1/deliveries": {
+                "get": {
+                    "summary": "Webhook delivery log (admin, supervisor)",
+                    "security": _SESSION_SECURITY,
+                    "parameters": [
+                        {
+                            "name": name,
+                            "in": "query",
+                            "required": False,
+                            "schema": {
+                                "type": "integer" if name in ("limit", "offset") else "string"
+                            },
+                        }
+                        for name in ("status", "endpoint", "call_id", "task_id", "limit", "offset")
+                    ],
+                    "responses": {
+                        "200": _ok({"type": "object"}),
+                        "400": _error("invalid_request"),
+                        **_ADMIN_ERRORS,
+                    },
+                }
+            },
+            "/api/v1/deliveries/{id}/redeliver": {
+                "post": {
+                    "summary": "Send a delivery again, same webhook-id (admin, supervisor)",
+                    "security": _SESSION_SECURITY,
+                    "parameters": [
+                        {"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}
+                    ],
+                    "responses": {
+                        "200": _ok({"type": "object"}),
+                        "404": _error("not_found"),
+                        "503": _error("unavailable"),
+                        **_ADMIN_ERRORS,
+                    },
+                }
+            },
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _ok({})}}},
             "/readyz": {
                 "get": {

@@ -16,7 +16,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from pymongo.errors import PyMongoError
 
-from services.ingest import accounts, catalog, handlers
+from services.ingest import accounts, catalog, deliveries, handlers
 from services.ingest.accounts import Role, Session
 from services.ingest.bootstrap import Ingest, bootstrap
 from services.ingest.metrics import IngestMetrics
@@ -396,6 +396,37 @@ def add_catalog_routes(app: web.Application, path: str, kind: catalog.Kind) -> N
     app.router.add_delete(f"{path}/{{id}}", delete_item)
 
 
+async def list_deliveries(request: web.Request) -> web.Response:
+    """GET /api/v1/deliveries (admin, supervisor): filters status, endpoint, call_id, task_id."""
+    await require_session(request, Role.ADMIN, Role.SUPERVISOR)
+    try:
+        limit = int(request.query.get("limit", "50"))
+        offset = int(request.query.get("offset", "0"))
+    except ValueError as exc:
+        raise InvalidRequest(
+            "Некорректная страница", details=[{"field": "limit", "message": "целое число"}]
+        ) from exc
+    filters = {
+        key: request.query[key]
+        for key in ("status", "endpoint", "call_id", "task_id")
+        if key in request.query
+    }
+    page = await deliveries.list_deliveries(
+        request.app[INGEST].db, filters=filters, limit=limit, offset=offset
+    )
+    return _json(page)
+
+
+async def redeliver(request: web.Request) -> web.Response:
+    """POST /api/v1/deliveries/{id}/redeliver (admin, supervisor)."""
+    session = await require_session(request, Role.ADMIN, Role.SUPERVISOR)
+    ingest = request.app[INGEST]
+    delivery_id = request.match_info["id"]
+    replayed = await deliveries.redeliver(ingest.db, ingest.broker, delivery_id)
+    log.info("delivery_replayed", delivery_id=delivery_id, by=session.user.email)
+    return _json(replayed)
+
+
 # --- operations -------------------------------------------------------------
 
 
@@ -459,6 +490,8 @@ def create_app(settings: Settings) -> web.Application:
     add_catalog_routes(app, "/api/v1/templates", catalog.TEMPLATE)
     add_catalog_routes(app, "/api/v1/bindings", catalog.BINDING)
     add_catalog_routes(app, "/api/v1/tables", catalog.TABLE)
+    app.router.add_get("/api/v1/deliveries", list_deliveries)
+    app.router.add_post("/api/v1/deliveries/{id}/redeliver", redeliver)
     app.router.add_get("/api/v1/openapi.json", openapi)
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)

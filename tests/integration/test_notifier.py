@@ -19,8 +19,10 @@ from shared.events import CallAnalyzed, CallFailed, Envelope, utcnow
 from shared.mongo import Document
 from shared.settings import Settings
 from shared.webhooks import new_webhook_secret, verify
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
 from tests.fakes import FakeCrm, reply
 from tests.helpers import wait_for
+from tests.integration.test_admin_api import bearer, log_in
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -284,3 +286,44 @@ async def test_failures_go_to_the_error_webhook(
     payload = verify(secret, request.body, request.headers)
     assert payload["type"] == "call.failed"
     assert payload["error"]["code"] == "not_audio"
+
+
+async def test_dead_delivery_is_visible_and_redeliverable(
+    notifier: Notifier, crm: tuple[FakeCrm, str], ingest_client: Any
+) -> None:
+    fake, base = crm
+    fake.replies["/flaps"] = [reply(503)]
+    envelope, _ = await analysed_task(notifier, f"{base}/flaps")
+    await notifier.broker.publish(envelope)
+    dead = await settled(notifier, envelope.task_id, "dead")
+
+    admin = bearer(await log_in(ingest_client, ADMIN_EMAIL, ADMIN_PASSWORD))
+    listed = await (
+        await ingest_client.get("/api/v1/deliveries", params={"status": "dead"}, headers=admin)
+    ).json()
+    assert [item["id"] for item in listed["items"]] == [dead["_id"]]
+    assert "secret" not in listed["items"][0]
+    assert [a["status_code"] for a in listed["items"][0]["attempts"]] == [503] * 4
+    by_call = await (
+        await ingest_client.get(
+            "/api/v1/deliveries", params={"call_id": dead["call_id"]}, headers=admin
+        )
+    ).json()
+    assert by_call["total"] == 1
+
+    fake.replies["/flaps"] = [reply(200)]
+    replayed = await ingest_client.post(
+        f"/api/v1/deliveries/{dead['_id']}/redeliver", headers=admin
+    )
+    assert replayed.status == 200
+    succeeded = await settled(notifier, envelope.task_id, "succeeded")
+    assert succeeded["attempts"][-1]["status_code"] == 200
+    assert fake.at("/flaps")[-1].headers["webhook-id"] == dead["_id"]
+
+    assert (
+        await ingest_client.get("/api/v1/deliveries", params={"status": "lost"}, headers=admin)
+    ).status == 400
+    missing = await ingest_client.post("/api/v1/deliveries/msg_nope/redeliver", headers=admin)
+    assert missing.status == 404
+    ingest_client.session.cookie_jar.clear()
+    assert (await ingest_client.get("/api/v1/deliveries")).status == 401
