@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 from devtools.processes import port_open, spawn, start_secantus, stop
 
 # Each service and the port its health endpoints answer on.
-SERVICES = {"ingest": 8080, "downloader": 8081, "analyzer": 8082}
+SERVICES = {"ingest": 8080, "downloader": 8081, "analyzer": 8082, "notifier": 8083}
 DATA_DIR = Path(".data")
 EMBEDDED_MONGO_PORT = 27017
 READY_TIMEOUT_S = 60.0
