@@ -1,0 +1,350 @@
+"""The whole chain with every service as its own process: CRM request to CRM webhook.
+
+Real RabbitMQ, SecantusDB, ffmpeg and faster-whisper; the CRM (file host and webhook
+endpoints) is a fake on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+from aiohttp import web
+from aiohttp.test_utils import TestServer
+
+from devtools.processes import free_port, port_open, spawn
+from devtools.samples import Line
+from shared.settings import Settings
+from shared.webhooks import verify
+from tests.audio import call
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, API_KEY
+from tests.fakes import FakeCrm
+from tests.fileserver import FileServer
+from tests.helpers import wait_for
+
+pytestmark = pytest.mark.timeout(300)
+
+SERVICES = ("ingest", "downloader", "analyzer", "notifier")
+GOOD: list[Line] = [
+    ("manager", 1.0, "Good afternoon, my name is Anna from the flower company."),
+    ("client", 6.0, "Hello, yes, I can talk now."),
+    ("manager", 9.5, "Is it convenient for you to talk now?"),
+    ("client", 14.0, "Our budget is five hundred thousand."),
+    ("manager", 18.0, "I will call you back on Thursday."),
+]
+SILENT_MANAGER: list[Line] = [("client", 2.0, "Hello? Is anybody there?")]
+SCRIPT = {
+    "name": "E2E",
+    "stages": [
+        {
+            "name": "Greeting",
+            "threshold": 60,
+            "points": [{"text": "Named the company", "weight": 100, "phrases": ["flower company"]}],
+        },
+        {
+            "name": "Next step",
+            "threshold": 50,
+            "points": [{"text": "Call back", "weight": 100, "phrases": ["call you back"]}],
+        },
+    ],
+}
+
+
+class System:
+    """The four services as processes, restartable one by one."""
+
+    def __init__(self, settings: Settings) -> None:
+        self.http_port = free_port()
+        self.health = {name: free_port() for name in SERVICES}
+        self.env = {
+            **os.environ,
+            "ROP_MONGO_URL": settings.mongo_url,
+            "ROP_AMQP_URL": settings.amqp_url,
+            "ROP_AMQP_PREFIX": settings.amqp_prefix,
+            "ROP_API_KEY": API_KEY,
+            "ROP_ADMIN_EMAIL": ADMIN_EMAIL,
+            "ROP_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "ROP_STATE_DIR": str(settings.state_dir),
+            "ROP_HTTP_PORT": str(self.http_port),
+            "ROP_FETCH_ALLOW_LOOPBACK": "true",
+            "ROP_SEED_SAMPLES": "false",
+            "ROP_ASR_LANGUAGE": "en",
+            "ROP_ANALYSIS_LEASE_S": "10",
+            "ROP_WEBHOOK_RETRY_SCHEDULE_S": "0.5,1,2",
+            "ROP_LOG_LEVEL": "warning",
+        }
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str) -> None:
+        port = self.http_port if name == "ingest" else self.health[name]
+        self.processes[name] = spawn(
+            [sys.executable, "-m", f"services.{name}"], {**self.env, "ROP_HEALTH_PORT": str(port)}
+        )
+
+    async def wait_healthy(self) -> None:
+        for name in SERVICES:
+            port = self.http_port if name == "ingest" else self.health[name]
+
+            async def up(port: int = port, name: str = name) -> bool:
+                assert self.processes[name].poll() is None, f"{name} exited"
+                return port_open("127.0.0.1", port)
+
+            await wait_for(up, timeout_s=60)
+
+    def kill(self, name: str) -> None:
+        process = self.processes[name]
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(10)
+            if process.poll() is None:
+                process.kill()
+
+
+@pytest.fixture
+def system(settings: Settings) -> Iterator[System]:
+    running = System(settings)
+    for name in SERVICES:
+        running.start(name)
+    yield running
+    running.stop_all()
+
+
+@pytest.fixture
+async def crm() -> AsyncIterator[tuple[FakeCrm, str]]:
+    fake = FakeCrm()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", fake.receive)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield fake, str(server.make_url("")).rstrip("/")
+    await server.close()
+
+
+async def post(session: aiohttp.ClientSession, url: str, **kwargs: Any) -> tuple[int, Any]:
+    async with session.post(url, **kwargs) as response:
+        return response.status, await response.json()
+
+
+async def test_calls_go_from_the_crm_request_to_the_crm_webhooks(
+    system: System, crm: tuple[FakeCrm, str], files: FileServer
+) -> None:
+    fake, hooks = crm
+    await system.wait_healthy()
+    api = f"http://127.0.0.1:{system.http_port}/api/v1"
+    async with aiohttp.ClientSession() as session:
+        _, login = await post(
+            session, f"{api}/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+        )
+        admin = {"Authorization": f"Bearer {login['token']}"}
+        _, template = await post(session, f"{api}/templates", json=SCRIPT, headers=admin)
+        _, binding = await post(
+            session,
+            f"{api}/bindings",
+            headers=admin,
+            json={"template_id": template["id"], "webhook": {"url": f"{hooks}/checklist"}},
+        )
+        _, table = await post(
+            session,
+            f"{api}/tables",
+            headers=admin,
+            json={
+                "name": "Deals",
+                "webhook": {"url": f"{hooks}/table"},
+                "fields": [
+                    {
+                        "key": "budget",
+                        "type": "number",
+                        "method": "regex",
+                        "pattern": r"budget is ([\d ,]+)",
+                    }
+                ],
+            },
+        )
+        async with session.put(
+            f"{api}/settings/connection",
+            headers=admin,
+            json={"error_webhook_url": f"{hooks}/errors", "min_call_duration_s": 3},
+        ) as response:
+            connection = await response.json()
+        secrets = {
+            "/checklist": binding["webhook"]["secret"],
+            "/table": table["webhook"]["secret"],
+            "/errors": connection["error_webhook"]["secret"],
+        }
+
+        def submission(call_id: str, url: str, duration: float = 22) -> dict[str, Any]:
+            return {
+                "call_id": call_id,
+                "audio_url": url,
+                "duration": duration,
+                "manager_id": "mgr_001",
+                "deal_id": "deal_1",
+            }
+
+        good_url = files.file("/good.mp3", call(GOOD, duration_s=22))
+        silent_url = files.file("/silent.mp3", call(SILENT_MANAGER, duration_s=22))
+        key = {"apiKey": API_KEY}
+        answers = {
+            "good_json": await post(
+                session, f"{api}/calls", params=key, json=submission("good_json", good_url)
+            ),
+            "good_form": await post(
+                session,
+                f"{api}/calls/audio-upload",
+                params=key,
+                data={
+                    k: str(v)
+                    for k, v in submission("good_form", good_url).items()
+                    if k != "duration"
+                },
+            ),
+            "silent": await post(
+                session, f"{api}/calls", params=key, json=submission("silent", silent_url)
+            ),
+            "missing": await post(
+                session,
+                f"{api}/calls",
+                params=key,
+                json=submission("missing", f"{files.base_url}/nope.mp3"),
+            ),
+            "html": await post(
+                session,
+                f"{api}/calls",
+                params=key,
+                json=submission("html", files.body("/page.mp3", b"<html>hi</html>")),
+            ),
+            "short": await post(
+                session, f"{api}/calls", params=key, json=submission("short", good_url, duration=2)
+            ),
+        }
+        duplicate = await post(
+            session, f"{api}/calls", params=key, json=submission("good_json", good_url)
+        )
+        bad_key = await post(
+            session,
+            f"{api}/calls",
+            params={"apiKey": "wrong"},
+            json=submission("bad_key", good_url),
+        )
+
+        assert {name: status for name, (status, _) in answers.items()} == dict.fromkeys(
+            answers, 200
+        )
+        assert answers["short"][1]["status"] == "skipped"
+        assert duplicate[0] == 409
+        assert duplicate[1]["task_id"] == answers["good_json"][1]["task_id"]
+        assert bad_key[0] == 401
+
+        expected = {
+            "good_json": "done",
+            "good_form": "done",
+            "silent": "done",
+            "missing": "failed",
+            "html": "failed",
+            "short": "skipped",
+        }
+
+        async def all_terminal() -> dict[str, str] | None:
+            statuses = {}
+            for name in expected:
+                async with session.get(f"{api}/calls/{name}", params=key) as response:
+                    statuses[name] = (await response.json())["status"]
+            return statuses if statuses == expected else None
+
+        await wait_for(all_terminal, timeout_s=120)
+
+    checklists = {}
+    for request in fake.received:
+        payload = verify(secrets[request.path], request.body, request.headers)
+        if request.path == "/checklist":
+            checklists[payload["call_id"]] = payload
+    verdicts = {
+        call_id: {s["name"]: s["passed"] for s in payload["checklist"]["stages"]}
+        for call_id, payload in checklists.items()
+    }
+    assert verdicts == {
+        "good_json": {"Greeting": True, "Next step": True},
+        "good_form": {"Greeting": True, "Next step": True},
+        "silent": {"Greeting": False, "Next step": False},
+    }
+    rows = [verify(secrets["/table"], r.body, r.headers) for r in fake.at("/table")]
+    assert {row["call_id"]: row["table"]["row"]["budget"] for row in rows}["good_json"] == 500000
+    errors = {
+        payload["call_id"]: payload["error"]["code"]
+        for payload in (verify(secrets["/errors"], r.body, r.headers) for r in fake.at("/errors"))
+    }
+    assert errors == {"missing": "download_failed", "html": "not_audio"}
+
+
+async def test_analyzer_killed_mid_batch_every_call_completes_once(
+    system: System, crm: tuple[FakeCrm, str], files: FileServer
+) -> None:
+    fake, hooks = crm
+    await system.wait_healthy()
+    api = f"http://127.0.0.1:{system.http_port}/api/v1"
+    async with aiohttp.ClientSession() as session:
+        _, login = await post(
+            session, f"{api}/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+        )
+        admin = {"Authorization": f"Bearer {login['token']}"}
+        _, template = await post(session, f"{api}/templates", json=SCRIPT, headers=admin)
+        await post(
+            session,
+            f"{api}/bindings",
+            headers=admin,
+            json={"template_id": template["id"], "webhook": {"url": f"{hooks}/checklist"}},
+        )
+        url = files.file("/good.mp3", call(GOOD, duration_s=22))
+        names = [f"batch_{i}" for i in range(6)]
+        for name in names:
+            status, _ = await post(
+                session,
+                f"{api}/calls",
+                params={"apiKey": API_KEY},
+                json={
+                    "call_id": name,
+                    "audio_url": url,
+                    "duration": 22,
+                    "manager_id": "mgr_001",
+                    "deal_id": "deal_1",
+                },
+            )
+            assert status == 200
+
+        async def some_analysed() -> bool:
+            return len(fake.at("/checklist")) >= 1
+
+        await wait_for(some_analysed, timeout_s=60)
+        system.kill("analyzer")
+        system.start("analyzer")
+
+        async def all_done() -> bool:
+            for name in names:
+                async with session.get(f"{api}/calls/{name}", params={"apiKey": API_KEY}) as r:
+                    if (await r.json())["status"] != "done":
+                        return False
+            return True
+
+        await wait_for(all_done, timeout_s=120)
+    by_id: dict[str, set[bytes]] = {}
+    for request in fake.at("/checklist"):
+        by_id.setdefault(request.headers["webhook-id"], set()).add(
+            json.dumps(json.loads(request.body), sort_keys=True).encode()
+        )
+    assert len(by_id) == len(names)  # one webhook-id per call...
+    assert all(len(bodies) == 1 for bodies in by_id.values())  # ...never with other content
