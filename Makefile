@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint fmt bench bench-ingest bench-download bench-analyze api-key admin-password clean
+.PHONY: run test lint fmt bench bench-ingest bench-download bench-analyze bench-notify bench-e2e api-key admin-password clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ fmt: $(STAMP)
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-bench: bench-ingest bench-download bench-analyze
+bench: bench-ingest bench-download bench-analyze bench-notify bench-e2e
 
 bench-ingest: $(STAMP) ## accepted calls/s and latency vs bare aiohttp and bare insert
 	$(PY) -m bench.ingest
@@ -36,6 +36,12 @@ bench-download: $(STAMP) ## MB/s and peak RSS storing 200 MB and 20 MB files vs 
 
 bench-analyze: $(STAMP) ## seconds per audio second of a 10-minute call, by stage; split vs copy
 	$(PY) -m bench.analyze
+
+bench-notify: $(STAMP) ## deliveries/s from 1,000 queued results vs a bare insert+POST loop
+	$(PY) -m bench.notify
+
+bench-e2e: $(STAMP) ## POST to checklist webhook for one call, and 20 calls at once
+	$(PY) -m bench.e2e
 
 api-key: $(STAMP) ## print the CRM API key (the system must be running)
 	@$(PY) -m services.ingest.cli api-key

@@ -1,7 +1,9 @@
-"""Baselines for the ingest benchmark: the least a server could do for the same answer.
+"""Helper servers of the benchmarks.
 
-bare    a bare aiohttp handler returning the same JSON
-insert  the same, plus the one insert_one of the same document into the same database
+bare      a bare aiohttp handler returning the ingest's JSON answer
+insert    the same, plus the one insert_one of the same document into the same database
+files     a static file host (sendfile) for the download benchmark
+receiver  a webhook endpoint answering 200 for the notify benchmark
 """
 
 from __future__ import annotations
@@ -73,7 +75,7 @@ def make_insert_handler(mongo_url: str) -> web.Application:
 def main() -> None:
     """Serve one baseline."""
     parser = argparse.ArgumentParser()
-    parser.add_argument("kind", choices=["bare", "insert", "files"])
+    parser.add_argument("kind", choices=["bare", "insert", "files", "receiver"])
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--mongo-url", default="")
     parser.add_argument("--directory", default=".")
@@ -81,6 +83,14 @@ def main() -> None:
     if args.kind == "bare":
         app = web.Application()
         app.router.add_post("/api/v1/calls", bare)
+    elif args.kind == "receiver":
+
+        async def receive(request: web.Request) -> web.Response:
+            await request.read()
+            return web.Response(text="ok")
+
+        app = web.Application()
+        app.router.add_post("/hooks", receive)
     elif args.kind == "files":
         app = web.Application()
         app.router.add_static("/", args.directory)

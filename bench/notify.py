@@ -1,0 +1,164 @@
+"""`make bench-notify`: webhook deliveries per second, against the least a durable delivery needs.
+
+1,000 analysed calls (one checklist each) wait as `CallAnalyzed` events; the notifier,
+as its own process, delivers them to a local receiver (its own process). In the same
+run a bare aiohttp loop at the same concurrency makes one database insert and one
+signed POST per delivery. Prints both and the ratio (target ≥ 0.5).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import sys
+import tempfile
+import time
+import uuid
+
+import aiohttp
+
+from bench.ingest import AMQP_URL, wait_listening
+from devtools.processes import free_port, spawn, start_secantus, stop
+from shared.amqp import Broker
+from shared.events import CallAnalyzed, Envelope, utcnow
+from shared.mongo import connect_mongo, database, ensure_indexes
+from shared.webhooks import new_webhook_secret, signed_headers
+
+CONCURRENCY = 16
+
+
+async def seed(db: object, count: int, receiver: str) -> list[Envelope]:
+    secret = new_webhook_secret()
+    await db.bindings.insert_one(  # type: ignore[attr-defined]
+        {"_id": "bnd_bench", "webhook": {"url": receiver, "secret": secret}}
+    )
+    now = utcnow()
+    envelopes, tasks = [], []
+    for index in range(count):
+        task_id = f"task_{index:012x}"
+        meta = {"call_id": f"call_{index}", "deal_id": "deal", "manager_id": "mgr"}
+        tasks.append(
+            {
+                "_id": task_id,
+                **meta,
+                "status": "delivering",
+                "received_at": now,
+                "updated_at": now,
+                "timeline": [],
+                "results": {
+                    "checklists": [
+                        {
+                            "binding_id": "bnd_bench",
+                            "template": {"id": "t", "name": "Скрипт"},
+                            "score": {
+                                "passed": 1,
+                                "applicable": 1,
+                                "percent": 100.0,
+                                "text": "1/1",
+                            },
+                            "stages": [],
+                        }
+                    ],
+                    "tables": [],
+                    "metrics": {},
+                },
+            }
+        )
+        envelopes.append(
+            Envelope.wrap(
+                CallAnalyzed(**meta, duration_s=60, checklists=1, tables=0), task_id=task_id
+            )
+        )
+    await db.calls.insert_many(tasks)  # type: ignore[attr-defined]
+    return envelopes
+
+
+async def through_notifier(mongo_url: str, count: int, receiver: str) -> float:
+    prefix = f"rop-bench-{uuid.uuid4().hex[:8]}"
+    client = connect_mongo(mongo_url)
+    db = database(client)
+    await ensure_indexes(db)
+    envelopes = await seed(db, count, receiver)
+    broker = Broker(AMQP_URL, prefix=prefix)
+    await broker.connect()
+    for envelope in envelopes:  # queued before the notifier starts
+        await broker.publish(envelope)
+    env = {
+        **os.environ,
+        "ROP_MONGO_URL": mongo_url,
+        "ROP_AMQP_URL": AMQP_URL,
+        "ROP_AMQP_PREFIX": prefix,
+        "ROP_FETCH_ALLOW_LOOPBACK": "true",
+        "ROP_HEALTH_PORT": str(free_port()),
+        "ROP_LOG_LEVEL": "warning",
+        "ROP_NOTIFIER_PREFETCH": str(CONCURRENCY * 2),
+        "ROP_WEBHOOK_ENDPOINT_CONCURRENCY": str(CONCURRENCY),
+    }
+    started = time.perf_counter()
+    notifier = spawn([sys.executable, "-m", "services.notifier"], env)
+    try:
+        while True:
+            if await db.deliveries.count_documents({"status": "succeeded"}) >= count:
+                return count / (time.perf_counter() - started)
+            await asyncio.sleep(0.1)
+    finally:
+        stop(notifier)
+        await broker.close()
+        await Broker(AMQP_URL, prefix=prefix).delete_topology()
+        await client.close()
+
+
+async def bare_loop(mongo_url: str, count: int, receiver: str) -> float:
+    client = connect_mongo(mongo_url)
+    collection = database(client).bare_deliveries
+    secret = new_webhook_secret()
+    work = iter(range(count))
+    async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=CONCURRENCY)) as session:
+
+        async def worker() -> None:
+            for index in work:
+                body = json.dumps({"type": "checklist.completed", "call_id": f"call_{index}"})
+                webhook_id = f"msg_{index}"
+                await collection.insert_one({"_id": webhook_id, "body": body, "status": "sent"})
+                headers = signed_headers(secret, webhook_id=webhook_id, body=body, at=utcnow())
+                async with session.post(receiver, data=body, headers=headers) as response:
+                    await response.read()
+
+        started = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(CONCURRENCY)))
+        elapsed = time.perf_counter() - started
+    await client.close()
+    return count / elapsed
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--deliveries", type=int, default=1000)
+    args = parser.parse_args()
+    storage = tempfile.mkdtemp(prefix="rop-bench-notify-")
+    mongo_port, receiver_port = free_port(), free_port()
+    mongo = start_secantus(mongo_port, storage)
+    receiver = spawn(
+        [sys.executable, "-m", "bench.baselines", "receiver", "--port", str(receiver_port)],
+        quiet=True,
+    )
+    url = f"http://127.0.0.1:{receiver_port}/hooks"
+    try:
+        wait_listening(receiver_port, receiver)
+        bare = await bare_loop(f"mongodb://127.0.0.1:{mongo_port}/bench_bare", args.deliveries, url)
+        full = await through_notifier(
+            f"mongodb://127.0.0.1:{mongo_port}/bench_notify", args.deliveries, url
+        )
+    finally:
+        stop(receiver)
+        stop(mongo)
+    print(f"\n{args.deliveries} deliveries at concurrency {CONCURRENCY}")
+    print(f"notifier (queued events → stored, signed, delivered): {full:8.0f} deliveries/s")
+    print(f"bare loop (one insert + one signed POST each):        {bare:8.0f} deliveries/s")
+    print(f"ratio notifier/bare = {full / bare:.2f} (target ≥ 0.50)")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
