@@ -6,12 +6,7 @@ endpoints) is a fake on 127.0.0.1.
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
-import signal
-import subprocess
-import sys
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -20,8 +15,8 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer
 
-from devtools.processes import free_port, port_open, spawn
 from devtools.samples import Line
+from devtools.system import SERVICES, System
 from shared.settings import Settings
 from shared.webhooks import verify
 from tests.audio import call
@@ -32,7 +27,6 @@ from tests.helpers import wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
-SERVICES = ("ingest", "downloader", "analyzer", "notifier")
 GOOD: list[Line] = [
     ("manager", 1.0, "Good afternoon, my name is Anna from the flower company."),
     ("client", 6.0, "Hello, yes, I can talk now."),
@@ -58,66 +52,22 @@ SCRIPT = {
 }
 
 
-class System:
-    """The four services as processes, restartable one by one."""
-
-    def __init__(self, settings: Settings) -> None:
-        self.http_port = free_port()
-        self.health = {name: free_port() for name in SERVICES}
-        self.env = {
-            **os.environ,
-            "ROP_MONGO_URL": settings.mongo_url,
-            "ROP_AMQP_URL": settings.amqp_url,
-            "ROP_AMQP_PREFIX": settings.amqp_prefix,
+@pytest.fixture
+def system(settings: Settings) -> Iterator[System]:
+    running = System(
+        mongo_url=settings.mongo_url,
+        amqp_url=settings.amqp_url,
+        prefix=settings.amqp_prefix,
+        state_dir=str(settings.state_dir),
+        extra_env={
             "ROP_API_KEY": API_KEY,
             "ROP_ADMIN_EMAIL": ADMIN_EMAIL,
             "ROP_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "ROP_STATE_DIR": str(settings.state_dir),
-            "ROP_HTTP_PORT": str(self.http_port),
-            "ROP_FETCH_ALLOW_LOOPBACK": "true",
             "ROP_SEED_SAMPLES": "false",
-            "ROP_ASR_LANGUAGE": "en",
             "ROP_ANALYSIS_LEASE_S": "10",
             "ROP_WEBHOOK_RETRY_SCHEDULE_S": "0.5,1,2",
-            "ROP_LOG_LEVEL": "warning",
-        }
-        self.processes: dict[str, subprocess.Popen[bytes]] = {}
-
-    def start(self, name: str) -> None:
-        port = self.http_port if name == "ingest" else self.health[name]
-        self.processes[name] = spawn(
-            [sys.executable, "-m", f"services.{name}"], {**self.env, "ROP_HEALTH_PORT": str(port)}
-        )
-
-    async def wait_healthy(self) -> None:
-        for name in SERVICES:
-            port = self.http_port if name == "ingest" else self.health[name]
-
-            async def up(port: int = port, name: str = name) -> bool:
-                assert self.processes[name].poll() is None, f"{name} exited"
-                return port_open("127.0.0.1", port)
-
-            await wait_for(up, timeout_s=60)
-
-    def kill(self, name: str) -> None:
-        process = self.processes[name]
-        process.send_signal(signal.SIGKILL)
-        process.wait()
-
-    def stop_all(self) -> None:
-        for process in self.processes.values():
-            if process.poll() is None:
-                process.terminate()
-        for process in self.processes.values():
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                process.wait(10)
-            if process.poll() is None:
-                process.kill()
-
-
-@pytest.fixture
-def system(settings: Settings) -> Iterator[System]:
-    running = System(settings)
+        },
+    )
     for name in SERVICES:
         running.start(name)
     yield running

@@ -1,0 +1,148 @@
+"""`make bench-e2e`: the whole chain, CRM request to CRM webhook, with every service a process.
+
+(1) One generated 1-minute stereo call on an idle system: seconds from its POST to its
+    checklist webhook (target ≤ 15 s).
+(2) 20 such calls posted at once: audio minutes processed per wall-clock minute, from the
+    first POST to the last webhook (target ≥ 8).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import tempfile
+import time
+import uuid
+from pathlib import Path
+
+import aiohttp
+from aiohttp import web
+
+from bench.analyze import ten_minute_call
+from bench.ingest import AMQP_URL
+from devtools.processes import free_port, start_secantus, stop
+from devtools.system import System
+from shared.amqp import Broker
+
+API_KEY = "bench-api-key-0123456789abcdef"
+PASSWORD = "bench-password"
+CALL_S = 60.0
+BATCH = 20
+
+
+class Crm:
+    """Serves the recording and counts checklist webhooks by call id."""
+
+    def __init__(self, recording: Path) -> None:
+        self.recording = recording
+        self.arrived: dict[str, float] = {}
+        self.event = asyncio.Event()
+
+    async def file(self, _request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(self.recording)
+
+    async def hook(self, request: web.Request) -> web.Response:
+        payload = await request.json()
+        self.arrived.setdefault(payload["call_id"], time.perf_counter())
+        self.event.set()
+        return web.Response(text="ok")
+
+
+async def wait_webhooks(crm: Crm, call_ids: set[str], timeout_s: float = 600) -> float:
+    deadline = time.perf_counter() + timeout_s
+    while not call_ids <= set(crm.arrived):
+        if time.perf_counter() > deadline:
+            raise RuntimeError(f"webhooks missing for {call_ids - set(crm.arrived)}")
+        crm.event.clear()
+        try:
+            await asyncio.wait_for(crm.event.wait(), timeout=1.0)
+        except TimeoutError:
+            continue
+    return max(crm.arrived[call_id] for call_id in call_ids)
+
+
+async def main() -> None:
+    work = Path(tempfile.mkdtemp(prefix="rop-bench-e2e-"))
+    recording = ten_minute_call(work / "call.mp3", CALL_S)
+    crm = Crm(recording)
+    app = web.Application()
+    app.router.add_get("/call.mp3", crm.file)
+    app.router.add_post("/hooks/checklist", crm.hook)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    crm_port = free_port()
+    await web.TCPSite(runner, "127.0.0.1", crm_port).start()
+    mongo_port = free_port()
+    mongo = start_secantus(mongo_port, str(work / "db"))
+    prefix = f"rop-bench-{uuid.uuid4().hex[:8]}"
+    system = System(
+        mongo_url=f"mongodb://127.0.0.1:{mongo_port}/bench_e2e",
+        amqp_url=AMQP_URL,
+        prefix=prefix,
+        state_dir=str(work),
+        extra_env={"ROP_API_KEY": API_KEY, "ROP_ADMIN_PASSWORD": PASSWORD},
+    )
+    for name in ("ingest", "downloader", "analyzer", "notifier"):
+        system.start(name)
+    try:
+        await system.wait_healthy()
+        api = f"http://127.0.0.1:{system.http_port}/api/v1"
+        async with aiohttp.ClientSession() as session:
+            async with session.post(
+                f"{api}/auth/login", json={"email": "admin@rop.local", "password": PASSWORD}
+            ) as response:
+                token = (await response.json())["token"]
+            admin = {"Authorization": f"Bearer {token}"}
+            async with session.get(f"{api}/bindings", headers=admin) as response:
+                (binding,) = await response.json()  # the sample binding, to a CRM that is not here
+            async with session.delete(f"{api}/bindings/{binding['id']}", headers=admin):
+                pass
+            async with session.post(
+                f"{api}/bindings",
+                headers=admin,
+                json={
+                    "template_id": binding["template_id"],
+                    "webhook": {"url": f"http://127.0.0.1:{crm_port}/hooks/checklist"},
+                },
+            ) as response:
+                assert response.status == 201
+
+            async def submit(call_id: str) -> None:
+                async with session.post(
+                    f"{api}/calls",
+                    params={"apiKey": API_KEY},
+                    json={
+                        "call_id": call_id,
+                        "duration": CALL_S,
+                        "manager_id": "mgr",
+                        "deal_id": "deal",
+                        "audio_url": f"http://127.0.0.1:{crm_port}/call.mp3",
+                    },
+                ) as response:
+                    assert response.status == 200, await response.text()
+
+            started = time.perf_counter()
+            await submit("single")
+            single_s = await wait_webhooks(crm, {"single"}) - started
+
+            batch = {f"batch_{i}" for i in range(BATCH)}
+            started = time.perf_counter()
+            await asyncio.gather(*(submit(call_id) for call_id in batch))
+            batch_s = await wait_webhooks(crm, batch) - started
+    finally:
+        system.stop_all()
+        stop(mongo)
+        await runner.cleanup()
+        await Broker(AMQP_URL, prefix=prefix).delete_topology()
+    audio_minutes = BATCH * CALL_S / 60
+    print(
+        f"\n(1) one {CALL_S / 60:.0f}-minute call, POST to checklist webhook: {single_s:.1f} s "
+        "(target ≤ 15 s)"
+    )
+    print(
+        f"(2) {BATCH} calls at once: {batch_s:.1f} s for {audio_minutes:.0f} audio minutes = "
+        f"{audio_minutes / (batch_s / 60):.1f} audio minutes per minute (target ≥ 8)"
+    )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

@@ -1,0 +1,77 @@
+"""All four services as processes on one machine: for end-to-end tests and benchmarks."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+
+from devtools.processes import free_port, port_open, spawn
+
+SERVICES = ("ingest", "downloader", "analyzer", "notifier")
+
+
+class System:
+    """The four services as processes, restartable one by one."""
+
+    def __init__(
+        self,
+        *,
+        mongo_url: str,
+        amqp_url: str,
+        prefix: str,
+        state_dir: str,
+        extra_env: dict[str, str] | None = None,
+    ) -> None:
+        self.http_port = free_port()
+        self.health = {name: free_port() for name in SERVICES}
+        self.env = {
+            **os.environ,
+            "ROP_MONGO_URL": mongo_url,
+            "ROP_AMQP_URL": amqp_url,
+            "ROP_AMQP_PREFIX": prefix,
+            "ROP_STATE_DIR": state_dir,
+            "ROP_HTTP_PORT": str(self.http_port),
+            "ROP_FETCH_ALLOW_LOOPBACK": "true",
+            "ROP_ASR_LANGUAGE": "en",
+            "ROP_LOG_LEVEL": "warning",
+            **(extra_env or {}),
+        }
+        self.processes: dict[str, subprocess.Popen[bytes]] = {}
+
+    def start(self, name: str) -> None:
+        port = self.http_port if name == "ingest" else self.health[name]
+        self.processes[name] = spawn(
+            [sys.executable, "-m", f"services.{name}"], {**self.env, "ROP_HEALTH_PORT": str(port)}
+        )
+
+    async def wait_healthy(self, timeout_s: float = 60.0) -> None:
+        """Until every service listens; a service that exits fails at once."""
+        deadline = time.monotonic() + timeout_s
+        for name in SERVICES:
+            port = self.http_port if name == "ingest" else self.health[name]
+            while not port_open("127.0.0.1", port):
+                if self.processes[name].poll() is not None:
+                    raise RuntimeError(f"{name} exited with {self.processes[name].returncode}")
+                if time.monotonic() > deadline:
+                    raise RuntimeError(f"{name} did not listen in {timeout_s}s")
+                await asyncio.sleep(0.1)
+
+    def kill(self, name: str) -> None:
+        process = self.processes[name]
+        process.send_signal(signal.SIGKILL)
+        process.wait()
+
+    def stop_all(self) -> None:
+        for process in self.processes.values():
+            if process.poll() is None:
+                process.terminate()
+        for process in self.processes.values():
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(10)
+            if process.poll() is None:
+                process.kill()
