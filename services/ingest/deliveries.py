@@ -9,9 +9,10 @@ from pymongo.asynchronous.database import AsyncDatabase
 from shared.amqp import Broker
 from shared.errors import InvalidRequest, NotFound, Unavailable
 from shared.events import DeliveryDue, Envelope, utcnow
-from shared.mongo import DELIVERIES, ENDPOINTS, Document
+from shared.mongo import DELIVERIES, ENDPOINTS, Document, calls
 
 STATUSES = ("pending", "retrying", "succeeded", "dead", "stopped")
+FINISHED = ("succeeded", "dead", "stopped")
 MAX_PAGE = 200
 _HIDDEN = {"secret": 0, "body": 0}
 
@@ -65,9 +66,26 @@ async def list_deliveries(
 
 async def redeliver(db: AsyncDatabase[Document], broker: Broker, delivery_id: str) -> Document:
     """Send a delivery again from the first step of the schedule (same webhook-id)."""
-    delivery = await db[DELIVERIES].find_one({"_id": delivery_id}, {"url": 1})
+    delivery = await db[DELIVERIES].find_one(
+        {"_id": delivery_id}, {"url": 1, "task_id": 1, "type": 1, "status": 1}
+    )
     if delivery is None:
         raise NotFound("Доставка не найдена")
+    if delivery["type"] != "call.failed" and delivery["status"] in FINISHED:
+        # The task waits for this delivery again.
+        await calls(db).update_one(
+            {"_id": delivery["task_id"]},
+            [
+                {
+                    "$set": {
+                        "deliveries_open": {"$add": [{"$ifNull": ["$deliveries_open", 0]}, 1]},
+                        "status": {
+                            "$cond": [{"$eq": ["$status", "done"]}, "delivering", "$status"]
+                        },
+                    }
+                }
+            ],
+        )
     # Replaying is how an admin says the endpoint works again.
     await db[ENDPOINTS].update_one({"_id": delivery["url"]}, {"$set": {"gone": False}})
     await db[DELIVERIES].update_one(

@@ -10,7 +10,7 @@ its deliveries succeeded, died or were stopped.
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import hashlib
 import json
 import random
@@ -21,7 +21,7 @@ from datetime import timedelta
 
 import aiohttp
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import BulkWriteError
 from yarl import URL
 
 from shared.amqp import Broker
@@ -66,6 +66,36 @@ class EndpointSlots:
         self.in_flight[url] -= 1
 
 
+@dataclass
+class Directory:
+    """Webhook endpoints of bindings and tables, and endpoints gone (410), read at most
+    every `ttl_s`: one query per refresh instead of one per delivery."""
+
+    ttl_s: float = 2.0
+    webhooks: dict[str, Document] = field(default_factory=dict)
+    gone: set[str] = field(default_factory=set)
+    loaded_at: float = -1e9
+
+    async def webhooks_for(
+        self, db: AsyncDatabase[Document], owners: list[str]
+    ) -> dict[str, Document]:
+        """Webhooks of these bindings/tables; one not seen yet forces a fresh read."""
+        await self.refresh(db)
+        if any(owner not in self.webhooks for owner in owners):
+            await self.refresh(db, force=True)
+        return self.webhooks
+
+    async def refresh(self, db: AsyncDatabase[Document], *, force: bool = False) -> None:
+        if not force and time.monotonic() - self.loaded_at < self.ttl_s:
+            return
+        webhooks: dict[str, Document] = {}
+        for collection in (BINDINGS, TABLES):
+            async for item in db[collection].find({}, {"webhook": 1}):
+                webhooks[item["_id"]] = item["webhook"]
+        gone = {item["_id"] async for item in db[ENDPOINTS].find({"gone": True}, {"_id": 1})}
+        self.webhooks, self.gone, self.loaded_at = webhooks, gone, time.monotonic()
+
+
 @dataclass(frozen=True)
 class Notifier:
     """What the handlers need, built by bootstrap."""
@@ -79,6 +109,7 @@ class Notifier:
     timeout_s: float = 15.0
     jitter: float = 0.1
     slots: EndpointSlots = field(default_factory=lambda: EndpointSlots(4))
+    directory: Directory = field(default_factory=Directory)
 
 
 def delivery_id(event_id: str, owner: str) -> str:
@@ -97,13 +128,16 @@ def _common(envelope: Envelope, task: Document, kind: str, webhook_id: str) -> D
 
 
 async def _analysis_deliveries(
-    envelope: Envelope, task: Document, db: AsyncDatabase[Document]
+    envelope: Envelope, task: Document, deps: Notifier
 ) -> list[Document]:
     results = task.get("results") or {}
+    owners = [c["binding_id"] for c in results.get("checklists", [])] + [
+        t["table_id"] for t in results.get("tables", [])
+    ]
+    webhooks = await deps.directory.webhooks_for(deps.db, owners)
     planned = []
     for checklist in results.get("checklists", []):
-        binding = await db[BINDINGS].find_one({"_id": checklist["binding_id"]})
-        if binding is None:
+        if checklist["binding_id"] not in webhooks:
             continue  # deleted since the analysis: nowhere to send
         webhook_id = delivery_id(envelope.event_id, checklist["binding_id"])
         body = {
@@ -111,17 +145,16 @@ async def _analysis_deliveries(
             "checklist": checklist,
             "metrics": results.get("metrics"),
         }
-        planned.append((webhook_id, "checklist.completed", binding["webhook"], body))
+        planned.append((webhook_id, "checklist.completed", webhooks[checklist["binding_id"]], body))
     for row in results.get("tables", []):
-        table = await db[TABLES].find_one({"_id": row["table_id"]})
-        if table is None:
+        if row["table_id"] not in webhooks:
             continue
         webhook_id = delivery_id(envelope.event_id, row["table_id"])
         body = {
             **_common(envelope, task, "analytics.completed", webhook_id),
             "table": {"id": row["table_id"], "name": row["name"], "row": row["row"]},
         }
-        planned.append((webhook_id, "analytics.completed", table["webhook"], body))
+        planned.append((webhook_id, "analytics.completed", webhooks[row["table_id"]], body))
     return [_delivery(envelope, *item) for item in planned]
 
 
@@ -152,7 +185,7 @@ async def plan_deliveries(envelope: Envelope, event: Event, *, deps: Notifier) -
         log.error("task_missing")
         return []
     if isinstance(event, CallAnalyzed):
-        return await _analysis_deliveries(envelope, task, deps.db)
+        return await _analysis_deliveries(envelope, task, deps)
     if isinstance(event, CallFailed):
         connection = await load_connection_settings(deps.db)
         if connection.error_webhook is None:
@@ -171,10 +204,11 @@ async def plan_deliveries(envelope: Envelope, event: Event, *, deps: Notifier) -
 
 
 async def on_event(envelope: Envelope, event: Event, *, deps: Notifier) -> None:
-    """Consumer of the notifier's queue: plan and store deliveries, or attempt one.
+    """Consumer of the notifier's queue: store an event's deliveries and make their first
+    attempts, or make a due attempt.
 
-    Acked after the deliveries are stored and their first attempts are queued, so a crash
-    in between only repeats idempotent steps.
+    Acked once the deliveries are stored and attempted (or their retry is queued): a crash
+    before only repeats idempotent steps, with the same webhook-ids.
     """
     if isinstance(event, DeliveryDue):
         await attempt(event.delivery_id, deps=deps)
@@ -182,22 +216,35 @@ async def on_event(envelope: Envelope, event: Event, *, deps: Notifier) -> None:
     if isinstance(event, CallSkipped):
         return  # reported on the task only
     deliveries = await plan_deliveries(envelope, event, deps=deps)
-    for delivery in deliveries:
-        # A duplicate key: stored by an earlier delivery of this same event.
-        with contextlib.suppress(DuplicateKeyError):
-            await deps.db[DELIVERIES].insert_one(delivery)
-    pending = (
-        await deps.db[DELIVERIES]
-        .find(
-            {"_id": {"$in": [d["_id"] for d in deliveries]}, "status": {"$nin": list(TERMINAL)}},
-            {"_id": 1},
+    if isinstance(event, CallAnalyzed):
+        # How many deliveries must end before the task is done (set once per task).
+        await calls(deps.db).update_one(
+            {"_id": envelope.task_id, "deliveries_open": {"$exists": False}},
+            {"$set": {"deliveries_open": len(deliveries)}},
         )
+        if not deliveries:
+            await _close_task(deps, envelope.task_id, entry=None)
+            return
+    fresh = await _store(deps, deliveries)
+    await asyncio.gather(*(_attempt_stored(deps, delivery) for delivery in fresh))
+
+
+async def _store(deps: Notifier, deliveries: list[Document]) -> list[Document]:
+    """Insert the planned deliveries; return the ones still to attempt (new or unfinished)."""
+    if not deliveries:
+        return []
+    try:
+        await deps.db[DELIVERIES].insert_many(deliveries, ordered=False)
+        return deliveries
+    except BulkWriteError as exc:
+        if any(error["code"] != 11000 for error in exc.details.get("writeErrors", [])):
+            raise
+    # Some existed: this event came before. Attempt what is not finished yet.
+    return (
+        await deps.db[DELIVERIES]
+        .find({"_id": {"$in": [d["_id"] for d in deliveries]}, "status": {"$nin": list(TERMINAL)}})
         .to_list()
     )
-    for delivery in pending:
-        await queue_attempt(deps, delivery["_id"])
-    if isinstance(event, CallAnalyzed):
-        await finish_task_if_delivered(deps, envelope.task_id)
 
 
 async def queue_attempt(
@@ -209,20 +256,39 @@ async def queue_attempt(
     await deps.broker.send_to_queue(queue, envelope, delay_s=delay_s)
 
 
-async def finish_task_if_delivered(deps: Notifier, task_id: str) -> None:
-    """Mark an analysed task done once none of its deliveries is still under way."""
-    open_count = await deps.db[DELIVERIES].count_documents(
-        {"task_id": task_id, "status": {"$nin": list(TERMINAL)}}
-    )
-    if open_count:
-        return
+async def _close_task(deps: Notifier, task_id: str, *, entry: Document | None) -> None:
+    """Count one finished delivery (if `entry`) and mark the task done when none is left.
+
+    One write: the open count, the timeline entry and the status change together.
+    """
     now = utcnow()
+    added = [entry] if entry is not None else []
+    left = {"$subtract": ["$deliveries_open", len(added)]}
+    finishes = {"$and": [{"$lte": [left, 0]}, {"$eq": ["$status", "delivering"]}]}
     await calls(deps.db).update_one(
-        {"_id": task_id, "status": "delivering"},
-        {
-            "$set": {"status": "done", "updated_at": now},
-            "$push": {"timeline": {"status": "done", "at": now}},
-        },
+        {"_id": task_id} if entry is None else {"_id": task_id, "deliveries_open": {"$gt": 0}},
+        [
+            {
+                "$set": {
+                    "status": {"$cond": [finishes, "done", "$status"]},
+                    "updated_at": now,
+                    "timeline": {
+                        "$concatArrays": [
+                            "$timeline",
+                            {"$literal": added},
+                            {
+                                "$cond": [
+                                    finishes,
+                                    {"$literal": [{"status": "done", "at": now}]},
+                                    [],
+                                ]
+                            },
+                        ]
+                    },
+                    "deliveries_open": {"$max": [0, left]},
+                }
+            }
+        ],
     )
 
 
@@ -274,7 +340,13 @@ async def attempt(webhook_id: str, *, deps: Notifier) -> None:
     delivery = await deps.db[DELIVERIES].find_one({"_id": webhook_id})
     if delivery is None or delivery["status"] in TERMINAL:
         return
-    if await deps.db[ENDPOINTS].find_one({"_id": delivery["url"], "gone": True}):
+    await _attempt_stored(deps, delivery)
+
+
+async def _attempt_stored(deps: Notifier, delivery: Document) -> None:
+    webhook_id = delivery["_id"]
+    await deps.directory.refresh(deps.db)
+    if delivery["url"] in deps.directory.gone:
         await _settle(deps, delivery, None, "stopped")
         return
     if not deps.slots.try_take(delivery["url"]):
@@ -294,6 +366,7 @@ async def attempt(webhook_id: str, *, deps: Notifier) -> None:
         await deps.db[ENDPOINTS].update_one(
             {"_id": delivery["url"]}, {"$set": {"gone": True, "since": utcnow()}}, upsert=True
         )
+        deps.directory.gone.add(delivery["url"])
         await _settle(deps, delivery, record, "stopped")
     elif record["refused"] or delivery["round_attempts"] >= len(deps.schedule_s):
         await _settle(deps, delivery, record, "dead")
@@ -332,17 +405,15 @@ async def _settle(
         status_code=record and record["status_code"],
     )
     if status in TERMINAL:
-        await calls(deps.db).update_one(
-            {"_id": delivery["task_id"]},
-            {
-                "$push": {
-                    "timeline": {
-                        "status": f"webhook_{status}",
-                        "at": now,
-                        "delivery_id": delivery["_id"],
-                        "type": delivery["type"],
-                    }
-                }
-            },
-        )
-        await finish_task_if_delivered(deps, delivery["task_id"])
+        entry = {
+            "status": f"webhook_{status}",
+            "at": now,
+            "delivery_id": delivery["_id"],
+            "type": delivery["type"],
+        }
+        if delivery["type"] == "call.failed":  # a failed task is already final
+            await calls(deps.db).update_one(
+                {"_id": delivery["task_id"]}, {"$push": {"timeline": entry}}
+            )
+        else:
+            await _close_task(deps, delivery["task_id"], entry=entry)

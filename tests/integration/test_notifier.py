@@ -318,6 +318,12 @@ async def test_dead_delivery_is_visible_and_redeliverable(
     assert replayed.status == 200
     succeeded = await settled(notifier, envelope.task_id, "succeeded")
     assert succeeded["attempts"][-1]["status_code"] == 200
+
+    async def done_again() -> bool:
+        task = await notifier.db.calls.find_one({"_id": envelope.task_id})
+        return bool(task and task["status"] == "done" and task["deliveries_open"] == 0)
+
+    await wait_for(done_again)
     assert fake.at("/flaps")[-1].headers["webhook-id"] == dead["_id"]
 
     assert (
