@@ -21,6 +21,7 @@ from devtools.processes import port_open, spawn, start_secantus, stop
 SERVICES = {"ingest": 8080, "downloader": 8081, "analyzer": 8082, "notifier": 8083}
 DATA_DIR = Path(".data")
 EMBEDDED_MONGO_PORT = 27017
+DEMO_CRM_PORT = 8090
 READY_TIMEOUT_S = 60.0
 
 
@@ -85,6 +86,9 @@ def _run(children: list[subprocess.Popen[bytes]]) -> None:
         env["ROP_MONGO_URL"] = f"mongodb://127.0.0.1:{EMBEDDED_MONGO_PORT}/rop"
     _check_rabbitmq(env.get("ROP_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"))
 
+    children.append(
+        spawn([sys.executable, "-m", "devtools.demo_crm", "--port", str(DEMO_CRM_PORT)])
+    )
     host = env.get("ROP_HTTP_HOST", "127.0.0.1")
     port = env.get("ROP_HTTP_PORT", str(SERVICES["ingest"]))
     for service, health_port in SERVICES.items():
@@ -102,6 +106,8 @@ def _run(children: list[subprocess.Popen[bytes]]) -> None:
         f"            POST {base_url}/api/v1/calls/audio-upload?apiKey=KEY (form)\n"
         f"  OpenAPI:  {base_url}/api/v1/openapi.json\n"
         "  API key:  make api-key\n"
+        f"  Demo CRM: http://127.0.0.1:{DEMO_CRM_PORT}/files/sample-call.mp3\n"
+        "            (its webhooks are printed here)\n"
         f"  Admin:    {env.get('ROP_ADMIN_EMAIL', 'admin@rop.local')}, password: "
         + ("ROP_ADMIN_PASSWORD" if "ROP_ADMIN_PASSWORD" in env else "make admin-password")
         + "\nPress Ctrl-C to stop.\n",

@@ -15,7 +15,9 @@ from shared.mongo import SETTINGS, Document
 from shared.scripts import Binding, Table, Template
 
 SAMPLES_MARK = "samples"
-SAMPLE_WEBHOOK_BASE = "https://crm.example/hooks"
+# The demo CRM of `make run`; elsewhere the URL policy refuses loopback, so these sample
+# deliveries fail at once instead of going anywhere.
+SAMPLE_WEBHOOK_BASE = "http://127.0.0.1:8090/hooks"
 
 SAMPLE_TEMPLATE = Template.model_validate(
     {
