@@ -21,6 +21,7 @@ from bench.analyze import ten_minute_call
 from bench.ingest import AMQP_URL
 from devtools.processes import free_port, start_secantus, stop
 from devtools.system import System
+from services.ingest.samples import SAMPLE_TEMPLATE
 from shared.amqp import Broker
 
 API_KEY = "bench-api-key-0123456789abcdef"
@@ -79,7 +80,11 @@ async def main() -> None:
         amqp_url=AMQP_URL,
         prefix=prefix,
         state_dir=str(work),
-        extra_env={"ROP_API_KEY": API_KEY, "ROP_ADMIN_PASSWORD": PASSWORD},
+        extra_env={
+            "ROP_API_KEY": API_KEY,
+            "ROP_ADMIN_PASSWORD": PASSWORD,
+            "ROP_SEED_SAMPLES": "false",
+        },
     )
     for name in ("ingest", "downloader", "analyzer", "notifier"):
         system.start(name)
@@ -92,15 +97,15 @@ async def main() -> None:
             ) as response:
                 token = (await response.json())["token"]
             admin = {"Authorization": f"Bearer {token}"}
-            async with session.get(f"{api}/bindings", headers=admin) as response:
-                (binding,) = await response.json()  # the sample binding, to a CRM that is not here
-            async with session.delete(f"{api}/bindings/{binding['id']}", headers=admin):
-                pass
+            async with session.post(
+                f"{api}/templates", headers=admin, json=SAMPLE_TEMPLATE.model_dump(mode="json")
+            ) as response:
+                template = await response.json()
             async with session.post(
                 f"{api}/bindings",
                 headers=admin,
                 json={
-                    "template_id": binding["template_id"],
+                    "template_id": template["id"],
                     "webhook": {"url": f"http://127.0.0.1:{crm_port}/hooks/checklist"},
                 },
             ) as response:
