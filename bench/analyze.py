@@ -17,7 +17,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from devtools.samples import Line, write_call
+from devtools.samples import Line, write_call, write_tone
 from services.analyzer import evaluate
 from services.analyzer.asr import WhisperTranscriber
 from services.analyzer.audio import Part, split_into_parts
@@ -56,26 +56,7 @@ def ten_minute_call(path: Path, duration_s: float) -> Path:
 
 
 def ninety_minute_mp3(path: Path) -> Path:
-    subprocess.run(
-        [
-            "ffmpeg",
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-f",
-            "lavfi",
-            "-i",
-            "sine=frequency=300:sample_rate=8000:duration=5400",
-            "-ac",
-            "1",
-            "-b:a",
-            "32k",
-            str(path),
-        ],
-        check=True,
-    )
-    return path
+    return write_tone(path, sample_rate_hz=8000, channels=1, duration_s=5400)
 
 
 def bench_analysis(duration_s: float) -> None:

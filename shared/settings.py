@@ -173,6 +173,10 @@ class Settings(BaseSettings):
             ipaddress.ip_network(network, strict=False)
         return value
 
+    def initial_api_key(self) -> str | None:
+        """The configured API key for the first start, if any."""
+        return self.api_key.get_secret_value() if self.api_key else None
+
     @model_validator(mode="after")
     def _endpoints_are_complete(self) -> Settings:
         if self.llm_base_url is not None and not self.llm_model:

@@ -18,6 +18,7 @@ import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+import aiohttp
 from aiohttp.abc import AbstractResolver, ResolveResult
 from aiohttp.resolver import DefaultResolver
 from yarl import URL
@@ -133,6 +134,18 @@ class UrlPolicy:
     def resolver(self) -> PolicyResolver:
         """A resolver for aiohttp that only ever returns addresses this policy allows."""
         return PolicyResolver(self)
+
+    def client_session(self, *, user_agent: str) -> aiohttp.ClientSession:
+        """An HTTP client whose connections only reach addresses this policy allows.
+
+        Callers still check every URL (and redirect) with `check_url` and never follow
+        redirects automatically; no proxy from the environment is used.
+        """
+        return aiohttp.ClientSession(
+            connector=aiohttp.TCPConnector(resolver=self.resolver(), use_dns_cache=False),
+            headers={"User-Agent": user_agent},
+            trust_env=False,
+        )
 
 
 class PolicyResolver(AbstractResolver):

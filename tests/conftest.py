@@ -21,7 +21,7 @@ from shared.amqp import Broker
 from shared.errors import UnknownEvent
 from shared.events import Envelope, Event, parse_envelope
 from shared.settings import Settings
-from tests.fakes import FakeLlm
+from tests.fakes import FakeCrm, FakeLlm
 from tests.fileserver import FileServer
 
 AMQP_URL = os.environ.get("ROP_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
@@ -130,6 +130,18 @@ async def fake_llm() -> AsyncIterator[tuple[FakeLlm, LlmJudge]]:
     judge = LlmJudge(client, "fake-model", attempts=2)
     yield llm, judge
     await judge.close()
+    await server.close()
+
+
+@pytest.fixture
+async def crm() -> AsyncIterator[tuple[FakeCrm, str]]:
+    """The CRM's webhook endpoints on 127.0.0.1, and their base URL."""
+    fake = FakeCrm()
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", fake.receive)
+    server = TestServer(app, host="127.0.0.1")
+    await server.start_server()
+    yield fake, str(server.make_url("")).rstrip("/")
     await server.close()
 
 

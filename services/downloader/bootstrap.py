@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-import aiohttp
-
 from services.downloader.fetch import FetchLimits
 from services.downloader.handlers import Downloader
 from shared.amqp import Broker
@@ -37,17 +35,11 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Downloader]:
     mongo = connect_mongo(settings.mongo_url)
     broker = Broker(settings.amqp_url, prefix=settings.amqp_prefix)
     policy = policy_from_settings(settings)
-    session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(resolver=policy.resolver(), use_dns_cache=False),
-        headers={"User-Agent": USER_AGENT},
-        trust_env=False,
-    )
+    session = policy.client_session(user_agent=USER_AGENT)
     try:
         db = database(mongo)
         await ensure_indexes(db)
-        await ensure_connection_settings(
-            db, initial_api_key=settings.api_key.get_secret_value() if settings.api_key else None
-        )
+        await ensure_connection_settings(db, initial_api_key=settings.initial_api_key())
         await broker.connect()
         yield Downloader(
             db=db,

@@ -59,8 +59,7 @@ async def bootstrap(settings: Settings, metrics: IngestMetrics) -> AsyncIterator
         db = database(mongo)
         await ensure_indexes(db)
         connection = await ensure_connection_settings(
-            db,
-            initial_api_key=settings.api_key.get_secret_value() if settings.api_key else None,
+            db, initial_api_key=settings.initial_api_key()
         )
         password_file = await accounts.ensure_initial_admin(
             db,

@@ -5,8 +5,6 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-import aiohttp
-
 from services.notifier.handlers import EndpointSlots, Notifier
 from shared.amqp import Broker
 from shared.connection import ensure_connection_settings
@@ -23,18 +21,12 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Notifier]:
     mongo = connect_mongo(settings.mongo_url)
     broker = Broker(settings.amqp_url, prefix=settings.amqp_prefix)
     policy = policy_from_settings(settings)
-    session = aiohttp.ClientSession(
-        connector=aiohttp.TCPConnector(resolver=policy.resolver(), use_dns_cache=False),
-        headers={"User-Agent": USER_AGENT},
-        trust_env=False,
-    )
+    session = policy.client_session(user_agent=USER_AGENT)
     schedule = tuple(float(delay) for delay in settings.webhook_retry_schedule_s)
     try:
         db = database(mongo)
         await ensure_indexes(db)
-        await ensure_connection_settings(
-            db, initial_api_key=settings.api_key.get_secret_value() if settings.api_key else None
-        )
+        await ensure_connection_settings(db, initial_api_key=settings.initial_api_key())
         await broker.connect()
         delay_queues = await broker.declare_delay_queues("notifier", schedule or (1.0,))
         yield Notifier(

@@ -7,13 +7,11 @@ endpoints) is a fake on 127.0.0.1.
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from devtools.samples import Line
 from devtools.system import SERVICES, System
@@ -74,20 +72,27 @@ def system(settings: Settings) -> Iterator[System]:
     running.stop_all()
 
 
-@pytest.fixture
-async def crm() -> AsyncIterator[tuple[FakeCrm, str]]:
-    fake = FakeCrm()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", fake.receive)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    yield fake, str(server.make_url("")).rstrip("/")
-    await server.close()
-
-
 async def post(session: aiohttp.ClientSession, url: str, **kwargs: Any) -> tuple[int, Any]:
     async with session.post(url, **kwargs) as response:
         return response.status, await response.json()
+
+
+async def bind_script(
+    session: aiohttp.ClientSession, api: str, webhook_url: str
+) -> tuple[dict[str, str], dict[str, Any]]:
+    """Log in as the admin, save SCRIPT and bind it to `webhook_url`."""
+    _, login = await post(
+        session, f"{api}/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+    )
+    admin = {"Authorization": f"Bearer {login['token']}"}
+    _, template = await post(session, f"{api}/templates", json=SCRIPT, headers=admin)
+    _, binding = await post(
+        session,
+        f"{api}/bindings",
+        headers=admin,
+        json={"template_id": template["id"], "webhook": {"url": webhook_url}},
+    )
+    return admin, binding
 
 
 async def test_calls_go_from_the_crm_request_to_the_crm_webhooks(
@@ -97,17 +102,7 @@ async def test_calls_go_from_the_crm_request_to_the_crm_webhooks(
     await system.wait_healthy()
     api = f"http://127.0.0.1:{system.http_port}/api/v1"
     async with aiohttp.ClientSession() as session:
-        _, login = await post(
-            session, f"{api}/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
-        )
-        admin = {"Authorization": f"Bearer {login['token']}"}
-        _, template = await post(session, f"{api}/templates", json=SCRIPT, headers=admin)
-        _, binding = await post(
-            session,
-            f"{api}/bindings",
-            headers=admin,
-            json={"template_id": template["id"], "webhook": {"url": f"{hooks}/checklist"}},
-        )
+        admin, binding = await bind_script(session, api, f"{hooks}/checklist")
         _, table = await post(
             session,
             f"{api}/tables",
@@ -248,17 +243,7 @@ async def test_analyzer_killed_mid_batch_every_call_completes_once(
     await system.wait_healthy()
     api = f"http://127.0.0.1:{system.http_port}/api/v1"
     async with aiohttp.ClientSession() as session:
-        _, login = await post(
-            session, f"{api}/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
-        )
-        admin = {"Authorization": f"Bearer {login['token']}"}
-        _, template = await post(session, f"{api}/templates", json=SCRIPT, headers=admin)
-        await post(
-            session,
-            f"{api}/bindings",
-            headers=admin,
-            json={"template_id": template["id"], "webhook": {"url": f"{hooks}/checklist"}},
-        )
+        await bind_script(session, api, f"{hooks}/checklist")
         url = files.file("/good.mp3", call(GOOD, duration_s=22))
         names = [f"batch_{i}" for i in range(6)]
         for name in names:

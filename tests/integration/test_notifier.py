@@ -10,8 +10,6 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
-from aiohttp import web
-from aiohttp.test_utils import TestServer
 
 from services.notifier.bootstrap import bootstrap
 from services.notifier.handlers import Notifier, on_event
@@ -32,17 +30,6 @@ FAST = {
     "webhook_retry_jitter": 0.0,
     "webhook_timeout_s": 1.0,
 }
-
-
-@pytest.fixture
-async def crm() -> AsyncIterator[tuple[FakeCrm, str]]:
-    fake = FakeCrm()
-    app = web.Application()
-    app.router.add_route("*", "/{tail:.*}", fake.receive)
-    server = TestServer(app, host="127.0.0.1")
-    await server.start_server()
-    yield fake, str(server.make_url("")).rstrip("/")
-    await server.close()
 
 
 @pytest.fixture
