@@ -29,6 +29,7 @@ from shared.connection import load_connection_settings
 from shared.events import (
     CallAnalyzed,
     CallFailed,
+    CallMeta,
     CallSkipped,
     DeliveryDue,
     Envelope,
@@ -112,6 +113,10 @@ class Notifier:
     directory: Directory = field(default_factory=Directory)
 
 
+# What a webhook needs of a task: never the transcript, which can be large.
+_TASK_FIELDS = {"results": 1, **{name: 1 for name in CallMeta.model_fields}}
+
+
 def delivery_id(event_id: str, owner: str) -> str:
     """The stable webhook-id of one endpoint's copy of one event."""
     return "msg_" + hashlib.sha256(f"{event_id}:{owner}".encode()).hexdigest()[:24]
@@ -180,7 +185,7 @@ def _delivery(
 
 async def plan_deliveries(envelope: Envelope, event: Event, *, deps: Notifier) -> list[Document]:
     """The deliveries an event needs (not stored yet)."""
-    task = await calls(deps.db).find_one({"_id": envelope.task_id})
+    task = await calls(deps.db).find_one({"_id": envelope.task_id}, _TASK_FIELDS)
     if task is None:
         log.error("task_missing")
         return []
