@@ -252,13 +252,10 @@ async def _store(deps: Notifier, deliveries: list[Document]) -> list[Document]:
     )
 
 
-async def queue_attempt(
-    deps: Notifier, webhook_id: str, *, delay_queue: str | None = None, delay_s: float | None = None
-) -> None:
-    """Ask for an attempt now, or after a delay in a broker delay queue."""
+async def attempt_later(deps: Notifier, webhook_id: str, *, step: int, delay_s: float) -> None:
+    """Queue the next attempt: it waits in the broker's delay queue of `step`, not here."""
     envelope = Envelope.wrap(DeliveryDue(delivery_id=webhook_id), task_id=webhook_id)
-    queue = delay_queue or deps.broker.queue_name("notifier")
-    await deps.broker.send_to_queue(queue, envelope, delay_s=delay_s)
+    await deps.broker.send_to_queue(deps.delay_queues[step], envelope, delay_s=delay_s)
 
 
 async def _close_task(deps: Notifier, task_id: str, *, entry: Document | None) -> None:
@@ -356,9 +353,7 @@ async def _attempt_stored(deps: Notifier, delivery: Document) -> None:
         return
     if not deps.slots.try_take(delivery["url"]):
         # The endpoint is busy: wait in the broker, not in a prefetch slot.
-        await queue_attempt(
-            deps, webhook_id, delay_queue=deps.delay_queues[0], delay_s=BUSY_RETRY_S
-        )
+        await attempt_later(deps, webhook_id, step=0, delay_s=BUSY_RETRY_S)
         return
     try:
         record, retry_after = await _send(deps, delivery)
@@ -380,7 +375,7 @@ async def _attempt_stored(deps: Notifier, delivery: Document) -> None:
         base = deps.schedule_s[step]
         delay = max(retry_after or 0.0, base * (1 + random.uniform(-deps.jitter, deps.jitter)))
         await _settle(deps, delivery, record, "retrying", next_in_s=delay)
-        await queue_attempt(deps, webhook_id, delay_queue=deps.delay_queues[step], delay_s=delay)
+        await attempt_later(deps, webhook_id, step=step, delay_s=delay)
 
 
 async def _settle(
