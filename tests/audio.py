@@ -10,6 +10,15 @@ from devtools.samples import Line, write_call, write_tone
 
 CACHE = Path(__file__).resolve().parents[1] / ".data" / "test-audio"
 
+# A good sales call: the manager greets, checks the time, and agrees the next step.
+GOOD_CALL: list[Line] = [
+    ("manager", 1.0, "Good afternoon, my name is Anna from the flower company."),
+    ("client", 6.0, "Hello, yes, I can talk now."),
+    ("manager", 9.5, "Is it convenient for you to talk now?"),
+    ("client", 14.0, "Our budget is five hundred thousand."),
+    ("manager", 18.0, "I will call you back on Thursday."),
+]
+
 
 def tone(container: str, *, sample_rate_hz: int, channels: int, duration_s: float = 3.0) -> Path:
     """A sine tone in the given container; made once, then reused."""

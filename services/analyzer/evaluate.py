@@ -69,14 +69,7 @@ def _verdict(
         )
     if llm_verdicts is not None and stage.name in llm_verdicts:
         return llm_verdicts[stage.name]
-    return StageVerdict(
-        stage.name,
-        applicable=True,
-        completion=0.0,
-        passed=False,
-        evaluated=False,
-        notes=[LLM_NOT_CONFIGURED],
-    )
+    return StageVerdict.not_evaluated(stage.name, LLM_NOT_CONFIGURED)
 
 
 def checklist(

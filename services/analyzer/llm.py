@@ -134,14 +134,7 @@ class LlmJudge:
             answer = StageAnswer.model_validate(raw)
         except (*RETRYABLE, openai.APIError, ValidationError) as exc:
             log.warning("llm_stage_not_evaluated", stage=stage.name, error=type(exc).__name__)
-            return StageVerdict(
-                stage.name,
-                applicable=True,
-                completion=0.0,
-                passed=False,
-                evaluated=False,
-                notes=[f"LLM не ответил: {type(exc).__name__}"],
-            )
+            return StageVerdict.not_evaluated(stage.name, f"LLM не ответил: {type(exc).__name__}")
         located = [locate_quote(quote.text, utterances) for quote in answer.quotes]
         evidence = [quote for quote in located if quote is not None]
         notes = (

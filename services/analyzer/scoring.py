@@ -28,6 +28,13 @@ class StageVerdict:
     recommendation: str | None = None
     notes: list[str] = field(default_factory=list)
 
+    @classmethod
+    def not_evaluated(cls, name: str, why: str) -> StageVerdict:
+        """A stage that could not be judged: it counts neither for nor against the score."""
+        return cls(
+            name, applicable=True, completion=0.0, passed=False, evaluated=False, notes=[why]
+        )
+
 
 @dataclass(frozen=True)
 class Score:

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.ingest.handlers import iso
 from shared.amqp import Broker
 from shared.errors import InvalidRequest, NotFound, Unavailable
 from shared.events import DeliveryDue, Envelope, utcnow
@@ -17,10 +16,6 @@ MAX_PAGE = 200
 _HIDDEN = {"secret": 0, "body": 0}
 
 
-def _iso(value: Any) -> Any:
-    return value.isoformat() if hasattr(value, "isoformat") else value
-
-
 def view(delivery: Document) -> Document:
     """A delivery as the log shows it: no secret, times in ISO."""
     return {
@@ -30,11 +25,11 @@ def view(delivery: Document) -> Document:
         "type": delivery["type"],
         "url": delivery["url"],
         "status": delivery["status"],
-        "next_attempt_at": _iso(delivery.get("next_attempt_at")),
-        "created_at": _iso(delivery["created_at"]),
-        "updated_at": _iso(delivery["updated_at"]),
+        "next_attempt_at": iso(delivery.get("next_attempt_at")),
+        "created_at": iso(delivery["created_at"]),
+        "updated_at": iso(delivery["updated_at"]),
         "attempts": [
-            {**attempt, "at": _iso(attempt["at"])} for attempt in delivery.get("attempts", [])
+            {**attempt, "at": iso(attempt["at"])} for attempt in delivery.get("attempts", [])
         ],
     }
 

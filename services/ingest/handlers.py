@@ -137,7 +137,8 @@ async def accept_call(
     return Acceptance(task_id=task_id, body=body)
 
 
-def _iso(value: Any) -> Any:
+def iso(value: Any) -> Any:
+    """A datetime as ISO 8601 text for the API; anything else as it is."""
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
@@ -161,9 +162,9 @@ def task_view(document: Document) -> Document:
         "audio": _audio_view(document.get("audio")),
         "parts": document.get("parts"),
         "extra": json.loads(document["extra_json"]) if document.get("extra_json") else {},
-        "received_at": _iso(document["received_at"]),
-        "updated_at": _iso(document["updated_at"]),
-        "timeline": [{**entry, "at": _iso(entry["at"])} for entry in document.get("timeline", [])],
+        "received_at": iso(document["received_at"]),
+        "updated_at": iso(document["updated_at"]),
+        "timeline": [{**entry, "at": iso(entry["at"])} for entry in document.get("timeline", [])],
         "results": document.get("results"),
     }
 

@@ -17,7 +17,7 @@ from devtools.samples import Line
 from devtools.system import SERVICES, System
 from shared.settings import Settings
 from shared.webhooks import verify
-from tests.audio import call
+from tests.audio import GOOD_CALL, call
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, API_KEY
 from tests.fakes import FakeCrm
 from tests.fileserver import FileServer
@@ -25,13 +25,6 @@ from tests.helpers import wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
-GOOD: list[Line] = [
-    ("manager", 1.0, "Good afternoon, my name is Anna from the flower company."),
-    ("client", 6.0, "Hello, yes, I can talk now."),
-    ("manager", 9.5, "Is it convenient for you to talk now?"),
-    ("client", 14.0, "Our budget is five hundred thousand."),
-    ("manager", 18.0, "I will call you back on Thursday."),
-]
 SILENT_MANAGER: list[Line] = [("client", 2.0, "Hello? Is anybody there?")]
 SCRIPT = {
     "name": "E2E",
@@ -141,7 +134,7 @@ async def test_calls_go_from_the_crm_request_to_the_crm_webhooks(
                 "deal_id": "deal_1",
             }
 
-        good_url = files.file("/good.mp3", call(GOOD, duration_s=22))
+        good_url = files.file("/good.mp3", call(GOOD_CALL, duration_s=22))
         silent_url = files.file("/silent.mp3", call(SILENT_MANAGER, duration_s=22))
         key = {"apiKey": API_KEY}
         answers = {
@@ -244,7 +237,7 @@ async def test_analyzer_killed_mid_batch_every_call_completes_once(
     api = f"http://127.0.0.1:{system.http_port}/api/v1"
     async with aiohttp.ClientSession() as session:
         await bind_script(session, api, f"{hooks}/checklist")
-        url = files.file("/good.mp3", call(GOOD, duration_s=22))
+        url = files.file("/good.mp3", call(GOOD_CALL, duration_s=22))
         names = [f"batch_{i}" for i in range(6)]
         for name in names:
             status, _ = await post(

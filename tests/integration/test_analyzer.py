@@ -31,20 +31,13 @@ from shared.events import AudioStored, CallAnalyzed, CallFailed, Envelope, utcno
 from shared.mongo import connect_mongo, database, ensure_indexes
 from shared.scripts import Binding, Table, Template
 from shared.settings import Settings
-from tests.audio import call
+from tests.audio import GOOD_CALL, call
 from tests.conftest import EventTap
 from tests.fakes import FakeLlm, answer
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
-GOOD_CALL: list[Line] = [
-    ("manager", 1.0, "Good afternoon, my name is Anna from the flower company."),
-    ("client", 6.0, "Hello, yes, I can talk now."),
-    ("manager", 9.5, "Is it convenient for you to talk now?"),
-    ("client", 14.0, "Our budget is five hundred thousand."),
-    ("manager", 18.0, "I will call you back on Thursday."),
-]
 RUDE_CALL: list[Line] = [
     ("manager", 1.0, "Hello."),
     ("client", 3.0, "Our budget is five hundred thousand."),

@@ -9,17 +9,9 @@ import pytest
 from devtools.samples import Line
 from services.analyzer.asr import WhisperTranscriber
 from services.analyzer.pipeline import Transcription, transcribe_call
-from tests.audio import call
+from tests.audio import GOOD_CALL, call
 
 pytestmark = pytest.mark.timeout(300)
-
-LINES: list[Line] = [
-    ("manager", 1.0, "Good afternoon, my name is Anna from the flower company."),
-    ("client", 6.0, "Hello, yes, I can talk now."),
-    ("manager", 9.5, "Is it convenient for you to talk now?"),
-    ("client", 14.0, "Our budget is five hundred thousand."),
-    ("manager", 18.0, "I will call you back on Thursday."),
-]
 
 
 @pytest.fixture(scope="module")
@@ -37,12 +29,12 @@ def find(result: Transcription, words: str) -> tuple[str, float]:
 def test_stereo_call_has_speakers_times_and_metrics(
     transcriber: WhisperTranscriber, tmp_path: Path
 ) -> None:
-    source = call(LINES, duration_s=24)
+    source = call(GOOD_CALL, duration_s=24)
     result = transcribe_call(
         source, channels=2, duration_s=24, transcriber=transcriber, work_dir=tmp_path
     )
     assert not result.mono
-    for speaker, start_s, text in LINES:
+    for speaker, start_s, text in GOOD_CALL:
         said_by, at_s = find(result, " ".join(text.lower().split()[:2]).rstrip(","))
         assert said_by == speaker
         assert at_s == pytest.approx(start_s, abs=1.5)
@@ -58,7 +50,7 @@ def test_stereo_call_has_speakers_times_and_metrics(
 
 def test_right_channel_can_be_the_manager(transcriber: WhisperTranscriber, tmp_path: Path) -> None:
     result = transcribe_call(
-        call(LINES, duration_s=24),
+        call(GOOD_CALL, duration_s=24),
         channels=2,
         duration_s=24,
         transcriber=transcriber,
@@ -71,7 +63,7 @@ def test_right_channel_can_be_the_manager(transcriber: WhisperTranscriber, tmp_p
 def test_mono_call_has_unknown_speaker_and_no_ratio(
     transcriber: WhisperTranscriber, tmp_path: Path
 ) -> None:
-    source = call(LINES, duration_s=24, stereo=False)
+    source = call(GOOD_CALL, duration_s=24, stereo=False)
     result = transcribe_call(
         source, channels=1, duration_s=24, transcriber=transcriber, work_dir=tmp_path
     )
