@@ -1,4 +1,4 @@
-"""What every worker service runs beside its work: health endpoints and signal handling."""
+"""What every worker service shares: its connections, health endpoints and signal handling."""
 
 from __future__ import annotations
 
@@ -13,11 +13,41 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.amqp import Broker
-from shared.mongo import Document, ping
+from shared.connection import ensure_connection_settings
+from shared.logging import configure_logging, get_logger
+from shared.mongo import Document, connect_mongo, database, ensure_indexes, ping
+from shared.settings import Settings, load_settings
 
 CHECK_TIMEOUT_S = 2.0
 
 Check = Callable[[], Awaitable[bool]]
+
+
+@contextlib.asynccontextmanager
+async def worker_connections(
+    settings: Settings,
+) -> AsyncIterator[tuple[AsyncDatabase[Document], Broker]]:
+    """Mongo (indexes and connection settings ensured) and a connected broker; both closed
+    on exit."""
+    mongo = connect_mongo(settings.mongo_url)
+    broker = Broker(settings.amqp_url, prefix=settings.amqp_prefix)
+    try:
+        db = database(mongo)
+        await ensure_indexes(db)
+        await ensure_connection_settings(db, initial_api_key=settings.initial_api_key())
+        await broker.connect()
+        yield db, broker
+    finally:
+        await broker.close()
+        await mongo.close()
+
+
+def serve_worker(name: str, run: Callable[[Settings], Coroutine[Any, Any, None]]) -> None:
+    """The entry point of a worker: settings, logs, then `run` until SIGINT or SIGTERM."""
+    settings = load_settings()
+    configure_logging(settings.log_level, settings.log_format)
+    run_until_signalled(run(settings))
+    get_logger(f"services.{name}").info(f"{name}_stopped")
 
 
 def dependency_checks(db: AsyncDatabase[Document], broker: Broker) -> dict[str, Check]:

@@ -8,9 +8,9 @@ import functools
 from services.analyzer.bootstrap import bootstrap
 from services.analyzer.handlers import fail_poisoned, queue_analysis, work_forever
 from shared.events import Envelope, Event
-from shared.health import dependency_checks, run_until_signalled, serve_health
-from shared.logging import configure_logging, get_logger
-from shared.settings import Settings, load_settings
+from shared.health import dependency_checks, serve_health, serve_worker
+from shared.logging import get_logger
+from shared.settings import Settings
 
 log = get_logger("services.analyzer")
 
@@ -46,10 +46,7 @@ async def run(settings: Settings) -> None:
 
 def main() -> None:
     """Run until SIGINT or SIGTERM; a job cut short is taken over when its lease ends."""
-    settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
-    run_until_signalled(run(settings))
-    log.info("analyzer_stopped")
+    serve_worker("analyzer", run)
 
 
 if __name__ == "__main__":

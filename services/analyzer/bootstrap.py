@@ -11,9 +11,8 @@ from openai import AsyncOpenAI
 from services.analyzer.asr import RemoteTranscriber, Transcriber, WhisperTranscriber
 from services.analyzer.handlers import Analyzer
 from services.analyzer.llm import LlmJudge
-from shared.amqp import Broker
+from shared.health import worker_connections
 from shared.logging import get_logger
-from shared.mongo import connect_mongo, database, ensure_indexes
 from shared.settings import Settings
 
 log = get_logger(__name__)
@@ -62,25 +61,19 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Analyzer]:
     """Load the model, then connect to Mongo and the broker."""
     transcriber = load_transcriber(settings)
     log.info("asr_ready", backend=settings.asr_backend, model=settings.asr_model)
-    mongo = connect_mongo(settings.mongo_url)
-    broker = Broker(settings.amqp_url, prefix=settings.amqp_prefix)
     llm = llm_judge(settings)
     try:
-        db = database(mongo)
-        await ensure_indexes(db)
-        await broker.connect()
-        yield Analyzer(
-            db=db,
-            broker=broker,
-            transcriber=transcriber,
-            llm=llm,
-            part_s=settings.analysis_part_s,
-            manager_channel=settings.manager_channel,
-            lease_s=settings.analysis_lease_s,
-            max_attempts=settings.analysis_max_attempts,
-        )
+        async with worker_connections(settings) as (db, broker):
+            yield Analyzer(
+                db=db,
+                broker=broker,
+                transcriber=transcriber,
+                llm=llm,
+                part_s=settings.analysis_part_s,
+                manager_channel=settings.manager_channel,
+                lease_s=settings.analysis_lease_s,
+                max_attempts=settings.analysis_max_attempts,
+            )
     finally:
         if llm is not None:
             await llm.close()
-        await broker.close()
-        await mongo.close()

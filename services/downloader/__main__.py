@@ -8,9 +8,9 @@ from collections.abc import Awaitable, Callable
 
 from services.downloader.bootstrap import bootstrap
 from services.downloader.handlers import download_call, sweep_expired_audio
-from shared.health import dependency_checks, run_until_signalled, serve_health
-from shared.logging import configure_logging, get_logger
-from shared.settings import Settings, load_settings
+from shared.health import dependency_checks, serve_health, serve_worker
+from shared.logging import get_logger
+from shared.settings import Settings
 
 log = get_logger("services.downloader")
 
@@ -53,10 +53,7 @@ async def run(settings: Settings) -> None:
 
 def main() -> None:
     """Run until SIGINT or SIGTERM; unacknowledged messages go back to the queue."""
-    settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
-    run_until_signalled(run(settings))
-    log.info("downloader_stopped")
+    serve_worker("downloader", run)
 
 
 if __name__ == "__main__":

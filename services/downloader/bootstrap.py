@@ -7,9 +7,7 @@ from collections.abc import AsyncIterator
 
 from services.downloader.fetch import FetchLimits
 from services.downloader.handlers import Downloader
-from shared.amqp import Broker
-from shared.connection import ensure_connection_settings
-from shared.mongo import connect_mongo, database, ensure_indexes
+from shared.health import worker_connections
 from shared.settings import Settings
 from shared.url_policy import policy_from_settings
 
@@ -32,15 +30,11 @@ def fetch_limits(settings: Settings) -> FetchLimits:
 @contextlib.asynccontextmanager
 async def bootstrap(settings: Settings) -> AsyncIterator[Downloader]:
     """Connect to Mongo and the broker and open the policy-bound HTTP client."""
-    mongo = connect_mongo(settings.mongo_url)
-    broker = Broker(settings.amqp_url, prefix=settings.amqp_prefix)
     policy = policy_from_settings(settings)
-    session = policy.client_session(user_agent=USER_AGENT)
-    try:
-        db = database(mongo)
-        await ensure_indexes(db)
-        await ensure_connection_settings(db, initial_api_key=settings.initial_api_key())
-        await broker.connect()
+    async with (
+        worker_connections(settings) as (db, broker),
+        policy.client_session(user_agent=USER_AGENT) as session,
+    ):
         yield Downloader(
             db=db,
             session=session,
@@ -49,7 +43,3 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Downloader]:
             limits=fetch_limits(settings),
             max_call_duration_s=settings.max_call_duration_s,
         )
-    finally:
-        await session.close()
-        await broker.close()
-        await mongo.close()

@@ -32,6 +32,7 @@ from services.ingest.submission import (
     parse_json_submission,
     validation_error,
 )
+from shared.connection import load_connection_settings
 from shared.errors import (
     Forbidden,
     InvalidRequest,
@@ -336,7 +337,8 @@ async def get_connection(request: web.Request) -> web.Response:
     """GET /api/v1/settings/connection (admin)."""
     await require_session(request, Role.ADMIN)
     ingest = request.app[INGEST]
-    await handlers.refresh_intake_state(ingest.db, ingest.state)
+    # Read fresh: another replica may have changed it since the last background refresh.
+    ingest.state.connection = await load_connection_settings(ingest.db)
     return _json(handlers.connection_view(ingest.state.connection, base_url=_base_url(request)))
 
 

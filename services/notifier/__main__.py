@@ -6,9 +6,9 @@ import functools
 
 from services.notifier.bootstrap import bootstrap
 from services.notifier.handlers import on_event
-from shared.health import dependency_checks, run_until_signalled, serve_health
-from shared.logging import configure_logging, get_logger
-from shared.settings import Settings, load_settings
+from shared.health import dependency_checks, serve_health, serve_worker
+from shared.logging import get_logger
+from shared.settings import Settings
 
 log = get_logger("services.notifier")
 
@@ -29,10 +29,7 @@ async def run(settings: Settings) -> None:
 
 def main() -> None:
     """Run until SIGINT or SIGTERM; unacknowledged attempts are redelivered."""
-    settings = load_settings()
-    configure_logging(settings.log_level, settings.log_format)
-    run_until_signalled(run(settings))
-    log.info("notifier_stopped")
+    serve_worker("notifier", run)
 
 
 if __name__ == "__main__":

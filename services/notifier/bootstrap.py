@@ -6,9 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 
 from services.notifier.handlers import EndpointSlots, Notifier
-from shared.amqp import Broker
-from shared.connection import ensure_connection_settings
-from shared.mongo import connect_mongo, database, ensure_indexes
+from shared.health import worker_connections
 from shared.settings import Settings
 from shared.url_policy import policy_from_settings
 
@@ -18,16 +16,12 @@ USER_AGENT = "cifrovoy-rop-webhooks/1"
 @contextlib.asynccontextmanager
 async def bootstrap(settings: Settings) -> AsyncIterator[Notifier]:
     """Connect, declare the retry delay queues, open the policy-bound HTTP client."""
-    mongo = connect_mongo(settings.mongo_url)
-    broker = Broker(settings.amqp_url, prefix=settings.amqp_prefix)
     policy = policy_from_settings(settings)
-    session = policy.client_session(user_agent=USER_AGENT)
     schedule = tuple(float(delay) for delay in settings.webhook_retry_schedule_s)
-    try:
-        db = database(mongo)
-        await ensure_indexes(db)
-        await ensure_connection_settings(db, initial_api_key=settings.initial_api_key())
-        await broker.connect()
+    async with (
+        worker_connections(settings) as (db, broker),
+        policy.client_session(user_agent=USER_AGENT) as session,
+    ):
         delay_queues = await broker.declare_delay_queues("notifier", schedule or (1.0,))
         yield Notifier(
             db=db,
@@ -40,7 +34,3 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Notifier]:
             jitter=settings.webhook_retry_jitter,
             slots=EndpointSlots(settings.webhook_endpoint_concurrency),
         )
-    finally:
-        await session.close()
-        await broker.close()
-        await mongo.close()
