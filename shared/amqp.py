@@ -207,13 +207,8 @@ class Broker:
         the queue its delay queue dead-letters to."""
         if self._channel is None:
             raise ConnectionError("broker not connected")
-        message = aio_pika.Message(
-            body=envelope.model_dump_json().encode(),
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=envelope.event_id,
-            type=envelope.type,
-            expiration=max(delay_s, 0.001) if delay_s is not None else None,
+        message = _message(
+            envelope, expiration_s=max(delay_s, 0.001) if delay_s is not None else None
         )
         await self._channel.default_exchange.publish(
             message, routing_key=queue, mandatory=True, timeout=PUBLISH_TIMEOUT_S
@@ -223,17 +218,11 @@ class Broker:
         """Publish persistently; returns once the broker confirmed it was routed to a queue."""
         if self._exchange is None:
             raise ConnectionError("broker not connected")
-        message = aio_pika.Message(
-            body=envelope.model_dump_json().encode(),
-            content_type="application/json",
-            delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
-            message_id=envelope.event_id,
-            type=envelope.type,
-            timestamp=envelope.occurred_at,
-            headers={"version": envelope.version, "task_id": envelope.task_id},
-        )
         await self._exchange.publish(
-            message, routing_key=envelope.type, mandatory=True, timeout=PUBLISH_TIMEOUT_S
+            _message(envelope),
+            routing_key=envelope.type,
+            mandatory=True,
+            timeout=PUBLISH_TIMEOUT_S,
         )
 
     async def consume(
@@ -310,6 +299,20 @@ class Broker:
         )
         if connection is not None:
             await connection.close()
+
+
+def _message(envelope: Envelope, *, expiration_s: float | None = None) -> aio_pika.Message:
+    """A persistent message carrying an envelope, its identity and version in properties."""
+    return aio_pika.Message(
+        body=envelope.model_dump_json().encode(),
+        content_type="application/json",
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=envelope.event_id,
+        type=envelope.type,
+        timestamp=envelope.occurred_at,
+        headers={"version": envelope.version, "task_id": envelope.task_id},
+        expiration=expiration_s,
+    )
 
 
 def _task_id_of(body: bytes) -> str | None:
