@@ -11,12 +11,12 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.ingest import accounts
-from services.ingest.group_commit import GroupInserter
 from services.ingest.handlers import IntakeState, refresh_intake_state
 from services.ingest.metrics import IngestMetrics
 from services.ingest.samples import ensure_samples
 from shared.amqp import Broker
 from shared.connection import ensure_connection_settings
+from shared.group_commit import GroupWriter
 from shared.logging import get_logger
 from shared.mongo import Document, calls, connect_mongo, database, ensure_indexes
 from shared.outbox import OutboxRelay
@@ -34,7 +34,7 @@ class Ingest:
     settings: Settings
     mongo: AsyncMongoClient[Document]
     db: AsyncDatabase[Document]
-    inserter: GroupInserter
+    inserter: GroupWriter
     broker: Broker
     relay: OutboxRelay
     state: IntakeState
@@ -88,7 +88,7 @@ async def bootstrap(settings: Settings, metrics: IngestMetrics) -> AsyncIterator
             settings=settings,
             mongo=mongo,
             db=db,
-            inserter=GroupInserter(calls(db)),
+            inserter=GroupWriter(db),
             broker=broker,
             relay=relay,
             state=IntakeState(

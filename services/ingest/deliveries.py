@@ -62,18 +62,23 @@ async def list_deliveries(
 async def redeliver(db: AsyncDatabase[Document], broker: Broker, delivery_id: str) -> Document:
     """Send a delivery again from the first step of the schedule (same webhook-id)."""
     delivery = await db[DELIVERIES].find_one(
-        {"_id": delivery_id}, {"url": 1, "task_id": 1, "type": 1, "status": 1}
+        {"_id": delivery_id}, {"url": 1, "task_id": 1, "status": 1}
     )
     if delivery is None:
         raise NotFound("Доставка не найдена")
-    if delivery["type"] != "call.failed" and delivery["status"] in FINISHED:
-        # The task waits for this delivery again.
+    if delivery["status"] in FINISHED:
+        # The task waits for this delivery again (a failed task stays failed).
         await calls(db).update_one(
             {"_id": delivery["task_id"]},
             [
                 {
                     "$set": {
-                        "deliveries_open": {"$add": [{"$ifNull": ["$deliveries_open", 0]}, 1]},
+                        "deliveries_closed": {
+                            "$setDifference": [
+                                {"$ifNull": ["$deliveries_closed", []]},
+                                [delivery_id],
+                            ]
+                        },
                         "status": {
                             "$cond": [{"$eq": ["$status", "done"]}, "delivering", "$status"]
                         },

@@ -12,13 +12,13 @@ from pydantic import BaseModel, ConfigDict, Field
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from services.ingest.group_commit import GroupInserter
 from services.ingest.submission import CallSubmission, HttpLink
 from shared import connection
 from shared.connection import ConnectionSettings, WebhookEndpoint
 from shared.errors import DuplicateCall, NotFound
 from shared.events import CallReceived, CallSkipped, Envelope, Event, call_meta, utcnow
-from shared.mongo import Document, calls
+from shared.group_commit import GroupWriter
+from shared.mongo import CALLS, Document, calls
 from shared.outbox import OutboxRelay, outbox_fields
 from shared.webhooks import new_webhook_secret
 
@@ -77,7 +77,7 @@ async def accept_call(
     submission: CallSubmission,
     *,
     db: AsyncDatabase[Document],
-    inserter: GroupInserter,
+    inserter: GroupWriter,
     relay: OutboxRelay,
     state: IntakeState,
     source: str,
@@ -129,7 +129,7 @@ async def accept_call(
         **outbox_fields(Envelope.wrap(event, task_id=task_id, occurred_at=now)),
     }
     try:
-        await inserter.insert(document)
+        await inserter.insert(CALLS, document)
     except DuplicateKeyError:
         existing = await calls(db).find_one({"call_id": submission.call_id}, {"_id": 1})
         raise DuplicateCall(task_id=existing["_id"] if existing else None) from None

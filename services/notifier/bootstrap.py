@@ -5,8 +5,10 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from services.notifier.handlers import EndpointSlots, Notifier
+from services.notifier.handlers import TASK_FIELDS, EndpointSlots, Notifier
+from shared.group_commit import GroupFinder, GroupWriter
 from shared.health import worker_connections
+from shared.mongo import calls
 from shared.settings import Settings
 from shared.url_policy import policy_from_settings
 
@@ -26,6 +28,8 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Notifier]:
         yield Notifier(
             db=db,
             broker=broker,
+            writer=GroupWriter(db),
+            task_reader=GroupFinder(calls(db), TASK_FIELDS),
             session=session,
             policy=policy,
             schedule_s=schedule,

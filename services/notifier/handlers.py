@@ -5,7 +5,11 @@ redelivered event creates nothing twice, and stable across retries so the CRM ca
 deduplicate. Every attempt is recorded on the delivery. Retries wait in broker delay
 queues (SPEC §3 schedule, jitter, `Retry-After`), never in memory; `410 Gone` stops
 the endpoint; after the last attempt a delivery is dead. A task is `done` when all
-its deliveries succeeded, died or were stopped.
+its deliveries succeeded, died or were stopped: each finished delivery adds its id to
+the task's `deliveries_closed` (idempotent) and carries how many the task has.
+
+Concurrent deliveries share their database round trips (`shared/group_commit.py`),
+which is what lets one notifier keep up with a burst of results.
 """
 
 from __future__ import annotations
@@ -17,11 +21,11 @@ import random
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 import aiohttp
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import BulkWriteError
+from pymongo.errors import DuplicateKeyError
 from yarl import URL
 
 from shared.amqp import Broker
@@ -37,8 +41,9 @@ from shared.events import (
     call_meta,
     utcnow,
 )
+from shared.group_commit import GroupFinder, GroupWriter
 from shared.logging import get_logger
-from shared.mongo import BINDINGS, DELIVERIES, ENDPOINTS, TABLES, Document, calls
+from shared.mongo import BINDINGS, CALLS, DELIVERIES, ENDPOINTS, TABLES, Document
 from shared.url_policy import UrlPolicy, UrlRefused
 from shared.webhooks import signed_headers
 
@@ -50,32 +55,45 @@ BUSY_RETRY_S = 1.0
 MAX_RETRY_AFTER_S = 24 * 3600.0
 
 
-@dataclass
 class EndpointSlots:
-    """At most `limit` deliveries in flight per endpoint, so a slow CRM cannot starve others."""
+    """At most `limit` deliveries in flight per endpoint, so a slow CRM cannot starve others.
 
-    limit: int
-    in_flight: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    As many more may wait here for a free slot; past that, `take` says no and the
+    delivery waits in the broker instead of holding a prefetch slot.
+    """
 
-    def try_take(self, url: str) -> bool:
-        if self.in_flight[url] >= self.limit:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self._gates: dict[str, asyncio.Semaphore] = {}
+        self._holders: dict[str, int] = defaultdict(int)  # in flight or waiting
+
+    async def take(self, url: str) -> bool:
+        if self._holders[url] >= 2 * self.limit:
             return False
-        self.in_flight[url] += 1
+        self._holders[url] += 1
+        try:
+            await self._gates.setdefault(url, asyncio.Semaphore(self.limit)).acquire()
+        except BaseException:
+            self._holders[url] -= 1
+            raise
         return True
 
     def give_back(self, url: str) -> None:
-        self.in_flight[url] -= 1
+        self._gates[url].release()
+        self._holders[url] -= 1
 
 
 @dataclass
 class Directory:
     """Webhook endpoints of bindings and tables, and endpoints gone (410), read at most
-    every `ttl_s`: one query per refresh instead of one per delivery."""
+    every `ttl_s`: a few queries per refresh instead of one per delivery, and one
+    refresh shared by every delivery that finds the cache stale."""
 
     ttl_s: float = 2.0
     webhooks: dict[str, Document] = field(default_factory=dict)
     gone: set[str] = field(default_factory=set)
     loaded_at: float = -1e9
+    _loading: asyncio.Task[None] | None = None
 
     async def webhooks_for(
         self, db: AsyncDatabase[Document], owners: list[str]
@@ -83,12 +101,22 @@ class Directory:
         """Webhooks of these bindings/tables; one not seen yet forces a fresh read."""
         await self.refresh(db)
         if any(owner not in self.webhooks for owner in owners):
-            await self.refresh(db, force=True)
+            await self._load(db)
         return self.webhooks
 
-    async def refresh(self, db: AsyncDatabase[Document], *, force: bool = False) -> None:
-        if not force and time.monotonic() - self.loaded_at < self.ttl_s:
+    async def refresh(self, db: AsyncDatabase[Document]) -> None:
+        if time.monotonic() - self.loaded_at < self.ttl_s:
             return
+        if self._loading is None:
+            self._loading = asyncio.create_task(self._load(db))
+        loading = self._loading
+        try:
+            await asyncio.shield(loading)
+        finally:
+            if self._loading is loading and loading.done():
+                self._loading = None
+
+    async def _load(self, db: AsyncDatabase[Document]) -> None:
         webhooks: dict[str, Document] = {}
         for collection in (BINDINGS, TABLES):
             async for item in db[collection].find({}, {"webhook": 1}):
@@ -103,6 +131,8 @@ class Notifier:
 
     db: AsyncDatabase[Document]
     broker: Broker
+    writer: GroupWriter
+    task_reader: GroupFinder
     session: aiohttp.ClientSession
     policy: UrlPolicy
     schedule_s: tuple[float, ...]
@@ -114,7 +144,7 @@ class Notifier:
 
 
 # What a webhook needs of a task: never the transcript, which can be large.
-_TASK_FIELDS = {"results": 1, **{name: 1 for name in CallMeta.model_fields}}
+TASK_FIELDS = {"results": 1, **{name: 1 for name in CallMeta.model_fields}}
 
 
 def delivery_id(event_id: str, owner: str) -> str:
@@ -160,16 +190,23 @@ async def _analysis_deliveries(
             "table": {"id": row["table_id"], "name": row["name"], "row": row["row"]},
         }
         planned.append((webhook_id, "analytics.completed", webhooks[row["table_id"]], body))
-    return [_delivery(envelope, *item) for item in planned]
+    return [_delivery(envelope, *item, of=len(planned)) for item in planned]
 
 
 def _delivery(
-    envelope: Envelope, webhook_id: str, kind: str, endpoint: Document, body: Document
+    envelope: Envelope,
+    webhook_id: str,
+    kind: str,
+    endpoint: Document,
+    body: Document,
+    *,
+    of: int = 1,
 ) -> Document:
     now = utcnow()
     return {
         "_id": webhook_id,
         "task_id": envelope.task_id,
+        "task_deliveries": of,
         "call_id": body.get("call_id"),
         "type": kind,
         "url": endpoint["url"],
@@ -185,7 +222,7 @@ def _delivery(
 
 async def plan_deliveries(envelope: Envelope, event: Event, *, deps: Notifier) -> list[Document]:
     """The deliveries an event needs (not stored yet)."""
-    task = await calls(deps.db).find_one({"_id": envelope.task_id}, _TASK_FIELDS)
+    task = await deps.task_reader.get(envelope.task_id)
     if task is None:
         log.error("task_missing")
         return []
@@ -221,35 +258,21 @@ async def on_event(envelope: Envelope, event: Event, *, deps: Notifier) -> None:
     if isinstance(event, CallSkipped):
         return  # reported on the task only
     deliveries = await plan_deliveries(envelope, event, deps=deps)
-    if isinstance(event, CallAnalyzed):
-        # How many deliveries must end before the task is done (set once per task).
-        await calls(deps.db).update_one(
-            {"_id": envelope.task_id, "deliveries_open": {"$exists": False}},
-            {"$set": {"deliveries_open": len(deliveries)}},
-        )
-        if not deliveries:
-            await _close_task(deps, envelope.task_id, entry=None)
-            return
-    fresh = await _store(deps, deliveries)
-    await asyncio.gather(*(_attempt_stored(deps, delivery) for delivery in fresh))
+    if isinstance(event, CallAnalyzed) and not deliveries:
+        await _close_task(deps, envelope.task_id)
+        return
+    await asyncio.gather(*(_store_and_attempt(deps, delivery) for delivery in deliveries))
 
 
-async def _store(deps: Notifier, deliveries: list[Document]) -> list[Document]:
-    """Insert the planned deliveries; return the ones still to attempt (new or unfinished)."""
-    if not deliveries:
-        return []
+async def _store_and_attempt(deps: Notifier, delivery: Document) -> None:
+    """Store a planned delivery, then attempt it; if it exists (this event came before),
+    carry on from where the stored one is."""
     try:
-        await deps.db[DELIVERIES].insert_many(deliveries, ordered=False)
-        return deliveries
-    except BulkWriteError as exc:
-        if any(error["code"] != 11000 for error in exc.details.get("writeErrors", [])):
-            raise
-    # Some existed: this event came before. Attempt what is not finished yet.
-    return (
-        await deps.db[DELIVERIES]
-        .find({"_id": {"$in": [d["_id"] for d in deliveries]}, "status": {"$nin": list(TERMINAL)}})
-        .to_list()
-    )
+        await deps.writer.insert(DELIVERIES, delivery)
+    except DuplicateKeyError:
+        await attempt(delivery["_id"], deps=deps)
+        return
+    await _attempt_stored(deps, delivery)
 
 
 async def attempt_later(deps: Notifier, webhook_id: str, *, step: int, delay_s: float) -> None:
@@ -258,17 +281,42 @@ async def attempt_later(deps: Notifier, webhook_id: str, *, step: int, delay_s: 
     await deps.broker.send_to_queue(deps.delay_queues[step], envelope, delay_s=delay_s)
 
 
-async def _close_task(deps: Notifier, task_id: str, *, entry: Document | None) -> None:
-    """Count one finished delivery (if `entry`) and mark the task done when none is left.
+async def _close_task(
+    deps: Notifier,
+    task_id: str,
+    *,
+    delivery: Document | None = None,
+    status: str = "",
+    at: datetime | None = None,
+) -> None:
+    """Record one finished delivery (if any) on its task's timeline, and mark a
+    delivering task done when all of its deliveries are finished (a failed task stays
+    failed).
 
-    One write: the open count, the timeline entry and the status change together.
+    One write: the closed list, the timeline entry and the status change together. A
+    delivery already on the list matches nothing, so closing twice is harmless; a
+    redelivery takes it off the list again.
     """
     now = utcnow()
-    added = [entry] if entry is not None else []
-    left = {"$subtract": ["$deliveries_open", len(added)]}
-    finishes = {"$and": [{"$lte": [left, 0]}, {"$eq": ["$status", "delivering"]}]}
-    await calls(deps.db).update_one(
-        {"_id": task_id} if entry is None else {"_id": task_id, "deliveries_open": {"$gt": 0}},
+    closed: Document = {"$ifNull": ["$deliveries_closed", []]}
+    query: Document = {"_id": task_id}
+    total, added = 0, []
+    if delivery is not None:
+        query["deliveries_closed"] = {"$ne": delivery["_id"]}
+        closed = {"$concatArrays": [closed, [delivery["_id"]]]}
+        total = delivery["task_deliveries"]
+        added = [
+            {
+                "status": f"webhook_{status}",
+                "at": at or now,
+                "delivery_id": delivery["_id"],
+                "type": delivery["type"],
+            }
+        ]
+    finishes = {"$and": [{"$gte": [{"$size": closed}, total]}, {"$eq": ["$status", "delivering"]}]}
+    await deps.writer.update(
+        CALLS,
+        query,
         [
             {
                 "$set": {
@@ -287,7 +335,7 @@ async def _close_task(deps: Notifier, task_id: str, *, entry: Document | None) -
                             },
                         ]
                     },
-                    "deliveries_open": {"$max": [0, left]},
+                    "deliveries_closed": closed,
                 }
             }
         ],
@@ -340,7 +388,17 @@ async def _send(deps: Notifier, delivery: Document) -> tuple[Document, float | N
 async def attempt(webhook_id: str, *, deps: Notifier) -> None:
     """Attempt a delivery and decide: succeeded, stopped, retry later, or dead."""
     delivery = await deps.db[DELIVERIES].find_one({"_id": webhook_id})
-    if delivery is None or delivery["status"] in TERMINAL:
+    if delivery is None:
+        return
+    if delivery["status"] in TERMINAL:
+        # Finished, but the notifier may have stopped before telling the task.
+        await _close_task(
+            deps,
+            delivery["task_id"],
+            delivery=delivery,
+            status=delivery["status"],
+            at=delivery["updated_at"],
+        )
         return
     await _attempt_stored(deps, delivery)
 
@@ -351,7 +409,7 @@ async def _attempt_stored(deps: Notifier, delivery: Document) -> None:
     if delivery["url"] in deps.directory.gone:
         await _settle(deps, delivery, None, "stopped")
         return
-    if not deps.slots.try_take(delivery["url"]):
+    if not await deps.slots.take(delivery["url"]):
         # The endpoint is busy: wait in the broker, not in a prefetch slot.
         await attempt_later(deps, webhook_id, step=0, delay_s=BUSY_RETRY_S)
         return
@@ -397,7 +455,7 @@ async def _settle(
     if record is not None:
         update["$push"] = {"attempts": record}
         update["$inc"] = {"round_attempts": 1}
-    await deps.db[DELIVERIES].update_one({"_id": delivery["_id"]}, update)
+    await deps.writer.update(DELIVERIES, {"_id": delivery["_id"]}, update)
     log.info(
         "delivery_attempted",
         delivery_id=delivery["_id"],
@@ -405,15 +463,4 @@ async def _settle(
         status_code=record and record["status_code"],
     )
     if status in TERMINAL:
-        entry = {
-            "status": f"webhook_{status}",
-            "at": now,
-            "delivery_id": delivery["_id"],
-            "type": delivery["type"],
-        }
-        if delivery["type"] == "call.failed":  # a failed task is already final
-            await calls(deps.db).update_one(
-                {"_id": delivery["task_id"]}, {"$push": {"timeline": entry}}
-            )
-        else:
-            await _close_task(deps, delivery["task_id"], entry=entry)
+        await _close_task(deps, delivery["task_id"], delivery=delivery, status=status, at=now)

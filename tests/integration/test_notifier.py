@@ -308,7 +308,7 @@ async def test_dead_delivery_is_visible_and_redeliverable(
 
     async def done_again() -> bool:
         task = await notifier.db.calls.find_one({"_id": envelope.task_id})
-        return bool(task and task["status"] == "done" and task["deliveries_open"] == 0)
+        return bool(task and task["status"] == "done" and task["deliveries_closed"] == [dead["_id"]])
 
     await wait_for(done_again)
     assert fake.at("/flaps")[-1].headers["webhook-id"] == dead["_id"]

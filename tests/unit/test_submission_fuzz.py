@@ -53,19 +53,19 @@ def multipart_bodies(draw: st.DrawFn) -> bytes:
     return b"".join(parts) + draw(st.sampled_from([b"--b--\r\n", b"--b--", b"", b"--b"]))
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.binary(max_size=300))
 def test_any_bytes_as_json(body: bytes) -> None:
     parses_or_400(parse_json_submission, body)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(st.dictionaries(st.sampled_from(FIELDS), json_values, max_size=7))
 def test_any_json_object(data: dict[str, object]) -> None:
     parses_or_400(parse_json_submission, json.dumps(data).encode())
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(
     st.binary(max_size=300), st.sampled_from([URLENCODED_TYPE, "multipart/form-data; boundary=b"])
 )
@@ -73,7 +73,7 @@ def test_any_bytes_as_form(body: bytes, content_type: str) -> None:
     parses_or_400(parse_form_submission, body, content_type)
 
 
-@settings(max_examples=300)
+@settings(max_examples=300, deadline=None)
 @given(multipart_bodies())
 def test_any_multipart_parts(body: bytes) -> None:
     parses_or_400(parse_form_submission, body, "multipart/form-data; boundary=b")

@@ -1,0 +1,61 @@
+"""Group commit on a real server: each caller gets its own outcome from a shared batch."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import pytest
+from pymongo.errors import DuplicateKeyError
+
+from shared.group_commit import GroupFinder, GroupWriter
+from shared.mongo import Document, connect_mongo, database
+from shared.settings import Settings
+
+
+@pytest.fixture
+async def db(settings: Settings) -> AsyncIterator[object]:
+    client = connect_mongo(settings.mongo_url)
+    yield database(client)
+    await client.close()
+
+
+async def test_concurrent_writes_to_two_collections_each_get_their_own_outcome(db: object) -> None:
+    writer = GroupWriter(db, max_batch=7)  # type: ignore[arg-type]
+    await writer.insert("left", {"_id": "taken"})
+
+    async def insert(collection: str, document_id: str) -> str:
+        try:
+            await writer.insert(collection, {"_id": document_id})
+        except DuplicateKeyError:
+            return "duplicate"
+        return "stored"
+
+    names = [f"doc{index}" for index in range(20)]
+    outcomes = await asyncio.gather(
+        *(insert("left", name) for name in names),
+        insert("left", "taken"),
+        *(insert("right", name) for name in names),
+        writer.update("left", {"_id": "taken"}, {"$set": {"seen": True}}),
+    )
+    assert outcomes[:20] == ["stored"] * 20
+    assert outcomes[20] == "duplicate"
+    assert outcomes[21:41] == ["stored"] * 20
+    assert await db.left.count_documents({}) == 21  # type: ignore[attr-defined]
+    assert await db.right.count_documents({}) == 20  # type: ignore[attr-defined]
+    assert (await db.left.find_one({"_id": "taken"}))["seen"] is True  # type: ignore[attr-defined]
+
+
+async def test_concurrent_reads_share_a_query_and_miss_cleanly(db: object) -> None:
+    await db.items.insert_many(  # type: ignore[attr-defined]
+        [{"_id": f"item{index}", "n": index, "hidden": "x"} for index in range(10)]
+    )
+    finder = GroupFinder(db.items, {"n": 1})  # type: ignore[attr-defined]
+    found: list[Document | None] = await asyncio.gather(
+        *(finder.get(f"item{index}") for index in range(10)),
+        finder.get("item3"),
+        finder.get("absent"),
+    )
+    assert [item and item["n"] for item in found[:10]] == list(range(10))
+    assert found[10] == {"_id": "item3", "n": 3}
+    assert found[11] is None
