@@ -308,7 +308,8 @@ async def test_dead_delivery_is_visible_and_redeliverable(
 
     async def done_again() -> bool:
         task = await notifier.db.calls.find_one({"_id": envelope.task_id})
-        return bool(task and task["status"] == "done" and task["deliveries_closed"] == [dead["_id"]])
+        closed = task and task["deliveries_closed"]
+        return bool(task and task["status"] == "done" and closed == [dead["_id"]])
 
     await wait_for(done_again)
     assert fake.at("/flaps")[-1].headers["webhook-id"] == dead["_id"]
