@@ -243,6 +243,33 @@ async def test_stored_but_not_sent_is_delivered_when_the_event_comes_again(
     assert await notifier.db.deliveries.count_documents({"task_id": envelope.task_id}) == 1
 
 
+async def test_finished_but_not_counted_closes_the_task_when_the_event_comes_again(
+    notifier: Notifier, crm: tuple[FakeCrm, str]
+) -> None:
+    fake, base = crm
+    envelope, _ = await analysed_task(notifier, f"{base}/counted")
+    await notifier.broker.publish(envelope)
+    delivery = await settled(notifier, envelope.task_id, "succeeded")
+
+    async def task_done() -> Document | None:
+        task = await notifier.db.calls.find_one({"_id": envelope.task_id})
+        return task if task and task["status"] == "done" else None
+
+    await wait_for(task_done)
+    # As if the notifier died after settling the delivery but before telling the task.
+    await notifier.db.calls.update_one(
+        {"_id": envelope.task_id},
+        {"$set": {"status": "delivering", "deliveries_closed": [], "timeline": []}},
+    )
+    for _ in range(2):  # the event again, and a third copy that must change nothing
+        await on_event(envelope, envelope.event(), deps=notifier)
+        again = await task_done()
+        assert again is not None
+        assert [entry["status"] for entry in again["timeline"]] == ["webhook_succeeded", "done"]
+        assert again["deliveries_closed"] == [delivery["_id"]]
+    assert len(fake.at("/counted")) == 1  # closing the task sends nothing again
+
+
 async def test_failures_go_to_the_error_webhook(
     notifier: Notifier, crm: tuple[FakeCrm, str]
 ) -> None:
