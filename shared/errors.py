@@ -85,6 +85,11 @@ class Conflict(PermanentError):
     message = "Конфликт с текущим состоянием"
 
 
+class TooManyRequests(RetryableError):
+    code = "rate_limited"
+    message = "Слишком много попыток, повторите позже"
+
+
 class Unavailable(RetryableError):
     code = "unavailable"
     message = "Сервис временно недоступен, повторите запрос позже"

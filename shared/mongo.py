@@ -19,6 +19,8 @@ BINDINGS = "bindings"
 TABLES = "tables"
 DELIVERIES = "deliveries"
 ENDPOINTS = "endpoints"
+LOGIN_FAILURES = "login_failures"
+COMMENTS = "comments"
 AUDIO_BUCKET = "audio"
 AUDIO_FILES = f"{AUDIO_BUCKET}.files"
 AUDIO_CHUNKS = f"{AUDIO_BUCKET}.chunks"
@@ -34,6 +36,8 @@ INDEXES: dict[str, list[IndexModel]] = {
         ),
         IndexModel([("status", ASCENDING), ("received_at", DESCENDING)], name="status_received"),
         IndexModel([("received_at", DESCENDING)], name="received_at"),
+        IndexModel([("manager_id", ASCENDING), ("received_at", DESCENDING)], name="manager"),
+        IndexModel([("score.percent", DESCENDING)], name="score"),
         IndexModel(
             [("analysis.state", ASCENDING), ("analysis.lease_until", ASCENDING)],
             partialFilterExpression={"analysis.state": {"$exists": True}},
@@ -48,6 +52,10 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("url", ASCENDING), ("created_at", DESCENDING)], name="endpoint"),
     ],
     SESSIONS: [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expiry")],
+    LOGIN_FAILURES: [
+        IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expiry")
+    ],
+    COMMENTS: [IndexModel([("task_id", ASCENDING), ("at", ASCENDING)], name="task")],
     # The GridFS specification's indexes, with PyMongo's default names so its own
     # GridFS code finds them already there.
     AUDIO_CHUNKS: [IndexModel([("files_id", ASCENDING), ("n", ASCENDING)], unique=True)],

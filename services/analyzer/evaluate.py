@@ -133,6 +133,21 @@ def table_row(
     }
 
 
+def overall_score(checklists: list[Document]) -> Document | None:
+    """The call's score over all its checklists (what lists sort and filter by): stages
+    passed of stages applicable, the percent, and whether every applicable stage passed."""
+    passed = sum(checklist["score"]["passed"] for checklist in checklists)
+    applicable = sum(checklist["score"]["applicable"] for checklist in checklists)
+    if not applicable:
+        return None
+    return {
+        "passed": passed,
+        "applicable": applicable,
+        "percent": round(100 * passed / applicable, 1),
+        "perfect": passed == applicable,
+    }
+
+
 def transcript(transcription: Transcription) -> list[Document]:
     """The stored transcript: lines by speaker with word timestamps."""
     return [

@@ -317,6 +317,7 @@ async def _analyze(task: Document, meta: Document, deps: Analyzer) -> tuple[Even
     }
     fields: Document = {
         "results": results,
+        "score": evaluate.overall_score(results["checklists"]),
         "transcript": evaluate.transcript(transcription),
         "parts": [
             {"index": part.index, "offset_s": round(part.offset_s, 3)}

@@ -3,6 +3,8 @@
 Passwords are hashed with argon2. A session is an opaque random token: the
 browser keeps it in an HttpOnly cookie, scripts send it as a Bearer token; the
 database stores only its SHA-256, so a leaked database holds no usable tokens.
+Failed logins are counted per account and per address in the database (so every
+replica sees them); past the limit, logins wait until the window ends.
 """
 
 from __future__ import annotations
@@ -21,12 +23,15 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from shared.errors import Unauthorized
+from shared.errors import TooManyRequests, Unauthorized
 from shared.events import utcnow
-from shared.mongo import SESSIONS, USERS, Document
+from shared.mongo import LOGIN_FAILURES, SESSIONS, USERS, Document
 
 INITIAL_PASSWORD_FILE = "initial-admin-password"
 BAD_CREDENTIALS = "Неверный email или пароль"
+FAILURE_WINDOW_S = 15 * 60
+MAX_FAILURES_PER_ACCOUNT = 5
+MAX_FAILURES_PER_ADDRESS = 20
 
 _hasher = PasswordHasher()
 
@@ -46,6 +51,8 @@ class User:
     role: Role
     manager_id: str | None
     active: bool
+    name: str = ""
+    team_manager_ids: tuple[str, ...] = ()
 
     @classmethod
     def from_document(cls, document: Document) -> User:
@@ -56,6 +63,8 @@ class User:
             role=Role(document["role"]),
             manager_id=document.get("manager_id"),
             active=document.get("active", True),
+            name=document.get("name") or "",
+            team_manager_ids=tuple(document.get("team_manager_ids") or ()),
         )
 
     def public(self) -> Document:
@@ -63,10 +72,22 @@ class User:
         return {
             "id": self.id,
             "email": self.email,
+            "name": self.name,
             "role": self.role.value,
             "manager_id": self.manager_id,
+            "team_manager_ids": list(self.team_manager_ids),
             "active": self.active,
         }
+
+    def calls_filter(self) -> Document:
+        """Which calls this user may see: a manager their own, a supervisor their team's
+        (all managers when no team is set), an admin every call."""
+        if self.role is Role.MANAGER:
+            # A manager not linked to a CRM manager id sees nothing.
+            return {"manager_id": self.manager_id} if self.manager_id else {"_id": {"$in": []}}
+        if self.role is Role.SUPERVISOR and self.team_manager_ids:
+            return {"manager_id": {"$in": list(self.team_manager_ids)}}
+        return {}
 
 
 @dataclass(frozen=True)
@@ -115,6 +136,7 @@ async def ensure_initial_admin(
     try:
         await db[USERS].insert_one(
             {
+                "_id": new_user_id(),
                 "email": email.lower(),
                 "password_hash": await hash_password(password),
                 "role": Role.ADMIN.value,
@@ -139,14 +161,59 @@ def _write_private_file(path: Path, text: str) -> Path:
     return path
 
 
-async def log_in(db: AsyncDatabase[Document], *, email: str, password: str, ttl_s: int) -> Session:
-    """Check the credentials of an active user and open a session."""
-    document = await db[USERS].find_one({"email": email.strip().lower()})
+def new_user_id() -> str:
+    return f"usr_{secrets.token_hex(8)}"
+
+
+async def _check_failures(db: AsyncDatabase[Document], keys: dict[str, int]) -> None:
+    now = utcnow()
+    async for counter in db[LOGIN_FAILURES].find(
+        {"_id": {"$in": list(keys)}, "expires_at": {"$gt": now}}
+    ):
+        if counter["failures"] >= keys[counter["_id"]]:
+            wait_s = max(1, int((counter["expires_at"] - now).total_seconds()))
+            raise TooManyRequests(
+                f"Слишком много неудачных попыток входа. Повторите через {-(-wait_s // 60)} мин.",
+                retry_after_s=wait_s,
+            )
+
+
+async def _count_failure(db: AsyncDatabase[Document], keys: dict[str, int]) -> None:
+    now = utcnow()
+    for key in keys:
+        # A counter whose window ended starts again from one.
+        await db[LOGIN_FAILURES].delete_one({"_id": key, "expires_at": {"$lte": now}})
+        await db[LOGIN_FAILURES].update_one(
+            {"_id": key},
+            {
+                "$inc": {"failures": 1},
+                "$setOnInsert": {"expires_at": now + timedelta(seconds=FAILURE_WINDOW_S)},
+            },
+            upsert=True,
+        )
+
+
+async def log_in(
+    db: AsyncDatabase[Document], *, email: str, password: str, ttl_s: int, address: str = ""
+) -> Session:
+    """Check the credentials of an active user and open a session.
+
+    Too many failures for the account or the address in the window: TooManyRequests,
+    before the password is even checked.
+    """
+    email = email.strip().lower()
+    limits = {f"account:{email}": MAX_FAILURES_PER_ACCOUNT}
+    if address:
+        limits[f"address:{address}"] = MAX_FAILURES_PER_ADDRESS
+    await _check_failures(db, limits)
+    document = await db[USERS].find_one({"email": email})
     # Verify against a dummy hash for unknown users so timing does not reveal who exists.
     password_hash = document["password_hash"] if document else _unknown_user_hash()
     matches = await _password_matches(password_hash, password)
     if document is None or not matches or not document.get("active", True):
+        await _count_failure(db, limits)
         raise Unauthorized(BAD_CREDENTIALS)
+    await db[LOGIN_FAILURES].delete_one({"_id": f"account:{email}"})
     user = User.from_document(document)
     token, csrf_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
     expires_at = utcnow() + timedelta(seconds=ttl_s)

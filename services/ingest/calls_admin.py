@@ -1,0 +1,482 @@
+"""Calls as people see them: the filtered list, the call card, comments, re-analysis,
+the managers' rating and the dashboard. The JSON API and the web pages both use these,
+always through the viewer's visibility (a manager sees only their own calls).
+"""
+
+from __future__ import annotations
+
+import itertools
+from datetime import UTC, date, datetime, time, timedelta
+from typing import Any, Literal
+
+from gridfs.asynchronous import AsyncGridFSBucket
+from gridfs.errors import NoFile
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.ingest.accounts import User
+from services.ingest.handlers import iso, task_view
+from services.ingest.submission import validation_error
+from shared.errors import Conflict, Forbidden, NotFound
+from shared.events import utcnow
+from shared.mongo import AUDIO_BUCKET, COMMENTS, DELIVERIES, Document, calls
+
+CALL_NOT_FOUND = "Звонок не найден"
+NOT_YOURS = "Это звонок другого менеджера"
+NO_AUDIO = "Аудио этого звонка нет в хранилище"
+DEFAULT_DAYS = 7
+MAX_PER_PAGE = 200
+EXPORT_LIMIT = 50_000
+
+STATUS_LABELS = {
+    "queued": "В очереди",
+    "downloading": "Загрузка",
+    "analyzing": "Анализ",
+    "delivering": "Отправка в CRM",
+    "done": "Готово",
+    "failed": "Ошибка",
+    "skipped": "Пропущен",
+}
+REANALYSABLE = ("delivering", "done", "failed")
+
+
+class CallFilters(BaseModel):
+    """The filters of the calls list; the last seven days by default."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
+
+    date_from: date | None = None
+    date_to: date | None = None
+    manager_id: str = ""
+    client: str = Field("", max_length=200, description="The CRM deal id.")
+    stage_id: str = Field("", description="The CRM funnel.")
+    deal_stage_id: str = Field("", description="The stage in the funnel.")
+    status: str = ""
+    score_min: float | None = Field(None, ge=0, le=100)
+    score_max: float | None = Field(None, ge=0, le=100)
+    sort: Literal["new", "old", "score_desc", "score_asc"] = "new"
+    page: int = Field(1, ge=1, le=100_000)
+    per_page: int = Field(50, ge=1, le=MAX_PER_PAGE)
+
+    @field_validator("date_from", "date_to", "score_min", "score_max", mode="before")
+    @classmethod
+    def _blank_is_none(cls, value: Any) -> Any:
+        return None if value == "" else value
+
+    @field_validator("status")
+    @classmethod
+    def _known_status(cls, value: str) -> str:
+        if value and value not in STATUS_LABELS:
+            raise ValueError(f"один из: {', '.join(STATUS_LABELS)}")
+        return value
+
+    @classmethod
+    def from_query(cls, query: Any) -> CallFilters:
+        """Parse query-string values; a bad one is a 400 naming the field."""
+        try:
+            return cls.model_validate({key: query[key] for key in query})
+        except ValidationError as exc:
+            raise validation_error(exc) from exc
+
+    def period(self) -> tuple[datetime, datetime]:
+        """From the start of `date_from` to the end of `date_to` (UTC); the last week by default."""
+        today = utcnow().date()
+        end = self.date_to or today
+        start = self.date_from or end - timedelta(days=DEFAULT_DAYS - 1)
+        return (
+            datetime.combine(start, time.min, UTC),
+            datetime.combine(end + timedelta(days=1), time.min, UTC),
+        )
+
+    def query(self, viewer: User) -> Document:
+        """The Mongo filter: these filters within what the viewer may see."""
+        start, end = self.period()
+        conditions: list[Document] = [
+            {"received_at": {"$gte": start, "$lt": end}},
+            viewer.calls_filter(),
+        ]
+        exact = {
+            "manager_id": self.manager_id,
+            "stage_id": self.stage_id,
+            "deal_stage_id": self.deal_stage_id,
+            "status": self.status,
+            "deal_id": self.client,
+        }
+        conditions.extend({field: value} for field, value in exact.items() if value)
+        score: Document = {}
+        if self.score_min is not None:
+            score["$gte"] = self.score_min
+        if self.score_max is not None:
+            score["$lte"] = self.score_max
+        if score:
+            conditions.append({"score.percent": score})
+        return {"$and": [condition for condition in conditions if condition]}
+
+    def sort_keys(self) -> list[tuple[str, int]]:
+        return {
+            "new": [("received_at", -1)],
+            "old": [("received_at", 1)],
+            "score_desc": [("score.percent", -1), ("received_at", -1)],
+            "score_asc": [("score.percent", 1), ("received_at", -1)],
+        }[self.sort]
+
+
+_ROW_FIELDS = {
+    "call_id": 1,
+    "deal_id": 1,
+    "manager_id": 1,
+    "manager_name": 1,
+    "stage": 1,
+    "stage_id": 1,
+    "deal_stage_id": 1,
+    "status": 1,
+    "score": 1,
+    "error": 1,
+    "skip_reason": 1,
+    "received_at": 1,
+    "probed_duration_s": 1,
+    "declared_duration_s": 1,
+    "results.metrics.talk_ratio": 1,
+}
+
+
+def row_view(document: Document) -> Document:
+    """One line of the calls list."""
+    error = document.get("error") or {}
+    return {
+        "task_id": document["_id"],
+        "call_id": document["call_id"],
+        "deal_id": document.get("deal_id"),
+        "manager_id": document.get("manager_id"),
+        "manager_name": document.get("manager_name"),
+        "stage": document.get("stage"),
+        "stage_id": document.get("stage_id"),
+        "deal_stage_id": document.get("deal_stage_id"),
+        "status": document["status"],
+        "status_label": STATUS_LABELS.get(document["status"], document["status"]),
+        "reason": error.get("message") or document.get("skip_reason"),
+        "score": document.get("score"),
+        "duration_s": document.get("probed_duration_s") or document.get("declared_duration_s"),
+        "talk_ratio": ((document.get("results") or {}).get("metrics") or {}).get("talk_ratio"),
+        "received_at": iso(document["received_at"]),
+    }
+
+
+async def list_calls(db: AsyncDatabase[Document], viewer: User, filters: CallFilters) -> Document:
+    """One page of the filtered list, with the total."""
+    query = filters.query(viewer)
+    cursor = (
+        calls(db)
+        .find(query, _ROW_FIELDS)
+        .sort(filters.sort_keys())
+        .skip((filters.page - 1) * filters.per_page)
+        .limit(filters.per_page)
+    )
+    return {
+        "items": [row_view(document) for document in await cursor.to_list()],
+        "total": await calls(db).count_documents(query),
+        "page": filters.page,
+        "per_page": filters.per_page,
+    }
+
+
+async def all_rows(
+    db: AsyncDatabase[Document], viewer: User, filters: CallFilters
+) -> list[Document]:
+    """Every row the filters select (for the Excel export), newest first."""
+    cursor = calls(db).find(filters.query(viewer), _ROW_FIELDS).sort(filters.sort_keys())
+    return [row_view(document) for document in await cursor.limit(EXPORT_LIMIT).to_list()]
+
+
+async def _visible_task(
+    db: AsyncDatabase[Document], viewer: User, task_id: str, projection: Document | None = None
+) -> Document:
+    document = await calls(db).find_one({"_id": task_id}, projection)
+    if document is None:
+        raise NotFound(CALL_NOT_FOUND)
+    visible = await calls(db).count_documents({"_id": task_id, **viewer.calls_filter()}, limit=1)
+    if not visible:
+        raise Forbidden(NOT_YOURS)
+    return document
+
+
+async def call_card(db: AsyncDatabase[Document], viewer: User, task_id: str) -> Document:
+    """Everything about one call: status, results, transcript, comments, deliveries."""
+    document = await _visible_task(db, viewer, task_id, {"outbox": 0, "outbox_pending": 0})
+    comments = await db[COMMENTS].find({"task_id": task_id}).sort("at", 1).to_list()
+    deliveries = (
+        await db[DELIVERIES]
+        .find({"task_id": task_id}, {"secret": 0, "body": 0})
+        .sort("created_at", 1)
+        .to_list()
+    )
+    return {
+        **task_view(document),
+        "status_label": STATUS_LABELS.get(document["status"], document["status"]),
+        "score": document.get("score"),
+        "transcript": document.get("transcript") or [],
+        "has_audio": bool(document.get("audio")),
+        "reanalysable": document["status"] in REANALYSABLE and bool(document.get("audio")),
+        "comments": [
+            {"author": c["author"], "text": c["text"], "at": iso(c["at"])} for c in comments
+        ],
+        "deliveries": [
+            {
+                "id": d["_id"],
+                "type": d["type"],
+                "url": d["url"],
+                "status": d["status"],
+                "attempts": [
+                    {**attempt, "at": iso(attempt["at"])} for attempt in d.get("attempts", [])
+                ],
+            }
+            for d in deliveries
+        ],
+    }
+
+
+async def open_audio(db: AsyncDatabase[Document], viewer: User, task_id: str) -> Any:
+    """A GridFS stream of the call's stored audio (seekable)."""
+    document = await _visible_task(db, viewer, task_id, {"audio": 1})
+    audio = document.get("audio")
+    if not audio:
+        raise NotFound(NO_AUDIO)
+    try:
+        return await AsyncGridFSBucket(db, bucket_name=AUDIO_BUCKET).open_download_stream(
+            audio["file_id"]
+        )
+    except NoFile as exc:
+        raise NotFound(NO_AUDIO) from exc
+
+
+class CommentForm(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
+
+    text: str = Field(min_length=1, max_length=4000)
+
+
+async def add_comment(
+    db: AsyncDatabase[Document], viewer: User, task_id: str, form: CommentForm
+) -> Document:
+    """Add a comment to a call the viewer can see."""
+    await _visible_task(db, viewer, task_id, {"_id": 1})
+    comment = {
+        "task_id": task_id,
+        "author": viewer.name or viewer.email,
+        "author_id": viewer.id,
+        "text": form.text,
+        "at": utcnow(),
+    }
+    await db[COMMENTS].insert_one(comment)
+    return {"author": comment["author"], "text": comment["text"], "at": iso(comment["at"])}
+
+
+async def reanalyze(db: AsyncDatabase[Document], viewer: User, task_id: str) -> None:
+    """Queue the call's analysis again with today's scripts and tables; its results go to
+    the CRM again with new webhook ids."""
+    await _visible_task(db, viewer, task_id, {"_id": 1})
+    now = utcnow()
+    result = await calls(db).update_one(
+        {"_id": task_id, "status": {"$in": list(REANALYSABLE)}, "audio": {"$ne": None}},
+        {
+            "$set": {
+                "status": "queued",
+                "updated_at": now,
+                "analysis": {"state": "queued", "attempts": 0, "queued_at": now},
+                "deliveries_closed": [],
+            },
+            "$unset": {"error": ""},
+            "$push": {
+                "timeline": {"status": "reanalysis_requested", "at": now, "by": viewer.email}
+            },
+        },
+    )
+    if result.matched_count == 0:
+        raise Conflict("Звонок ещё обрабатывается или его аудио нет: повторный анализ невозможен")
+
+
+async def managers(db: AsyncDatabase[Document], viewer: User, filters: CallFilters) -> Document:
+    """Per manager in the period: rating (stages passed), calls, average score, perfect
+    calls, average talk ratio; and each manager's average score by week."""
+    match = filters.query(viewer)
+    rows = await (
+        await calls(db).aggregate(
+            [
+                {"$match": match},
+                {
+                    "$group": {
+                        "_id": "$manager_id",
+                        "name": {"$last": "$manager_name"},
+                        "calls": {"$sum": 1},
+                        "analysed": {"$sum": {"$cond": [{"$gt": ["$score", None]}, 1, 0]}},
+                        "rating": {"$sum": {"$ifNull": ["$score.passed", 0]}},
+                        "average": {"$avg": "$score.percent"},
+                        "perfect": {"$sum": {"$cond": [{"$eq": ["$score.perfect", True]}, 1, 0]}},
+                        "talk_ratio": {"$avg": "$results.metrics.talk_ratio"},
+                    }
+                },
+                {"$sort": {"rating": -1, "_id": 1}},
+            ]
+        )
+    ).to_list()
+    weekly = await (
+        await calls(db).aggregate(
+            [
+                {"$match": {**match, "score": {"$ne": None}}},
+                {
+                    "$group": {
+                        "_id": {
+                            "manager": "$manager_id",
+                            "week": {"$dateTrunc": {"date": "$received_at", "unit": "week"}},
+                        },
+                        "average": {"$avg": "$score.percent"},
+                    }
+                },
+                {"$sort": {"_id.week": 1}},
+            ]
+        )
+    ).to_list()
+    series: dict[str, list[Document]] = {}
+    for point in weekly:
+        series.setdefault(point["_id"]["manager"], []).append(
+            {"week": point["_id"]["week"].date().isoformat(), "average": _round(point["average"])}
+        )
+    return {
+        "items": [
+            {
+                "manager_id": row["_id"],
+                "manager_name": row["name"],
+                "calls": row["calls"],
+                "analysed": row["analysed"],
+                "rating": row["rating"],
+                "average_score": _round(row["average"]),
+                "perfect": row["perfect"],
+                "talk_ratio": _round(row["talk_ratio"], 2),
+                "weekly": series.get(row["_id"], []),
+            }
+            for row in rows
+        ]
+    }
+
+
+TALK_RATIO_BUCKETS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.000001)
+
+
+async def dashboard(db: AsyncDatabase[Document], viewer: User, filters: CallFilters) -> Document:
+    """Calls and average score per day, the stages failed most often, the talk ratios."""
+    match = filters.query(viewer)
+    daily = await (
+        await calls(db).aggregate(
+            [
+                {"$match": match},
+                {
+                    "$group": {
+                        "_id": {"$dateToString": {"format": "%Y-%m-%d", "date": "$received_at"}},
+                        "calls": {"$sum": 1},
+                        "average": {"$avg": "$score.percent"},
+                    }
+                },
+                {"$sort": {"_id": 1}},
+            ]
+        )
+    ).to_list()
+    failed_stages = await (
+        await calls(db).aggregate(
+            [
+                {"$match": {**match, "results.checklists": {"$exists": True}}},
+                {"$unwind": "$results.checklists"},
+                {"$unwind": "$results.checklists.stages"},
+                {
+                    "$match": {
+                        "results.checklists.stages.applicable": True,
+                        "results.checklists.stages.passed": False,
+                    }
+                },
+                {"$group": {"_id": "$results.checklists.stages.name", "failed": {"$sum": 1}}},
+                {"$sort": {"failed": -1, "_id": 1}},
+                {"$limit": 10},
+            ]
+        )
+    ).to_list()
+    ratios = await (
+        await calls(db).aggregate(
+            [
+                {"$match": {**match, "results.metrics.talk_ratio": {"$type": "number"}}},
+                {
+                    "$bucket": {
+                        "groupBy": "$results.metrics.talk_ratio",
+                        "boundaries": list(TALK_RATIO_BUCKETS),
+                        "default": "other",
+                        "output": {"calls": {"$sum": 1}},
+                    }
+                },
+            ]
+        )
+    ).to_list()
+    counts = {bucket["_id"]: bucket["calls"] for bucket in ratios}
+    start, end = filters.period()
+    days = [(start + timedelta(days=n)).date().isoformat() for n in range((end - start).days)]
+    by_day = {row["_id"]: row for row in daily}
+    return {
+        "days": [
+            {
+                "day": day,
+                "calls": by_day.get(day, {}).get("calls", 0),
+                "average_score": _round(by_day.get(day, {}).get("average")),
+            }
+            for day in days
+        ],
+        "failed_stages": [{"stage": row["_id"], "failed": row["failed"]} for row in failed_stages],
+        "talk_ratio": [
+            {
+                "from": low,
+                "to": min(high, 1.0),
+                "calls": counts.get(low, 0),
+            }
+            for low, high in itertools.pairwise(TALK_RATIO_BUCKETS)
+        ],
+    }
+
+
+def _round(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+async def table_rows(
+    db: AsyncDatabase[Document], viewer: User, table_id: str, filters: CallFilters
+) -> list[Document]:
+    """The rows one analytics table collected from the calls in the filters, in list order:
+    the call's identity, then the table's fields."""
+    documents = await (
+        await calls(db).aggregate(
+            [
+                {"$match": {**filters.query(viewer), "results.tables.table_id": table_id}},
+                {"$sort": dict(filters.sort_keys())},
+                {"$limit": EXPORT_LIMIT},
+                {"$unwind": "$results.tables"},
+                {"$match": {"results.tables.table_id": table_id}},
+                {
+                    "$project": {
+                        "call_id": 1,
+                        "deal_id": 1,
+                        "manager_id": 1,
+                        "manager_name": 1,
+                        "received_at": 1,
+                        "row": "$results.tables.row",
+                    }
+                },
+            ]
+        )
+    ).to_list()
+    return [
+        {
+            "task_id": document["_id"],
+            "call_id": document["call_id"],
+            "deal_id": document.get("deal_id"),
+            "manager_id": document.get("manager_id"),
+            "manager_name": document.get("manager_name"),
+            "received_at": iso(document["received_at"]),
+            "row": document.get("row") or {},
+        }
+        for document in documents
+    ]

@@ -1,0 +1,217 @@
+"""The HTTP edge shared by the API and the web pages: the app keys, error mapping,
+access logs, request bodies and authentication."""
+
+from __future__ import annotations
+
+import hmac
+import json
+import time
+import uuid
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
+
+import structlog
+from aiohttp import web
+from pydantic import BaseModel, ValidationError
+from pymongo.errors import PyMongoError
+
+from services.ingest import accounts
+from services.ingest.accounts import Role, Session
+from services.ingest.bootstrap import Ingest
+from services.ingest.metrics import IngestMetrics
+from services.ingest.submission import (
+    JSON_TYPE,
+    MAX_BODY_BYTES,
+    media_type,
+    validation_error,
+)
+from shared.errors import (
+    Forbidden,
+    InvalidRequest,
+    MethodNotAllowed,
+    NotFound,
+    RopError,
+    Unauthorized,
+    Unavailable,
+)
+from shared.logging import get_logger, redact_text
+
+log = get_logger(__name__)
+
+INGEST = web.AppKey("ingest", Ingest)
+METRICS = web.AppKey("metrics", IngestMetrics)
+
+SESSION_COOKIE = "rop_session"
+CSRF_HEADER = "X-CSRF-Token"
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+ADMIN_BODY_LIMIT_BYTES = 512 * 1024
+READY_TIMEOUT_S = 2.0
+
+HTTP_STATUS = {
+    "invalid_request": 400,
+    "unauthorized": 401,
+    "forbidden": 403,
+    "not_found": 404,
+    "method_not_allowed": 405,
+    "duplicate_call": 409,
+    "conflict": 409,
+    "rate_limited": 429,
+    "unavailable": 503,
+    "internal": 500,
+}
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+def json_response(body: Any, status: int = 200) -> web.Response:
+    return web.json_response(
+        body, status=status, dumps=lambda obj: json.dumps(obj, ensure_ascii=False)
+    )
+
+
+def error_response(error: RopError) -> web.Response:
+    """Render an error with the HTTP status of its code (and Retry-After when it has one)."""
+    response = json_response(error.to_body(), HTTP_STATUS.get(error.code, 500))
+    if "retry_after_s" in error.extra:
+        response.headers["Retry-After"] = str(error.extra["retry_after_s"])
+    return response
+
+
+def _error_from_http(exc: web.HTTPException) -> RopError:
+    if exc.status == 404:
+        return NotFound()
+    if exc.status == 405:
+        return MethodNotAllowed()
+    if exc.status == 413:
+        return too_large()
+    return InvalidRequest(details=[{"field": "request", "message": exc.reason}])
+
+
+def too_large(limit_bytes: int = MAX_BODY_BYTES) -> InvalidRequest:
+    return InvalidRequest(
+        f"Тело запроса больше {limit_bytes // 1024} КиБ",
+        details=[{"field": "body", "message": "слишком большой запрос"}],
+    )
+
+
+def _route_name(request: web.Request) -> str:
+    resource = request.match_info.route.resource
+    return resource.canonical if resource is not None else "unmatched"
+
+
+@web.middleware
+async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Give each request an id, map errors to JSON bodies, log access and count it."""
+    request_id = request.headers.get("X-Request-ID", "")
+    if not (0 < len(request_id) <= 64 and request_id.isascii() and request_id.isprintable()):
+        request_id = uuid.uuid4().hex
+    structlog.contextvars.bind_contextvars(request_id=request_id)
+    started = time.perf_counter()
+    try:
+        response = await handler(request)
+    except RopError as exc:
+        response = error_response(exc)
+    except web.HTTPException as exc:
+        response = error_response(_error_from_http(exc))
+    except PyMongoError as exc:
+        log.error("database_unavailable", error=repr(exc))
+        response = error_response(Unavailable())
+    except Exception:
+        log.exception("unhandled_error")
+        response = error_response(RopError())
+    finally:
+        structlog.contextvars.unbind_contextvars("request_id", "task_id")
+    elapsed_s = time.perf_counter() - started
+    route = _route_name(request)
+    metrics = request.app[METRICS]
+    metrics.requests.labels(route, request.method, str(response.status)).inc()
+    metrics.latency.labels(route).observe(elapsed_s)
+    response.headers["X-Request-ID"] = request_id
+    log.info(
+        "http_request",
+        request_id=request_id,
+        method=request.method,
+        path=redact_text(str(request.rel_url)),
+        status=response.status,
+        latency_ms=round(elapsed_s * 1000, 2),
+        remote=request.remote,
+    )
+    return response
+
+
+# --- request bodies ---------------------------------------------------------
+
+
+async def read_body(request: web.Request, limit_bytes: int = MAX_BODY_BYTES) -> bytes:
+    """Read the whole body, refusing it as soon as it passes the limit."""
+    if request.content_length is not None and request.content_length > limit_bytes:
+        raise too_large(limit_bytes)
+    body = bytearray()
+    async for chunk in request.content.iter_any():
+        body += chunk
+        if len(body) > limit_bytes:
+            raise too_large(limit_bytes)
+    return bytes(body)
+
+
+def require_content_type(request: web.Request, *allowed: str) -> str:
+    kind = media_type(request.content_type)
+    if kind not in allowed:
+        raise InvalidRequest(
+            f"Неподдерживаемый Content-Type: ожидается {' или '.join(allowed)}",
+            details=[{"field": "Content-Type", "message": f"получено {kind or 'пусто'}"}],
+        )
+    return kind
+
+
+async def read_model(request: web.Request, model: type[ModelT]) -> ModelT:
+    """Parse a JSON body of the admin API into a model; 400 names the bad fields."""
+    require_content_type(request, JSON_TYPE)
+    body = await read_body(request, ADMIN_BODY_LIMIT_BYTES)
+    try:
+        return model.model_validate_json(body)
+    except ValidationError as exc:
+        raise validation_error(exc) from exc
+
+
+# --- authentication ---------------------------------------------------------
+
+
+def require_api_key(request: web.Request) -> None:
+    supplied = request.query.get("apiKey") or request.headers.get("X-API-Key") or ""
+    expected = request.app[INGEST].state.connection.api_key
+    if not hmac.compare_digest(supplied.encode(), expected.encode()):
+        raise Unauthorized()
+
+
+def _session_token(request: web.Request) -> tuple[str | None, bool]:
+    authorization = request.headers.get("Authorization", "")
+    scheme, _, token = authorization.partition(" ")
+    if scheme.lower() == "bearer" and token.strip():
+        return token.strip(), False
+    return request.cookies.get(SESSION_COOKIE), True
+
+
+async def require_session(request: web.Request, *roles: Role) -> Session:
+    """Resolve the caller's session: 401 without one, 403 for another role or no CSRF token."""
+    token, from_cookie = _session_token(request)
+    session = await accounts.session_for(request.app[INGEST].db, token) if token else None
+    if session is None:
+        raise Unauthorized("Требуется вход в систему")
+    if from_cookie and request.method not in SAFE_METHODS:
+        supplied = request.headers.get(CSRF_HEADER, "")
+        if not hmac.compare_digest(supplied.encode(), session.csrf_token.encode()):
+            raise Forbidden("Недействительный CSRF-токен")
+    if roles and session.user.role not in roles:
+        raise Forbidden()
+    return session
+
+
+def is_https(request: web.Request) -> bool:
+    return request.secure or request.headers.get("X-Forwarded-Proto", "").lower() == "https"
+
+
+def base_url(request: web.Request) -> str:
+    configured = request.app[INGEST].settings.public_base_url
+    return configured or f"{request.scheme}://{request.host}"
