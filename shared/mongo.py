@@ -52,9 +52,7 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("url", ASCENDING), ("created_at", DESCENDING)], name="endpoint"),
     ],
     SESSIONS: [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expiry")],
-    LOGIN_FAILURES: [
-        IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expiry")
-    ],
+    LOGIN_FAILURES: [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expiry")],
     COMMENTS: [IndexModel([("task_id", ASCENDING), ("at", ASCENDING)], name="task")],
     # The GridFS specification's indexes, with PyMongo's default names so its own
     # GridFS code finds them already there.
