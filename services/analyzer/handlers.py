@@ -296,17 +296,18 @@ async def _analyze(task: Document, meta: Document, deps: Analyzer) -> tuple[Even
                 llm_fields, transcription.utterances
             )
     configured = deps.llm is not None
+    checklists = [
+        evaluate.checklist(
+            binding_id,
+            template_id,
+            template,
+            transcription,
+            llm_verdicts.get(template_id) if configured else None,
+        )
+        for binding_id, template_id, template in bindings
+    ]
     results = {
-        "checklists": [
-            evaluate.checklist(
-                binding_id,
-                template_id,
-                template,
-                transcription,
-                llm_verdicts.get(template_id) if configured else None,
-            )
-            for binding_id, template_id, template in bindings
-        ],
+        "checklists": checklists,
         "tables": [
             evaluate.table_row(
                 table_id, table, transcription, llm_values.get(table_id) if configured else None
@@ -317,7 +318,7 @@ async def _analyze(task: Document, meta: Document, deps: Analyzer) -> tuple[Even
     }
     fields: Document = {
         "results": results,
-        "score": evaluate.overall_score(results["checklists"]),
+        "score": evaluate.overall_score(checklists),
         "transcript": evaluate.transcript(transcription),
         "parts": [
             {"index": part.index, "offset_s": round(part.offset_s, 3)}
