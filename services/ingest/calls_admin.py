@@ -16,6 +16,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.ingest.accounts import User
 from services.ingest.handlers import iso, task_view
+from services.ingest.spreadsheets import xlsx
 from services.ingest.submission import validation_error
 from shared.errors import Conflict, Forbidden, NotFound
 from shared.events import utcnow
@@ -235,18 +236,30 @@ async def call_card(db: AsyncDatabase[Document], viewer: User, task_id: str) -> 
     }
 
 
-async def open_audio(db: AsyncDatabase[Document], viewer: User, task_id: str) -> Any:
-    """A GridFS stream of the call's stored audio (seekable)."""
+# What a browser's audio element understands, by the container ffprobe found.
+AUDIO_TYPES = {
+    "wav": "audio/wav",
+    "mp3": "audio/mpeg",
+    "ogg": "audio/ogg",
+    "flac": "audio/flac",
+    "mov,mp4,m4a,3gp,3g2,mj2": "audio/mp4",
+    "matroska,webm": "audio/webm",
+}
+
+
+async def open_audio(db: AsyncDatabase[Document], viewer: User, task_id: str) -> tuple[Any, str]:
+    """A GridFS stream of the call's stored audio (seekable), and its media type."""
     document = await _visible_task(db, viewer, task_id, {"audio": 1})
     audio = document.get("audio")
     if not audio:
         raise NotFound(NO_AUDIO)
     try:
-        return await AsyncGridFSBucket(db, bucket_name=AUDIO_BUCKET).open_download_stream(
+        stream = await AsyncGridFSBucket(db, bucket_name=AUDIO_BUCKET).open_download_stream(
             audio["file_id"]
         )
     except NoFile as exc:
         raise NotFound(NO_AUDIO) from exc
+    return stream, AUDIO_TYPES.get(audio.get("container") or "", "application/octet-stream")
 
 
 class CommentForm(BaseModel):
@@ -480,3 +493,35 @@ async def table_rows(
         }
         for document in documents
     ]
+
+
+CALL_COLUMNS = (
+    ("received_at", "Дата"),
+    ("call_id", "ID звонка"),
+    ("deal_id", "Сделка"),
+    ("manager_name", "Менеджер"),
+    ("manager_id", "ID менеджера"),
+    ("stage", "Воронка"),
+    ("deal_stage_id", "Этап"),
+    ("status_label", "Статус"),
+    ("score_text", "Оценка"),
+    ("score_percent", "Оценка, %"),
+    ("duration_s", "Длительность, с"),
+    ("talk_ratio", "Доля речи менеджера"),
+    ("reason", "Причина"),
+)
+
+
+def calls_workbook(rows: list[Document]) -> bytes:
+    """The calls list as an Excel sheet."""
+    flat = [
+        {
+            **row,
+            "score_text": f"{row['score']['passed']}/{row['score']['applicable']}"
+            if row["score"]
+            else None,
+            "score_percent": row["score"]["percent"] if row["score"] else None,
+        }
+        for row in rows
+    ]
+    return xlsx("Коммуникации", CALL_COLUMNS, flat)

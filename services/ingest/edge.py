@@ -19,6 +19,7 @@ from services.ingest import accounts
 from services.ingest.accounts import Role, Session
 from services.ingest.bootstrap import Ingest
 from services.ingest.metrics import IngestMetrics
+from services.ingest.spreadsheets import XLSX_TYPE
 from services.ingest.submission import (
     JSON_TYPE,
     MAX_BODY_BYTES,
@@ -215,3 +216,61 @@ def is_https(request: web.Request) -> bool:
 def base_url(request: web.Request) -> str:
     configured = request.app[INGEST].settings.public_base_url
     return configured or f"{request.scheme}://{request.host}"
+
+
+RANGE_CHUNK_BYTES = 256 * 1024
+
+
+def _byte_range(header: str, size: int) -> tuple[int, int] | None:
+    """The one range of a `Range: bytes=…` header as (first, last), or None if unsatisfiable."""
+    unit, _, spec = header.partition("=")
+    if unit.strip() != "bytes" or "," in spec:
+        return None
+    first_text, _, last_text = spec.strip().partition("-")
+    try:
+        if not first_text:  # the last N bytes
+            length = int(last_text)
+            return (max(0, size - length), size - 1) if length > 0 and size else None
+        first = int(first_text)
+        last = int(last_text) if last_text else size - 1
+    except ValueError:
+        return None
+    if first > last or first >= size:
+        return None
+    return first, min(last, size - 1)
+
+
+async def stream_ranges(request: web.Request, stream: Any, content_type: str) -> web.StreamResponse:
+    """Send a seekable GridFS file whole or the one byte range asked for (206), so an
+    audio player can seek without downloading the whole call."""
+    size = int(stream.length)
+    headers = {"Accept-Ranges": "bytes", "Content-Type": content_type}
+    first, last, status = 0, size - 1, 200
+    if range_header := request.headers.get("Range"):
+        wanted = _byte_range(range_header, size)
+        if wanted is None:
+            return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
+        first, last, status = *wanted, 206
+        headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+    response = web.StreamResponse(status=status, headers=headers)
+    response.content_length = last - first + 1 if size else 0
+    await response.prepare(request)
+    await stream.seek(first)
+    left = last - first + 1 if size else 0
+    while left > 0:
+        chunk = await stream.read(min(RANGE_CHUNK_BYTES, left))
+        if not chunk:
+            break
+        await response.write(chunk)
+        left -= len(chunk)
+    await response.write_eof()
+    return response
+
+
+def xlsx_response(filename: str, body: bytes) -> web.Response:
+    """An Excel file as a download."""
+    return web.Response(
+        body=body,
+        content_type=XLSX_TYPE,
+        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+    )

@@ -11,9 +11,10 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 from pymongo.errors import PyMongoError
 
-from services.ingest import accounts, catalog, deliveries, handlers
+from services.ingest import accounts, calls_admin, catalog, deliveries, handlers, users
 from services.ingest.accounts import Role
 from services.ingest.bootstrap import bootstrap
+from services.ingest.calls_admin import CallFilters, CommentForm
 from services.ingest.edge import (
     INGEST,
     METRICS,
@@ -28,9 +29,12 @@ from services.ingest.edge import (
     require_api_key,
     require_content_type,
     require_session,
+    stream_ranges,
+    xlsx_response,
 )
 from services.ingest.metrics import IngestMetrics
 from services.ingest.openapi import OPENAPI
+from services.ingest.spreadsheets import xlsx
 from services.ingest.submission import (
     JSON_TYPE,
     MAX_BODY_BYTES,
@@ -40,6 +44,7 @@ from services.ingest.submission import (
     parse_form_submission,
     parse_json_submission,
 )
+from services.ingest.users import UserForm
 from shared.connection import load_connection_settings
 from shared.errors import (
     InvalidRequest,
@@ -265,6 +270,134 @@ async def redeliver(request: web.Request) -> web.Response:
     return json_response(replayed)
 
 
+# --- users (admin) ----------------------------------------------------------
+
+
+async def list_users(request: web.Request) -> web.Response:
+    """GET /api/v1/users (admin)."""
+    await require_session(request, Role.ADMIN)
+    return json_response(await users.list_users(request.app[INGEST].db))
+
+
+async def create_user(request: web.Request) -> web.Response:
+    """POST /api/v1/users (admin)."""
+    session = await require_session(request, Role.ADMIN)
+    created = await users.create_user(request.app[INGEST].db, await read_model(request, UserForm))
+    log.info("user_created", id=created["id"], role=created["role"], by=session.user.email)
+    return json_response(created, 201)
+
+
+async def get_user(request: web.Request) -> web.Response:
+    """GET /api/v1/users/{id} (admin)."""
+    await require_session(request, Role.ADMIN)
+    return json_response(
+        users.view(await users.get_user(request.app[INGEST].db, request.match_info["id"]))
+    )
+
+
+async def update_user(request: web.Request) -> web.Response:
+    """PUT /api/v1/users/{id} (admin): a password only when it changes."""
+    session = await require_session(request, Role.ADMIN)
+    form = await read_model(request, UserForm)
+    user_id = request.match_info["id"]
+    updated = await users.update_user(request.app[INGEST].db, user_id, form)
+    log.info("user_updated", id=user_id, by=session.user.email)
+    return json_response(updated)
+
+
+async def delete_user(request: web.Request) -> web.Response:
+    """DELETE /api/v1/users/{id} (admin)."""
+    session = await require_session(request, Role.ADMIN)
+    user_id = request.match_info["id"]
+    await users.delete_user(request.app[INGEST].db, user_id)
+    log.info("user_deleted", id=user_id, by=session.user.email)
+    return web.Response(status=204)
+
+
+# --- calls, managers, dashboard ---------------------------------------------
+
+
+async def list_admin_calls(request: web.Request) -> web.Response:
+    """GET /api/v1/admin/calls: filters and paging, or the whole selection as `?format=xlsx`."""
+    session = await require_session(request)
+    filters = CallFilters.from_query(request.query)
+    db = request.app[INGEST].db
+    if request.query.get("format") == "xlsx":
+        rows = await calls_admin.all_rows(db, session.user, filters)
+        return xlsx_response("calls.xlsx", calls_admin.calls_workbook(rows))
+    return json_response(await calls_admin.list_calls(db, session.user, filters))
+
+
+async def get_admin_call(request: web.Request) -> web.Response:
+    """GET /api/v1/admin/calls/{task_id}: the call card."""
+    session = await require_session(request)
+    card = await calls_admin.call_card(
+        request.app[INGEST].db, session.user, request.match_info["task_id"]
+    )
+    return json_response(card)
+
+
+async def call_audio(request: web.Request) -> web.StreamResponse:
+    """GET /api/v1/admin/calls/{task_id}/audio: the stored audio, with HTTP ranges."""
+    session = await require_session(request)
+    stream, content_type = await calls_admin.open_audio(
+        request.app[INGEST].db, session.user, request.match_info["task_id"]
+    )
+    return await stream_ranges(request, stream, content_type)
+
+
+async def add_comment(request: web.Request) -> web.Response:
+    """POST /api/v1/admin/calls/{task_id}/comments."""
+    session = await require_session(request)
+    form = await read_model(request, CommentForm)
+    comment = await calls_admin.add_comment(
+        request.app[INGEST].db, session.user, request.match_info["task_id"], form
+    )
+    return json_response(comment, 201)
+
+
+async def reanalyze(request: web.Request) -> web.Response:
+    """POST /api/v1/admin/calls/{task_id}/reanalyze."""
+    session = await require_session(request)
+    task_id = request.match_info["task_id"]
+    await calls_admin.reanalyze(request.app[INGEST].db, session.user, task_id)
+    log.info("reanalysis_requested", task_id=task_id, by=session.user.email)
+    return json_response({"status": "queued", "task_id": task_id}, 202)
+
+
+async def managers(request: web.Request) -> web.Response:
+    """GET /api/v1/managers (admin, supervisor): rating and averages in the period."""
+    session = await require_session(request, Role.ADMIN, Role.SUPERVISOR)
+    filters = CallFilters.from_query(request.query)
+    return json_response(await calls_admin.managers(request.app[INGEST].db, session.user, filters))
+
+
+async def dashboard(request: web.Request) -> web.Response:
+    """GET /api/v1/dashboard: calls and scores per day, failed stages, talk ratios."""
+    session = await require_session(request)
+    filters = CallFilters.from_query(request.query)
+    return json_response(await calls_admin.dashboard(request.app[INGEST].db, session.user, filters))
+
+
+async def table_rows(request: web.Request) -> web.Response:
+    """GET /api/v1/tables/{id}/rows (admin, supervisor): JSON, or `?format=xlsx`."""
+    session = await require_session(request, Role.ADMIN, Role.SUPERVISOR)
+    db = request.app[INGEST].db
+    table = await catalog.get(db, catalog.TABLE, request.match_info["id"])
+    filters = CallFilters.from_query(request.query)
+    rows = await calls_admin.table_rows(db, session.user, table["_id"], filters)
+    if request.query.get("format") != "xlsx":
+        return json_response({"items": rows})
+    columns = [
+        ("received_at", "Дата"),
+        ("call_id", "ID звонка"),
+        ("deal_id", "Сделка"),
+        ("manager_name", "Менеджер"),
+    ] + [(f"row.{field['key']}", field.get("name") or field["key"]) for field in table["fields"]]
+    flat = [{**row, **{f"row.{key}": value for key, value in row["row"].items()}} for row in rows]
+    return xlsx_response(f"{table['_id']}.xlsx", xlsx(table["name"], columns, flat))
+
+
 # --- operations -------------------------------------------------------------
 
 
@@ -328,6 +461,19 @@ def create_app(settings: Settings) -> web.Application:
     add_catalog_routes(app, "/api/v1/templates", catalog.TEMPLATE)
     add_catalog_routes(app, "/api/v1/bindings", catalog.BINDING)
     add_catalog_routes(app, "/api/v1/tables", catalog.TABLE)
+    app.router.add_get("/api/v1/tables/{id}/rows", table_rows)
+    app.router.add_get("/api/v1/users", list_users)
+    app.router.add_post("/api/v1/users", create_user)
+    app.router.add_get("/api/v1/users/{id}", get_user)
+    app.router.add_put("/api/v1/users/{id}", update_user)
+    app.router.add_delete("/api/v1/users/{id}", delete_user)
+    app.router.add_get("/api/v1/admin/calls", list_admin_calls)
+    app.router.add_get("/api/v1/admin/calls/{task_id}", get_admin_call)
+    app.router.add_get("/api/v1/admin/calls/{task_id}/audio", call_audio)
+    app.router.add_post("/api/v1/admin/calls/{task_id}/comments", add_comment)
+    app.router.add_post("/api/v1/admin/calls/{task_id}/reanalyze", reanalyze)
+    app.router.add_get("/api/v1/managers", managers)
+    app.router.add_get("/api/v1/dashboard", dashboard)
     app.router.add_get("/api/v1/deliveries", list_deliveries)
     app.router.add_post("/api/v1/deliveries/{id}/redeliver", redeliver)
     app.router.add_get("/api/v1/openapi.json", openapi)
