@@ -15,6 +15,7 @@ from openai import AsyncOpenAI
 from pymongo import AsyncMongoClient
 
 from devtools.processes import free_port, port_open, start_secantus, stop
+from devtools.system import SERVICES, System
 from services.analyzer.llm import LlmJudge
 from services.ingest.web import create_app
 from shared.amqp import Broker
@@ -154,3 +155,26 @@ async def ingest_client(settings: Settings) -> AsyncIterator[TestClient[object, 
     await client.start_server()
     yield client
     await client.close()
+
+
+@pytest.fixture
+def system(settings: Settings) -> Iterator[System]:
+    """All four services as processes, sharing the test's database and broker names."""
+    running = System(
+        mongo_url=settings.mongo_url,
+        amqp_url=settings.amqp_url,
+        prefix=settings.amqp_prefix,
+        state_dir=str(settings.state_dir),
+        extra_env={
+            "ROP_API_KEY": API_KEY,
+            "ROP_ADMIN_EMAIL": ADMIN_EMAIL,
+            "ROP_ADMIN_PASSWORD": ADMIN_PASSWORD,
+            "ROP_SEED_SAMPLES": "false",
+            "ROP_ANALYSIS_LEASE_S": "10",
+            "ROP_WEBHOOK_RETRY_SCHEDULE_S": "0.5,1,2",
+        },
+    )
+    for name in SERVICES:
+        running.start(name)
+    yield running
+    running.stop_all()

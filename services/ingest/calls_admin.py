@@ -525,3 +525,15 @@ def calls_workbook(rows: list[Document]) -> bytes:
         for row in rows
     ]
     return xlsx("Коммуникации", CALL_COLUMNS, flat)
+
+
+def table_workbook(table: Document, rows: list[Document]) -> bytes:
+    """An analytics table's rows as an Excel sheet: the call, then the table's fields."""
+    columns = [
+        ("received_at", "Дата"),
+        ("call_id", "ID звонка"),
+        ("deal_id", "Сделка"),
+        ("manager_name", "Менеджер"),
+    ] + [(f"row.{field['key']}", field.get("name") or field["key"]) for field in table["fields"]]
+    flat = [{**row, **{f"row.{key}": value for key, value in row["row"].items()}} for row in rows]
+    return xlsx(table["name"], columns, flat)

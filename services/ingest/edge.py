@@ -274,3 +274,19 @@ def xlsx_response(filename: str, body: bytes) -> web.Response:
         content_type=XLSX_TYPE,
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
+
+
+def set_session_cookie(
+    response: web.StreamResponse, session: Session, *, ttl_s: int, secure: bool
+) -> None:
+    """The browser's session: HttpOnly (no script reads it), SameSite=Lax (no cross-site
+    form posts carry it), Secure behind HTTPS."""
+    response.set_cookie(
+        SESSION_COOKIE,
+        session.token,
+        max_age=ttl_s,
+        httponly=True,
+        samesite="Lax",
+        secure=secure,
+        path="/",
+    )

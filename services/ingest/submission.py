@@ -108,12 +108,31 @@ _MESSAGES: dict[str, str] = {
     "float_parsing": "должно быть числом",
     "finite_number": "должно быть конечным числом",
     "greater_than_equal": "не может быть отрицательным",
+    "int_parsing": "должно быть целым числом",
+    "int_type": "должно быть целым числом",
+    "bool_parsing": "должно быть да или нет",
+    "date_from_datetime_parsing": "дата в формате ГГГГ-ММ-ДД",
+    "date_parsing": "дата в формате ГГГГ-ММ-ДД",
+    "literal_error": "недопустимое значение",
+    "enum": "недопустимое значение",
+    "string_pattern_mismatch": "недопустимый формат",
+    "list_type": "должно быть списком",
+    "extra_forbidden": "неизвестное поле",
 }
 
 
 def _field_message(error: ErrorDetails) -> str:
     if error["type"] in ("string_too_long", "too_long"):
         return f"не длиннее {error.get('ctx', {}).get('max_length')} символов"
+    if error["type"] in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
+        ctx = error.get("ctx", {})
+        bound = next((ctx[key] for key in ("gt", "ge", "lt", "le") if key in ctx), "")
+        if error["type"] == "greater_than_equal" and bound == 0:
+            return "не может быть отрицательным"
+        sign = {"greater_than": ">", "greater_than_equal": "≥", "less_than": "<"}.get(
+            error["type"], "≤"
+        )
+        return f"должно быть {sign} {bound}"
     if error["type"] == "value_error":
         return str(error.get("ctx", {}).get("error", "некорректное значение"))
     return _MESSAGES.get(error["type"], "некорректное значение")

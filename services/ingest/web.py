@@ -11,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 from pymongo.errors import PyMongoError
 
-from services.ingest import accounts, calls_admin, catalog, deliveries, handlers, users
+from services.ingest import accounts, calls_admin, catalog, deliveries, handlers, users, webapp
 from services.ingest.accounts import Role
 from services.ingest.bootstrap import bootstrap
 from services.ingest.calls_admin import CallFilters, CommentForm
@@ -29,12 +29,12 @@ from services.ingest.edge import (
     require_api_key,
     require_content_type,
     require_session,
+    set_session_cookie,
     stream_ranges,
     xlsx_response,
 )
 from services.ingest.metrics import IngestMetrics
 from services.ingest.openapi import OPENAPI
-from services.ingest.spreadsheets import xlsx
 from services.ingest.submission import (
     JSON_TYPE,
     MAX_BODY_BYTES,
@@ -143,14 +143,8 @@ async def login(request: web.Request) -> web.Response:
             "user": session.user.public(),
         }
     )
-    response.set_cookie(
-        SESSION_COOKIE,
-        session.token,
-        max_age=ingest.settings.session_ttl_s,
-        httponly=True,
-        samesite="Lax",
-        secure=is_https(request),
-        path="/",
+    set_session_cookie(
+        response, session, ttl_s=ingest.settings.session_ttl_s, secure=is_https(request)
     )
     return response
 
@@ -388,14 +382,7 @@ async def table_rows(request: web.Request) -> web.Response:
     rows = await calls_admin.table_rows(db, session.user, table["_id"], filters)
     if request.query.get("format") != "xlsx":
         return json_response({"items": rows})
-    columns = [
-        ("received_at", "Дата"),
-        ("call_id", "ID звонка"),
-        ("deal_id", "Сделка"),
-        ("manager_name", "Менеджер"),
-    ] + [(f"row.{field['key']}", field.get("name") or field["key"]) for field in table["fields"]]
-    flat = [{**row, **{f"row.{key}": value for key, value in row["row"].items()}} for row in rows]
-    return xlsx_response(f"{table['_id']}.xlsx", xlsx(table["name"], columns, flat))
+    return xlsx_response(f"{table['_id']}.xlsx", calls_admin.table_workbook(table, rows))
 
 
 # --- operations -------------------------------------------------------------
@@ -480,4 +467,5 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
+    webapp.setup(app)
     return app

@@ -7,15 +7,13 @@ endpoints) is a fake on 127.0.0.1.
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
 import pytest
 
 from devtools.samples import Line
-from devtools.system import SERVICES, System
-from shared.settings import Settings
+from devtools.system import System
 from shared.webhooks import verify
 from tests.audio import GOOD_CALL, call
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, API_KEY
@@ -41,28 +39,6 @@ SCRIPT = {
         },
     ],
 }
-
-
-@pytest.fixture
-def system(settings: Settings) -> Iterator[System]:
-    running = System(
-        mongo_url=settings.mongo_url,
-        amqp_url=settings.amqp_url,
-        prefix=settings.amqp_prefix,
-        state_dir=str(settings.state_dir),
-        extra_env={
-            "ROP_API_KEY": API_KEY,
-            "ROP_ADMIN_EMAIL": ADMIN_EMAIL,
-            "ROP_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "ROP_SEED_SAMPLES": "false",
-            "ROP_ANALYSIS_LEASE_S": "10",
-            "ROP_WEBHOOK_RETRY_SCHEDULE_S": "0.5,1,2",
-        },
-    )
-    for name in SERVICES:
-        running.start(name)
-    yield running
-    running.stop_all()
 
 
 async def post(session: aiohttp.ClientSession, url: str, **kwargs: Any) -> tuple[int, Any]:

@@ -1,0 +1,50 @@
+"""The web application of the head of sales, served by the ingest gateway."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+
+import aiohttp_jinja2
+import jinja2
+from aiohttp import web
+
+from services.ingest.webapp.pages import add_routes
+
+STATIC_DIR = Path(__file__).parent / "static"
+
+
+def _when(value: str | datetime | None) -> str:
+    """An ISO time as the people of the seed read it: 27.11.2026 14:03 (UTC)."""
+    if not value:
+        return "—"
+    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return f"{moment:%d.%m.%Y %H:%M}"
+
+
+def _clock(seconds: float | None) -> str:
+    """Seconds as m:ss (or h:mm:ss)."""
+    if seconds is None:
+        return "—"
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
+
+
+def _percent(value: float | None, digits: int = 0) -> str:
+    return "—" if value is None else f"{value:.{digits}f}%"
+
+
+def setup(app: web.Application) -> None:
+    """Templates, filters, static files and pages."""
+    environment = aiohttp_jinja2.setup(
+        app,
+        loader=jinja2.PackageLoader("services.ingest.webapp", "templates"),
+        autoescape=jinja2.select_autoescape(["html"]),
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    environment.filters.update(when=_when, clock=_clock, percent=_percent)
+    app.router.add_static("/static", STATIC_DIR, name="static", append_version=True)
+    add_routes(app)

@@ -1,0 +1,773 @@
+"""The web application: server-rendered pages over the same logic as the admin API.
+
+Every page resolves the session from the HttpOnly cookie (no session: the login page),
+checks the role (wrong role: a 403 page), and every form carries the session's CSRF
+token. Forms post and redirect, so everything works without JavaScript; the script
+only adds seeking from the transcript, copy buttons and adding rows to forms.
+"""
+
+from __future__ import annotations
+
+import hmac
+from collections.abc import Awaitable, Callable, Mapping
+from datetime import timedelta
+from typing import Any, get_args
+from urllib.parse import quote, urlencode
+
+import aiohttp_jinja2
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from services.ingest import accounts, calls_admin, catalog, deliveries, handlers, users
+from services.ingest.accounts import Role, Session
+from services.ingest.calls_admin import STATUS_LABELS, CallFilters, CommentForm
+from services.ingest.edge import (
+    INGEST,
+    SESSION_COOKIE,
+    base_url,
+    is_https,
+    set_session_cookie,
+    xlsx_response,
+)
+from services.ingest.users import UserForm
+from services.ingest.webapp import charts
+from services.ingest.webapp.forms import field_errors, nested, validate
+from shared.connection import load_connection_settings
+from shared.errors import (
+    Conflict,
+    Forbidden,
+    InvalidRequest,
+    RopError,
+    TooManyRequests,
+    Unauthorized,
+)
+from shared.events import utcnow
+from shared.logging import get_logger
+from shared.mongo import calls
+from shared.scripts import Metric
+
+log = get_logger(__name__)
+
+ALL = (Role.ADMIN, Role.SUPERVISOR, Role.MANAGER)
+LEADS = (Role.ADMIN, Role.SUPERVISOR)
+ADMIN = (Role.ADMIN,)
+
+# The menu: (path, label, who sees it). Settings pages are grouped under one heading.
+MENU = (
+    ("/calls", "Коммуникации", ALL),
+    ("/managers", "Менеджеры", LEADS),
+    ("/dashboard", "Дашборд", ALL),
+)
+SETTINGS_MENU = (
+    ("/settings/connection", "Подключение", ADMIN),
+    ("/settings/templates", "Шаблоны скриптов", LEADS),
+    ("/settings/bindings", "Скрипты и промты", LEADS),
+    ("/settings/tables", "Таблицы", LEADS),
+    ("/settings/users", "Пользователи", ADMIN),
+)
+ROLE_LABELS = {"admin": "Администратор", "supervisor": "Руководитель", "manager": "Менеджер"}
+METRIC_LABELS: dict[str, str] = {
+    "duration_s": "Длительность, с",
+    "talk_time_manager_s": "Речь менеджера, с",
+    "talk_time_client_s": "Речь клиента, с",
+    "talk_ratio": "Доля речи менеджера",
+    "longest_monologue_s": "Самый длинный монолог, с",
+    "silence_s": "Тишина, с",
+    "interruptions": "Перебивания",
+    "words_per_minute_manager": "Темп менеджера, слов/мин",
+}
+assert set(METRIC_LABELS) == set(get_args(Metric))  # every metric has a label
+
+Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Pages load nothing from elsewhere and run no inline script; no framing, no caching.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+PageHandler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
+FormHandler = Callable[[web.Request, Session, MultiDictProxy[str]], Awaitable[web.StreamResponse]]
+
+
+# --- sessions, rendering, errors ---------------------------------------------
+
+
+async def _session(request: web.Request) -> Session | None:
+    token = request.cookies.get(SESSION_COOKIE)
+    return await accounts.session_for(request.app[INGEST].db, token) if token else None
+
+
+def _menu(user: accounts.User) -> dict[str, Any]:
+    def visible(items: tuple[tuple[str, str, tuple[Role, ...]], ...]) -> list[dict[str, str]]:
+        return [{"path": p, "label": label} for p, label, roles in items if user.role in roles]
+
+    return {"main": visible(MENU), "settings": visible(SETTINGS_MENU)}
+
+
+def render(
+    request: web.Request,
+    session: Session | None,
+    template: str,
+    context: Mapping[str, Any] | None = None,
+    *,
+    status: int = 200,
+) -> web.Response:
+    """Render a page with what every page needs: the user, the menu, the CSRF token."""
+    base: dict[str, Any] = {"path": request.path, "status_labels": STATUS_LABELS}
+    if session is not None:
+        base |= {
+            "user": session.user,
+            "role_label": ROLE_LABELS[session.user.role.value],
+            "menu": _menu(session.user),
+            "csrf_token": session.csrf_token,
+        }
+    response = aiohttp_jinja2.render_template(
+        template, request, {**base, **(context or {})}, status=status
+    )
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def _error_page(request: web.Request, session: Session | None, error: RopError) -> web.Response:
+    status = {"forbidden": 403, "not_found": 404, "conflict": 409, "rate_limited": 429}.get(
+        error.code, 400 if error.code == "invalid_request" else 500
+    )
+    return render(request, session, "error.html", {"error": error}, status=status)
+
+
+def redirect(location: str) -> web.Response:
+    """303 See Other: after a form post the browser GETs the result."""
+    return web.Response(status=303, headers={"Location": location})
+
+
+def _to_login(request: web.Request) -> web.Response:
+    return redirect(f"/login?next={quote(request.path_qs)}")
+
+
+def page(*roles: Role) -> Callable[[PageHandler], Route]:
+    """A GET page for these roles: no session goes to the login page, another role gets 403."""
+
+    def wrap(handler: PageHandler) -> Route:
+        async def run(request: web.Request) -> web.StreamResponse:
+            session = await _session(request)
+            if session is None:
+                return _to_login(request)
+            try:
+                if session.user.role not in roles:
+                    raise Forbidden("Эта страница вам недоступна")
+                return await handler(request, session)
+            except RopError as exc:
+                return _error_page(request, session, exc)
+
+        return run
+
+    return wrap
+
+
+def action(*roles: Role) -> Callable[[FormHandler], Route]:
+    """A form POST for these roles, refused without the session's CSRF token."""
+
+    def wrap(handler: FormHandler) -> Route:
+        async def run(request: web.Request) -> web.StreamResponse:
+            session = await _session(request)
+            if session is None:
+                return _to_login(request)
+            try:
+                if session.user.role not in roles:
+                    raise Forbidden("Это действие вам недоступно")
+                form = await request.post()
+                supplied = str(form.get("csrf_token", ""))
+                if not hmac.compare_digest(supplied.encode(), session.csrf_token.encode()):
+                    raise Forbidden("Форма устарела (нет CSRF-токена). Обновите страницу.")
+                return await handler(request, session, form)  # type: ignore[arg-type]
+            except RopError as exc:
+                return _error_page(request, session, exc)
+
+        return run
+
+    return wrap
+
+
+def _safe_next(target: str | None) -> str:
+    """Only paths of this site: never `//host` or an absolute URL."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/calls"
+
+
+# --- login --------------------------------------------------------------------
+
+
+async def login_page(request: web.Request) -> web.StreamResponse:
+    """GET /login."""
+    if await _session(request) is not None:
+        return redirect(_safe_next(request.query.get("next")))
+    return render(request, None, "login.html", {"next": request.query.get("next", "")})
+
+
+async def login_submit(request: web.Request) -> web.StreamResponse:
+    """POST /login: rate-limited; a wrong password shows the form again."""
+    form = await request.post()
+    email, target = str(form.get("email", "")), str(form.get("next", ""))
+    ingest = request.app[INGEST]
+    try:
+        session = await accounts.log_in(
+            ingest.db,
+            email=email,
+            password=str(form.get("password", "")),
+            ttl_s=ingest.settings.session_ttl_s,
+            address=request.remote or "",
+        )
+    except (Unauthorized, TooManyRequests) as exc:
+        status = 429 if isinstance(exc, TooManyRequests) else 401
+        context = {"error": exc.message, "email": email, "next": target}
+        return render(request, None, "login.html", context, status=status)
+    log.info("web_login", user=session.user.email)
+    response = redirect(_safe_next(target))
+    set_session_cookie(
+        response, session, ttl_s=ingest.settings.session_ttl_s, secure=is_https(request)
+    )
+    return response
+
+
+@action(*ALL)
+async def logout(
+    request: web.Request, session: Session, _form: MultiDictProxy[str]
+) -> web.Response:
+    """POST /logout."""
+    await accounts.log_out(request.app[INGEST].db, session.token)
+    response = redirect("/login")
+    response.del_cookie(SESSION_COOKIE, path="/")
+    return response
+
+
+async def home(request: web.Request) -> web.StreamResponse:
+    """GET /: the calls list."""
+    return redirect("/calls")
+
+
+# --- calls ----------------------------------------------------------------------
+
+
+def _filters(request: web.Request) -> tuple[CallFilters, dict[str, str]]:
+    try:
+        return CallFilters.from_query(request.query), {}
+    except InvalidRequest as exc:
+        return CallFilters(), field_errors(exc)
+
+
+async def _managers_seen(request: web.Request, session: Session) -> list[dict[str, str]]:
+    """The managers whose calls the viewer can see, for the filter."""
+    rows = await (
+        await calls(request.app[INGEST].db).aggregate(
+            [
+                {"$match": session.user.calls_filter()},
+                {"$group": {"_id": "$manager_id", "name": {"$last": "$manager_name"}}},
+                {"$sort": {"_id": 1}},
+            ]
+        )
+    ).to_list()
+    return [{"id": row["_id"], "name": row["name"] or row["_id"]} for row in rows if row["_id"]]
+
+
+def _query_without(request: web.Request, *names: str) -> str:
+    return urlencode([(k, v) for k, v in request.query.items() if k not in names and v])
+
+
+@page(*ALL)
+async def calls_page(request: web.Request, session: Session) -> web.StreamResponse:
+    """GET /calls: the filtered, sorted, paged list."""
+    filters, errors = _filters(request)
+    listing = await calls_admin.list_calls(request.app[INGEST].db, session.user, filters)
+    pages = max(1, -(-listing["total"] // filters.per_page))
+    start, end = filters.period()
+    return render(
+        request,
+        session,
+        "calls.html",
+        {
+            "filters": filters,
+            "period": {"from": start.date(), "to": (end - timedelta(days=1)).date()},
+            "errors": errors,
+            "listing": listing,
+            "pages": pages,
+            "managers": await _managers_seen(request, session),
+            "page_query": _query_without(request, "page"),
+            "export_query": _query_without(request, "page", "per_page"),
+        },
+    )
+
+
+@page(*ALL)
+async def calls_export(request: web.Request, session: Session) -> web.StreamResponse:
+    """GET /calls/export.xlsx: the filtered list as Excel."""
+    filters = CallFilters.from_query(request.query)
+    rows = await calls_admin.all_rows(request.app[INGEST].db, session.user, filters)
+    return xlsx_response(f"calls-{utcnow():%Y-%m-%d}.xlsx", calls_admin.calls_workbook(rows))
+
+
+async def _card(
+    request: web.Request,
+    session: Session,
+    *,
+    errors: Mapping[str, str] | None = None,
+    status: int = 200,
+) -> web.Response:
+    card = await calls_admin.call_card(
+        request.app[INGEST].db, session.user, request.match_info["task_id"]
+    )
+    return render(
+        request,
+        session,
+        "call.html",
+        {
+            "call": card,
+            "metric_labels": METRIC_LABELS,
+            "errors": errors or {},
+            "notice": request.query.get("notice"),
+            "can_replay": session.user.role in LEADS,
+        },
+        status=status,
+    )
+
+
+@page(*ALL)
+async def call_page(request: web.Request, session: Session) -> web.StreamResponse:
+    """GET /calls/{task_id}: the call card."""
+    return await _card(request, session)
+
+
+@action(*ALL)
+async def comment_submit(
+    request: web.Request, session: Session, form: MultiDictProxy[str]
+) -> web.StreamResponse:
+    """POST /calls/{task_id}/comments."""
+    task_id = request.match_info["task_id"]
+    try:
+        comment = validate(CommentForm, {"text": str(form.get("text", ""))})
+    except InvalidRequest as exc:
+        return await _card(request, session, errors=field_errors(exc), status=400)
+    await calls_admin.add_comment(request.app[INGEST].db, session.user, task_id, comment)
+    return redirect(f"/calls/{task_id}#comments")
+
+
+@action(*ALL)
+async def reanalyze_submit(
+    request: web.Request, session: Session, _form: MultiDictProxy[str]
+) -> web.StreamResponse:
+    """POST /calls/{task_id}/reanalyze."""
+    task_id = request.match_info["task_id"]
+    await calls_admin.reanalyze(request.app[INGEST].db, session.user, task_id)
+    log.info("reanalysis_requested", task_id=task_id, by=session.user.email)
+    return redirect(f"/calls/{task_id}?notice=reanalysis")
+
+
+@action(*LEADS)
+async def redeliver_submit(
+    request: web.Request, session: Session, _form: MultiDictProxy[str]
+) -> web.StreamResponse:
+    """POST /calls/{task_id}/deliveries/{id}/redeliver: the replay button of the log."""
+    ingest = request.app[INGEST]
+    task_id, delivery_id = request.match_info["task_id"], request.match_info["id"]
+    card = await calls_admin.call_card(ingest.db, session.user, task_id)
+    if delivery_id not in {delivery["id"] for delivery in card["deliveries"]}:
+        raise Forbidden("Эта доставка относится к другому звонку")
+    await deliveries.redeliver(ingest.db, ingest.broker, delivery_id)
+    log.info("delivery_replayed", delivery_id=delivery_id, by=session.user.email)
+    return redirect(f"/calls/{task_id}?notice=redelivery#deliveries")
+
+
+# --- managers and dashboard ----------------------------------------------------
+
+
+def _weeks_back(request: web.Request, weeks: int) -> tuple[CallFilters, dict[str, str]]:
+    filters, errors = _filters(request)
+    if filters.date_from is None and not errors:
+        end = filters.date_to or utcnow().date()
+        filters = filters.model_copy(update={"date_from": end - timedelta(weeks=weeks)})
+    return filters, errors
+
+
+@page(*LEADS)
+async def managers_page(request: web.Request, session: Session) -> web.StreamResponse:
+    """GET /managers: the rating, and each manager's average score by week."""
+    filters, errors = _weeks_back(request, 8)
+    rating = await calls_admin.managers(request.app[INGEST].db, session.user, filters)
+    weeks = sorted({point["week"] for item in rating["items"] for point in item["weekly"]})
+    series = [
+        charts.Series(
+            item["manager_name"] or item["manager_id"],
+            [{p["week"]: p["average"] for p in item["weekly"]}.get(week) for week in weeks],
+        )
+        for item in rating["items"][: len(charts.PALETTE)]
+    ]
+    labels = [week[5:] for week in weeks]  # MM-DD
+    start, end = filters.period()
+    return render(
+        request,
+        session,
+        "managers.html",
+        {
+            "rating": rating["items"],
+            "errors": errors,
+            "period": {"from": start.date(), "to": (end - timedelta(days=1)).date()},
+            "chart": charts.line_chart("Средняя оценка по неделям", labels, series, unit="%"),
+            "legend": charts.legend(series),
+            "weeks": weeks,
+            "series": series,
+        },
+    )
+
+
+@page(*ALL)
+async def dashboard_page(request: web.Request, session: Session) -> web.StreamResponse:
+    """GET /dashboard: the period at a glance."""
+    filters, errors = _filters(request)
+    board = await calls_admin.dashboard(request.app[INGEST].db, session.user, filters)
+    days = board["days"]
+    labels = [day["day"][5:] for day in days]
+    scores = charts.Series("Средняя оценка", [day["average_score"] for day in days])
+    ratio_labels = [f"{b['from']:.0%}–{b['to']:.0%}" for b in board["talk_ratio"]]
+    start, end = filters.period()
+    return render(
+        request,
+        session,
+        "dashboard.html",
+        {
+            "board": board,
+            "errors": errors,
+            "period": {"from": start.date(), "to": (end - timedelta(days=1)).date()},
+            "total_calls": sum(day["calls"] for day in days),
+            "calls_chart": charts.bar_chart(
+                "Звонков в день", labels, [day["calls"] for day in days]
+            ),
+            "score_chart": charts.line_chart("Средняя оценка по дням", labels, [scores], unit="%"),
+            "ratio_chart": charts.bar_chart(
+                "Распределение доли речи менеджера",
+                ratio_labels,
+                [bucket["calls"] for bucket in board["talk_ratio"]],
+            ),
+            "ratio_labels": ratio_labels,
+            "max_failed": max([row["failed"] for row in board["failed_stages"]] or [1]),
+        },
+    )
+
+
+# --- settings: connection --------------------------------------------------------
+
+
+@page(*ADMIN)
+async def connection_page(request: web.Request, session: Session) -> web.StreamResponse:
+    """GET /settings/connection."""
+    return await _connection(request, session)
+
+
+async def _connection(
+    request: web.Request,
+    session: Session,
+    *,
+    values: Mapping[str, str] | None = None,
+    errors: Mapping[str, str] | None = None,
+    status: int = 200,
+) -> web.Response:
+    ingest = request.app[INGEST]
+    ingest.state.connection = await load_connection_settings(ingest.db)
+    view = handlers.connection_view(ingest.state.connection, base_url=base_url(request))
+    return render(
+        request,
+        session,
+        "connection.html",
+        {
+            "connection": view,
+            "values": values or {},
+            "errors": errors or {},
+            "notice": request.query.get("notice"),
+        },
+        status=status,
+    )
+
+
+@action(*ADMIN)
+async def connection_submit(
+    request: web.Request, session: Session, form: MultiDictProxy[str]
+) -> web.StreamResponse:
+    """POST /settings/connection: minimum duration and the error webhook."""
+    ingest = request.app[INGEST]
+    body: dict[str, Any] = {"min_call_duration_s": str(form.get("min_call_duration_s", ""))}
+    if "error_webhook_url" in form:
+        body["error_webhook_url"] = str(form["error_webhook_url"]).strip() or None
+    try:
+        update = validate(handlers.ConnectionUpdate, body)
+    except InvalidRequest as exc:
+        values = {key: str(value) for key, value in form.items()}
+        return await _connection(
+            request, session, values=values, errors=field_errors(exc), status=400
+        )
+    ingest.state.connection = await handlers.update_connection(
+        ingest.db, ingest.state.connection, update
+    )
+    log.info("connection_settings_updated", by=session.user.email)
+    return redirect("/settings/connection?notice=saved")
+
+
+# --- settings: templates, bindings, tables ------------------------------------------
+
+
+CATALOG = {
+    "templates": (catalog.TEMPLATE, "Шаблоны скриптов", "template_form.html"),
+    "bindings": (catalog.BINDING, "Скрипты и промты", "binding_form.html"),
+    "tables": (catalog.TABLE, "Таблицы", "table_form.html"),
+}
+
+
+def _kind(request: web.Request) -> tuple[catalog.Kind, str, str, str]:
+    section = request.match_info["section"]
+    kind, title, form_template = CATALOG[section]
+    return kind, title, form_template, section
+
+
+@page(*LEADS)
+async def catalog_list(request: web.Request, session: Session) -> web.StreamResponse:
+    """GET /settings/{templates|bindings|tables}."""
+    kind, title, _, section = _kind(request)
+    db = request.app[INGEST].db
+    items = await catalog.list_all(db, kind)
+    template_names = {t["id"]: t["name"] for t in await catalog.list_all(db, catalog.TEMPLATE)}
+    return render(
+        request,
+        session,
+        "catalog_list.html",
+        {
+            "items": items,
+            "title": title,
+            "section": section,
+            "template_names": template_names,
+            "notice": request.query.get("notice"),
+        },
+    )
+
+
+async def _catalog_form(
+    request: web.Request,
+    session: Session,
+    *,
+    item: Mapping[str, Any] | None,
+    errors: Mapping[str, str] | None = None,
+    status: int = 200,
+) -> web.Response:
+    _, title, form_template, section = _kind(request)
+    db = request.app[INGEST].db
+    return render(
+        request,
+        session,
+        form_template,
+        {
+            "item": item or {},
+            "item_id": request.match_info.get("id"),
+            "title": title,
+            "section": section,
+            "errors": errors or {},
+            "templates": await catalog.list_all(db, catalog.TEMPLATE),
+            "metrics": METRIC_LABELS,
+        },
+        status=status,
+    )
+
+
+@page(*LEADS)
+async def catalog_new(request: web.Request, session: Session) -> web.StreamResponse:
+    """GET /settings/{section}/new."""
+    return await _catalog_form(request, session, item=None)
+
+
+@page(*LEADS)
+async def catalog_edit(request: web.Request, session: Session) -> web.StreamResponse:
+    """GET /settings/{section}/{id}."""
+    kind, *_ = _kind(request)
+    document = await catalog.get(request.app[INGEST].db, kind, request.match_info["id"])
+    return await _catalog_form(request, session, item=catalog.view(document))
+
+
+@action(*LEADS)
+async def catalog_save(
+    request: web.Request, session: Session, form: MultiDictProxy[str]
+) -> web.StreamResponse:
+    """POST /settings/{section}/new or /settings/{section}/{id}: create or replace."""
+    kind, _, _, section = _kind(request)
+    db = request.app[INGEST].db
+    item_id = request.match_info.get("id")
+    body = nested(form)
+    if item_id is not None and kind is not catalog.TEMPLATE:
+        # The webhook URL is fixed once saved: the stored one stands whatever was posted.
+        body["webhook"] = {"url": (await catalog.get(db, kind, item_id))["webhook"]["url"]}
+    try:
+        model = validate(kind.model, body)
+        if item_id is None:
+            saved = await catalog.create(db, kind, model)
+        else:
+            saved = await catalog.replace(db, kind, item_id, model)
+    except InvalidRequest as exc:
+        shown = {**body, "id": item_id} if item_id else body
+        if item_id:
+            previous = catalog.view(await catalog.get(db, kind, item_id))
+            shown = {**shown, "webhook": previous.get("webhook")}
+        return await _catalog_form(
+            request, session, item=shown, errors=field_errors(exc), status=400
+        )
+    log.info("catalog_saved", kind=kind.collection, id=saved["id"], by=session.user.email)
+    return redirect(f"/settings/{section}?notice=saved")
+
+
+@action(*LEADS)
+async def catalog_delete(
+    request: web.Request, session: Session, _form: MultiDictProxy[str]
+) -> web.StreamResponse:
+    """POST /settings/{section}/{id}/delete."""
+    kind, _, _, section = _kind(request)
+    item_id = request.match_info["id"]
+    await catalog.delete(request.app[INGEST].db, kind, item_id)
+    log.info("catalog_deleted", kind=kind.collection, id=item_id, by=session.user.email)
+    return redirect(f"/settings/{section}?notice=deleted")
+
+
+@page(*LEADS)
+async def table_rows_page(request: web.Request, session: Session) -> web.StreamResponse:
+    """GET /settings/tables/{id}/rows: the rows a table collected, as a table or Excel."""
+    db = request.app[INGEST].db
+    table = await catalog.get(db, catalog.TABLE, request.match_info["id"])
+    filters, errors = _weeks_back(request, 4)
+    rows = await calls_admin.table_rows(db, session.user, table["_id"], filters)
+    if request.query.get("format") == "xlsx":
+        return xlsx_response(f"{table['_id']}.xlsx", calls_admin.table_workbook(table, rows))
+    start, end = filters.period()
+    return render(
+        request,
+        session,
+        "table_rows.html",
+        {
+            "table": table,
+            "rows": rows,
+            "errors": errors,
+            "period": {"from": start.date(), "to": (end - timedelta(days=1)).date()},
+            "export_query": _query_without(request, "format"),
+        },
+    )
+
+
+# --- settings: users -------------------------------------------------------------
+
+
+@page(*ADMIN)
+async def users_page(request: web.Request, session: Session) -> web.StreamResponse:
+    """GET /settings/users."""
+    listed = await users.list_users(request.app[INGEST].db)
+    return render(
+        request,
+        session,
+        "users.html",
+        {"users": listed, "roles": ROLE_LABELS, "notice": request.query.get("notice")},
+    )
+
+
+async def _user_form(
+    request: web.Request,
+    session: Session,
+    *,
+    item: Mapping[str, Any] | None,
+    errors: Mapping[str, str] | None = None,
+    status: int = 200,
+) -> web.Response:
+    return render(
+        request,
+        session,
+        "user_form.html",
+        {
+            "item": item or {"active": True, "role": "manager"},
+            "item_id": request.match_info.get("id"),
+            "roles": ROLE_LABELS,
+            "errors": errors or {},
+        },
+        status=status,
+    )
+
+
+@page(*ADMIN)
+async def user_new(request: web.Request, session: Session) -> web.StreamResponse:
+    """GET /settings/users/new."""
+    return await _user_form(request, session, item=None)
+
+
+@page(*ADMIN)
+async def user_edit(request: web.Request, session: Session) -> web.StreamResponse:
+    """GET /settings/users/{id}."""
+    document = await users.get_user(request.app[INGEST].db, request.match_info["id"])
+    return await _user_form(request, session, item=users.view(document))
+
+
+@action(*ADMIN)
+async def user_save(
+    request: web.Request, session: Session, form: MultiDictProxy[str]
+) -> web.StreamResponse:
+    """POST /settings/users/new or /settings/users/{id}."""
+    db = request.app[INGEST].db
+    item_id = request.match_info.get("id")
+    body = nested(form)
+    try:
+        model = validate(UserForm, body)
+        if item_id is None:
+            await users.create_user(db, model)
+        else:
+            await users.update_user(db, item_id, model)
+    except (InvalidRequest, Conflict) as exc:
+        errors = field_errors(exc) if exc.details else {"": exc.message}
+        shown = {key: value for key, value in body.items() if key != "password"}
+        return await _user_form(request, session, item=shown, errors=errors, status=400)
+    log.info("user_saved", email=body.get("email"), by=session.user.email)
+    return redirect("/settings/users?notice=saved")
+
+
+@action(*ADMIN)
+async def user_delete(
+    request: web.Request, session: Session, _form: MultiDictProxy[str]
+) -> web.StreamResponse:
+    """POST /settings/users/{id}/delete."""
+    await users.delete_user(request.app[INGEST].db, request.match_info["id"])
+    log.info("user_deleted", id=request.match_info["id"], by=session.user.email)
+    return redirect("/settings/users?notice=deleted")
+
+
+def add_routes(app: web.Application) -> None:
+    """The pages of the web application."""
+    router = app.router
+    router.add_get("/", home)
+    router.add_get("/login", login_page)
+    router.add_post("/login", login_submit)
+    router.add_post("/logout", logout)
+    router.add_get("/calls", calls_page)
+    router.add_get("/calls/export.xlsx", calls_export)
+    router.add_get("/calls/{task_id}", call_page)
+    router.add_post("/calls/{task_id}/comments", comment_submit)
+    router.add_post("/calls/{task_id}/reanalyze", reanalyze_submit)
+    router.add_post("/calls/{task_id}/deliveries/{id}/redeliver", redeliver_submit)
+    router.add_get("/managers", managers_page)
+    router.add_get("/dashboard", dashboard_page)
+    router.add_get("/settings/connection", connection_page)
+    router.add_post("/settings/connection", connection_submit)
+    router.add_get("/settings/users", users_page)
+    router.add_get("/settings/users/new", user_new)
+    router.add_post("/settings/users/new", user_save)
+    router.add_get("/settings/users/{id}", user_edit)
+    router.add_post("/settings/users/{id}", user_save)
+    router.add_post("/settings/users/{id}/delete", user_delete)
+    sections = "{section:templates|bindings|tables}"
+    router.add_get(f"/settings/{sections}", catalog_list)
+    router.add_get(f"/settings/{sections}/new", catalog_new)
+    router.add_post(f"/settings/{sections}/new", catalog_save)
+    router.add_get("/settings/tables/{id}/rows", table_rows_page)
+    router.add_get(f"/settings/{sections}/{{id}}", catalog_edit)
+    router.add_post(f"/settings/{sections}/{{id}}", catalog_save)
+    router.add_post(f"/settings/{sections}/{{id}}/delete", catalog_delete)

@@ -1,0 +1,77 @@
+// Цифровой РОП: small enhancements; every page works without this script.
+"use strict";
+
+document.addEventListener("DOMContentLoaded", () => {
+  const player = document.getElementById("player");
+
+  // Click a transcript line or a quote: play from there.
+  document.querySelectorAll("button.seek").forEach((button) => {
+    button.addEventListener("click", () => {
+      if (!player) return;
+      player.currentTime = Number(button.dataset.start) || 0;
+      player.play().catch(() => {}); // autoplay may be refused; the position is set anyway
+    });
+  });
+
+  // Highlight the line being played.
+  if (player) {
+    const lines = Array.from(document.querySelectorAll(".line"));
+    player.addEventListener("timeupdate", () => {
+      let current = null;
+      for (const line of lines) {
+        if (Number(line.querySelector("button").dataset.start) <= player.currentTime) current = line;
+      }
+      lines.forEach((line) => line.classList.toggle("playing", line === current));
+    });
+    // Keyboard: space pauses, arrows skip 5 s, when not typing in a field.
+    document.addEventListener("keydown", (event) => {
+      if (event.target.closest("input, textarea, select, audio") || event.ctrlKey || event.metaKey) return;
+      if (event.key === " ") { event.preventDefault(); player.paused ? player.play() : player.pause(); }
+      if (event.key === "ArrowLeft") player.currentTime = Math.max(0, player.currentTime - 5);
+      if (event.key === "ArrowRight") player.currentTime += 5;
+    });
+  }
+
+  // Copy buttons on the Connection page.
+  document.querySelectorAll("button.copy-button").forEach((button) => {
+    button.addEventListener("click", async () => {
+      const input = document.getElementById(button.dataset.copy);
+      input.select();
+      try { await navigator.clipboard.writeText(input.value); } catch { document.execCommand("copy"); }
+      const label = button.textContent;
+      button.textContent = "Скопировано";
+      setTimeout(() => { button.textContent = label; }, 1500);
+    });
+  });
+
+  // Deleting asks first.
+  document.querySelectorAll("form.confirm").forEach((form) => {
+    form.addEventListener("submit", (event) => {
+      if (!window.confirm(form.dataset.confirm)) event.preventDefault();
+    });
+  });
+
+  // "Add a stage / point / field": copy the last (blank) block with the next index.
+  document.querySelectorAll("button.add").forEach((button) => {
+    button.addEventListener("click", () => {
+      const prefix = button.dataset.add; // e.g. "stages" or "stages.0.points"
+      const list = document.querySelector(`.repeat[data-repeat="${prefix}"]`);
+      const last = list.lastElementChild;
+      const index = Number(last.dataset.index) + 1;
+      const copy = last.cloneNode(true);
+      const from = `${prefix}.${last.dataset.index}.`;
+      const to = `${prefix}.${index}.`;
+      copy.dataset.index = String(index);
+      copy.querySelectorAll("[name], [id], [for], [data-add], [data-repeat], [aria-describedby]").forEach((el) => {
+        for (const attr of ["name", "id", "for", "data-add", "data-repeat", "aria-describedby"]) {
+          const value = el.getAttribute(attr);
+          if (value) el.setAttribute(attr, value.split(from).join(to));
+        }
+        if (el.matches("input[type=text], input[type=number], input[type=url], textarea")) el.value = "";
+      });
+      copy.querySelectorAll(".error").forEach((el) => el.remove());
+      list.appendChild(copy);
+      copy.querySelector("input, textarea")?.focus();
+    });
+  });
+});

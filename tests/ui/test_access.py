@@ -1,0 +1,119 @@
+"""Who sees what: menus and pages by role, login failures, CSRF, another manager's call."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+from playwright.async_api import Browser, expect
+from pymongo import AsyncMongoClient
+
+from services.ingest.accounts import hash_password, new_user_id
+from shared.events import utcnow
+from shared.settings import Settings
+from tests.conftest import ADMIN_EMAIL
+from tests.helpers import analysed_call
+from tests.ui.conftest import log_in, log_in_as_admin, screenshot, status_of
+
+pytestmark = pytest.mark.timeout(120)
+
+PASSWORD = "long enough 1"
+
+
+@pytest.fixture
+async def people(settings: Settings, live_ingest: str) -> AsyncIterator[Any]:
+    """A supervisor, a manager (mgr_1) and calls of two managers."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url, tz_aware=True)
+    db = client.get_default_database()
+    for email, role, manager_id in (
+        ("head@example.ru", "supervisor", None),
+        ("anna@example.ru", "manager", "mgr_1"),
+    ):
+        await db.users.insert_one(
+            {
+                "_id": new_user_id(),
+                "email": email,
+                "name": email.split("@")[0].title(),
+                "password_hash": await hash_password(PASSWORD),
+                "role": role,
+                "manager_id": manager_id,
+                "active": True,
+                "created_at": utcnow(),
+            }
+        )
+    await db.calls.insert_many(
+        [
+            analysed_call(1, manager_id="mgr_1", passed=2, applicable=2),
+            analysed_call(2, manager_id="mgr_2", passed=0, applicable=2, days_ago=1),
+        ]
+    )
+    yield db
+    await client.close()
+
+
+async def menu_items(page: Any) -> list[str]:
+    await page.locator("nav[aria-label='Главное меню'] summary").click()
+    return [
+        text.strip()
+        for text in await page.locator("nav[aria-label='Главное меню'] a").all_inner_texts()
+    ]
+
+
+async def test_each_role_sees_its_menu_and_pages(
+    browser: Browser, live_ingest: str, people: Any
+) -> None:
+    admin = await log_in_as_admin(browser, live_ingest)
+    assert await menu_items(admin) == [
+        "Коммуникации", "Менеджеры", "Дашборд", "Подключение", "Шаблоны скриптов",
+        "Скрипты и промты", "Таблицы", "Пользователи",
+    ]  # fmt: skip
+    await expect(admin.locator("#total")).to_have_text("2")
+    await screenshot(admin, "calls-admin")
+
+    head = await log_in(browser, live_ingest, "head@example.ru", PASSWORD)
+    items = await menu_items(head)
+    assert "Подключение" not in items
+    assert "Пользователи" not in items
+    assert "Менеджеры" in items
+    assert await status_of(head, f"{live_ingest}/settings/connection") == 403
+    await expect(head.get_by_role("heading", name="Нет доступа")).to_be_visible()
+
+    anna = await log_in(browser, live_ingest, "anna@example.ru", PASSWORD)
+    assert await anna.locator("nav[aria-label='Главное меню'] summary").count() == 0
+    await expect(anna.locator("#total")).to_have_text("1")
+    await expect(anna.locator("tbody tr")).to_have_count(1)
+    assert await status_of(anna, f"{live_ingest}/calls/task_000000000001") == 200
+    assert await status_of(anna, f"{live_ingest}/calls/task_000000000002") == 403
+    await expect(anna.get_by_text("Это звонок другого менеджера")).to_be_visible()
+    for path in ("/settings/connection", "/managers", "/settings/templates"):
+        assert await status_of(anna, f"{live_ingest}{path}") == 403, path
+
+
+async def test_wrong_password_and_missing_csrf_are_refused(
+    browser: Browser, live_ingest: str, people: Any
+) -> None:
+    context = await browser.new_context(locale="ru-RU")
+    page = await context.new_page()
+    await page.goto(f"{live_ingest}/calls")
+    await page.wait_for_url("**/login?next=/calls")
+    await page.get_by_label("Email").fill(ADMIN_EMAIL)
+    await page.get_by_label("Пароль").fill("not the password")
+    await page.get_by_role("button", name="Войти").click()
+    await expect(page.get_by_role("alert")).to_have_text("Неверный email или пароль")
+    await screenshot(page, "login-failed")
+
+    admin = await log_in_as_admin(browser, live_ingest)
+    forged = await admin.request.post(
+        f"{live_ingest}/settings/connection", form={"min_call_duration_s": "1"}
+    )
+    assert forged.status == 403
+    assert "CSRF" in await forged.text()
+    stale = await admin.request.post(
+        f"{live_ingest}/settings/connection",
+        form={"min_call_duration_s": "1", "csrf_token": "stale"},
+    )
+    assert stale.status == 403
+    await admin.goto(f"{live_ingest}/settings/connection")
+    minimum = admin.get_by_label("Минимальная длительность звонка, секунд")
+    assert await minimum.input_value() != "1"
