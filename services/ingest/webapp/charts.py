@@ -9,8 +9,8 @@ from html import escape
 
 from markupsafe import Markup
 
-WIDTH, HEIGHT = 640, 220
-LEFT, RIGHT, TOP, BOTTOM = 44, 12, 12, 36
+WIDTH, HEIGHT = 520, 240
+LEFT, RIGHT, TOP, BOTTOM = 48, 12, 12, 36
 PALETTE = ("#2563eb", "#16a34a", "#dc2626", "#9333ea", "#ea580c", "#0891b2", "#4b5563")
 
 
@@ -24,6 +24,17 @@ class Series:
 
 def _number(value: float) -> str:
     return f"{value:g}" if value == int(value) else f"{value:.1f}"
+
+
+def nice_ceiling(value: float) -> float:
+    """The smallest round axis maximum at or above `value` whose quarters are whole round
+    numbers (4, 8, 20, 40, 100…), so a count chart never shows a quarter of a call."""
+    for power in range(16):
+        for base in (1, 2, 2.5, 5):
+            step = base * 10**power
+            if step == int(step) and step * 4 >= value:
+                return float(step * 4)
+    return value
 
 
 def _frame(title: str, body: str, max_value: float, *, unit: str = "") -> str:
@@ -57,7 +68,7 @@ def bar_chart(
     title: str, labels: Sequence[str], values: Sequence[float], *, unit: str = ""
 ) -> Markup:
     """Vertical bars, one per label."""
-    max_value = max([*values, 1.0])
+    max_value = nice_ceiling(max([*values, 1.0]))
     plot_w, plot_h = WIDTH - LEFT - RIGHT, HEIGHT - TOP - BOTTOM
     slot = plot_w / max(len(values), 1)
     bars = []

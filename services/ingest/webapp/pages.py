@@ -65,6 +65,13 @@ SETTINGS_MENU = (
     ("/settings/tables", "Таблицы", LEADS),
     ("/settings/users", "Пользователи", ADMIN),
 )
+TIMELINE_LABELS = {
+    **STATUS_LABELS,
+    "webhook_succeeded": "Вебхук доставлен",
+    "webhook_dead": "Вебхук не доставлен",
+    "webhook_stopped": "Вебхук остановлен (410)",
+    "reanalysis_requested": "Запрошен повторный анализ",
+}
 ROLE_LABELS = {"admin": "Администратор", "supervisor": "Руководитель", "manager": "Менеджер"}
 METRIC_LABELS: dict[str, str] = {
     "duration_s": "Длительность, с",
@@ -117,7 +124,11 @@ def render(
     status: int = 200,
 ) -> web.Response:
     """Render a page with what every page needs: the user, the menu, the CSRF token."""
-    base: dict[str, Any] = {"path": request.path, "status_labels": STATUS_LABELS}
+    base: dict[str, Any] = {
+        "path": request.path,
+        "status_labels": STATUS_LABELS,
+        "timeline_labels": TIMELINE_LABELS,
+    }
     if session is not None:
         base |= {
             "user": session.user,
@@ -392,6 +403,11 @@ def _weeks_back(request: web.Request, weeks: int) -> tuple[CallFilters, dict[str
     return filters, errors
 
 
+def _day_month(iso_day: str) -> str:
+    """2026-11-22 as 22.11, how axis labels read in Russian."""
+    return f"{iso_day[8:10]}.{iso_day[5:7]}"
+
+
 @page(*LEADS)
 async def managers_page(request: web.Request, session: Session) -> web.StreamResponse:
     """GET /managers: the rating, and each manager's average score by week."""
@@ -405,7 +421,7 @@ async def managers_page(request: web.Request, session: Session) -> web.StreamRes
         )
         for item in rating["items"][: len(charts.PALETTE)]
     ]
-    labels = [week[5:] for week in weeks]  # MM-DD
+    labels = [_day_month(week) for week in weeks]
     start, end = filters.period()
     return render(
         request,
@@ -429,7 +445,7 @@ async def dashboard_page(request: web.Request, session: Session) -> web.StreamRe
     filters, errors = _filters(request)
     board = await calls_admin.dashboard(request.app[INGEST].db, session.user, filters)
     days = board["days"]
-    labels = [day["day"][5:] for day in days]
+    labels = [_day_month(day["day"]) for day in days]
     scores = charts.Series("Средняя оценка", [day["average_score"] for day in days])
     ratio_labels = [f"{b['from']:.0%}–{b['to']:.0%}" for b in board["talk_ratio"]]
     start, end = filters.period()

@@ -1,0 +1,143 @@
+"""The head of sales' day in the browser, with every service running as its own process:
+build a script, a binding and a table through the forms, watch a call arrive and get
+analysed, listen to it from the transcript, comment, and export the list to Excel."""
+
+from __future__ import annotations
+
+import io
+import math
+
+import aiohttp
+import pytest
+from openpyxl import load_workbook
+from playwright.async_api import Browser, Page, expect
+
+from devtools.system import System
+from tests.audio import GOOD_CALL, call
+from tests.conftest import API_KEY
+from tests.fakes import FakeCrm
+from tests.fileserver import FileServer
+from tests.helpers import wait_for
+from tests.ui.conftest import log_in_as_admin, screenshot
+
+pytestmark = pytest.mark.timeout(300)
+
+
+async def create_template(page: Page, base: str) -> None:
+    await page.goto(f"{base}/settings/templates/new")
+    await page.get_by_label("Название шаблона").fill("Первичный звонок")
+    await page.locator("[name='stages.0.name']").fill("Приветствие")
+    await page.locator("[name='stages.0.threshold']").fill("60")
+    await page.locator("[name='stages.0.points.0.text']").fill("Назвал компанию")
+    await page.locator("[name='stages.0.points.0.weight']").fill("50")  # weights must sum to 100
+    await page.locator("[name='stages.0.points.0.phrases']").fill("flower company")
+    await page.get_by_role("button", name="Сохранить").click()
+    stage_error = page.locator("fieldset.stage-block").first.locator(".error")
+    await expect(stage_error).to_contain_text("сумма весов пунктов должна быть 100%")
+    await screenshot(page, "template-form-error")
+
+    await page.locator("[name='stages.0.points.0.weight']").fill("100")
+    await page.locator("[name='stages.0.points.0.phrases']").fill("flower company")
+    await page.get_by_role("button", name="Добавить этап").click()  # a third, blank stage
+    await page.locator("[name='stages.1.name']").fill("Следующий шаг")
+    await page.locator("[name='stages.1.threshold']").fill("50")
+    await page.locator("[name='stages.1.points.0.text']").fill("Перезвонит")
+    await page.locator("[name='stages.1.points.0.weight']").fill("100")
+    await page.locator("[name='stages.1.points.0.phrases']").fill("call you back")
+    await page.get_by_role("button", name="Сохранить").click()
+    await expect(page.get_by_role("status")).to_have_text("Сохранено")
+    await expect(page.get_by_role("link", name="Первичный звонок")).to_be_visible()
+
+
+async def create_binding_and_table(page: Page, base: str, hooks: str) -> None:
+    await page.goto(f"{base}/settings/bindings/new")
+    await page.get_by_label("Шаблон скрипта").select_option(label="Первичный звонок")
+    await page.get_by_label("Вебхук для результатов").fill(f"{hooks}/checklist")
+    await page.get_by_role("button", name="Сохранить").click()
+    await expect(page.get_by_role("status")).to_have_text("Сохранено")
+
+    await page.goto(f"{base}/settings/tables/new")
+    await page.get_by_label("Название таблицы").fill("Сделки")
+    await page.get_by_label("Вебхук для строк таблицы").fill(f"{hooks}/table")
+    await page.locator("[name='fields.0.key']").fill("budget")
+    await page.locator("[name='fields.0.name']").fill("Бюджет")
+    await page.locator("[name='fields.0.type']").select_option("text")
+    await page.locator("[name='fields.0.method']").select_option("regex")
+    await page.locator("[name='fields.0.pattern']").fill(r"budget is ([\w ,]+)")
+    await page.get_by_role("button", name="Сохранить").click()
+    await expect(page.get_by_role("status")).to_have_text("Сохранено")
+    await screenshot(page, "tables")
+
+
+async def test_a_call_from_the_crm_to_the_card_and_the_excel_file(
+    browser: Browser, system: System, crm: tuple[FakeCrm, str], files: FileServer
+) -> None:
+    _, hooks = crm
+    await system.wait_healthy()
+    base = f"http://127.0.0.1:{system.http_port}"
+    page = await log_in_as_admin(browser, base)
+    await create_template(page, base)
+    await create_binding_and_table(page, base, hooks)
+
+    audio_url = files.file("/good.mp3", call(GOOD_CALL, duration_s=22))
+    async with (
+        aiohttp.ClientSession() as session,
+        session.post(
+            f"{base}/api/v1/calls",
+            params={"apiKey": API_KEY},
+            json={"call_id": "ui-1", "audio_url": audio_url, "duration": 22,
+                  "manager_id": "mgr_001", "manager_name": "Анна", "deal_id": "deal_7"},
+        ) as response,
+    ):  # fmt: skip
+        assert response.status == 200
+
+    await page.goto(f"{base}/calls")
+    row = page.locator("tbody tr").filter(has_text="Анна")
+
+    async def done() -> bool:
+        await page.reload()
+        return "Готово" in await row.inner_text() if await row.count() else False
+
+    await wait_for(done, timeout_s=180, interval_s=1.0)
+    await expect(row).to_contain_text("2/2")
+    await screenshot(page, "calls")
+
+    await row.get_by_role("link").click()
+    await expect(page.get_by_role("heading", name="Звонок ui-1")).to_be_visible()
+    await expect(page.locator(".stage.pass")).to_have_count(2)
+    player = page.locator("#player")
+    await page.wait_for_function("document.getElementById('player').readyState >= 1")
+    line = page.locator(".line button").nth(3)  # the client's budget, about 14 s in
+    start = float(await line.get_attribute("data-start") or "nan")
+    await line.click()
+    position = await player.evaluate("audio => audio.currentTime")
+    assert math.isclose(position, start, abs_tol=0.5)
+    assert start > 5
+
+    await page.get_by_label("Новый комментарий").fill("Отличный звонок, так держать")
+    await page.get_by_role("button", name="Добавить").click()
+    await expect(page.locator(".comment")).to_contain_text("Отличный звонок, так держать")
+    await expect(page.locator("#deliveries tbody tr")).to_have_count(2)
+    await screenshot(page, "call-card")
+
+    await page.goto(f"{base}/calls")
+    async with page.expect_download() as download_info:
+        await page.get_by_role("link", name="Выгрузить в Excel").click()
+    download = await download_info.value
+    sheet = load_workbook(io.BytesIO((await download.path()).read_bytes())).active
+    rows = list(sheet.iter_rows(values_only=True))
+    assert rows[0][1] == "ID звонка"
+    assert [row[1] for row in rows[1:]] == ["ui-1"]
+    assert rows[1][8] == "2/2"
+
+    for path, name in (
+        ("/managers", "managers"),
+        ("/dashboard", "dashboard"),
+        ("/settings/connection", "connection"),
+        ("/settings/templates", "templates"),
+        ("/settings/bindings", "bindings"),
+        ("/settings/users", "users"),
+    ):
+        await page.goto(f"{base}{path}")
+        await screenshot(page, name)
+    await expect(page.get_by_role("cell", name="admin@test.local")).to_be_visible()
