@@ -20,6 +20,7 @@ TABLES = "tables"
 DELIVERIES = "deliveries"
 ENDPOINTS = "endpoints"
 LOGIN_FAILURES = "login_failures"
+WEB_SESSIONS = "web_sessions"
 COMMENTS = "comments"
 AUDIO_BUCKET = "audio"
 AUDIO_FILES = f"{AUDIO_BUCKET}.files"
@@ -52,6 +53,10 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("url", ASCENDING), ("created_at", DESCENDING)], name="endpoint"),
     ],
     SESSIONS: [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expiry")],
+    WEB_SESSIONS: [
+        IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expiry"),
+        IndexModel([("user_id", ASCENDING)], name="user"),
+    ],
     LOGIN_FAILURES: [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expiry")],
     COMMENTS: [IndexModel([("task_id", ASCENDING), ("at", ASCENDING)], name="task")],
     # The GridFS specification's indexes, with PyMongo's default names so its own

@@ -1,8 +1,9 @@
 """Users, roles and sessions of the admin API.
 
-Passwords are hashed with argon2. A session is an opaque random token: the
-browser keeps it in an HttpOnly cookie, scripts send it as a Bearer token; the
-database stores only its SHA-256, so a leaked database holds no usable tokens.
+Passwords are hashed with argon2. Browsers get an aiohttp-session session
+(`web_sessions.py`); scripts get an API token, an opaque random string sent as a Bearer
+token, of which the database stores only the SHA-256, so a leaked database holds no
+usable tokens.
 Failed logins are counted per account and per address in the database (so every
 replica sees them); past the limit, logins wait until the window ends.
 """
@@ -92,12 +93,12 @@ class User:
 
 @dataclass(frozen=True)
 class Session:
-    """A logged-in user, with the token that proves it and the CSRF token for forms."""
+    """A logged-in user and the CSRF token of their forms; `token` for an API token."""
 
     user: User
-    token: str
     csrf_token: str
-    expires_at: datetime
+    token: str | None = None
+    expires_at: datetime | None = None
 
 
 @functools.cache
@@ -193,10 +194,10 @@ async def _count_failure(db: AsyncDatabase[Document], keys: dict[str, int]) -> N
         )
 
 
-async def log_in(
-    db: AsyncDatabase[Document], *, email: str, password: str, ttl_s: int, address: str = ""
-) -> Session:
-    """Check the credentials of an active user and open a session.
+async def authenticate(
+    db: AsyncDatabase[Document], *, email: str, password: str, address: str = ""
+) -> User:
+    """The active user with these credentials; Unauthorized otherwise.
 
     Too many failures for the account or the address in the window: TooManyRequests,
     before the password is even checked.
@@ -214,13 +215,19 @@ async def log_in(
         await _count_failure(db, limits)
         raise Unauthorized(BAD_CREDENTIALS)
     await db[LOGIN_FAILURES].delete_one({"_id": f"account:{email}"})
-    user = User.from_document(document)
-    token, csrf_token = secrets.token_urlsafe(32), secrets.token_urlsafe(32)
+    return User.from_document(document)
+
+
+async def issue_token(
+    db: AsyncDatabase[Document], user: User, *, ttl_s: int, csrf_token: str
+) -> Session:
+    """An API token for scripts (Bearer), valid for `ttl_s`."""
+    token = secrets.token_urlsafe(32)
     expires_at = utcnow() + timedelta(seconds=ttl_s)
     await db[SESSIONS].insert_one(
         {
             "_id": _token_hash(token),
-            "user_id": document["_id"],
+            "user_id": user.id,
             "csrf_token": csrf_token,
             "created_at": utcnow(),
             "expires_at": expires_at,
@@ -229,22 +236,27 @@ async def log_in(
     return Session(user=user, token=token, csrf_token=csrf_token, expires_at=expires_at)
 
 
+async def active_user(db: AsyncDatabase[Document], user_id: str) -> User | None:
+    """The user with this id if they may still log in."""
+    document = await db[USERS].find_one({"_id": user_id})
+    if document is None or not document.get("active", True):
+        return None
+    return User.from_document(document)
+
+
 async def session_for(db: AsyncDatabase[Document], token: str) -> Session | None:
-    """Resolve a token to its live session and active user, or None."""
+    """Resolve an API token to its live session and active user, or None."""
     document = await db[SESSIONS].find_one({"_id": _token_hash(token)})
     if document is None or document["expires_at"] <= utcnow():
         return None
-    user_document = await db[USERS].find_one({"_id": document["user_id"]})
-    if user_document is None or not user_document.get("active", True):
+    user = await active_user(db, document["user_id"])
+    if user is None:
         return None
     return Session(
-        user=User.from_document(user_document),
-        token=token,
-        csrf_token=document["csrf_token"],
-        expires_at=document["expires_at"],
+        user=user, token=token, csrf_token=document["csrf_token"], expires_at=document["expires_at"]
     )
 
 
-async def log_out(db: AsyncDatabase[Document], token: str) -> None:
-    """End a session."""
+async def revoke_token(db: AsyncDatabase[Document], token: str) -> None:
+    """End an API token."""
     await db[SESSIONS].delete_one({"_id": _token_hash(token)})

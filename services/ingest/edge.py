@@ -15,7 +15,7 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from pymongo.errors import PyMongoError
 
-from services.ingest import accounts
+from services.ingest import accounts, web_sessions
 from services.ingest.accounts import Role, Session
 from services.ingest.bootstrap import Ingest
 from services.ingest.metrics import IngestMetrics
@@ -42,7 +42,6 @@ log = get_logger(__name__)
 INGEST = web.AppKey("ingest", Ingest)
 METRICS = web.AppKey("metrics", IngestMetrics)
 
-SESSION_COOKIE = "rop_session"
 CSRF_HEADER = "X-CSRF-Token"
 SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
 ADMIN_BODY_LIMIT_BYTES = 512 * 1024
@@ -186,21 +185,32 @@ def require_api_key(request: web.Request) -> None:
         raise Unauthorized()
 
 
-def _session_token(request: web.Request) -> tuple[str | None, bool]:
-    authorization = request.headers.get("Authorization", "")
-    scheme, _, token = authorization.partition(" ")
-    if scheme.lower() == "bearer" and token.strip():
-        return token.strip(), False
-    return request.cookies.get(SESSION_COOKIE), True
+def bearer_token(request: web.Request) -> str | None:
+    """The API token of an `Authorization: Bearer …` header."""
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    return token.strip() if scheme.lower() == "bearer" and token.strip() else None
+
+
+async def browser_session(request: web.Request) -> Session | None:
+    """The logged-in user of the browser's session cookie, if any (and still active)."""
+    found = await web_sessions.current(request)
+    if found is None:
+        return None
+    user_id, csrf_token = found
+    user = await accounts.active_user(request.app[INGEST].db, user_id)
+    return Session(user=user, csrf_token=csrf_token) if user else None
 
 
 async def require_session(request: web.Request, *roles: Role) -> Session:
     """Resolve the caller's session: 401 without one, 403 for another role or no CSRF token."""
-    token, from_cookie = _session_token(request)
-    session = await accounts.session_for(request.app[INGEST].db, token) if token else None
+    token = bearer_token(request)
+    if token:
+        session = await accounts.session_for(request.app[INGEST].db, token)
+    else:
+        session = await browser_session(request)
     if session is None:
         raise Unauthorized("Требуется вход в систему")
-    if from_cookie and request.method not in SAFE_METHODS:
+    if token is None and request.method not in SAFE_METHODS:
         supplied = request.headers.get(CSRF_HEADER, "")
         if not hmac.compare_digest(supplied.encode(), session.csrf_token.encode()):
             raise Forbidden("Недействительный CSRF-токен")
@@ -273,20 +283,4 @@ def xlsx_response(filename: str, body: bytes) -> web.Response:
         body=body,
         content_type=XLSX_TYPE,
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
-    )
-
-
-def set_session_cookie(
-    response: web.StreamResponse, session: Session, *, ttl_s: int, secure: bool
-) -> None:
-    """The browser's session: HttpOnly (no script reads it), SameSite=Lax (no cross-site
-    form posts carry it), Secure behind HTTPS."""
-    response.set_cookie(
-        SESSION_COOKIE,
-        session.token,
-        max_age=ttl_s,
-        httponly=True,
-        samesite="Lax",
-        secure=secure,
-        path="/",
     )

@@ -14,7 +14,7 @@ from pymongo.errors import DuplicateKeyError
 from services.ingest.accounts import Role, User, hash_password, new_user_id
 from shared.errors import Conflict, InvalidRequest, NotFound
 from shared.events import utcnow
-from shared.mongo import SESSIONS, USERS, Document
+from shared.mongo import SESSIONS, USERS, WEB_SESSIONS, Document
 
 USER_NOT_FOUND = "Пользователь не найден"
 EMAIL_TAKEN = "Пользователь с таким email уже есть"
@@ -119,7 +119,7 @@ async def update_user(db: AsyncDatabase[Document], user_id: str, form: UserForm)
     except DuplicateKeyError as exc:
         raise Conflict(EMAIL_TAKEN, details=[{"field": "email", "message": EMAIL_TAKEN}]) from exc
     if not form.active or form.password:
-        await db[SESSIONS].delete_many({"user_id": user_id})
+        await _end_sessions(db, user_id)
     return view(await get_user(db, user_id))
 
 
@@ -129,4 +129,10 @@ async def delete_user(db: AsyncDatabase[Document], user_id: str) -> None:
     if current["role"] == Role.ADMIN.value and not await _keeps_an_admin(db, user_id):
         raise Conflict(LAST_ADMIN)
     await db[USERS].delete_one({"_id": user_id})
+    await _end_sessions(db, user_id)
+
+
+async def _end_sessions(db: AsyncDatabase[Document], user_id: str) -> None:
+    """Log the user out everywhere: browser sessions and API tokens."""
     await db[SESSIONS].delete_many({"user_id": user_id})
+    await db[WEB_SESSIONS].delete_many({"user_id": user_id})

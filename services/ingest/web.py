@@ -3,15 +3,26 @@
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterator, Callable
 
 import structlog
 from aiohttp import web
+from aiohttp_session import session_middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 from pymongo.errors import PyMongoError
 
-from services.ingest import accounts, calls_admin, catalog, deliveries, handlers, users, webapp
+from services.ingest import (
+    accounts,
+    calls_admin,
+    catalog,
+    deliveries,
+    handlers,
+    users,
+    web_sessions,
+    webapp,
+)
 from services.ingest.accounts import Role
 from services.ingest.bootstrap import bootstrap
 from services.ingest.calls_admin import CallFilters, CommentForm
@@ -19,17 +30,14 @@ from services.ingest.edge import (
     INGEST,
     METRICS,
     READY_TIMEOUT_S,
-    SESSION_COOKIE,
     base_url,
     edge_middleware,
-    is_https,
     json_response,
     read_body,
     read_model,
     require_api_key,
     require_content_type,
     require_session,
-    set_session_cookie,
     stream_ranges,
     xlsx_response,
 )
@@ -51,7 +59,7 @@ from shared.errors import (
     RopError,
 )
 from shared.logging import get_logger
-from shared.mongo import ping
+from shared.mongo import WEB_SESSIONS, ping
 from shared.settings import Settings
 
 log = get_logger(__name__)
@@ -128,34 +136,36 @@ async def login(request: web.Request) -> web.Response:
     """POST /api/v1/auth/login: a session cookie for browsers, a token for scripts."""
     ingest = request.app[INGEST]
     credentials = await read_model(request, LoginRequest)
-    session = await accounts.log_in(
+    user = await accounts.authenticate(
         ingest.db,
         email=credentials.email,
         password=credentials.password,
-        ttl_s=ingest.settings.session_ttl_s,
         address=request.remote or "",
     )
-    response = json_response(
+    csrf_token = secrets.token_urlsafe(32)
+    session = await accounts.issue_token(
+        ingest.db, user, ttl_s=ingest.settings.session_ttl_s, csrf_token=csrf_token
+    )
+    await web_sessions.start(request, user_id=user.id, csrf_token=csrf_token)
+    assert session.expires_at is not None
+    return json_response(
         {
             "token": session.token,
-            "csrf_token": session.csrf_token,
+            "csrf_token": csrf_token,
             "expires_at": session.expires_at.isoformat(),
-            "user": session.user.public(),
+            "user": user.public(),
         }
     )
-    set_session_cookie(
-        response, session, ttl_s=ingest.settings.session_ttl_s, secure=is_https(request)
-    )
-    return response
 
 
 async def logout(request: web.Request) -> web.Response:
     """POST /api/v1/auth/logout."""
     session = await require_session(request)
-    await accounts.log_out(request.app[INGEST].db, session.token)
-    response = json_response({"status": "success"})
-    response.del_cookie(SESSION_COOKIE, path="/")
-    return response
+    if session.token:
+        await accounts.revoke_token(request.app[INGEST].db, session.token)
+    else:
+        await web_sessions.end(request)
+    return json_response({"status": "success"})
 
 
 async def me(request: web.Request) -> web.Response:
@@ -427,7 +437,15 @@ async def metrics(request: web.Request) -> web.Response:
 
 def create_app(settings: Settings) -> web.Application:
     """Build the gateway application; its resources live as long as the app runs."""
-    app = web.Application(middlewares=[edge_middleware], client_max_size=MAX_BODY_BYTES)
+    sessions = web_sessions.MongoSessionStorage(
+        lambda: app[INGEST].db[WEB_SESSIONS],
+        max_age_s=settings.session_ttl_s,
+        secure=(settings.public_base_url or "").startswith("https://"),
+    )
+    app = web.Application(
+        middlewares=[edge_middleware, session_middleware(sessions)],
+        client_max_size=MAX_BODY_BYTES,
+    )
     app[METRICS] = IngestMetrics()
 
     async def resources(app: web.Application) -> AsyncIterator[None]:

@@ -8,7 +8,8 @@ import pytest
 from aiohttp.test_utils import TestClient
 from pymongo import AsyncMongoClient
 
-from services.ingest.accounts import Role, hash_password
+from services.ingest.accounts import Role, hash_password, new_user_id
+from shared.events import utcnow
 from shared.settings import Settings
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, API_KEY
 
@@ -22,6 +23,8 @@ async def add_user(
     mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url)
     await mongo.get_default_database().users.insert_one(
         {
+            "_id": new_user_id(),
+            "created_at": utcnow(),
             "email": email,
             "password_hash": await hash_password(password),
             "role": role.value,
@@ -118,7 +121,8 @@ async def test_cookie_session_needs_the_csrf_token_to_change_settings(
     )
     session = await response.json()
     set_cookie = response.headers["Set-Cookie"]
-    assert set_cookie.startswith(f"rop_session={session['token']};")
+    assert set_cookie.startswith("rop_session=")
+    assert session["token"] not in set_cookie  # the browser's key is not the API token
     assert "HttpOnly" in set_cookie
     assert "SameSite=Lax" in set_cookie
 
@@ -136,6 +140,9 @@ async def test_cookie_session_needs_the_csrf_token_to_change_settings(
             "/api/v1/auth/logout", headers={"X-CSRF-Token": session["csrf_token"]}
         )
     ).status == 200
+    assert (await ingest_client.get(CONNECTION)).status == 401  # the browser is logged out
+    assert (await ingest_client.get(CONNECTION, headers=bearer(session))).status == 200
+    assert (await ingest_client.post("/api/v1/auth/logout", headers=bearer(session))).status == 200
     assert (await ingest_client.get(CONNECTION, headers=bearer(session))).status == 401
 
 

@@ -9,6 +9,7 @@ only adds seeking from the transcript, copy buttons and adding rows to forms.
 from __future__ import annotations
 
 import hmac
+import secrets
 from collections.abc import Awaitable, Callable, Mapping
 from datetime import timedelta
 from typing import Any, get_args
@@ -18,15 +19,21 @@ import aiohttp_jinja2
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from services.ingest import accounts, calls_admin, catalog, deliveries, handlers, users
+from services.ingest import (
+    accounts,
+    calls_admin,
+    catalog,
+    deliveries,
+    handlers,
+    users,
+    web_sessions,
+)
 from services.ingest.accounts import Role, Session
 from services.ingest.calls_admin import STATUS_LABELS, CallFilters, CommentForm
 from services.ingest.edge import (
     INGEST,
-    SESSION_COOKIE,
     base_url,
-    is_https,
-    set_session_cookie,
+    browser_session,
     xlsx_response,
 )
 from services.ingest.users import UserForm
@@ -103,9 +110,7 @@ FormHandler = Callable[[web.Request, Session, MultiDictProxy[str]], Awaitable[we
 # --- sessions, rendering, errors ---------------------------------------------
 
 
-async def _session(request: web.Request) -> Session | None:
-    token = request.cookies.get(SESSION_COOKIE)
-    return await accounts.session_for(request.app[INGEST].db, token) if token else None
+_session = browser_session
 
 
 def _menu(user: accounts.User) -> dict[str, Any]:
@@ -226,23 +231,19 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     email, target = str(form.get("email", "")), str(form.get("next", ""))
     ingest = request.app[INGEST]
     try:
-        session = await accounts.log_in(
+        user = await accounts.authenticate(
             ingest.db,
             email=email,
             password=str(form.get("password", "")),
-            ttl_s=ingest.settings.session_ttl_s,
             address=request.remote or "",
         )
     except (Unauthorized, TooManyRequests) as exc:
         status = 429 if isinstance(exc, TooManyRequests) else 401
         context = {"error": exc.message, "email": email, "next": target}
         return render(request, None, "login.html", context, status=status)
-    log.info("web_login", user=session.user.email)
-    response = redirect(_safe_next(target))
-    set_session_cookie(
-        response, session, ttl_s=ingest.settings.session_ttl_s, secure=is_https(request)
-    )
-    return response
+    await web_sessions.start(request, user_id=user.id, csrf_token=secrets.token_urlsafe(32))
+    log.info("web_login", user=user.email)
+    return redirect(_safe_next(target))
 
 
 @action(*ALL)
@@ -250,10 +251,8 @@ async def logout(
     request: web.Request, session: Session, _form: MultiDictProxy[str]
 ) -> web.Response:
     """POST /logout."""
-    await accounts.log_out(request.app[INGEST].db, session.token)
-    response = redirect("/login")
-    response.del_cookie(SESSION_COOKIE, path="/")
-    return response
+    await web_sessions.end(request)
+    return redirect("/login")
 
 
 async def home(request: web.Request) -> web.StreamResponse:
