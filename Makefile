@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint fmt bench bench-ingest bench-download bench-analyze bench-notify bench-e2e api-key admin-password clean
+.PHONY: run test lint fmt bench bench-ingest bench-download bench-analyze bench-notify bench-e2e bench-web api-key admin-password clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -26,7 +26,7 @@ fmt: $(STAMP)
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-bench: bench-ingest bench-download bench-analyze bench-notify bench-e2e
+bench: bench-ingest bench-download bench-analyze bench-notify bench-e2e bench-web
 
 bench-ingest: $(STAMP) ## accepted calls/s and latency vs bare aiohttp and bare insert
 	$(PY) -m bench.ingest
@@ -42,6 +42,9 @@ bench-notify: $(STAMP) ## deliveries/s from 1,000 queued results vs a bare inser
 
 bench-e2e: $(STAMP) ## POST to checklist webhook for one call, and 20 calls at once
 	$(PY) -m bench.e2e
+
+bench-web: $(STAMP) ## server and browser time of the calls page with 1,000 calls, page weight
+	$(PY) -m bench.webapp
 
 api-key: $(STAMP) ## print the CRM API key (the system must be running)
 	@$(PY) -m services.ingest.cli api-key

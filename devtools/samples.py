@@ -7,6 +7,7 @@ import tempfile
 import uuid
 import wave
 from collections.abc import Sequence
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -115,3 +116,81 @@ def write_call(
             ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(wav), str(path)], check=True
         )
     return path
+
+
+def analysed_call(
+    index: int,
+    *,
+    manager_id: str = "mgr_1",
+    passed: int = 1,
+    applicable: int = 2,
+    days_ago: float = 0.0,
+    talk_ratio: float = 0.5,
+    table_id: str | None = None,
+) -> dict[str, Any]:
+    """A task as the pipeline leaves it once analysed and delivered (for list and card views:
+    tests and benchmarks)."""
+    at = datetime.now(UTC) - timedelta(days=days_ago)
+    stages = [
+        {
+            "name": f"Этап {n + 1}",
+            "applicable": True,
+            "passed": n < passed,
+            "evaluated": True,
+            "completion": 100.0 if n < passed else 0.0,
+            "evidence": [
+                {"text": "добрый день", "start_s": 1.0, "end_s": 2.0, "speaker": "manager"}
+            ]
+            if n < passed
+            else [],
+            "recommendation": None if n < passed else "Назовите компанию",
+        }
+        for n in range(applicable)
+    ]
+    score = {"passed": passed, "applicable": applicable, "percent": 100 * passed / applicable}
+    return {
+        "_id": f"task_{index:012d}",
+        "call_id": f"call_{index}",
+        "deal_id": f"deal_{index}",
+        "manager_id": manager_id,
+        "manager_name": f"Менеджер {manager_id}",
+        "stage_id": "funnel_1",
+        "deal_stage_id": "qual",
+        "stage": "Продажи",
+        "audio_url": f"http://127.0.0.1:9/{index}.wav",
+        "status": "done",
+        "received_at": at,
+        "updated_at": at,
+        "timeline": [{"status": "queued", "at": at}, {"status": "done", "at": at}],
+        "score": {**score, "perfect": passed == applicable},
+        "results": {
+            "checklists": [
+                {
+                    "binding_id": "bnd_1",
+                    "template": {"id": "tpl_1", "name": "Первичный звонок"},
+                    "score": score,
+                    "stages": stages,
+                }
+            ],
+            "tables": [{"table_id": table_id, "name": "Сделки", "row": {"budget": 1000 * index}}]
+            if table_id
+            else [],
+            "metrics": {"duration_s": 60.0, "talk_ratio": talk_ratio},
+        },
+        "transcript": [
+            {
+                "speaker": "manager",
+                "start_s": 1.0,
+                "end_s": 2.0,
+                "text": "добрый день",
+                "words": [],
+            },
+            {
+                "speaker": "client",
+                "start_s": 2.5,
+                "end_s": 4.0,
+                "text": "здравствуйте",
+                "words": [],
+            },
+        ],
+    }

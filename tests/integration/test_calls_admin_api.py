@@ -12,10 +12,10 @@ from gridfs.asynchronous import AsyncGridFSBucket
 from openpyxl import load_workbook
 from pymongo import AsyncMongoClient
 
+from devtools.samples import analysed_call
 from shared.mongo import AUDIO_BUCKET
 from shared.settings import Settings
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
-from tests.helpers import analysed_call
 from tests.integration.test_admin_api import bearer, log_in
 
 Client = TestClient[Any, Any]

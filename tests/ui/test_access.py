@@ -9,11 +9,11 @@ import pytest
 from playwright.async_api import Browser, expect
 from pymongo import AsyncMongoClient
 
+from devtools.samples import analysed_call
 from services.ingest.accounts import hash_password, new_user_id
 from shared.events import utcnow
 from shared.settings import Settings
 from tests.conftest import ADMIN_EMAIL
-from tests.helpers import analysed_call
 from tests.ui.conftest import log_in, log_in_as_admin, screenshot, status_of
 
 pytestmark = pytest.mark.timeout(120)
