@@ -120,6 +120,16 @@ async def test_a_call_from_the_crm_to_the_card_and_the_excel_file(
     await expect(page.locator("#deliveries tbody tr")).to_have_count(2)
     await screenshot(page, "call-card")
 
+    await page.get_by_role("button", name="Проанализировать заново").click()
+    await expect(page.get_by_role("status")).to_have_text("Звонок поставлен на повторный анализ")
+
+    async def analysed_again() -> bool:
+        await page.reload()
+        return await page.locator("#deliveries tbody tr").count() == 4  # new results, new ids
+
+    await wait_for(analysed_again, timeout_s=120, interval_s=1.0)
+    await expect(page.locator(".head .badge")).to_have_text("Готово")
+
     await page.goto(f"{base}/calls")
     async with page.expect_download() as download_info:
         await page.get_by_role("link", name="Выгрузить в Excel").click()
