@@ -102,6 +102,7 @@ def _run(children: list[subprocess.Popen[bytes]]) -> None:
     base_url = f"http://{host}:{port}"
     print(
         f"\nЦифровой РОП is running: {base_url}\n"
+        f"  Web app:  {base_url}/ (log in as the admin below)\n"
         f"  CRM API:  POST {base_url}/api/v1/calls?apiKey=KEY (JSON)\n"
         f"            POST {base_url}/api/v1/calls/audio-upload?apiKey=KEY (form)\n"
         f"  OpenAPI:  {base_url}/api/v1/openapi.json\n"
