@@ -46,12 +46,20 @@ async def seed(mongo_url: str, count: int) -> None:
     await client.close()
 
 
+async def log_in(session: aiohttp.ClientSession, base: str) -> None:
+    """Through the login form, as a browser does (it carries a CSRF token)."""
+    async with session.get(f"{base}/login") as response:
+        token = re.search(r'name="csrf_token" value="([^"]+)"', await response.text())
+    assert token is not None
+    form = {"email": EMAIL, "password": PASSWORD, "csrf_token": token.group(1)}
+    async with session.post(f"{base}/login", data=form, allow_redirects=False) as response:
+        assert response.status == 303, response.status
+
+
 async def server_times(base: str, rounds: int) -> dict[str, list[float]]:
     times: dict[str, list[float]] = {page: [] for page in PAGES}
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
-        login = {"email": EMAIL, "password": PASSWORD}
-        async with session.post(f"{base}/login", data=login, allow_redirects=False) as response:
-            assert response.status == 303, response.status
+        await log_in(session, base)
         for _ in range(rounds):
             for page in PAGES:
                 started = time.perf_counter()
@@ -65,7 +73,7 @@ async def server_times(base: str, rounds: int) -> dict[str, list[float]]:
 async def page_weight(base: str) -> dict[str, int]:
     """Bytes of the calls page and of every asset it loads (all from this server)."""
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
-        await session.post(f"{base}/login", data={"email": EMAIL, "password": PASSWORD})
+        await log_in(session, base)
         async with session.get(f"{base}/calls", allow_redirects=False) as response:
             html = await response.text()
         assert "Найдено звонков" in html, "not logged in"

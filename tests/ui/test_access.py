@@ -13,7 +13,7 @@ from devtools.samples import analysed_call
 from services.ingest.accounts import hash_password, new_user_id
 from shared.events import utcnow
 from shared.settings import Settings
-from tests.conftest import ADMIN_EMAIL
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
 from tests.ui.conftest import log_in, log_in_as_admin, screenshot, status_of
 
 pytestmark = pytest.mark.timeout(120)
@@ -102,6 +102,14 @@ async def test_wrong_password_and_missing_csrf_are_refused(
     await page.get_by_role("button", name="Войти").click()
     await expect(page.get_by_role("alert")).to_have_text("Неверный email или пароль")
     await screenshot(page, "login-failed")
+    # A login form posted from elsewhere has no token: refused, even with the right password.
+    forged_login = await context.request.post(
+        f"{live_ingest}/login",
+        form={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD},
+        max_redirects=0,
+    )
+    assert forged_login.status == 403
+    assert "Форма входа устарела" in await forged_login.text()
 
     admin = await log_in_as_admin(browser, live_ingest)
     forged = await admin.request.post(

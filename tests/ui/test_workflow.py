@@ -147,7 +147,15 @@ async def test_a_call_from_the_crm_to_the_card_and_the_excel_file(
         ("/settings/templates", "templates"),
         ("/settings/bindings", "bindings"),
         ("/settings/users", "users"),
+        ("/settings/users/new", "user-form"),
     ):
         await page.goto(f"{base}{path}")
         await screenshot(page, name)
-    await expect(page.get_by_role("cell", name="admin@test.local")).to_be_visible()
+    await page.goto(f"{base}/settings/templates")
+    await page.get_by_role("link", name="Первичный звонок").click()
+    await screenshot(page, "template-form")
+    await page.goto(f"{base}/settings/tables")
+    await page.get_by_role("link", name="Строки").click()
+    await expect(page.locator("tbody tr")).to_have_count(1)
+    await expect(page.locator("thead")).to_contain_text("Бюджет")
+    await screenshot(page, "table-rows")

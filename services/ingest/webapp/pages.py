@@ -34,6 +34,7 @@ from services.ingest.edge import (
     INGEST,
     base_url,
     browser_session,
+    is_https,
     xlsx_response,
 )
 from services.ingest.users import UserForm
@@ -50,7 +51,7 @@ from shared.errors import (
 )
 from shared.events import utcnow
 from shared.logging import get_logger
-from shared.mongo import calls
+from shared.mongo import TABLES, calls
 from shared.scripts import Metric
 
 log = get_logger(__name__)
@@ -218,17 +219,44 @@ def _safe_next(target: str | None) -> str:
 # --- login --------------------------------------------------------------------
 
 
+# Before login there is no session to hold a CSRF token, so the login form uses a double
+# submit: the same random value in a strict, HttpOnly cookie and in the form.
+LOGIN_CSRF_COOKIE = "rop_login_csrf"
+STALE_LOGIN_FORM = "Форма входа устарела. Попробуйте ещё раз."
+
+
+def _login_form(
+    request: web.Request, context: Mapping[str, Any], *, status: int = 200
+) -> web.Response:
+    token = secrets.token_urlsafe(32)
+    response = render(request, None, "login.html", {**context, "login_csrf": token}, status=status)
+    response.set_cookie(
+        LOGIN_CSRF_COOKIE,
+        token,
+        max_age=3600,
+        httponly=True,
+        samesite="Strict",
+        secure=is_https(request),
+        path="/login",
+    )
+    return response
+
+
 async def login_page(request: web.Request) -> web.StreamResponse:
     """GET /login."""
     if await _session(request) is not None:
         return redirect(_safe_next(request.query.get("next")))
-    return render(request, None, "login.html", {"next": request.query.get("next", "")})
+    return _login_form(request, {"next": request.query.get("next", "")})
 
 
 async def login_submit(request: web.Request) -> web.StreamResponse:
     """POST /login: rate-limited; a wrong password shows the form again."""
     form = await request.post()
     email, target = str(form.get("email", "")), str(form.get("next", ""))
+    supplied, expected = str(form.get("csrf_token", "")), request.cookies.get(LOGIN_CSRF_COOKIE, "")
+    if not expected or not hmac.compare_digest(supplied.encode(), expected.encode()):
+        context = {"error": STALE_LOGIN_FORM, "email": email, "next": target}
+        return _login_form(request, context, status=403)
     ingest = request.app[INGEST]
     try:
         user = await accounts.authenticate(
@@ -240,10 +268,12 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     except (Unauthorized, TooManyRequests) as exc:
         status = 429 if isinstance(exc, TooManyRequests) else 401
         context = {"error": exc.message, "email": email, "next": target}
-        return render(request, None, "login.html", context, status=status)
+        return _login_form(request, context, status=status)
     await web_sessions.start(request, user_id=user.id, csrf_token=secrets.token_urlsafe(32))
     log.info("web_login", user=user.email)
-    return redirect(_safe_next(target))
+    response = redirect(_safe_next(target))
+    response.del_cookie(LOGIN_CSRF_COOKIE, path="/login")
+    return response
 
 
 @action(*ALL)
@@ -327,15 +357,20 @@ async def _card(
     errors: Mapping[str, str] | None = None,
     status: int = 200,
 ) -> web.Response:
-    card = await calls_admin.call_card(
-        request.app[INGEST].db, session.user, request.match_info["task_id"]
-    )
+    db = request.app[INGEST].db
+    card = await calls_admin.call_card(db, session.user, request.match_info["task_id"])
+    table_ids = [row["table_id"] for row in (card["results"] or {}).get("tables", [])]
+    field_names = {
+        table["_id"]: {field["key"]: field.get("name") or field["key"] for field in table["fields"]}
+        async for table in db[TABLES].find({"_id": {"$in": table_ids}}, {"fields": 1})
+    }
     return render(
         request,
         session,
         "call.html",
         {
             "call": card,
+            "field_names": field_names,
             "metric_labels": METRIC_LABELS,
             "errors": errors or {},
             "notice": request.query.get("notice"),
