@@ -6,8 +6,10 @@ from typing import Any
 
 from pydantic.json_schema import models_json_schema
 
+from services.ingest.calls_admin import CallFilters, CommentForm
 from services.ingest.handlers import ACCEPTED_MESSAGE, ConnectionUpdate
 from services.ingest.submission import CallSubmission, JsonCallSubmission
+from services.ingest.users import UserForm
 from shared.scripts import Binding, Table, Template
 
 REF = "#/components/schemas/{model}"
@@ -26,6 +28,8 @@ def _request_schemas() -> dict[str, Any]:
             (Template, "validation"),
             (Binding, "validation"),
             (Table, "validation"),
+            (UserForm, "validation"),
+            (CommentForm, "validation"),
         ],
         ref_template=REF,
     )
@@ -282,6 +286,108 @@ def _catalog(path: str, schema: str, what: str) -> dict[str, Any]:
     }
 
 
+def _path_id(name: str = "id") -> list[dict[str, Any]]:
+    return [{"name": name, "in": "path", "required": True, "schema": {"type": "string"}}]
+
+
+# The calls-list filters, as query parameters (dates are YYYY-MM-DD; the last 7 days
+# by default), plus `format=xlsx` where an Excel file can be had instead.
+_FILTERS = [
+    {"name": name, "in": "query", "required": False, "schema": schema}
+    for name, schema in CallFilters.model_json_schema()["properties"].items()
+]
+_XLSX = {
+    "name": "format",
+    "in": "query",
+    "required": False,
+    "schema": {"const": "xlsx"},
+    "description": "An Excel file of every selected row instead of JSON",
+}
+
+
+def _admin_paths() -> dict[str, Any]:
+    """Users (admin), calls, managers, dashboard and table rows (SPEC §4.1)."""
+    security = {"security": _SESSION_SECURITY}
+    user_body = {"required": True, "content": {"application/json": {"schema": _ref("UserForm")}}}
+    invalid = {"400": _error("invalid_request: names the field")}
+    missing = {"404": _error("not_found")}
+    not_yours = {"403": _error("forbidden: another manager's call, or the role may not")}
+    obj = {"type": "object"}
+    return {
+        "/api/v1/users": {
+            "get": {"summary": "Users (admin)", **security,
+                    "responses": {"200": _ok({"type": "array", "items": obj}), **_ADMIN_ERRORS}},
+            "post": {"summary": "Create a user (admin)", **security, "requestBody": user_body,
+                     "responses": {"201": _ok(obj, "Created"), **invalid,
+                                   "409": _error("conflict: email taken"), **_ADMIN_ERRORS}},
+        },
+        "/api/v1/users/{id}": {
+            "parameters": _path_id(),
+            "get": {"summary": "One user (admin)", **security,
+                    "responses": {"200": _ok(obj), **missing, **_ADMIN_ERRORS}},
+            "put": {"summary": "Change a user; password only when given (admin)", **security,
+                    "requestBody": user_body,
+                    "responses": {"200": _ok(obj), **invalid, **missing,
+                                  "409": _error("conflict: the last admin, or email taken"),
+                                  **_ADMIN_ERRORS}},
+            "delete": {"summary": "Delete a user (admin)", **security,
+                       "responses": {"204": {"description": "Deleted"}, **missing,
+                                     "409": _error("conflict: the last admin"), **_ADMIN_ERRORS}},
+        },
+        "/api/v1/admin/calls": {
+            "get": {"summary": "Calls the caller may see, filtered and paged", **security,
+                    "parameters": [*_FILTERS, _XLSX],
+                    "responses": {"200": _ok(obj), **invalid, **_ADMIN_ERRORS}},
+        },
+        "/api/v1/admin/calls/{task_id}": {
+            "get": {"summary": "The call card: results, transcript, comments, deliveries",
+                    **security, "parameters": _path_id("task_id"),
+                    "responses": {"200": _ok(obj), **missing, **_ADMIN_ERRORS, **not_yours}},
+        },
+        "/api/v1/admin/calls/{task_id}/audio": {
+            "get": {"summary": "The stored audio; honours one HTTP byte range", **security,
+                    "parameters": [*_path_id("task_id"),
+                                   {"name": "Range", "in": "header", "required": False,
+                                    "schema": {"type": "string"}}],
+                    "responses": {"200": {"description": "The whole file"},
+                                  "206": {"description": "The range asked for"},
+                                  "416": {"description": "Range not satisfiable"},
+                                  **missing, **_ADMIN_ERRORS, **not_yours}},
+        },
+        "/api/v1/admin/calls/{task_id}/comments": {
+            "post": {"summary": "Comment on a call", **security,
+                     "parameters": _path_id("task_id"),
+                     "requestBody": {"required": True, "content": {
+                         "application/json": {"schema": _ref("CommentForm")}}},
+                     "responses": {"201": _ok(obj, "Added"), **invalid, **missing,
+                                   **_ADMIN_ERRORS, **not_yours}},
+        },
+        "/api/v1/admin/calls/{task_id}/reanalyze": {
+            "post": {"summary": "Analyse the call again; results go out with new webhook ids",
+                     **security, "parameters": _path_id("task_id"),
+                     "responses": {"202": _ok(obj, "Queued"), **missing,
+                                   "409": _error("conflict: still in progress, or no audio"),
+                                   **_ADMIN_ERRORS, **not_yours}},
+        },
+        "/api/v1/managers": {
+            "get": {"summary": "Rating, calls, average score, perfect calls, talk ratio, weekly "
+                               "averages per manager (admin, supervisor)", **security,
+                    "parameters": _FILTERS,
+                    "responses": {"200": _ok(obj), **invalid, **_ADMIN_ERRORS}},
+        },
+        "/api/v1/dashboard": {
+            "get": {"summary": "Calls and average score per day, stages failed most, talk "
+                               "ratios", **security, "parameters": _FILTERS,
+                    "responses": {"200": _ok(obj), **invalid, **_ADMIN_ERRORS}},
+        },
+        "/api/v1/tables/{id}/rows": {
+            "get": {"summary": "Rows a table collected (admin, supervisor)", **security,
+                    "parameters": [*_path_id(), *_FILTERS, _XLSX],
+                    "responses": {"200": _ok(obj), **invalid, **missing, **_ADMIN_ERRORS}},
+        },
+    }  # fmt: skip
+
+
 def build_openapi() -> dict[str, Any]:
     """Assemble the document."""
     form = _ref("CallSubmission")
@@ -290,7 +396,10 @@ def build_openapi() -> dict[str, Any]:
         "info": {
             "title": "Цифровой РОП",
             "version": "1.0.0",
-            "description": "CRM API: submit calls, follow their tasks; admin API: settings.",
+            "description": (
+                "CRM API: submit calls, follow their tasks; admin API: settings, users, "
+                "calls, managers, deliveries (what the web application uses)."
+            ),
         },
         "paths": {
             "/api/v1/calls/audio-upload": _submit(
@@ -319,6 +428,23 @@ def build_openapi() -> dict[str, Any]:
                         "401": _error("unauthorized: wrong email or password, or switched off"),
                     },
                 }
+            },
+            "/api/v1/auth/logout": {
+                "post": {
+                    "summary": "Log out: ends the browser session, or revokes the Bearer token",
+                    "security": _SESSION_SECURITY,
+                    "responses": {"200": _ok({"type": "object"}), **_ADMIN_ERRORS},
+                }
+            },
+            "/api/v1/auth/me": {
+                "get": {
+                    "summary": "Who is logged in, and the CSRF token of their forms",
+                    "security": _SESSION_SECURITY,
+                    "responses": {"200": _ok({"type": "object"}), **_ADMIN_ERRORS},
+                }
+            },
+            "/api/v1/openapi.json": {
+                "get": {"summary": "This document", "responses": {"200": _ok({"type": "object"})}}
             },
             "/api/v1/settings/connection": {
                 "get": {
@@ -380,6 +506,7 @@ def build_openapi() -> dict[str, Any]:
                     },
                 }
             },
+            **_admin_paths(),
             "/healthz": {"get": {"summary": "Liveness", "responses": {"200": _ok({})}}},
             "/readyz": {
                 "get": {
