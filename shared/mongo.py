@@ -37,8 +37,9 @@ INDEXES: dict[str, list[IndexModel]] = {
         ),
         IndexModel([("status", ASCENDING), ("received_at", DESCENDING)], name="status_received"),
         IndexModel([("received_at", DESCENDING)], name="received_at"),
+        # A manager's (or a team's) calls by date. Sorting by score needs no index of its
+        # own: the date range comes first, and a week of calls sorts in memory.
         IndexModel([("manager_id", ASCENDING), ("received_at", DESCENDING)], name="manager"),
-        IndexModel([("score.percent", DESCENDING)], name="score"),
         IndexModel(
             [("analysis.state", ASCENDING), ("analysis.lease_until", ASCENDING)],
             partialFilterExpression={"analysis.state": {"$exists": True}},
