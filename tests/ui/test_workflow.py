@@ -76,6 +76,17 @@ async def test_a_call_from_the_crm_to_the_card_and_the_excel_file(
     await system.wait_healthy()
     base = f"http://127.0.0.1:{system.http_port}"
     page = await log_in_as_admin(browser, base)
+    problems: list[str] = []  # script errors and blocked loads (the CSP would show here)
+    page.on(
+        "console",
+        lambda message: (
+            message.type == "error"
+            # the template form answers 400 on purpose once (weights not summing to 100)
+            and not message.location["url"].endswith("/settings/templates/new")
+            and problems.append(f"{message.text} {message.location['url']}")
+        ),
+    )
+    page.on("pageerror", lambda error: problems.append(str(error)))
     await create_template(page, base)
     await create_binding_and_table(page, base, hooks)
 
@@ -159,3 +170,4 @@ async def test_a_call_from_the_crm_to_the_card_and_the_excel_file(
     await expect(page.locator("tbody tr")).to_have_count(1)
     await expect(page.locator("thead")).to_contain_text("Бюджет")
     await screenshot(page, "table-rows")
+    assert problems == [], problems
