@@ -111,9 +111,6 @@ FormHandler = Callable[[web.Request, Session, MultiDictProxy[str]], Awaitable[we
 # --- sessions, rendering, errors ---------------------------------------------
 
 
-_session = browser_session
-
-
 def _menu(user: accounts.User) -> dict[str, Any]:
     def visible(items: tuple[tuple[str, str, tuple[Role, ...]], ...]) -> list[dict[str, str]]:
         return [{"path": p, "label": label} for p, label, roles in items if user.role in roles]
@@ -170,7 +167,7 @@ def page(*roles: Role) -> Callable[[PageHandler], Route]:
 
     def wrap(handler: PageHandler) -> Route:
         async def run(request: web.Request) -> web.StreamResponse:
-            session = await _session(request)
+            session = await browser_session(request)
             if session is None:
                 return _to_login(request)
             try:
@@ -190,7 +187,7 @@ def action(*roles: Role) -> Callable[[FormHandler], Route]:
 
     def wrap(handler: FormHandler) -> Route:
         async def run(request: web.Request) -> web.StreamResponse:
-            session = await _session(request)
+            session = await browser_session(request)
             if session is None:
                 return _to_login(request)
             try:
@@ -244,7 +241,7 @@ def _login_form(
 
 async def login_page(request: web.Request) -> web.StreamResponse:
     """GET /login."""
-    if await _session(request) is not None:
+    if await browser_session(request) is not None:
         return redirect(_safe_next(request.query.get("next")))
     return _login_form(request, {"next": request.query.get("next", "")})
 
