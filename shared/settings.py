@@ -7,11 +7,21 @@ import sys
 from pathlib import Path
 from typing import Annotated, Literal
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
 CommaList = Annotated[tuple[str, ...], NoDecode]
+
+
+def is_zone(name: str) -> bool:
+    """Whether `name` is an IANA time zone this machine knows (tzdata ships with us)."""
+    try:
+        ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        return False
+    return True
 
 
 class Settings(BaseSettings):
@@ -49,6 +59,10 @@ class Settings(BaseSettings):
         Path(".data"), description="Where files for the operator (generated password) go."
     )
     session_ttl_s: int = Field(12 * 3600, ge=60)
+    timezone: str = Field(
+        "Europe/Moscow",
+        description="IANA zone of the people using the web app: days of filters and charts.",
+    )
     seed_samples: bool = Field(
         True, description="Make a sample script, binding and table on the very first start."
     )
@@ -200,6 +214,13 @@ class Settings(BaseSettings):
     def _amqp_url_scheme(cls, value: str) -> str:
         if urlsplit(value).scheme not in ("amqp", "amqps"):
             raise ValueError("must start with amqp:// or amqps://")
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        if not is_zone(value):
+            raise ValueError(f"unknown time zone {value!r} (an IANA name like Europe/Moscow)")
         return value
 
     @field_validator("public_base_url", "llm_base_url", "asr_remote_url")

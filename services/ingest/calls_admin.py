@@ -8,6 +8,7 @@ from __future__ import annotations
 import itertools
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
+from zoneinfo import ZoneInfo
 
 from gridfs.asynchronous import AsyncGridFSBucket
 from gridfs.errors import NoFile
@@ -21,6 +22,7 @@ from services.ingest.submission import validation_error
 from shared.errors import Conflict, Forbidden, NotFound
 from shared.events import utcnow
 from shared.mongo import AUDIO_BUCKET, COMMENTS, DELIVERIES, Document, calls
+from shared.settings import is_zone
 
 CALL_NOT_FOUND = "Звонок не найден"
 NOT_YOURS = "Это звонок другого менеджера"
@@ -58,6 +60,7 @@ class CallFilters(BaseModel):
     sort: Literal["new", "old", "score_desc", "score_asc"] = "new"
     page: int = Field(1, ge=1, le=100_000)
     per_page: int = Field(50, ge=1, le=MAX_PER_PAGE)
+    tz: str = Field("UTC", description="IANA zone whose days the dates mean.")
 
     @field_validator("date_from", "date_to", "score_min", "score_max", mode="before")
     @classmethod
@@ -71,22 +74,37 @@ class CallFilters(BaseModel):
             raise ValueError(f"один из: {', '.join(STATUS_LABELS)}")
         return value
 
+    @field_validator("tz")
     @classmethod
-    def from_query(cls, query: Any) -> CallFilters:
-        """Parse query-string values; a bad one is a 400 naming the field."""
+    def _known_zone(cls, value: str) -> str:
+        if not is_zone(value):
+            raise ValueError("неизвестный часовой пояс (например, Europe/Moscow)")
+        return value
+
+    @classmethod
+    def from_query(cls, query: Any, *, tz: str = "UTC") -> CallFilters:
+        """Parse query-string values (days in `tz` unless the query names a zone);
+        a bad one is a 400 naming the field."""
         try:
-            return cls.model_validate({key: query[key] for key in query})
+            return cls.model_validate({"tz": tz, **{key: query[key] for key in query}})
         except ValidationError as exc:
             raise validation_error(exc) from exc
 
+    @property
+    def zone(self) -> ZoneInfo:
+        return ZoneInfo(self.tz)
+
+    def days(self) -> tuple[date, date]:
+        """The first and last day (in the zone); the last week by default."""
+        end = self.date_to or utcnow().astimezone(self.zone).date()
+        return self.date_from or end - timedelta(days=DEFAULT_DAYS - 1), end
+
     def period(self) -> tuple[datetime, datetime]:
-        """From the start of `date_from` to the end of `date_to` (UTC); the last week by default."""
-        today = utcnow().date()
-        end = self.date_to or today
-        start = self.date_from or end - timedelta(days=DEFAULT_DAYS - 1)
+        """From the start of the first day to the end of the last, in the zone (as UTC)."""
+        first, last = self.days()
         return (
-            datetime.combine(start, time.min, UTC),
-            datetime.combine(end + timedelta(days=1), time.min, UTC),
+            datetime.combine(first, time.min, self.zone).astimezone(UTC),
+            datetime.combine(last + timedelta(days=1), time.min, self.zone).astimezone(UTC),
         )
 
     def query(self, viewer: User) -> Document:
@@ -340,7 +358,13 @@ async def managers(db: AsyncDatabase[Document], viewer: User, filters: CallFilte
                     "$group": {
                         "_id": {
                             "manager": "$manager_id",
-                            "week": {"$dateTrunc": {"date": "$received_at", "unit": "week"}},
+                            "week": {
+                                "$dateTrunc": {
+                                    "date": "$received_at",
+                                    "unit": "week",
+                                    "timezone": filters.tz,
+                                }
+                            },
                         },
                         "average": {"$avg": "$score.percent"},
                     }
@@ -352,7 +376,10 @@ async def managers(db: AsyncDatabase[Document], viewer: User, filters: CallFilte
     series: dict[str, list[Document]] = {}
     for point in weekly:
         series.setdefault(point["_id"]["manager"], []).append(
-            {"week": point["_id"]["week"].date().isoformat(), "average": _round(point["average"])}
+            {
+                "week": point["_id"]["week"].astimezone(filters.zone).date().isoformat(),
+                "average": _round(point["average"]),
+            }
         )
     return {
         "items": [
@@ -384,7 +411,13 @@ async def dashboard(db: AsyncDatabase[Document], viewer: User, filters: CallFilt
                 {"$match": match},
                 {
                     "$group": {
-                        "_id": {"$dateToString": {"format": "%Y-%m-%d", "date": "$received_at"}},
+                        "_id": {
+                            "$dateToString": {
+                                "format": "%Y-%m-%d",
+                                "date": "$received_at",
+                                "timezone": filters.tz,
+                            }
+                        },
                         "calls": {"$sum": 1},
                         "average": {"$avg": "$score.percent"},
                     }
@@ -427,8 +460,8 @@ async def dashboard(db: AsyncDatabase[Document], viewer: User, filters: CallFilt
         )
     ).to_list()
     counts = {bucket["_id"]: bucket["calls"] for bucket in ratios}
-    start, end = filters.period()
-    days = [(start + timedelta(days=n)).date().isoformat() for n in range((end - start).days)]
+    first, last = filters.days()
+    days = [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
     by_day = {row["_id"]: row for row in daily}
     return {
         "days": [
@@ -512,11 +545,17 @@ CALL_COLUMNS = (
 )
 
 
-def calls_workbook(rows: list[Document]) -> bytes:
-    """The calls list as an Excel sheet."""
+def local_time(iso_time: str, zone: ZoneInfo) -> str:
+    """An ISO instant as people read it in their zone: 27.11.2026 17:03."""
+    return f"{datetime.fromisoformat(iso_time).astimezone(zone):%d.%m.%Y %H:%M}"
+
+
+def calls_workbook(rows: list[Document], zone: ZoneInfo) -> bytes:
+    """The calls list as an Excel sheet, times in the zone."""
     flat = [
         {
             **row,
+            "received_at": local_time(row["received_at"], zone),
             "score_text": f"{row['score']['passed']}/{row['score']['applicable']}"
             if row["score"]
             else None,
@@ -527,7 +566,7 @@ def calls_workbook(rows: list[Document]) -> bytes:
     return xlsx("Коммуникации", CALL_COLUMNS, flat)
 
 
-def table_workbook(table: Document, rows: list[Document]) -> bytes:
+def table_workbook(table: Document, rows: list[Document], zone: ZoneInfo) -> bytes:
     """An analytics table's rows as an Excel sheet: the call, then the table's fields."""
     columns = [
         ("received_at", "Дата"),
@@ -535,5 +574,12 @@ def table_workbook(table: Document, rows: list[Document]) -> bytes:
         ("deal_id", "Сделка"),
         ("manager_name", "Менеджер"),
     ] + [(f"row.{field['key']}", field.get("name") or field["key"]) for field in table["fields"]]
-    flat = [{**row, **{f"row.{key}": value for key, value in row["row"].items()}} for row in rows]
+    flat = [
+        {
+            **row,
+            "received_at": local_time(row["received_at"], zone),
+            **{f"row.{key}": value for key, value in row["row"].items()},
+        }
+        for row in rows
+    ]
     return xlsx(table["name"], columns, flat)

@@ -321,14 +321,19 @@ async def delete_user(request: web.Request) -> web.Response:
 # --- calls, managers, dashboard ---------------------------------------------
 
 
+def _filters(request: web.Request) -> CallFilters:
+    """The calls filters of the query; days in the configured zone unless `tz` is given."""
+    return CallFilters.from_query(request.query, tz=request.app[INGEST].settings.timezone)
+
+
 async def list_admin_calls(request: web.Request) -> web.Response:
     """GET /api/v1/admin/calls: filters and paging, or the whole selection as `?format=xlsx`."""
     session = await require_session(request)
-    filters = CallFilters.from_query(request.query)
+    filters = _filters(request)
     db = request.app[INGEST].db
     if request.query.get("format") == "xlsx":
         rows = await calls_admin.all_rows(db, session.user, filters)
-        return xlsx_response("calls.xlsx", calls_admin.calls_workbook(rows))
+        return xlsx_response("calls.xlsx", calls_admin.calls_workbook(rows, filters.zone))
     return json_response(await calls_admin.list_calls(db, session.user, filters))
 
 
@@ -372,14 +377,14 @@ async def reanalyze(request: web.Request) -> web.Response:
 async def managers(request: web.Request) -> web.Response:
     """GET /api/v1/managers (admin, supervisor): rating and averages in the period."""
     session = await require_session(request, Role.ADMIN, Role.SUPERVISOR)
-    filters = CallFilters.from_query(request.query)
+    filters = _filters(request)
     return json_response(await calls_admin.managers(request.app[INGEST].db, session.user, filters))
 
 
 async def dashboard(request: web.Request) -> web.Response:
     """GET /api/v1/dashboard: calls and scores per day, failed stages, talk ratios."""
     session = await require_session(request)
-    filters = CallFilters.from_query(request.query)
+    filters = _filters(request)
     return json_response(await calls_admin.dashboard(request.app[INGEST].db, session.user, filters))
 
 
@@ -388,11 +393,13 @@ async def table_rows(request: web.Request) -> web.Response:
     session = await require_session(request, Role.ADMIN, Role.SUPERVISOR)
     db = request.app[INGEST].db
     table = await catalog.get(db, catalog.TABLE, request.match_info["id"])
-    filters = CallFilters.from_query(request.query)
+    filters = _filters(request)
     rows = await calls_admin.table_rows(db, session.user, table["_id"], filters)
     if request.query.get("format") != "xlsx":
         return json_response({"items": rows})
-    return xlsx_response(f"{table['_id']}.xlsx", calls_admin.table_workbook(table, rows))
+    return xlsx_response(
+        f"{table['_id']}.xlsx", calls_admin.table_workbook(table, rows, filters.zone)
+    )
 
 
 # --- operations -------------------------------------------------------------
@@ -485,5 +492,5 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/healthz", healthz)
     app.router.add_get("/readyz", readyz)
     app.router.add_get("/metrics", metrics)
-    webapp.setup(app)
+    webapp.setup(app, settings.timezone)
     return app

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from collections.abc import AsyncIterator
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -267,3 +268,34 @@ async def test_logins_are_limited_per_account(ingest_client: Client, db: Any) ->
     assert limited.status == 429
     assert int(limited.headers["Retry-After"]) > 0
     assert (await limited.json())["code"] == "rate_limited"
+
+
+async def test_days_are_the_days_of_the_configured_zone(ingest_client: Client, db: Any) -> None:
+    late = analysed_call(9, manager_id="mgr_9")
+    late["received_at"] = datetime(2026, 1, 10, 22, 30, tzinfo=UTC)  # 01:30 on the 11th in Moscow
+    await db.calls.insert_one(late)
+    headers = await admin(ingest_client)
+
+    async def found(**params: str) -> list[str]:
+        response = await ingest_client.get("/api/v1/admin/calls", params=params, headers=headers)
+        assert response.status == 200, await response.text()
+        return [item["call_id"] for item in (await response.json())["items"]]
+
+    assert await found(date_from="2026-01-11", date_to="2026-01-11") == ["call_9"]  # Moscow
+    assert await found(date_from="2026-01-10", date_to="2026-01-10") == []
+    assert await found(date_from="2026-01-10", date_to="2026-01-10", tz="UTC") == ["call_9"]
+    bad = await ingest_client.get(
+        "/api/v1/admin/calls", params={"tz": "Mars/Base"}, headers=headers
+    )
+    assert bad.status == 400
+    board = await (
+        await ingest_client.get(
+            "/api/v1/dashboard",
+            params={"date_from": "2026-01-10", "date_to": "2026-01-11"},
+            headers=headers,
+        )
+    ).json()
+    assert [(day["day"], day["calls"]) for day in board["days"]] == [
+        ("2026-01-10", 0),
+        ("2026-01-11", 1),
+    ]

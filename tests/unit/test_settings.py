@@ -16,6 +16,7 @@ from shared.settings import load_settings
         ("ROP_AMQP_URL", "http://rabbit", "amqp://"),
         ("ROP_LOG_LEVEL", "loud", "ROP_LOG_LEVEL"),
         ("ROP_FETCH_ALLOW_LOOPBACK", "maybe", "ROP_FETCH_ALLOW_LOOPBACK"),
+        ("ROP_TIMEZONE", "Mars/Base", "unknown time zone"),
     ],
 )
 def test_bad_values_stop_with_a_message(

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from pathlib import Path
+from zoneinfo import ZoneInfo
 
 import aiohttp_jinja2
 import jinja2
@@ -12,14 +13,6 @@ from aiohttp import web
 from services.ingest.webapp.pages import add_routes
 
 STATIC_DIR = Path(__file__).parent / "static"
-
-
-def _when(value: str | datetime | None) -> str:
-    """An ISO time as the people of the seed read it: 27.11.2026 14:03 (UTC)."""
-    if not value:
-        return "—"
-    moment = datetime.fromisoformat(value) if isinstance(value, str) else value
-    return f"{moment:%d.%m.%Y %H:%M}"
 
 
 def _clock(seconds: float | None) -> str:
@@ -36,8 +29,17 @@ def _percent(value: float | None, digits: int = 0) -> str:
     return "—" if value is None else f"{value:.{digits}f}%"
 
 
-def setup(app: web.Application) -> None:
-    """Templates, filters, static files and pages."""
+def setup(app: web.Application, timezone: str) -> None:
+    """Templates, filters, static files and pages; times are shown in `timezone`."""
+    zone = ZoneInfo(timezone)
+
+    def when(value: str | datetime | None) -> str:
+        """A moment as the people of the seed read it, in their zone: 27.11.2026 17:03."""
+        if not value:
+            return "—"
+        moment = datetime.fromisoformat(value) if isinstance(value, str) else value
+        return f"{moment.astimezone(zone):%d.%m.%Y %H:%M}"
+
     environment = aiohttp_jinja2.setup(
         app,
         loader=jinja2.PackageLoader("services.ingest.webapp", "templates"),
@@ -45,6 +47,6 @@ def setup(app: web.Application) -> None:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    environment.filters.update(when=_when, clock=_clock, percent=_percent)
+    environment.filters.update(when=when, clock=_clock, percent=_percent)
     app.router.add_static("/static", STATIC_DIR, name="static", append_version=True)
     add_routes(app)

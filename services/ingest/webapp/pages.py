@@ -291,10 +291,13 @@ async def home(request: web.Request) -> web.StreamResponse:
 
 
 def _filters(request: web.Request) -> tuple[CallFilters, dict[str, str]]:
+    """The filters of the query (days in the configured zone), or the defaults and the
+    messages of the bad fields."""
+    tz = request.app[INGEST].settings.timezone
     try:
-        return CallFilters.from_query(request.query), {}
+        return CallFilters.from_query(request.query, tz=tz), {}
     except InvalidRequest as exc:
-        return CallFilters(), field_errors(exc)
+        return CallFilters(tz=tz), field_errors(exc)
 
 
 async def _managers_seen(request: web.Request, session: Session) -> list[dict[str, str]]:
@@ -321,14 +324,14 @@ async def calls_page(request: web.Request, session: Session) -> web.StreamRespon
     filters, errors = _filters(request)
     listing = await calls_admin.list_calls(request.app[INGEST].db, session.user, filters)
     pages = max(1, -(-listing["total"] // filters.per_page))
-    start, end = filters.period()
+    first, last = filters.days()
     return render(
         request,
         session,
         "calls.html",
         {
             "filters": filters,
-            "period": {"from": start.date(), "to": (end - timedelta(days=1)).date()},
+            "period": {"from": first, "to": last},
             "errors": errors,
             "listing": listing,
             "pages": pages,
@@ -342,9 +345,10 @@ async def calls_page(request: web.Request, session: Session) -> web.StreamRespon
 @page(*ALL)
 async def calls_export(request: web.Request, session: Session) -> web.StreamResponse:
     """GET /calls/export.xlsx: the filtered list as Excel."""
-    filters = CallFilters.from_query(request.query)
+    filters = CallFilters.from_query(request.query, tz=request.app[INGEST].settings.timezone)
     rows = await calls_admin.all_rows(request.app[INGEST].db, session.user, filters)
-    return xlsx_response(f"calls-{utcnow():%Y-%m-%d}.xlsx", calls_admin.calls_workbook(rows))
+    workbook = calls_admin.calls_workbook(rows, filters.zone)
+    return xlsx_response(f"calls-{utcnow():%Y-%m-%d}.xlsx", workbook)
 
 
 async def _card(
@@ -429,8 +433,8 @@ async def redeliver_submit(
 def _weeks_back(request: web.Request, weeks: int) -> tuple[CallFilters, dict[str, str]]:
     filters, errors = _filters(request)
     if filters.date_from is None and not errors:
-        end = filters.date_to or utcnow().date()
-        filters = filters.model_copy(update={"date_from": end - timedelta(weeks=weeks)})
+        _, last = filters.days()
+        filters = filters.model_copy(update={"date_from": last - timedelta(weeks=weeks)})
     return filters, errors
 
 
@@ -453,7 +457,7 @@ async def managers_page(request: web.Request, session: Session) -> web.StreamRes
         for item in rating["items"][: len(charts.PALETTE)]
     ]
     labels = [_day_month(week) for week in weeks]
-    start, end = filters.period()
+    first, last = filters.days()
     return render(
         request,
         session,
@@ -461,7 +465,7 @@ async def managers_page(request: web.Request, session: Session) -> web.StreamRes
         {
             "rating": rating["items"],
             "errors": errors,
-            "period": {"from": start.date(), "to": (end - timedelta(days=1)).date()},
+            "period": {"from": first, "to": last},
             "chart": charts.line_chart("Средняя оценка по неделям", labels, series, unit="%"),
             "legend": charts.legend(series),
             "weeks": weeks,
@@ -479,7 +483,7 @@ async def dashboard_page(request: web.Request, session: Session) -> web.StreamRe
     labels = [_day_month(day["day"]) for day in days]
     scores = charts.Series("Средняя оценка", [day["average_score"] for day in days])
     ratio_labels = [f"{b['from']:.0%}–{b['to']:.0%}" for b in board["talk_ratio"]]
-    start, end = filters.period()
+    first, last = filters.days()
     return render(
         request,
         session,
@@ -487,7 +491,7 @@ async def dashboard_page(request: web.Request, session: Session) -> web.StreamRe
         {
             "board": board,
             "errors": errors,
-            "period": {"from": start.date(), "to": (end - timedelta(days=1)).date()},
+            "period": {"from": first, "to": last},
             "total_calls": sum(day["calls"] for day in days),
             "calls_chart": charts.bar_chart(
                 "Звонков в день", labels, [day["calls"] for day in days]
@@ -689,8 +693,10 @@ async def table_rows_page(request: web.Request, session: Session) -> web.StreamR
     filters, errors = _weeks_back(request, 4)
     rows = await calls_admin.table_rows(db, session.user, table["_id"], filters)
     if request.query.get("format") == "xlsx":
-        return xlsx_response(f"{table['_id']}.xlsx", calls_admin.table_workbook(table, rows))
-    start, end = filters.period()
+        return xlsx_response(
+            f"{table['_id']}.xlsx", calls_admin.table_workbook(table, rows, filters.zone)
+        )
+    first, last = filters.days()
     return render(
         request,
         session,
@@ -699,7 +705,7 @@ async def table_rows_page(request: web.Request, session: Session) -> web.StreamR
             "table": table,
             "rows": rows,
             "errors": errors,
-            "period": {"from": start.date(), "to": (end - timedelta(days=1)).date()},
+            "period": {"from": first, "to": last},
             "export_query": _query_without(request, "format"),
         },
     )
