@@ -69,6 +69,8 @@ async def test_each_role_sees_its_menu_and_pages(
         "Скрипты и промты", "Таблицы", "Пользователи",
     ]  # fmt: skip
     await expect(admin.locator("#total")).to_have_text("2")
+    options = await admin.get_by_label("Менеджер").locator("option").all_inner_texts()
+    assert options == ["Все", "Менеджер mgr_1", "Менеджер mgr_2"]
     await screenshot(admin, "calls-admin")
 
     head = await log_in(browser, live_ingest, "head@example.ru", PASSWORD)
@@ -83,6 +85,8 @@ async def test_each_role_sees_its_menu_and_pages(
     assert await anna.locator("nav[aria-label='Главное меню'] summary").count() == 0
     await expect(anna.locator("#total")).to_have_text("1")
     await expect(anna.locator("tbody tr")).to_have_count(1)
+    options = await anna.get_by_label("Менеджер").locator("option").all_inner_texts()
+    assert options == ["Все", "Менеджер mgr_1"]  # never another manager's name
     assert await status_of(anna, f"{live_ingest}/calls/task_000000000001") == 200
     assert await status_of(anna, f"{live_ingest}/calls/task_000000000002") == 403
     await expect(anna.get_by_text("Это звонок другого менеджера")).to_be_visible()

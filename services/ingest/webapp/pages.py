@@ -300,12 +300,16 @@ def _filters(request: web.Request) -> tuple[CallFilters, dict[str, str]]:
         return CallFilters(tz=tz), field_errors(exc)
 
 
-async def _managers_seen(request: web.Request, session: Session) -> list[dict[str, str]]:
-    """The managers whose calls the viewer can see, for the filter."""
+async def _managers_seen(
+    request: web.Request, session: Session, filters: CallFilters
+) -> list[dict[str, str]]:
+    """The managers with calls in the period that the viewer can see, for the filter
+    (the period keeps this on the date index, whatever the size of the history)."""
+    in_period = CallFilters(date_from=filters.date_from, date_to=filters.date_to, tz=filters.tz)
     rows = await (
         await calls(request.app[INGEST].db).aggregate(
             [
-                {"$match": session.user.calls_filter()},
+                {"$match": in_period.query(session.user)},
                 {"$group": {"_id": "$manager_id", "name": {"$last": "$manager_name"}}},
                 {"$sort": {"_id": 1}},
             ]
@@ -335,7 +339,7 @@ async def calls_page(request: web.Request, session: Session) -> web.StreamRespon
             "errors": errors,
             "listing": listing,
             "pages": pages,
-            "managers": await _managers_seen(request, session),
+            "managers": await _managers_seen(request, session, filters),
             "page_query": _query_without(request, "page"),
             "export_query": _query_without(request, "page", "per_page"),
         },
