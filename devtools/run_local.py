@@ -6,16 +6,22 @@ that RabbitMQ answers, then runs every service as its own process until Ctrl-C.
 
 from __future__ import annotations
 
+import asyncio
+import json
 import os
 import signal
 import subprocess
 import sys
 import time
+import urllib.error
 import urllib.request
 from pathlib import Path
-from urllib.parse import urlsplit
+from urllib.parse import urlencode, urlsplit
 
+from devtools.demo_crm import SAMPLE_CALL
 from devtools.processes import port_open, spawn, start_secantus, stop
+from shared.connection import load_connection_settings
+from shared.mongo import connect_mongo, database
 
 # Each service and the port its health endpoints answer on.
 SERVICES = {"ingest": 8080, "downloader": 8081, "analyzer": 8082, "notifier": 8083}
@@ -23,6 +29,7 @@ DATA_DIR = Path(".data")
 EMBEDDED_MONGO_PORT = 27017
 DEMO_CRM_PORT = 8090
 READY_TIMEOUT_S = 60.0
+DEMO_CALL_ID = "demo-call-1"
 
 
 def _check_rabbitmq(amqp_url: str) -> None:
@@ -100,6 +107,7 @@ def _run(children: list[subprocess.Popen[bytes]]) -> None:
         children.append(process)
         _wait_healthy(service, f"http://{host}:{service_port}/healthz", process)
     base_url = f"http://{host}:{port}"
+    demo = _submit_demo_call(env["ROP_MONGO_URL"], base_url)
     print(
         f"\nЦифровой РОП is running: {base_url}\n"
         f"  Web app:  {base_url}/ (log in as the admin below)\n"
@@ -109,6 +117,7 @@ def _run(children: list[subprocess.Popen[bytes]]) -> None:
         "  API key:  make api-key\n"
         f"  Demo CRM: http://127.0.0.1:{DEMO_CRM_PORT}/files/sample-call.mp3\n"
         "            (its webhooks are printed here)\n"
+        f"  Demo call: {demo} (see it on {base_url}/calls)\n"
         f"  Admin:    {env.get('ROP_ADMIN_EMAIL', 'admin@rop.local')}, password: "
         + ("ROP_ADMIN_PASSWORD" if "ROP_ADMIN_PASSWORD" in env else "make admin-password")
         + "\nPress Ctrl-C to stop.\n",
@@ -117,6 +126,42 @@ def _run(children: list[subprocess.Popen[bytes]]) -> None:
     while all(child.poll() is None for child in children):
         time.sleep(0.5)
     sys.exit("a service stopped; shutting the rest down")
+
+
+def _submit_demo_call(mongo_url: str, base_url: str) -> str:
+    """Post the demo CRM's sample call once, so the web app has a call to show at once;
+    on later starts it is already there (409)."""
+    key = asyncio.run(_api_key(mongo_url))
+    body = json.dumps(
+        {
+            "call_id": DEMO_CALL_ID,
+            "audio_url": f"http://127.0.0.1:{DEMO_CRM_PORT}/files/{SAMPLE_CALL}",
+            "duration": 26,
+            "manager_id": "mgr_001",
+            "manager_name": "Иванов Иван Петрович",
+            "deal_id": "deal_5678",
+        }
+    ).encode()
+    request = urllib.request.Request(
+        f"{base_url}/api/v1/calls?{urlencode({'apiKey': key})}",
+        data=body,
+        headers={"Content-Type": "application/json"},
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10):
+            return f"{DEMO_CALL_ID} submitted"
+    except urllib.error.HTTPError as exc:
+        if exc.code == 409:
+            return f"{DEMO_CALL_ID} already submitted"
+        return f"{DEMO_CALL_ID} refused ({exc.code})"
+
+
+async def _api_key(mongo_url: str) -> str:
+    client = connect_mongo(mongo_url)
+    try:
+        return (await load_connection_settings(database(client))).api_key
+    finally:
+        await client.close()
 
 
 if __name__ == "__main__":
