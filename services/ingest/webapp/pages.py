@@ -31,6 +31,7 @@ from services.ingest import (
 from services.ingest.accounts import Role, Session
 from services.ingest.calls_admin import STATUS_LABELS, CallFilters, CommentForm
 from services.ingest.edge import (
+    HTTP_STATUS,
     INGEST,
     base_url,
     browser_session,
@@ -147,9 +148,7 @@ def render(
 
 
 def _error_page(request: web.Request, session: Session | None, error: RopError) -> web.Response:
-    status = {"forbidden": 403, "not_found": 404, "conflict": 409, "rate_limited": 429}.get(
-        error.code, 400 if error.code == "invalid_request" else 500
-    )
+    status = HTTP_STATUS.get(error.code, 500)
     return render(request, session, "error.html", {"error": error}, status=status)
 
 
