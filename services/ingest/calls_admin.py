@@ -210,13 +210,14 @@ async def all_rows(
 async def _visible_task(
     db: AsyncDatabase[Document], viewer: User, task_id: str, projection: Document | None = None
 ) -> Document:
-    document = await calls(db).find_one({"_id": task_id}, projection)
-    if document is None:
-        raise NotFound(CALL_NOT_FOUND)
-    visible = await calls(db).count_documents({"_id": task_id, **viewer.calls_filter()}, limit=1)
-    if not visible:
+    document = await calls(db).find_one(
+        {"$and": [{"_id": task_id}, viewer.calls_filter()]}, projection
+    )
+    if document is not None:
+        return document
+    if await calls(db).count_documents({"_id": task_id}, limit=1):
         raise Forbidden(NOT_YOURS)
-    return document
+    raise NotFound(CALL_NOT_FOUND)
 
 
 async def call_card(db: AsyncDatabase[Document], viewer: User, task_id: str) -> Document:
