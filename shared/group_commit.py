@@ -109,6 +109,8 @@ class GroupWriter(_Coalescer[tuple[str, WriteOp], None]):
         except Exception as exc:
             errors = dict.fromkeys(range(len(writes)), exc)
         for index, (_, done) in enumerate(writes):
+            if done.done():  # the caller stopped waiting (cancelled); the others still hear
+                continue
             if index in errors:
                 done.set_exception(errors[index])
             else:
@@ -140,4 +142,5 @@ class GroupFinder(_Coalescer[str, Document | None]):
             async for document in self._collection.find({"_id": {"$in": ids}}, self._projection)
         }
         for document_id, done in batch:
-            done.set_result(found.get(document_id))
+            if not done.done():
+                done.set_result(found.get(document_id))

@@ -59,3 +59,17 @@ async def test_concurrent_reads_share_a_query_and_miss_cleanly(db: object) -> No
     assert [item and item["n"] for item in found[:10]] == list(range(10))
     assert found[10] == {"_id": "item3", "n": 3}
     assert found[11] is None
+
+
+async def test_a_caller_that_stops_waiting_does_not_fail_the_others(db: object) -> None:
+    writer = GroupWriter(db)  # type: ignore[arg-type]
+    callers = [
+        asyncio.create_task(writer.insert("items", {"_id": f"doc{index}"})) for index in range(20)
+    ]
+    await asyncio.sleep(0)  # every caller is waiting
+    await asyncio.sleep(0)  # and their batch is being written
+    callers[0].cancel()
+    outcomes = await asyncio.gather(*callers, return_exceptions=True)
+    assert isinstance(outcomes[0], asyncio.CancelledError)
+    assert outcomes[1:] == [None] * 19
+    assert await db.items.count_documents({}) == 20  # type: ignore[attr-defined]
