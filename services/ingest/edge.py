@@ -18,6 +18,7 @@ from pymongo.errors import PyMongoError
 from services.ingest import accounts, web_sessions
 from services.ingest.accounts import Role, Session
 from services.ingest.bootstrap import Ingest
+from services.ingest.calls_admin import CallFilters
 from services.ingest.metrics import IngestMetrics
 from services.ingest.spreadsheets import XLSX_TYPE
 from services.ingest.submission import (
@@ -284,3 +285,9 @@ def xlsx_response(filename: str, body: bytes) -> web.Response:
         content_type=XLSX_TYPE,
         headers={"Content-Disposition": f'attachment; filename="{filename}"'},
     )
+
+
+def call_filters(request: web.Request) -> CallFilters:
+    """The calls filters of the query; days in the configured zone unless `tz` is given.
+    A bad value is a 400 naming the field."""
+    return CallFilters.from_query(request.query, tz=request.app[INGEST].settings.timezone)

@@ -25,12 +25,13 @@ from services.ingest import (
 )
 from services.ingest.accounts import Role
 from services.ingest.bootstrap import bootstrap
-from services.ingest.calls_admin import CallFilters, CommentForm
+from services.ingest.calls_admin import CommentForm
 from services.ingest.edge import (
     INGEST,
     METRICS,
     READY_TIMEOUT_S,
     base_url,
+    call_filters,
     edge_middleware,
     json_response,
     read_body,
@@ -321,15 +322,10 @@ async def delete_user(request: web.Request) -> web.Response:
 # --- calls, managers, dashboard ---------------------------------------------
 
 
-def _filters(request: web.Request) -> CallFilters:
-    """The calls filters of the query; days in the configured zone unless `tz` is given."""
-    return CallFilters.from_query(request.query, tz=request.app[INGEST].settings.timezone)
-
-
 async def list_admin_calls(request: web.Request) -> web.Response:
     """GET /api/v1/admin/calls: filters and paging, or the whole selection as `?format=xlsx`."""
     session = await require_session(request)
-    filters = _filters(request)
+    filters = call_filters(request)
     db = request.app[INGEST].db
     if request.query.get("format") == "xlsx":
         rows = await calls_admin.all_rows(db, session.user, filters)
@@ -377,14 +373,14 @@ async def reanalyze(request: web.Request) -> web.Response:
 async def managers(request: web.Request) -> web.Response:
     """GET /api/v1/managers (admin, supervisor): rating and averages in the period."""
     session = await require_session(request, Role.ADMIN, Role.SUPERVISOR)
-    filters = _filters(request)
+    filters = call_filters(request)
     return json_response(await calls_admin.managers(request.app[INGEST].db, session.user, filters))
 
 
 async def dashboard(request: web.Request) -> web.Response:
     """GET /api/v1/dashboard: calls and scores per day, failed stages, talk ratios."""
     session = await require_session(request)
-    filters = _filters(request)
+    filters = call_filters(request)
     return json_response(await calls_admin.dashboard(request.app[INGEST].db, session.user, filters))
 
 
@@ -393,7 +389,7 @@ async def table_rows(request: web.Request) -> web.Response:
     session = await require_session(request, Role.ADMIN, Role.SUPERVISOR)
     db = request.app[INGEST].db
     table = await catalog.get(db, catalog.TABLE, request.match_info["id"])
-    filters = _filters(request)
+    filters = call_filters(request)
     rows = await calls_admin.table_rows(db, session.user, table["_id"], filters)
     if request.query.get("format") != "xlsx":
         return json_response({"items": rows})

@@ -35,6 +35,7 @@ from services.ingest.edge import (
     INGEST,
     base_url,
     browser_session,
+    call_filters,
     is_https,
     xlsx_response,
 )
@@ -292,11 +293,10 @@ async def home(request: web.Request) -> web.StreamResponse:
 def _filters(request: web.Request) -> tuple[CallFilters, dict[str, str]]:
     """The filters of the query (days in the configured zone), or the defaults and the
     messages of the bad fields."""
-    tz = request.app[INGEST].settings.timezone
     try:
-        return CallFilters.from_query(request.query, tz=tz), {}
+        return call_filters(request), {}
     except InvalidRequest as exc:
-        return CallFilters(tz=tz), field_errors(exc)
+        return CallFilters(tz=request.app[INGEST].settings.timezone), field_errors(exc)
 
 
 async def _managers_seen(
@@ -348,7 +348,7 @@ async def calls_page(request: web.Request, session: Session) -> web.StreamRespon
 @page(*ALL)
 async def calls_export(request: web.Request, session: Session) -> web.StreamResponse:
     """GET /calls/export.xlsx: the filtered list as Excel."""
-    filters = CallFilters.from_query(request.query, tz=request.app[INGEST].settings.timezone)
+    filters = call_filters(request)
     rows = await calls_admin.all_rows(request.app[INGEST].db, session.user, filters)
     workbook = calls_admin.calls_workbook(rows, filters.zone)
     return xlsx_response(f"calls-{utcnow():%Y-%m-%d}.xlsx", workbook)
