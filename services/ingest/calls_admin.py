@@ -181,6 +181,24 @@ def row_view(document: Document) -> Document:
     }
 
 
+async def managers_seen(
+    db: AsyncDatabase[Document], viewer: User, filters: CallFilters
+) -> list[dict[str, str]]:
+    """The managers with calls in the period that the viewer can see, for the filter
+    (the period keeps this on the date index, whatever the size of the history)."""
+    in_period = CallFilters(date_from=filters.date_from, date_to=filters.date_to, tz=filters.tz)
+    rows = await (
+        await calls(db).aggregate(
+            [
+                {"$match": in_period.query(viewer)},
+                {"$group": {"_id": "$manager_id", "name": {"$last": "$manager_name"}}},
+                {"$sort": {"_id": 1}},
+            ]
+        )
+    ).to_list()
+    return [{"id": row["_id"], "name": row["name"] or row["_id"]} for row in rows if row["_id"]]
+
+
 async def list_calls(db: AsyncDatabase[Document], viewer: User, filters: CallFilters) -> Document:
     """One page of the filtered list, with the total."""
     query = filters.query(viewer)
@@ -253,6 +271,15 @@ async def call_card(db: AsyncDatabase[Document], viewer: User, task_id: str) -> 
             for d in deliveries
         ],
     }
+
+
+async def check_delivery(
+    db: AsyncDatabase[Document], viewer: User, task_id: str, delivery_id: str
+) -> None:
+    """Refuse a delivery that is not of this call, or a call the viewer cannot see."""
+    await _visible_task(db, viewer, task_id, {"_id": 1})
+    if not await db[DELIVERIES].count_documents({"_id": delivery_id, "task_id": task_id}, limit=1):
+        raise Forbidden("Эта доставка относится к другому звонку")
 
 
 # What a browser's audio element understands, by the container ffprobe found.

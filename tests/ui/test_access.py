@@ -129,3 +129,39 @@ async def test_wrong_password_and_missing_csrf_are_refused(
     await admin.goto(f"{live_ingest}/settings/connection")
     minimum = admin.get_by_label("Минимальная длительность звонка, секунд")
     assert await minimum.input_value() != "1"
+
+
+async def test_replay_only_of_the_call_s_own_deliveries(
+    browser: Browser, live_ingest: str, people: Any
+) -> None:
+    now = utcnow()
+    for delivery_id, task_id in (
+        ("msg_own", "task_000000000001"),
+        ("msg_other", "task_000000000002"),
+    ):
+        await people.deliveries.insert_one(
+            {
+                "_id": delivery_id,
+                "task_id": task_id,
+                "type": "checklist.completed",
+                "url": "http://127.0.0.1:9/hooks",
+                "status": "dead",
+                "attempts": [],
+                "created_at": now,
+                "updated_at": now,
+            }
+        )
+    admin = await log_in_as_admin(browser, live_ingest)
+    await admin.goto(f"{live_ingest}/calls/task_000000000001")
+    token = await admin.locator("input[name=csrf_token]").first.input_value()
+    card = f"{live_ingest}/calls/task_000000000001"
+    other = await admin.request.post(
+        f"{card}/deliveries/msg_other/redeliver", form={"csrf_token": token}, max_redirects=0
+    )
+    assert other.status == 403
+    assert (await people.deliveries.find_one({"_id": "msg_other"}))["status"] == "dead"
+    own = await admin.request.post(
+        f"{card}/deliveries/msg_own/redeliver", form={"csrf_token": token}, max_redirects=0
+    )
+    assert own.status == 303
+    assert (await people.deliveries.find_one({"_id": "msg_own"}))["status"] == "pending"

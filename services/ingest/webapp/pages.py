@@ -53,7 +53,7 @@ from shared.errors import (
 )
 from shared.events import utcnow
 from shared.logging import get_logger
-from shared.mongo import TABLES, calls
+from shared.mongo import TABLES
 from shared.scripts import Metric
 
 log = get_logger(__name__)
@@ -299,24 +299,6 @@ def _filters(request: web.Request) -> tuple[CallFilters, dict[str, str]]:
         return CallFilters(tz=request.app[INGEST].settings.timezone), field_errors(exc)
 
 
-async def _managers_seen(
-    request: web.Request, session: Session, filters: CallFilters
-) -> list[dict[str, str]]:
-    """The managers with calls in the period that the viewer can see, for the filter
-    (the period keeps this on the date index, whatever the size of the history)."""
-    in_period = CallFilters(date_from=filters.date_from, date_to=filters.date_to, tz=filters.tz)
-    rows = await (
-        await calls(request.app[INGEST].db).aggregate(
-            [
-                {"$match": in_period.query(session.user)},
-                {"$group": {"_id": "$manager_id", "name": {"$last": "$manager_name"}}},
-                {"$sort": {"_id": 1}},
-            ]
-        )
-    ).to_list()
-    return [{"id": row["_id"], "name": row["name"] or row["_id"]} for row in rows if row["_id"]]
-
-
 def _query_without(request: web.Request, *names: str) -> str:
     return urlencode([(k, v) for k, v in request.query.items() if k not in names and v])
 
@@ -338,7 +320,9 @@ async def calls_page(request: web.Request, session: Session) -> web.StreamRespon
             "errors": errors,
             "listing": listing,
             "pages": pages,
-            "managers": await _managers_seen(request, session, filters),
+            "managers": await calls_admin.managers_seen(
+                request.app[INGEST].db, session.user, filters
+            ),
             "page_query": _query_without(request, "page"),
             "export_query": _query_without(request, "page", "per_page"),
         },
@@ -422,9 +406,7 @@ async def redeliver_submit(
     """POST /calls/{task_id}/deliveries/{id}/redeliver: the replay button of the log."""
     ingest = request.app[INGEST]
     task_id, delivery_id = request.match_info["task_id"], request.match_info["id"]
-    card = await calls_admin.call_card(ingest.db, session.user, task_id)
-    if delivery_id not in {delivery["id"] for delivery in card["deliveries"]}:
-        raise Forbidden("Эта доставка относится к другому звонку")
+    await calls_admin.check_delivery(ingest.db, session.user, task_id, delivery_id)
     await deliveries.redeliver(ingest.db, ingest.broker, delivery_id)
     log.info("delivery_replayed", delivery_id=delivery_id, by=session.user.email)
     return redirect(f"/calls/{task_id}?notice=redelivery#deliveries")
