@@ -263,11 +263,11 @@ async def stream_ranges(request: web.Request, stream: Any, content_type: str) ->
             return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
         first, last, status = *wanted, 206
         headers["Content-Range"] = f"bytes {first}-{last}/{size}"
+    left = last - first + 1  # 0 for an empty file (last is -1)
     response = web.StreamResponse(status=status, headers=headers)
-    response.content_length = last - first + 1 if size else 0
+    response.content_length = left
     await response.prepare(request)
     await stream.seek(first)
-    left = last - first + 1 if size else 0
     while left > 0:
         chunk = await stream.read(min(RANGE_CHUNK_BYTES, left))
         if not chunk:
