@@ -6,9 +6,14 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint fmt bench bench-ingest bench-download bench-analyze bench-notify bench-e2e bench-web api-key admin-password clean
 
+# The speaker model is the weights file of the Resemblyzer wheel; its code (and torch,
+# librosa) is never imported, so it is installed without its dependencies.
+SPEAKER_MODEL := resemblyzer==0.1.4
+
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e '.[dev]'
+	$(PY) -m pip install --quiet --no-deps '$(SPEAKER_MODEL)'
 	touch $(STAMP)
 
 run: $(STAMP) ## the whole system on the embedded defaults, at http://127.0.0.1:8080
