@@ -7,6 +7,7 @@ import tempfile
 import uuid
 import wave
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, Literal
@@ -52,15 +53,47 @@ def write_tone(path: Path, *, sample_rate_hz: int, channels: int, duration_s: fl
     return path
 
 
-Line = tuple[Literal["manager", "client"], float, str]
+Speaker = Literal["manager", "client"]
+Line = tuple[Speaker, float, str]
+
+# How ffmpeg encodes a generated call, by name: what CRMs and PBXs really send.
+ENCODINGS: dict[str, list[str]] = {
+    "mp3": [],
+    "mp3-32k": ["-c:a", "libmp3lame", "-b:a", "32k"],
+    "ulaw": ["-c:a", "pcm_mulaw"],
+    "alaw": ["-c:a", "pcm_alaw"],
+    "gsm": ["-c:a", "gsm_ms"],  # GSM 06.10 in WAV: mono, 8 kHz only
+    "opus": ["-c:a", "libopus", "-b:a", "24k"],
+}
 
 
-def _speak(text: str, sample_rate_hz: int) -> np.ndarray[Any, np.dtype[np.int16]]:
-    """English speech from espeak-ng, resampled by ffmpeg, as int16 samples."""
+@dataclass(frozen=True)
+class Voices:
+    """The espeak-ng voices of the two sides (a language, then `+variant`)."""
+
+    manager: str = "en-us"
+    client: str = "en-us"
+
+    def of(self, speaker: Speaker) -> str:
+        return self.manager if speaker == "manager" else self.client
+
+
+@dataclass(frozen=True)
+class Spoken:
+    """Where a line really sounds in a generated call: the ground truth of a test."""
+
+    speaker: Speaker
+    start_s: float
+    end_s: float
+    text: str
+
+
+def _speak(text: str, voice: str, sample_rate_hz: int) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """English speech from espeak-ng, resampled by ffmpeg, as samples in [-1, 1]."""
     with tempfile.TemporaryDirectory() as temp:
         spoken, pcm = Path(temp) / "line.wav", Path(temp) / "line.pcm"
         subprocess.run(
-            ["espeak-ng", "-v", "en-us", "-s", "150", "-w", str(spoken), text],
+            ["espeak-ng", "-v", voice, "-s", "150", "-w", str(spoken), text],
             check=True,
             capture_output=True,
         )
@@ -83,7 +116,19 @@ def _speak(text: str, sample_rate_hz: int) -> np.ndarray[Any, np.dtype[np.int16]
             ],
             check=True,
         )
-        return np.fromfile(pcm, dtype=np.int16)
+        return np.fromfile(pcm, dtype=np.int16) / 32768.0
+
+
+def pink_noise(samples: int, seed: int = 0) -> np.ndarray[Any, np.dtype[np.float64]]:
+    """Unit-RMS pink (1/f) noise."""
+    spectrum = np.fft.rfft(np.random.default_rng(seed).standard_normal(samples))
+    spectrum /= np.sqrt(np.maximum(np.arange(len(spectrum)), 1))
+    noise = np.fft.irfft(spectrum, samples)
+    return noise / (np.sqrt(np.mean(noise**2)) or 1.0)
+
+
+def _delayed(track: np.ndarray[Any, Any], samples: int) -> np.ndarray[Any, Any]:
+    return np.concatenate([np.zeros(samples), track[: len(track) - samples]])
 
 
 def write_call(
@@ -93,29 +138,56 @@ def write_call(
     duration_s: float,
     stereo: bool = True,
     sample_rate_hz: int = 16000,
-) -> Path:
+    voices: Voices = Voices(),
+    encoding: str | None = None,
+    noise_snr_db: float | None = None,
+    leak_db: float | None = None,
+    leak_delay_ms: float = 40.0,
+) -> list[Spoken]:
     """A call with each line spoken at its start time: the manager on the left channel and
-    the client on the right (stereo), or both mixed (mono). The extension picks the
-    container; silence everywhere else."""
-    tracks = np.zeros((2 if stereo else 1, int(duration_s * sample_rate_hz)), dtype=np.int32)
+    the client on the right (stereo), or both mixed (mono); silence everywhere else.
+
+    `encoding` names an entry of ENCODINGS (else the extension picks the codec);
+    `noise_snr_db` adds pink noise that much below the speech; `leak_db` leaks each side
+    into the other's channel that much quieter and `leak_delay_ms` late (line echo).
+    Returns where each line really sounds.
+    """
+    length = int(duration_s * sample_rate_hz)
+    sides = {"manager": np.zeros(length), "client": np.zeros(length)}
+    spoken: list[Spoken] = []
     for speaker, start_s, text in lines:
-        voice = _speak(text, sample_rate_hz)
-        channel = 0 if speaker == "manager" or not stereo else 1
+        voice = _speak(text, voices.of(speaker), sample_rate_hz)
         start = int(start_s * sample_rate_hz)
-        end = min(start + len(voice), tracks.shape[1])
-        tracks[channel, start:end] += voice[: end - start]
-    interleaved = np.clip(tracks, -32768, 32767).astype(np.int16).T.copy()
+        end = min(start + len(voice), length)
+        sides[speaker][start:end] += voice[: end - start]
+        spoken.append(Spoken(speaker, start_s, end / sample_rate_hz, text))
+    manager, client = sides["manager"], sides["client"]
+    if leak_db is not None:
+        gain, delay = 10 ** (leak_db / 20), int(leak_delay_ms / 1000 * sample_rate_hz)
+        manager, client = (
+            manager + gain * _delayed(client, delay),
+            client + gain * _delayed(manager, delay),
+        )
+    tracks = np.stack([manager, client]) if stereo else (manager + client)[None, :]
+    if noise_snr_db is not None:
+        speech = tracks[np.abs(tracks) > 1e-3]
+        level = np.sqrt(np.mean(speech**2)) if len(speech) else 0.1
+        for index, track in enumerate(tracks):
+            track += level * 10 ** (-noise_snr_db / 20) * pink_noise(length, seed=index)
+    pcm = (np.clip(tracks, -1.0, 1.0) * 32767).astype(np.int16).T.copy()
     with tempfile.TemporaryDirectory() as temp:
         wav = Path(temp) / "call.wav"
         with wave.open(str(wav), "wb") as out:
             out.setnchannels(tracks.shape[0])
             out.setsampwidth(2)
             out.setframerate(sample_rate_hz)
-            out.writeframes(interleaved.tobytes())
+            out.writeframes(pcm.tobytes())
+        codec = ENCODINGS[encoding] if encoding else []
         subprocess.run(
-            ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(wav), str(path)], check=True
+            ["ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(wav), *codec, str(path)],
+            check=True,
         )
-    return path
+    return spoken
 
 
 def analysed_call(
