@@ -1,4 +1,5 @@
-"""The connection settings of SPEC §4: API key, minimum call duration, error webhook.
+"""The connection settings of SPEC §4: API key, minimum call duration, error webhook,
+and whether managers' voiceprints are kept.
 
 Stored as one document; the API key is made once, on the first start of any
 service, and never changes afterwards.
@@ -34,6 +35,9 @@ class ConnectionSettings(BaseModel):
     api_key: str
     min_call_duration_s: float = Field(0.0, ge=0)
     error_webhook: WebhookEndpoint | None = None
+    voiceprints_enabled: bool = Field(
+        True, description="Learn managers' voiceprints to tell who is who on mono calls."
+    )
 
 
 def new_api_key() -> str:

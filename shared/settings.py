@@ -112,6 +112,26 @@ class Settings(BaseSettings):
     manager_channel: Literal["left", "right"] = Field(
         "left", description="Which channel of a stereo recording is the manager."
     )
+    role_cues: CommaList = Field(
+        (
+            "меня зовут",
+            "вас беспокоит",
+            "звоню из компании",
+            "представляю компанию",
+            "удобно говорить",
+            "my name is",
+            "calling from",
+            "on behalf of",
+            "is it a good time",
+        ),
+        description="What managers say and clients rarely do: tells who is who on a mono call.",
+    )
+    voiceprint_min_similarity: float = Field(
+        0.9, ge=0, le=1, description="A mono voice this close to the manager's voiceprint is them."
+    )
+    voiceprint_min_margin: float = Field(
+        0.05, ge=0, le=1, description="…and this much closer than the other voice."
+    )
     analysis_part_s: float = Field(2700.0, ge=60, description="Longer calls are split in parts.")
     analysis_lease_s: float = Field(
         300.0, ge=10, description="A job not renewed for this long is taken over by another worker."
@@ -150,6 +170,7 @@ class Settings(BaseSettings):
         "fetch_allow_cidrs",
         "fetch_deny_cidrs",
         "webhook_retry_schedule_s",
+        "role_cues",
         mode="before",
     )
     @classmethod

@@ -16,7 +16,9 @@ from pymongo import AsyncMongoClient
 
 from devtools.processes import free_port, port_open, start_secantus, stop
 from devtools.system import SERVICES, System
+from services.analyzer.asr import WhisperTranscriber
 from services.analyzer.llm import LlmJudge
+from services.analyzer.voice_encoder import VoiceEncoder
 from services.ingest.web import create_app
 from shared.amqp import Broker
 from shared.errors import UnknownEvent
@@ -38,6 +40,18 @@ def mongo_server() -> Iterator[str]:
     process = start_secantus(port, ":memory:")
     yield f"mongodb://127.0.0.1:{port}"
     stop(process)
+
+
+@pytest.fixture(scope="session")
+def transcriber() -> WhisperTranscriber:
+    """The bundled Whisper tiny.en, loaded once."""
+    return WhisperTranscriber("tiny.en", device="cpu", compute_type="int8", language="en")
+
+
+@pytest.fixture(scope="session")
+def voice_encoder() -> VoiceEncoder:
+    """The speaker embedding model (Resemblyzer's weights), loaded once."""
+    return VoiceEncoder()
 
 
 @pytest.fixture(scope="session")

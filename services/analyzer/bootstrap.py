@@ -11,6 +11,7 @@ from openai import AsyncOpenAI
 from services.analyzer.asr import RemoteTranscriber, Transcriber, WhisperTranscriber
 from services.analyzer.handlers import Analyzer
 from services.analyzer.llm import LlmJudge
+from services.analyzer.voice_encoder import VoiceEncoder
 from shared.health import worker_connections
 from shared.logging import get_logger
 from shared.settings import Settings
@@ -43,6 +44,14 @@ def load_transcriber(settings: Settings) -> Transcriber:
         sys.exit(f"Cannot load the ASR model {settings.asr_model!r} (ROP_ASR_MODEL): {exc}")
 
 
+def load_voice_encoder() -> VoiceEncoder:
+    """The speaker embedding model; a missing or wrong file stops the service with a message."""
+    try:
+        return VoiceEncoder()
+    except (OSError, ValueError) as exc:
+        sys.exit(f"Cannot load the speaker model: {exc}")
+
+
 def llm_judge(settings: Settings) -> LlmJudge | None:
     """The `llm` method's model, or None when `ROP_LLM_BASE_URL` is not set."""
     if settings.llm_base_url is None:
@@ -60,6 +69,7 @@ def llm_judge(settings: Settings) -> LlmJudge | None:
 async def bootstrap(settings: Settings) -> AsyncIterator[Analyzer]:
     """Load the model, then connect to Mongo and the broker."""
     transcriber = load_transcriber(settings)
+    encoder = load_voice_encoder()
     log.info("asr_ready", backend=settings.asr_backend, model=settings.asr_model)
     llm = llm_judge(settings)
     try:
@@ -68,9 +78,13 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Analyzer]:
                 db=db,
                 broker=broker,
                 transcriber=transcriber,
+                encoder=encoder,
                 llm=llm,
                 part_s=settings.analysis_part_s,
                 manager_channel=settings.manager_channel,
+                role_cues=settings.role_cues,
+                voiceprint_min_similarity=settings.voiceprint_min_similarity,
+                voiceprint_min_margin=settings.voiceprint_min_margin,
                 lease_s=settings.analysis_lease_s,
                 max_attempts=settings.analysis_max_attempts,
             )

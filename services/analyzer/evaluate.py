@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -65,7 +65,10 @@ def _verdict(
 ) -> StageVerdict:
     if stage.method == "phrases":
         return evaluate_phrases(
-            stage, tokens, duration_s=transcription.metrics.duration_s, mono=transcription.mono
+            stage,
+            tokens,
+            duration_s=transcription.metrics.duration_s,
+            roles_uncertain=transcription.roles.uncertain,
         )
     if llm_verdicts is not None and stage.name in llm_verdicts:
         return llm_verdicts[stage.name]
@@ -146,22 +149,3 @@ def overall_score(checklists: list[Document]) -> Document | None:
         "percent": round(100 * passed / applicable, 1),
         "perfect": passed == applicable,
     }
-
-
-def transcript(transcription: Transcription) -> list[Document]:
-    """The stored transcript: lines by speaker with word timestamps."""
-    return [
-        {
-            "speaker": line.speaker,
-            "start_s": round(line.start_s, 2),
-            "end_s": round(line.end_s, 2),
-            "text": line.text,
-            "words": [[w.text, round(w.start_s, 2), round(w.end_s, 2)] for w in line.words],
-        }
-        for line in transcription.utterances
-    ]
-
-
-def metrics(transcription: Transcription) -> dict[str, Any]:
-    """SPEC §7 metrics."""
-    return asdict(transcription.metrics)

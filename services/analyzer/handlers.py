@@ -27,9 +27,14 @@ from services.analyzer import evaluate
 from services.analyzer.asr import Transcriber
 from services.analyzer.evaluate import Call, binding_applies, table_applies
 from services.analyzer.llm import LlmJudge
-from services.analyzer.pipeline import transcribe_call
+from services.analyzer.pipeline import Listening, Transcription, transcribe_call
+from services.analyzer.roles import RoleHints, Roles
 from services.analyzer.scoring import StageVerdict
+from services.analyzer.stored import metrics_document, transcription_fields, with_roles_swapped
+from services.analyzer.voice_encoder import VoiceEncoder
+from shared import voiceprints
 from shared.amqp import Broker
+from shared.connection import load_connection_settings
 from shared.events import AudioStored, CallAnalyzed, CallFailed, Envelope, Event, call_meta, utcnow
 from shared.logging import get_logger
 from shared.mongo import AUDIO_BUCKET, BINDINGS, TABLES, TEMPLATES, Document, calls
@@ -47,9 +52,13 @@ class Analyzer:
     db: AsyncDatabase[Document]
     broker: Broker
     transcriber: Transcriber
+    encoder: VoiceEncoder
     llm: LlmJudge | None = None
     part_s: float = 2700.0
     manager_channel: Literal["left", "right"] = "left"
+    role_cues: tuple[str, ...] = ()
+    voiceprint_min_similarity: float = 0.9
+    voiceprint_min_margin: float = 0.05
     lease_s: float = 300.0
     max_attempts: int = 3
     worker_id: str = field(default_factory=lambda: f"analyzer-{uuid.uuid4().hex[:8]}")
@@ -172,6 +181,7 @@ async def _finish(
                 "analysis.finished_at": now,
             },
             "$push": {"timeline": {"status": status, "at": now}},
+            **({"$inc": {"revision": 1}} if status == "delivering" else {}),
         },
     )
     if result.modified_count == 0:
@@ -256,23 +266,65 @@ async def _applying(
     return bindings, tables
 
 
-async def _analyze(task: Document, meta: Document, deps: Analyzer) -> tuple[Event, Document]:
+def _manager_phrases(bindings: list[tuple[str, str, Template]]) -> tuple[str, ...]:
+    """What the call's scripts expect the manager to say (cues to who is the manager)."""
+    return tuple(
+        dict.fromkeys(
+            phrase
+            for _, _, template in bindings
+            for stage in template.stages
+            for point in stage.points
+            if point.speaker == "manager" and not point.forbidden
+            for phrase in point.phrases
+        )
+    )
+
+
+async def _transcribe(
+    task: Document, deps: Analyzer, bindings: list[tuple[str, str, Template]], *, learn: bool
+) -> Transcription:
+    """Hear the stored recording (download, decode, speakers, ASR) in a worker thread."""
     audio = task["audio"]
-    duration_s = float(task["probed_duration_s"])
+    mono = int(audio["channels"]) == 1
+    voiceprint = (
+        await voiceprints.voiceprint_of(deps.db, task["manager_id"]) if learn and mono else None
+    )
+    listening = Listening(
+        transcriber=deps.transcriber,
+        encoder=deps.encoder,
+        hints=RoleHints(
+            voiceprint=voiceprint,
+            cue_phrases=deps.role_cues,
+            script_phrases=_manager_phrases(bindings),
+            min_similarity=deps.voiceprint_min_similarity,
+            min_margin=deps.voiceprint_min_margin,
+        ),
+        manager_channel=deps.manager_channel,
+        embed_stereo_voices=learn,
+    )
     with tempfile.TemporaryDirectory(prefix="rop-analysis-") as temp:
         work_dir = Path(temp)
         source = work_dir / f"call.{audio['container']}"
         await _download(deps.db, audio["file_id"], source)
-        transcription = await asyncio.to_thread(
+        return await asyncio.to_thread(
             transcribe_call,
             source,
             channels=int(audio["channels"]),
-            duration_s=duration_s,
-            transcriber=deps.transcriber,
+            duration_s=float(task["probed_duration_s"]),
+            listening=listening,
             work_dir=work_dir,
             part_s=deps.part_s,
-            manager_channel=deps.manager_channel,
         )
+
+
+def _swapped(task: Document) -> tuple[Transcription, Document]:
+    """The stored transcription with the roles a person swapped, and who did it."""
+    person = task["analysis"]["requested_by"]
+    roles = Roles(manager=0, method="person", confidence=1.0)
+    return with_roles_swapped(task, roles), person
+
+
+async def _analyze(task: Document, meta: Document, deps: Analyzer) -> tuple[Event, Document]:
     call = Call(
         received_at=task["received_at"],
         manager_id=task["manager_id"],
@@ -280,6 +332,23 @@ async def _analyze(task: Document, meta: Document, deps: Analyzer) -> tuple[Even
         deal_stage_id=task.get("deal_stage_id"),
     )
     bindings, tables = await _applying(deps, call)
+    learn = (await load_connection_settings(deps.db)).voiceprints_enabled
+    fields: Document = {}
+    if task["analysis"].get("mode") == "swap_roles":
+        transcription, person = _swapped(task)
+        fields["reviewed_by"] = person
+        roles_by = {"by": person["email"], "at": utcnow()}
+    else:
+        transcription = await _transcribe(task, deps, bindings, learn=learn)
+        fields["reviewed_by"] = None
+        fields["parts"] = [
+            {"index": part.index, "offset_s": round(part.offset_s, 3)}
+            for part in transcription.parts
+        ]
+        fields["analysis.stage_seconds"] = {
+            stage: round(seconds, 3) for stage, seconds in transcription.stage_seconds.items()
+        }
+        roles_by = {}
     llm_verdicts: dict[str, dict[str, StageVerdict]] = {}
     llm_values: dict[str, dict[str, Any]] = {}
     if deps.llm is not None:
@@ -314,25 +383,36 @@ async def _analyze(task: Document, meta: Document, deps: Analyzer) -> tuple[Even
             )
             for table_id, table in tables
         ],
-        "metrics": evaluate.metrics(transcription),
+        "metrics": metrics_document(transcription),
     }
-    fields: Document = {
-        "results": results,
-        "score": evaluate.overall_score(checklists),
-        "transcript": evaluate.transcript(transcription),
-        "parts": [
-            {"index": part.index, "offset_s": round(part.offset_s, 3)}
-            for part in transcription.parts
-        ],
-        "analysis.stage_seconds": {k: round(v, 3) for k, v in transcription.stage_seconds.items()},
-    }
+    stored = transcription_fields(transcription, keep_voices=learn)
+    stored["roles"] |= roles_by
+    fields |= stored | {"results": results, "score": evaluate.overall_score(checklists)}
+    if learn:
+        await _learn_voice(deps, task, transcription)
     outcome = CallAnalyzed(
         **meta,
-        duration_s=duration_s,
+        duration_s=float(task["probed_duration_s"]),
         checklists=len(results["checklists"]),
         tables=len(results["tables"]),
     )
     return outcome, fields
+
+
+async def _learn_voice(deps: Analyzer, task: Document, transcription: Transcription) -> None:
+    """Teach the manager's voiceprint this call's manager voice, where it is known to be
+    theirs: the manager channel of a stereo call, or roles a person set."""
+    voice = transcription.voices.get("manager")
+    if voice is None or transcription.roles.method not in ("channels", "person"):
+        return
+    await voiceprints.learn(
+        deps.db,
+        task["manager_id"],
+        task_id=task["_id"],
+        embedding=voice.embedding,
+        speech_s=voice.speech_s,
+        source="stereo" if transcription.roles.method == "channels" else "confirmed",
+    )
 
 
 async def work_forever(deps: Analyzer, wakeup: asyncio.Event, *, poll_s: float = 5.0) -> None:

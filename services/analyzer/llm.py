@@ -32,7 +32,7 @@ from shared.scripts import Stage, TableField
 
 log = get_logger(__name__)
 
-SPEAKER_NAMES = {"manager": "Менеджер", "client": "Клиент", "unknown": "Говорящий"}
+SPEAKER_NAMES = {"manager": "Менеджер", "client": "Клиент"}
 QUOTE_MIN_SCORE = 90.0
 RETRYABLE = (
     openai.APITimeoutError,

@@ -1,4 +1,12 @@
-"""From a stored recording to a transcript and talk metrics (CPU-bound: runs in a worker thread)."""
+"""From a stored recording to a transcript and talk metrics (CPU-bound: runs in a worker thread).
+
+Stereo: the manager on one channel, the client on the other; each channel loses the
+other side's echo, then gets its speech found and recognised. Mono: the one channel's
+speech is recognised, split between two voices by speaker embeddings, and the roles
+(which voice is the manager) are decided from the manager's voiceprint, cues in the
+transcript, or talk share. Either way the result is one timeline of utterances by
+speaker, the speech of each side, and the talk metrics.
+"""
 
 from __future__ import annotations
 
@@ -15,24 +23,31 @@ import numpy as np
 
 from services.analyzer.asr import Transcriber, utterances_of
 from services.analyzer.audio import SAMPLE_RATE_HZ, Part, Samples, decode_channels, split_into_parts
-from services.analyzer.talk import (
-    Interval,
-    TalkMetrics,
-    mono_metrics,
-    speech_intervals,
-    stereo_metrics,
-)
+from services.analyzer.echo import remove_echo
+from services.analyzer.roles import STEREO, RoleHints, Roles, decide_roles
+from services.analyzer.speakers import Diarization, SpeechEmbeddings, Voice, diarize, embed_speech
+from services.analyzer.talk import Interval, TalkMetrics, speech_intervals, talk_metrics
 from services.analyzer.transcript import SpeakerName, Utterance, Word
+from services.analyzer.voice_encoder import VoiceEncoder
+
+SIDES: tuple[SpeakerName, SpeakerName] = ("manager", "client")
 
 
 @dataclass
 class Transcription:
-    """Everything the scoring needs from the audio, with the time each stage took."""
+    """Everything the scoring needs from the audio, with the time each stage took.
+
+    `voices` holds each side's voice embedding where it was computed (mono calls, and
+    stereo calls when voiceprints are learnt).
+    """
 
     utterances: list[Utterance]
     metrics: TalkMetrics
     parts: list[Part]
     mono: bool
+    roles: Roles
+    speech: dict[SpeakerName, list[Interval]]
+    voices: dict[SpeakerName, Voice] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -84,8 +99,11 @@ def _in_stream(time_s: float, starts: list[Interval]) -> float:
     return stream_start_s + time_s - joined_start_s
 
 
-def recognise(transcriber: Transcriber, audio: Samples, speech: list[Interval]) -> list[Word]:
-    """Words of a stream, recognising only its speech; times are from the stream's start.
+def recognise(
+    transcriber: Transcriber, audio: Samples, speech: list[Interval], *, offset_s: float = 0.0
+) -> list[Word]:
+    """Words of a stream, recognising only its speech; times are from the stream's start
+    plus `offset_s` (the part's start in the call).
 
     The silence the VAD found is cut out before ASR (the model does not run its own VAD
     a second time), and every word time is mapped back.
@@ -94,7 +112,11 @@ def recognise(transcriber: Transcriber, audio: Samples, speech: list[Interval]) 
     if not len(joined):
         return []
     return [
-        Word(word.text, _in_stream(word.start_s, starts), _in_stream(word.end_s, starts))
+        Word(
+            word.text,
+            _in_stream(word.start_s, starts) + offset_s,
+            _in_stream(word.end_s, starts) + offset_s,
+        )
         for word in transcriber.transcribe(joined)
     ]
 
@@ -103,52 +125,143 @@ def _shifted(intervals: list[Interval], offset_s: float) -> list[Interval]:
     return [(start_s + offset_s, end_s + offset_s) for start_s, end_s in intervals]
 
 
+def timeline(
+    words: dict[SpeakerName, list[Word]], speech: dict[SpeakerName, list[Interval]]
+) -> list[Utterance]:
+    """Each side's words as lines (a line ends at its speaker's pause), in time order."""
+    return sorted(
+        (line for side in SIDES for line in utterances_of(words[side], side, speech[side])),
+        key=lambda line: line.start_s,
+    )
+
+
+@dataclass(frozen=True)
+class Listening:
+    """How a call is heard: the models, and what the roles may be decided from."""
+
+    transcriber: Transcriber
+    encoder: VoiceEncoder
+    hints: RoleHints = field(default_factory=RoleHints)
+    manager_channel: Literal["left", "right"] = "left"
+    # Stereo calls embed each side's voice only when voiceprints are learnt from them.
+    embed_stereo_voices: bool = False
+
+
 def transcribe_call(
     source: Path,
     *,
     channels: int,
     duration_s: float,
-    transcriber: Transcriber,
+    listening: Listening,
     work_dir: Path,
     part_s: float = 2700.0,
-    manager_channel: Literal["left", "right"] = "left",
 ) -> Transcription:
-    """Split, decode each channel, find speech, recognise words; every time is absolute."""
+    """Split, decode, find speech and who speaks, recognise words; every time is absolute."""
     seconds: dict[str, float] = {}
     stereo = channels == 2
-    sides: tuple[SpeakerName, ...] = ("manager", "client") if stereo else ("unknown",)
-    speech: dict[SpeakerName, list[Interval]] = {side: [] for side in sides}
-    words: dict[SpeakerName, list[Word]] = {side: [] for side in sides}
+    streams: tuple[SpeakerName, ...] = SIDES if stereo else ("manager",)
+    speech: dict[SpeakerName, list[Interval]] = {side: [] for side in streams}
+    words: dict[SpeakerName, list[Word]] = {side: [] for side in streams}
+    voices: dict[SpeakerName, list[SpeechEmbeddings]] = {side: [] for side in streams}
+    embed = not stereo or listening.embed_stereo_voices
     with _timed(seconds, "decode"):
         parts = split_into_parts(source, duration_s=duration_s, part_s=part_s, work_dir=work_dir)
     for part in parts:
         with _timed(seconds, "decode"):
             decoded = decode_channels(part.path, channels=channels, work_dir=work_dir)
-        if stereo and manager_channel == "right":
-            decoded.reverse()
+        if stereo:
+            if listening.manager_channel == "right":
+                decoded.reverse()
+            with _timed(seconds, "echo"):
+                decoded = list(remove_echo(decoded[0], decoded[1]))
         with _timed(seconds, "vad"), ThreadPoolExecutor(len(decoded)) as pool:
             # Silero runs on one thread; the channels go in parallel.
             part_speech = list(pool.map(speech_intervals, decoded))
-        for side, audio, found in zip(sides, decoded, part_speech, strict=True):
+        for side, audio, found in zip(streams, decoded, part_speech, strict=True):
             speech[side] += _shifted(found, part.offset_s)
             with _timed(seconds, "asr"):
-                words[side] += [
-                    Word(w.text, w.start_s + part.offset_s, w.end_s + part.offset_s)
-                    for w in recognise(transcriber, audio, found)
-                ]
+                words[side] += recognise(
+                    listening.transcriber, audio, found, offset_s=part.offset_s
+                )
+            if embed:
+                with _timed(seconds, "speakers"):
+                    voices[side].append(
+                        embed_speech(listening.encoder, audio, found, offset_s=part.offset_s)
+                    )
         del decoded
-    utterances = sorted(
-        (line for side in sides for line in utterances_of(words[side], side, speech[side])),
-        key=lambda line: line.start_s,
+    if stereo:
+        heard = _stereo(speech, words, voices)
+    else:
+        with _timed(seconds, "speakers"):
+            heard = _mono(
+                SpeechEmbeddings.joined(voices["manager"]), words["manager"], listening.hints
+            )
+    utterances, side_speech, roles, side_voices, interruptions = heard
+    metrics = talk_metrics(
+        side_speech["manager"],
+        side_speech["client"],
+        duration_s=duration_s,
+        manager_words=sum(len(line.words) for line in utterances if line.speaker == "manager"),
+        interruptions=interruptions,
     )
-    metrics = (
-        stereo_metrics(
-            speech["manager"],
-            speech["client"],
-            duration_s=duration_s,
-            manager_words=len(words["manager"]),
-        )
-        if stereo
-        else mono_metrics(speech["unknown"], duration_s=duration_s)
+    return Transcription(
+        utterances,
+        metrics,
+        parts,
+        mono=not stereo,
+        roles=roles,
+        speech=side_speech,
+        voices=side_voices,
+        stage_seconds=seconds,
     )
-    return Transcription(utterances, metrics, parts, mono=not stereo, stage_seconds=seconds)
+
+
+_Heard = tuple[
+    list[Utterance], dict[SpeakerName, list[Interval]], Roles, dict[SpeakerName, Voice], int | None
+]
+
+
+def _stereo(
+    speech: dict[SpeakerName, list[Interval]],
+    words: dict[SpeakerName, list[Word]],
+    voices: dict[SpeakerName, list[SpeechEmbeddings]],
+) -> _Heard:
+    known = {
+        side: voice
+        for side in SIDES
+        if voices[side] and (voice := SpeechEmbeddings.joined(voices[side]).voice()) is not None
+    }
+    return timeline(words, speech), speech, STEREO, known, None
+
+
+def _mono(embedded: SpeechEmbeddings, words: list[Word], hints: RoleHints) -> _Heard:
+    diarization = diarize(embedded)
+    voice_of_word = [diarization.voice_at((w.start_s + w.end_s) / 2) for w in words]
+    said = [
+        [word for word, voice in zip(words, voice_of_word, strict=True) if voice == index]
+        for index in range(len(diarization.voices))
+    ]
+    roles = decide_roles(diarization.voices, said, hints)
+    side = _sides(diarization, roles)
+    speech: dict[SpeakerName, list[Interval]] = {
+        name: [
+            interval
+            for index, name_of in side.items()
+            if name_of == name
+            for interval in diarization.speech(index)
+        ]
+        for name in SIDES
+    }
+    words_of: dict[SpeakerName, list[Word]] = {
+        name: [w for w, voice in zip(words, voice_of_word, strict=True) if side[voice] == name]
+        for name in SIDES
+    }
+    voices = {side[index]: voice for index, voice in enumerate(diarization.voices)}
+    return timeline(words_of, speech), speech, roles, voices, diarization.changes_inside_speech()
+
+
+def _sides(diarization: Diarization, roles: Roles) -> dict[int, SpeakerName]:
+    return {
+        index: "manager" if index == roles.manager else "client"
+        for index in range(len(diarization.voices))
+    }

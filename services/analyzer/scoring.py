@@ -15,6 +15,9 @@ _SHORT_CALL = re.compile(
 )
 
 
+ROLES_UNCERTAIN = "роли говорящих определены неуверенно: проверьте их на карточке звонка"
+
+
 @dataclass(frozen=True)
 class StageVerdict:
     """The outcome of one stage, as the results and webhooks carry it."""
@@ -64,12 +67,12 @@ def _point_met(point: Point, tokens: Sequence[Token], speaker: str) -> tuple[boo
 
 
 def evaluate_phrases(
-    stage: Stage, tokens: Sequence[Token], *, duration_s: float, mono: bool
+    stage: Stage, tokens: Sequence[Token], *, duration_s: float, roles_uncertain: bool = False
 ) -> StageVerdict:
     """Score a `phrases` stage: completion is the weight of the points met.
 
-    On a mono recording every line's speaker is unknown, so speaker constraints are
-    not applied (the verdict says so).
+    When the roles of a mono call were decided with little confidence, a stage whose
+    points depend on who spoke says so.
     """
     if ignored_as_short(stage.ignore_when, duration_s):
         return StageVerdict(
@@ -84,8 +87,7 @@ def evaluate_phrases(
     evidence: list[Quote] = []
     missed: list[str] = []
     for point in stage.points:
-        speaker = "any" if mono else point.speaker
-        met, quote = _point_met(point, tokens, speaker)
+        met, quote = _point_met(point, tokens, point.speaker)
         if met:
             completion += point.weight
         else:
@@ -96,7 +98,8 @@ def evaluate_phrases(
             evidence.append(quote)
     completion = round(completion, 2)
     passed = completion >= stage.threshold
-    notes = ["моно-запись: говорящий не учитывался"] if mono else []
+    depends_on_speaker = any(point.speaker != "any" for point in stage.points)
+    notes = [ROLES_UNCERTAIN] if roles_uncertain and depends_on_speaker else []
     return StageVerdict(
         name=stage.name,
         applicable=True,

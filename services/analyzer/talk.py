@@ -94,29 +94,33 @@ def _interruptions(own: Sequence[Interval], other: Sequence[Interval]) -> int:
 
 @dataclass(frozen=True)
 class TalkMetrics:
-    """SPEC §7 metrics; manager/client values are None on a mono recording."""
+    """SPEC §7 metrics of a call."""
 
     duration_s: float
-    talk_time_manager_s: float | None
-    talk_time_client_s: float | None
+    talk_time_manager_s: float
+    talk_time_client_s: float
     talk_ratio: float | None
-    longest_monologue_s: float | None
+    longest_monologue_s: float
     silence_s: float
-    interruptions: int | None
+    interruptions: int
     words_per_minute_manager: float | None
 
 
-def stereo_metrics(
+def talk_metrics(
     manager: Sequence[Interval],
     client: Sequence[Interval],
     *,
     duration_s: float,
     manager_words: int,
+    interruptions: int | None = None,
 ) -> TalkMetrics:
-    """Metrics of a two-channel call."""
+    """Metrics from where each side speaks. Interruptions are counted where one side
+    starts while the other speaks, unless given (a mono call's speech never overlaps)."""
     manager_s, client_s = _total(_union(manager)), _total(_union(client))
     talk_s = manager_s + client_s
     turns = _turns(manager, client)
+    if interruptions is None:
+        interruptions = _interruptions(manager, client) + _interruptions(client, manager)
     return TalkMetrics(
         duration_s=round(duration_s, 2),
         talk_time_manager_s=round(manager_s, 2),
@@ -124,20 +128,6 @@ def stereo_metrics(
         talk_ratio=round(manager_s / talk_s, 3) if talk_s else None,
         longest_monologue_s=round(max((e - s for s, e in turns), default=0.0), 2),
         silence_s=round(max(0.0, duration_s - _total(_union([*manager, *client]))), 2),
-        interruptions=_interruptions(manager, client) + _interruptions(client, manager),
+        interruptions=interruptions,
         words_per_minute_manager=round(manager_words / (manager_s / 60)) if manager_s else None,
-    )
-
-
-def mono_metrics(speech: Sequence[Interval], *, duration_s: float) -> TalkMetrics:
-    """Metrics of a one-channel call: only speech and silence can be told apart."""
-    return TalkMetrics(
-        duration_s=round(duration_s, 2),
-        talk_time_manager_s=None,
-        talk_time_client_s=None,
-        talk_ratio=None,
-        longest_monologue_s=None,
-        silence_s=round(max(0.0, duration_s - _total(_union(speech))), 2),
-        interruptions=None,
-        words_per_minute_manager=None,
     )

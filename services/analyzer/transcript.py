@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-SpeakerName = Literal["manager", "client", "unknown"]
+SpeakerName = Literal["manager", "client"]
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from gridfs import AsyncGridFSBucket
 
-from devtools.samples import Line
+from devtools.samples import Line, Voices
 from services.analyzer.asr import WhisperTranscriber
 from services.analyzer.handlers import (
     Analyzer,
@@ -25,13 +25,17 @@ from services.analyzer.handlers import (
     run_job,
 )
 from services.analyzer.llm import LlmJudge
-from services.ingest import catalog
+from services.analyzer.voice_encoder import VoiceEncoder
+from services.ingest import calls_admin, catalog
+from services.ingest.accounts import Role, User
+from shared import voiceprints
 from shared.amqp import Broker
+from shared.connection import ensure_connection_settings
 from shared.events import AudioStored, CallAnalyzed, CallFailed, Envelope, utcnow
 from shared.mongo import connect_mongo, database, ensure_indexes
 from shared.scripts import Binding, Table, Template
 from shared.settings import Settings
-from tests.audio import GOOD_CALL, call
+from tests.audio import GOOD_CALL, MONO_CALL, call, spoken
 from tests.conftest import EventTap
 from tests.fakes import FakeLlm, answer
 from tests.helpers import wait_for
@@ -108,28 +112,40 @@ TABLE = {
 }
 
 
-@pytest.fixture(scope="module")
-def transcriber() -> WhisperTranscriber:
-    return WhisperTranscriber("tiny.en", device="cpu", compute_type="int8", language="en")
-
-
 @pytest.fixture
-async def deps(settings: Settings, transcriber: WhisperTranscriber) -> AsyncIterator[Analyzer]:
+async def deps(
+    settings: Settings, transcriber: WhisperTranscriber, voice_encoder: VoiceEncoder
+) -> AsyncIterator[Analyzer]:
     mongo = connect_mongo(settings.mongo_url)
     db = database(mongo)
     await ensure_indexes(db)
+    await ensure_connection_settings(db, initial_api_key=None)
     broker = Broker(settings.amqp_url, prefix=settings.amqp_prefix)
     await broker.connect()
-    yield Analyzer(db=db, broker=broker, transcriber=transcriber, lease_s=30)
+    yield Analyzer(
+        db=db,
+        broker=broker,
+        transcriber=transcriber,
+        encoder=voice_encoder,
+        lease_s=30,
+        role_cues=settings.role_cues,
+    )
     await broker.close()
     await mongo.close()
 
 
 async def stored_call(
-    deps: Analyzer, lines: list[Line], *, stereo: bool = True, **task: Any
+    deps: Analyzer,
+    lines: list[Line],
+    *,
+    stereo: bool = True,
+    duration_s: float = 22.0,
+    sound: dict[str, Any] | None = None,
+    **task: Any,
 ) -> tuple[Envelope, AudioStored]:
-    """A task as the downloader leaves it: audio in GridFS, probed, status analyzing."""
-    source = call(lines, duration_s=22, stereo=stereo)
+    """A task as the downloader leaves it: audio in GridFS, probed, status analyzing.
+    `sound` goes to the generator (voices, encoding, noise, leak)."""
+    source = call(lines, duration_s=duration_s, stereo=stereo, **(sound or {}))
     task_id = f"task_{uuid.uuid4().hex[:12]}"
     await AsyncGridFSBucket(deps.db, bucket_name="audio").upload_from_stream_with_id(
         task_id, source.name, source.read_bytes()
@@ -149,7 +165,7 @@ async def stored_call(
         codec="mp3",
         sample_rate_hz=16000,
         channels=2 if stereo else 1,
-        duration_s=22.0,
+        duration_s=duration_s,
         size_bytes=source.stat().st_size,
         sha256="-",
     )
@@ -162,7 +178,7 @@ async def stored_call(
             "received_at": now,
             "updated_at": now,
             "timeline": [],
-            "probed_duration_s": 22.0,
+            "probed_duration_s": duration_s,
             "audio": {"file_id": task_id, "container": "mp3", "channels": event.channels},
         }
     )
@@ -293,7 +309,7 @@ async def test_a_dead_workers_job_is_taken_over_then_given_up(
 ) -> None:
     envelope, event = await stored_call(deps, GOOD_CALL)
     await queue_analysis(envelope, event, deps=deps)
-    dead = Analyzer(db=deps.db, broker=deps.broker, transcriber=deps.transcriber, lease_s=30)
+    dead = dataclasses.replace(deps, worker_id="analyzer-dead")
     assert await claim_next_job(dead) is not None  # ...and the worker dies here
     assert await claim_next_job(deps) is None  # its lease still holds
     await deps.db.calls.update_one(
@@ -351,14 +367,157 @@ async def test_unpublished_outcomes_are_published_again(deps: Analyzer, tap: Eve
     await wait_for(republished)
 
 
-async def test_mono_call_notes_that_speakers_were_not_applied(
+MONO_VOICES = Voices("en-us+m6", "en-029+f1")
+
+
+async def test_mono_call_is_scored_by_who_said_what(
     deps: Analyzer, catalog_items: dict[str, str]
 ) -> None:
-    envelope, event = await stored_call(deps, GOOD_CALL, stereo=False)
-    verdicts = stages(await analyse(deps, envelope, event))
-    assert verdicts["Greeting"]["passed"]
-    assert verdicts["Greeting"]["notes"] == ["моно-запись: говорящий не учитывался"]
-    assert {q["speaker"] for q in verdicts["Greeting"]["evidence"]} == {"unknown"}
+    envelope, event = await stored_call(
+        deps, MONO_CALL, stereo=False, duration_s=26, sound={"voices": MONO_VOICES}
+    )
+    task = await analyse(deps, envelope, event)
+    verdicts = stages(task)
+    # The client asked whether it is convenient to talk: that is not the manager's point.
+    assert verdicts["Greeting"]["completion"] == 60
+    assert [q["speaker"] for q in verdicts["Greeting"]["evidence"]] == ["manager"]
+    # Only the client said "call you back": the manager agreed no next step.
+    assert not verdicts["Next step"]["passed"]
+    # The client's "not my problem" is no rudeness of the manager's.
+    assert verdicts["Politeness"]["passed"]
+    assert verdicts["Politeness"]["evidence"] == []
+    rude = [line for line in task["transcript"] if "not my problem" in line["text"].lower()]
+    assert [line["speaker"] for line in rude] == ["client"]
+    assert task["roles"] == {"method": "cues", "confidence": pytest.approx(0.65, abs=0.2),
+                             "uncertain": False}  # fmt: skip
+    assert task["transcript"][0]["speaker"] == "client"  # «Hello?» first, yet not the manager
+    manager_s = task["results"]["metrics"]["talk_time_manager_s"]
+    client_s = task["results"]["metrics"]["talk_time_client_s"]
+    layout = spoken(call(MONO_CALL, duration_s=26, stereo=False, voices=MONO_VOICES))
+    expected = sum(x.end_s - x.start_s for x in layout if x.speaker == "manager") / sum(
+        x.end_s - x.start_s for x in layout
+    )
+    assert manager_s / (manager_s + client_s) == pytest.approx(expected, abs=0.1)
+    assert set(task["voices"]) == {"manager", "client"}
+    assert task["revision"] == 1
+
+
+async def test_a_voiceprint_from_stereo_calls_decides_a_mono_call(
+    deps: Analyzer, catalog_items: dict[str, str]
+) -> None:
+    manager = {"manager_id": "mgr_voice"}
+    for client_voice in ("en-gb+f2", "en-us+f3"):
+        sound = {"voices": Voices(MONO_VOICES.manager, client_voice)}
+        await analyse(deps, *await stored_call(deps, GOOD_CALL, sound=sound, **manager))
+    (print_,) = await voiceprints.list_voiceprints(deps.db)
+    assert (print_["manager_id"], print_["stereo_calls"], print_["usable"]) == (
+        "mgr_voice",
+        2,
+        True,
+    )
+
+    envelope, event = await stored_call(
+        deps, MONO_CALL, stereo=False, duration_s=26, sound={"voices": MONO_VOICES}, **manager
+    )
+    by_voice = await analyse(deps, envelope, event)
+    assert by_voice["roles"]["method"] == "voiceprint"
+    assert by_voice["roles"]["confidence"] >= 0.9
+    assert stages(by_voice)["Greeting"]["completion"] == 60
+
+    assert await voiceprints.forget(deps.db, "mgr_voice")
+    assert await voiceprints.list_voiceprints(deps.db) == []
+    assert await deps.db.calls.count_documents({"voices": {"$exists": True}}) == 0
+    await deps.db.calls.update_one(
+        {"_id": envelope.task_id}, {"$set": {"analysis": {"state": "queued", "attempts": 0}}}
+    )
+    by_cues = await analyse(deps, envelope, event)
+    assert by_cues["roles"]["method"] == "cues"
+    assert by_cues["roles"]["confidence"] < by_voice["roles"]["confidence"]
+    assert stages(by_cues)["Greeting"]["completion"] == 60
+    assert by_cues["revision"] == 2
+
+
+def _verdicts(task: dict[str, Any]) -> dict[str, tuple[bool, float]]:
+    return {name: (v["passed"], v["completion"]) for name, v in stages(task).items()}
+
+
+OVERLAP_CALL: list[Line] = [
+    *GOOD_CALL[:2],
+    ("manager", 9.5, "We offer fresh flowers with delivery every morning to your office."),
+    ("client", 11.5, "Sorry, how much does it cost?"),  # while the manager still speaks
+    ("manager", 16.0, "I will call you back on Thursday."),
+]
+
+
+@pytest.mark.parametrize(
+    ("leak_db", "encoding", "rate"),
+    [(-20.0, None, 16000), (-24.0, "mp3-32k", 8000), (-30.0, None, 16000)],
+)
+async def test_echo_between_channels_is_heard_once(
+    deps: Analyzer,
+    catalog_items: dict[str, str],
+    leak_db: float,
+    encoding: str | None,
+    rate: int,
+) -> None:
+    voices = Voices("en-us+m3", "en-gb+f2")
+    clean_sound = {"voices": voices, "encoding": encoding, "sample_rate_hz": rate}
+    clean = await analyse(deps, *await stored_call(deps, GOOD_CALL, sound=clean_sound))
+    leaky = await analyse(
+        deps, *await stored_call(deps, GOOD_CALL, sound={**clean_sound, "leak_db": leak_db})
+    )
+    assert _verdicts(leaky) == _verdicts(clean)
+    texts = [line["text"].lower() for line in leaky["transcript"]]
+    assert len(leaky["transcript"]) == len(clean["transcript"])
+    assert len(set(texts)) == len(texts)  # no line heard twice
+    metrics, reference = leaky["results"]["metrics"], clean["results"]["metrics"]
+    assert metrics["talk_ratio"] == pytest.approx(reference["talk_ratio"], abs=0.08)
+    assert metrics["interruptions"] == 0
+
+    overlap = await analyse(
+        deps, *await stored_call(deps, OVERLAP_CALL, sound={**clean_sound, "leak_db": leak_db})
+    )
+    assert overlap["results"]["metrics"]["interruptions"] == 1
+
+
+async def test_swapped_roles_are_scored_again_without_the_audio(
+    deps: Analyzer, catalog_items: dict[str, str]
+) -> None:
+    envelope, event = await stored_call(
+        deps, MONO_CALL, stereo=False, duration_s=26, sound={"voices": MONO_VOICES}
+    )
+    before = await analyse(deps, envelope, event)
+    await AsyncGridFSBucket(deps.db, bucket_name="audio").delete(envelope.task_id)
+    person = User("u1", "lead@test.local", Role.SUPERVISOR, None, True, "Лид")
+    await calls_admin.swap_roles(deps.db, person, envelope.task_id)
+    job = await claim_next_job(deps)
+    assert job is not None
+    await run_job(job, deps)
+    after = await deps.db.calls.find_one({"_id": envelope.task_id})
+    assert after is not None
+
+    assert after["status"] == "delivering"
+    assert after["revision"] == 2
+    assert after["reviewed_by"] == {"id": "u1", "email": "lead@test.local", "name": "Лид"}
+    assert after["roles"]["method"] == "person"
+    assert after["roles"]["by"] == "lead@test.local"
+    flipped = {"manager": "client", "client": "manager"}
+    assert [line["speaker"] for line in after["transcript"]] == [
+        flipped[line["speaker"]] for line in before["transcript"]
+    ]
+    # What the client said now counts for the "manager": "call you back", "not my problem".
+    assert stages(after)["Next step"]["passed"]
+    assert not stages(after)["Politeness"]["passed"]
+    old, new = before["results"]["metrics"], after["results"]["metrics"]
+    assert new["talk_time_manager_s"] == old["talk_time_client_s"]
+    assert new["talk_ratio"] == pytest.approx(1 - old["talk_ratio"], abs=0.002)
+    assert [entry["status"] for entry in after["timeline"]][-2:] == [
+        "roles_swap_requested",
+        "delivering",
+    ]
+    (print_,) = await voiceprints.list_voiceprints(deps.db)
+    assert (print_["manager_id"], print_["confirmed_calls"]) == ("mgr_001", 1)
+    assert after["voices"]["manager"] == before["voices"]["client"]
 
 
 async def test_llm_stages_go_to_the_model(

@@ -14,7 +14,8 @@ from aiohttp.test_utils import TestServer
 
 from devtools.samples import Line
 from services.analyzer.asr import RemoteTranscriber
-from services.analyzer.pipeline import transcribe_call
+from services.analyzer.pipeline import Listening, transcribe_call
+from services.analyzer.voice_encoder import VoiceEncoder
 from tests.audio import call
 from tests.fakes import FakeTranscriptions
 
@@ -33,7 +34,7 @@ async def remote() -> AsyncIterator[tuple[FakeTranscriptions, str]]:
 
 
 async def test_only_speech_is_uploaded_and_words_come_back_in_call_time(
-    remote: tuple[FakeTranscriptions, str], tmp_path: Path
+    remote: tuple[FakeTranscriptions, str], voice_encoder: VoiceEncoder, tmp_path: Path
 ) -> None:
     fake, url = remote
     # The fake answers in the uploaded audio's time: speech starts near its beginning.
@@ -47,7 +48,7 @@ async def test_only_speech_is_uploaded_and_words_come_back_in_call_time(
         call(LINES, duration_s=12, stereo=False),
         channels=1,
         duration_s=12,
-        transcriber=transcriber,
+        listening=Listening(transcriber, voice_encoder),
         work_dir=tmp_path,
     )
 

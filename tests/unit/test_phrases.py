@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from services.analyzer.phrases import Token, find_phrase, tokenize
-from services.analyzer.scoring import evaluate_phrases, ignored_as_short, score
+from services.analyzer.scoring import ROLES_UNCERTAIN, evaluate_phrases, ignored_as_short, score
 from services.analyzer.transcript import SpeakerName, Utterance, Word
 from shared.scripts import Stage
 
@@ -99,7 +99,7 @@ GREETING = Stage.model_validate(
 
 
 def test_stage_completion_evidence_and_score() -> None:
-    verdict = evaluate_phrases(GREETING, CALL, duration_s=60, mono=False)
+    verdict = evaluate_phrases(GREETING, CALL, duration_s=60)
     assert verdict.applicable
     assert verdict.completion == 100
     assert verdict.passed
@@ -109,14 +109,14 @@ def test_stage_completion_evidence_and_score() -> None:
 
 def test_forbidden_phrase_costs_its_weight_and_is_quoted() -> None:
     rude = [*CALL, *said(("manager", 50.0, "Это не ваше дело"))]
-    verdict = evaluate_phrases(GREETING, rude, duration_s=60, mono=False)
+    verdict = evaluate_phrases(GREETING, rude, duration_s=60)
     assert verdict.completion == 80
     assert verdict.evidence[-1].text == "не ваше дело"
     assert verdict.recommendation == "Нарушено: Не грубил"
 
 
 def test_missing_points_fail_the_stage_with_a_recommendation() -> None:
-    verdict = evaluate_phrases(GREETING, said(("manager", 0.0, "Алло")), duration_s=60, mono=False)
+    verdict = evaluate_phrases(GREETING, said(("manager", 0.0, "Алло")), duration_s=60)
     assert verdict.completion == 20
     assert not verdict.passed
     assert (
@@ -124,13 +124,17 @@ def test_missing_points_fail_the_stage_with_a_recommendation() -> None:
     )
 
 
-def test_mono_ignores_speaker_constraints_and_says_so() -> None:
-    mono = said(("unknown", 1.0, "компания Ромашка, удобно говорить?"))
-    verdict = evaluate_phrases(GREETING, mono, duration_s=60, mono=True)
+def test_what_the_client_said_does_not_count_for_the_manager() -> None:
+    client = said(("client", 1.0, "компания Ромашка, удобно говорить?"))
+    verdict = evaluate_phrases(GREETING, client, duration_s=60)
+    assert verdict.completion == 20  # only "did not say a rude word" holds
+    assert verdict.notes == []
+
+
+def test_uncertain_roles_are_noted_on_stages_that_depend_on_the_speaker() -> None:
+    verdict = evaluate_phrases(GREETING, CALL, duration_s=60, roles_uncertain=True)
     assert verdict.completion == 100
-    assert verdict.notes == ["моно-запись: говорящий не учитывался"]
-    stereo = evaluate_phrases(GREETING, mono, duration_s=60, mono=False)
-    assert stereo.completion == 20
+    assert verdict.notes == [ROLES_UNCERTAIN]
 
 
 @pytest.mark.parametrize(
@@ -149,13 +153,12 @@ def test_short_call_ignore_rule(rule: str, duration_s: float, ignored: bool) -> 
 
 
 def test_score_counts_applicable_evaluated_stages() -> None:
-    done = evaluate_phrases(GREETING, CALL, duration_s=60, mono=False)
-    failed = evaluate_phrases(GREETING, [], duration_s=60, mono=False)
+    done = evaluate_phrases(GREETING, CALL, duration_s=60)
+    failed = evaluate_phrases(GREETING, [], duration_s=60)
     short = evaluate_phrases(
         GREETING.model_copy(update={"ignore_when": "короче 1 минуты"}),
         CALL,
         duration_s=10,
-        mono=False,
     )
     result = score([done, failed, short])
     assert (result.passed, result.applicable, result.percent) == (1, 2, 50.0)
