@@ -1,74 +1,155 @@
-"""`make bench-analyze`: analysis speed of a 10-minute stereo call, and the cost of splitting.
+"""`make bench-analyze`: analysis speed, who-spoke-when on mono calls, echo, splitting.
 
 1. A generated 10-minute stereo call (espeak-ng lines alternating between the manager
    on the left and the client on the right) through the whole analysis with the
    bundled model on CPU (int8): seconds of processing per second of audio, overall
    and per stage. Targets: ≤ 0.15 s/s overall; everything except ASR ≤ 10 %.
-2. Splitting a generated 90-minute MP3 into 45-minute parts, against a plain
+2. The same conversation as a 10-minute mono mix (8 kHz G.711): the speakers stage
+   (embeddings, clustering, roles) in seconds per audio second, against the ASR's own.
+   Target: ≤ 0.02 s/s and no more than the ASR.
+3. A set of generated mono calls (two clearly different voices each, never the same pair,
+   several codecs, half with pink noise at 20 dB SNR): the share of speech time given to
+   the right speaker (manager or client, roles included). Target: ≥ 95 %.
+4. Stereo calls whose sides leak into each other at -24 dB (three codecs): the talk
+   ratio's error against the same call without the leak, before and after the echo is
+   removed.
+5. Splitting a generated 90-minute MP3 into 45-minute parts, against a plain
    `ffmpeg -i in.mp3 -c copy out.mp3` of the same file. Target: ≤ 2× the copy.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
+import json
+import random
 import subprocess
 import tempfile
 import time
 from collections.abc import Callable
+from dataclasses import asdict
 from pathlib import Path
+from typing import Any
 
-from devtools.samples import Line, write_call, write_tone
+import numpy as np
+
+from devtools.samples import Line, Speaker, Spoken, Voices, write_call, write_tone
 from services.analyzer import evaluate
 from services.analyzer.asr import WhisperTranscriber
-from services.analyzer.audio import Part, split_into_parts
-from services.analyzer.pipeline import transcribe_call
+from services.analyzer.audio import Part, decode_channels, split_into_parts
+from services.analyzer.echo import remove_echo
+from services.analyzer.pipeline import Listening, Transcription, transcribe_call
+from services.analyzer.roles import RoleHints
+from services.analyzer.talk import speech_intervals, talk_metrics
+from services.analyzer.voice_encoder import VoiceEncoder
 from services.ingest.samples import SAMPLE_TABLE, SAMPLE_TEMPLATE
+from shared.settings import Settings
 
 CACHE = Path(".data/bench")
+GREETING = "Good afternoon, my name is Anna, calling from the flower company."
 MANAGER_LINES = [
-    "Good afternoon, my name is Anna from the flower company.",
     "Is it convenient for you to talk now?",
     "What are you looking for this season?",
     "We offer fresh flowers with delivery every morning.",
     "What budget do you have in mind for the office?",
     "I will call you back on Thursday with the offer.",
+    "How many offices do you have in the city?",
+    "Let me send you our catalogue by email today.",
+    "Our florists can design a bouquet for every room.",
+    "Do you prefer roses or something more seasonal?",
+    "The first week of delivery is free of charge.",
+    "Who else takes part in this decision on your side?",
+    "We work with three banks and a large hotel nearby.",
+    "Could you tell me when your current contract ends?",
+    "I understand, price matters a lot these days.",
+    "We can also take care of plants in pots.",
+    "Shall I book a short meeting at your office next week?",
+    "Our prices start at two thousand per bouquet.",
+    "Thank you, that is very helpful to know.",
+    "I can prepare two options with different prices.",
 ]
 CLIENT_LINES = [
-    "Hello, yes, I have a minute.",
+    "Yes, I have a minute.",
     "We need flowers for our reception every week.",
     "Our budget is about five hundred thousand.",
     "We also talk to a competitor, to be honest.",
     "Thursday works for me, thank you.",
+    "Three offices, all of them downtown.",
+    "Sure, send it over.",
+    "Right now we buy flowers from a small shop.",
+    "My director makes the final decision.",
+    "Roses are fine, but not only red ones.",
+    "The contract ends in March, I think.",
+    "How long does the delivery usually take?",
+    "That sounds a bit expensive for us.",
+    "Can you call me after lunch instead?",
+    "We had problems with wilted flowers before.",
+    "I need to discuss it with my colleagues.",
+    "Do you also deliver on weekends?",
+    "Okay, let us try it for one month.",
+    "Please write down my email address.",
 ]
+# (voices, sample rate, encoding, noise SNR): every pair clearly different, never repeated.
+MONO_SET = [
+    (Voices("en-us+m1", "en-gb+f2"), 8000, "ulaw", None),
+    (Voices("en-gb+m3", "en-us+f1"), 8000, "alaw", 20.0),
+    (Voices("en-us+m2", "en-gb-scotland+m5"), 8000, "gsm", None),
+    (Voices("en-us+f3", "en-gb+m6"), 16000, "opus", 20.0),
+    (Voices("en-gb-x-rp+m7", "en-us+f4"), 8000, "mp3-32k", 20.0),
+    (Voices("en-029+m4", "en-us+f2"), 16000, None, None),
+    (Voices("en-us+m5", "en-gb-x-rp+f3"), 8000, "gsm", 20.0),
+    (Voices("en-gb+f4", "en-us+m3"), 8000, "mp3-32k", None),
+    (Voices("en-gb-scotland+f2", "en-us+m7"), 16000, None, 20.0),
+    (Voices("en-us+m6", "en-029+f1"), 8000, "alaw", 20.0),
+    (Voices("en-us+f1", "en-gb-scotland+m2"), 8000, "opus", 20.0),
+    (Voices("en-us+m4", "en-gb+m1"), 8000, "ulaw", 20.0),
+]
+ECHO_SET = [("mp3", None, 16000), ("wav", "ulaw", 8000), ("ogg", "opus", 16000)]
+SUFFIX = {"ulaw": "wav", "alaw": "wav", "gsm": "wav", "opus": "ogg"}
 
 
-def ten_minute_call(path: Path, duration_s: float) -> Path:
-    lines: list[Line] = []
-    start_s, turn = 1.0, 0
+def conversation(duration_s: float, seed: int) -> list[Line]:
+    """The client answers, the manager introduces themself, then they take turns."""
+    rng = random.Random(seed)
+    manager, client = MANAGER_LINES[:], CLIENT_LINES[:]
+    rng.shuffle(manager)
+    rng.shuffle(client)
+    lines: list[Line] = [("client", 1.0, "Hello?"), ("manager", 2.5, GREETING)]
+    speaker: Speaker
+    start_s = 2.5 + 0.5 * len(GREETING.split()) + 1.0
+    turn = 0
     while start_s < duration_s - 8:
-        if turn % 2 == 0:
-            lines.append(("manager", start_s, MANAGER_LINES[(turn // 2) % len(MANAGER_LINES)]))
-        else:
-            lines.append(("client", start_s, CLIENT_LINES[(turn // 2) % len(CLIENT_LINES)]))
-        start_s += 5.5
+        speaker, pool = ("client", client) if turn % 2 == 0 else ("manager", manager)
+        text = pool[(turn // 2) % len(pool)]
+        lines.append((speaker, start_s, text))
+        start_s += 0.5 * len(text.split()) + rng.uniform(0.4, 1.2)
         turn += 1
-    return write_call(path, lines, duration_s=duration_s)
+    return lines
 
 
-def ninety_minute_mp3(path: Path) -> Path:
-    return write_tone(path, sample_rate_hz=8000, channels=1, duration_s=5400)
-
-
-def bench_analysis(duration_s: float) -> None:
+def _generated(name: str, make: Callable[[Path], list[Spoken]]) -> tuple[Path, list[Spoken]]:
+    """A generated call and its layout, made once and cached."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    source = CACHE / f"call-{duration_s:.0f}s.mp3"
-    if not source.exists():
-        ten_minute_call(source, duration_s)
-    transcriber = WhisperTranscriber("tiny.en", device="cpu", compute_type="int8", language="en")
+    path, layout = CACHE / name, CACHE / f"{name}.json"
+    if not path.exists() or not layout.exists():
+        layout.write_text(json.dumps([asdict(line) for line in make(path)]))
+    return path, [Spoken(**line) for line in json.loads(layout.read_text())]
+
+
+def _listening(transcriber: WhisperTranscriber, encoder: VoiceEncoder) -> Listening:
+    cues = Settings().role_cues
+    return Listening(transcriber, encoder, RoleHints(cue_phrases=cues))
+
+
+def bench_stereo(listening: Listening, duration_s: float) -> float:
+    source, _ = _generated(
+        f"stereo-{duration_s:.0f}s.mp3",
+        lambda path: write_call(path, conversation(duration_s, 1), duration_s=duration_s),
+    )
     with tempfile.TemporaryDirectory() as temp:
         started = time.perf_counter()
         transcription = transcribe_call(
-            source, channels=2, duration_s=duration_s, transcriber=transcriber, work_dir=Path(temp)
+            source, channels=2, duration_s=duration_s, listening=listening, work_dir=Path(temp)
         )
         scoring_started = time.perf_counter()
         evaluate.checklist("bench", "bench", SAMPLE_TEMPLATE, transcription)
@@ -77,16 +158,153 @@ def bench_analysis(duration_s: float) -> None:
     stages = {**transcription.stage_seconds, "scoring": finished - scoring_started}
     total = finished - started
     print(
-        f"\nanalysis of a {duration_s / 60:.0f}-minute stereo call ({len(transcription.utterances)}"
-        " lines), tiny.en int8 on CPU"
+        f"\n1. analysis of a {duration_s / 60:.0f}-minute stereo call "
+        f"({len(transcription.utterances)} lines), tiny.en int8 on CPU"
     )
+    _stage_table(stages, total, duration_s)
+    print(f"whole analysis: {total / duration_s:.3f} s per audio second (target ≤ 0.15)")
+    print(f"everything except ASR: {1 - stages['asr'] / total:.1%} of the total (target ≤ 10 %)")
+    return total
+
+
+def _stage_table(stages: dict[str, float], total: float, duration_s: float) -> None:
     print(f"{'stage':10} {'seconds':>8} {'s per audio s':>14} {'share':>7}")
-    for stage in ("decode", "vad", "asr", "scoring"):
-        seconds = stages.get(stage, 0.0)
+    for stage, seconds in stages.items():
         print(f"{stage:10} {seconds:8.2f} {seconds / duration_s:14.4f} {seconds / total:7.1%}")
     print(f"{'total':10} {total:8.2f} {total / duration_s:14.4f}")
-    print(f"\nwhole analysis: {total / duration_s:.3f} s per audio second (target ≤ 0.15)")
-    print(f"everything except ASR: {1 - stages['asr'] / total:.1%} of the total (target ≤ 10 %)")
+
+
+def bench_mono(listening: Listening, duration_s: float) -> None:
+    source, _ = _generated(
+        f"mono-{duration_s:.0f}s.wav",
+        lambda path: write_call(
+            path,
+            conversation(duration_s, 1),
+            duration_s=duration_s,
+            stereo=False,
+            sample_rate_hz=8000,
+            voices=Voices("en-us+m3", "en-gb+f2"),
+            encoding="ulaw",
+        ),
+    )
+    with tempfile.TemporaryDirectory() as temp:
+        started = time.perf_counter()
+        transcription = transcribe_call(
+            source, channels=1, duration_s=duration_s, listening=listening, work_dir=Path(temp)
+        )
+        total = time.perf_counter() - started
+    stages = transcription.stage_seconds
+    print(f"\n2. a {duration_s / 60:.0f}-minute mono call (8 kHz G.711 μ-law), same conversation")
+    _stage_table(stages, total, duration_s)
+    print(
+        f"speakers (embeddings, clustering, roles): {stages['speakers'] / duration_s:.4f} s per "
+        f"audio second = {stages['speakers'] / stages['asr']:.2f}× the ASR's "
+        f"{stages['asr'] / duration_s:.4f} (target ≤ 0.02 and ≤ 1×); roles by "
+        f"{transcription.roles.method}, confidence {transcription.roles.confidence:.2f}"
+    )
+
+
+def _attribution(transcription: Transcription, layout: list[Spoken]) -> tuple[float, float]:
+    """Seconds of speech (heard by the VAD, spoken by one person) given to the right side,
+    and all such seconds; on a 10 ms grid."""
+    end_s = max(line.end_s for line in layout)
+    grid = np.arange(0.0, end_s, 0.01)
+    truth = np.full(len(grid), "", dtype=object)
+    for line in layout:
+        inside = (grid >= line.start_s) & (grid < line.end_s)
+        truth[inside] = np.where(truth[inside] == "", line.speaker, "both")
+    heard = np.full(len(grid), "", dtype=object)
+    for side, intervals in transcription.speech.items():
+        for start_s, end_s in intervals:
+            heard[(grid >= start_s) & (grid < end_s)] = side
+    counted = np.isin(truth, ["manager", "client"]) & (heard != "")
+    return float(np.sum(counted & (truth == heard))) * 0.01, float(np.sum(counted)) * 0.01
+
+
+def _write_mono(lines: list[Line], path: Path, **sound: Any) -> list[Spoken]:
+    return write_call(path, lines, stereo=False, **sound)
+
+
+def _write_stereo(lines: list[Line], path: Path, **sound: Any) -> list[Spoken]:
+    return write_call(path, lines, duration_s=90.0, **sound)
+
+
+def bench_mono_set(listening: Listening) -> None:
+    print(f"\n3. who spoke when on {len(MONO_SET)} generated mono calls (roles included)")
+    print(f"{'voices':34} {'codec':8} {'noise':>5} {'roles':>10} {'right':>7}")
+    right_s = total_s = 0.0
+    for index, (voices, rate, encoding, noise) in enumerate(MONO_SET):
+        duration_s = 60.0 + 15 * (index % 5)
+        source, layout = _generated(
+            f"mono-set-{index}.{SUFFIX.get(encoding or '', 'mp3')}",
+            functools.partial(
+                _write_mono,
+                conversation(duration_s, 100 + index),
+                duration_s=duration_s,
+                sample_rate_hz=rate,
+                voices=voices,
+                encoding=encoding,
+                noise_snr_db=noise,
+            ),
+        )
+        with tempfile.TemporaryDirectory() as temp:
+            transcription = transcribe_call(
+                source, channels=1, duration_s=duration_s, listening=listening, work_dir=Path(temp)
+            )
+        right, counted = _attribution(transcription, layout)
+        right_s, total_s = right_s + right, total_s + counted
+        print(
+            f"{voices.manager + ' / ' + voices.client:34} {encoding or 'mp3':8} "
+            f"{noise or 0:5.0f} {transcription.roles.method:>10} {right / counted:7.1%}"
+        )
+    print(f"speech time given to the right speaker: {right_s / total_s:.1%} (target ≥ 95 %)")
+
+
+def _ratio(source: Path, *, without_echo: bool) -> tuple[float, int]:
+    with tempfile.TemporaryDirectory() as temp:
+        manager, client = decode_channels(source, channels=2, work_dir=Path(temp))
+    if without_echo:
+        manager, client = remove_echo(manager, client)
+    metrics = talk_metrics(
+        speech_intervals(manager),
+        speech_intervals(client),
+        duration_s=len(manager) / 16000,
+        manager_words=0,
+    )
+    return metrics.talk_ratio or 0.0, metrics.interruptions
+
+
+def bench_echo() -> None:
+    print("\n4. stereo calls leaking each side into the other at -24 dB (40 ms late)")
+    print(f"{'codec':6} {'clean':>6} {'leaky':>6} {'error':>6} {'removed':>8} {'error':>6}")
+    errors_before, errors_after = [], []
+    lines = conversation(90.0, 7)
+    for container, encoding, rate in ECHO_SET:
+        render = functools.partial(
+            _write_stereo,
+            lines,
+            sample_rate_hz=rate,
+            voices=Voices("en-us+m3", "en-gb+f2"),
+            encoding=encoding,
+        )
+        clean, _ = _generated(f"echo-clean-{encoding}.{container}", render)
+        leaky, _ = _generated(
+            f"echo-24-{encoding}.{container}", functools.partial(render, leak_db=-24.0)
+        )
+        reference, _ = _ratio(clean, without_echo=False)
+        before, interruptions_before = _ratio(leaky, without_echo=False)
+        after, interruptions_after = _ratio(leaky, without_echo=True)
+        errors_before.append(abs(before - reference))
+        errors_after.append(abs(after - reference))
+        print(
+            f"{encoding or 'mp3':6} {reference:6.3f} {before:6.3f} {before - reference:+6.3f} "
+            f"{after:8.3f} {after - reference:+6.3f}   interruptions "
+            f"{interruptions_before} → {interruptions_after}"
+        )
+    print(
+        f"talk-ratio error, mean: {np.mean(errors_before):.3f} with the echo, "
+        f"{np.mean(errors_after):.3f} once it is removed"
+    )
 
 
 def _best_of(repeats: int, run: Callable[[], object]) -> float:
@@ -102,20 +320,12 @@ def bench_split(repeats: int = 3) -> None:
     CACHE.mkdir(parents=True, exist_ok=True)
     source = CACHE / "ninety-minutes.mp3"
     if not source.exists():
-        ninety_minute_mp3(source)
+        write_tone(source, sample_rate_hz=8000, channels=1, duration_s=5400)
     with tempfile.TemporaryDirectory() as temp:
         work = Path(temp)
         copy_command = [
-            "ffmpeg",
-            "-nostdin",
-            "-v",
-            "error",
-            "-y",
-            "-i",
-            str(source),
-            "-c",
-            "copy",
-            str(work / "copy.mp3"),
+            *("ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(source)),
+            *("-c", "copy", str(work / "copy.mp3")),
         ]
         copy_s = _best_of(repeats, lambda: subprocess.run(copy_command, check=True))
         parts: list[Part] = []
@@ -126,7 +336,7 @@ def bench_split(repeats: int = 3) -> None:
             ),
         )
     print(
-        f"\nsplit a 90-minute MP3 into {len(parts) // repeats} parts: {split_s:.3f} s; "
+        f"\n5. split a 90-minute MP3 into {len(parts) // repeats} parts: {split_s:.3f} s; "
         f"plain copy: {copy_s:.3f} s (best of {repeats}); ratio {split_s / copy_s:.2f} "
         "(target ≤ 2)"
     )
@@ -136,7 +346,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=float, default=10.0)
     args = parser.parse_args()
-    bench_analysis(args.minutes * 60)
+    transcriber = WhisperTranscriber("tiny.en", device="cpu", compute_type="int8", language="en")
+    listening = _listening(transcriber, VoiceEncoder())
+    bench_stereo(listening, args.minutes * 60)
+    bench_mono(listening, args.minutes * 60)
+    bench_mono_set(listening)
+    bench_echo()
     bench_split()
 
 

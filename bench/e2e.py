@@ -17,9 +17,10 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from bench.analyze import ten_minute_call
+from bench.analyze import conversation
 from bench.ingest import AMQP_URL
 from devtools.processes import free_port, start_secantus, stop
+from devtools.samples import write_call
 from devtools.system import System
 from services.ingest.samples import SAMPLE_TEMPLATE
 from shared.amqp import Broker
@@ -63,7 +64,8 @@ async def wait_webhooks(crm: Crm, call_ids: set[str], timeout_s: float = 600) ->
 
 async def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="rop-bench-e2e-"))
-    recording = ten_minute_call(work / "call.mp3", CALL_S)
+    recording = work / "call.mp3"
+    write_call(recording, conversation(CALL_S, 1), duration_s=CALL_S)
     crm = Crm(recording)
     app = web.Application()
     app.router.add_get("/call.mp3", crm.file)

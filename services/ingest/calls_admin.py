@@ -19,6 +19,7 @@ from services.ingest.accounts import User
 from services.ingest.handlers import iso, task_view
 from services.ingest.spreadsheets import xlsx
 from services.ingest.submission import validation_error
+from shared import voiceprints
 from shared.errors import Conflict, Forbidden, NotFound
 from shared.events import utcnow
 from shared.mongo import AUDIO_BUCKET, COMMENTS, DELIVERIES, Document, calls
@@ -57,6 +58,10 @@ class CallFilters(BaseModel):
     status: str = ""
     score_min: float | None = Field(None, ge=0, le=100)
     score_max: float | None = Field(None, ge=0, le=100)
+    roles: Literal["", "uncertain"] = Field(
+        "",
+        description="`uncertain`: mono calls whose roles were decided with little confidence.",
+    )
     sort: Literal["new", "old", "score_desc", "score_asc"] = "new"
     page: int = Field(1, ge=1, le=100_000)
     per_page: int = Field(50, ge=1, le=MAX_PER_PAGE)
@@ -129,6 +134,8 @@ class CallFilters(BaseModel):
             score["$lte"] = self.score_max
         if score:
             conditions.append({"score.percent": score})
+        if self.roles == "uncertain":
+            conditions.append({"roles.uncertain": True})
         return {"$and": [condition for condition in conditions if condition]}
 
     def sort_keys(self) -> list[tuple[str, int]]:
@@ -156,6 +163,7 @@ _ROW_FIELDS = {
     "probed_duration_s": 1,
     "declared_duration_s": 1,
     "results.metrics.talk_ratio": 1,
+    "roles.uncertain": 1,
 }
 
 
@@ -177,6 +185,7 @@ def row_view(document: Document) -> Document:
         "score": document.get("score"),
         "duration_s": document.get("probed_duration_s") or document.get("declared_duration_s"),
         "talk_ratio": ((document.get("results") or {}).get("metrics") or {}).get("talk_ratio"),
+        "roles_uncertain": bool((document.get("roles") or {}).get("uncertain")),
         "received_at": iso(document["received_at"]),
     }
 
@@ -240,7 +249,9 @@ async def _visible_task(
 
 async def call_card(db: AsyncDatabase[Document], viewer: User, task_id: str) -> Document:
     """Everything about one call: status, results, transcript, comments, deliveries."""
-    document = await _visible_task(db, viewer, task_id, {"outbox": 0, "outbox_pending": 0})
+    document = await _visible_task(
+        db, viewer, task_id, {"outbox": 0, "outbox_pending": 0, "voices": 0, "speech": 0}
+    )
     comments = await db[COMMENTS].find({"task_id": task_id}).sort("at", 1).to_list()
     deliveries = (
         await db[DELIVERIES]
@@ -255,6 +266,9 @@ async def call_card(db: AsyncDatabase[Document], viewer: User, task_id: str) -> 
         "transcript": document.get("transcript") or [],
         "has_audio": bool(document.get("audio")),
         "reanalysable": document["status"] in REANALYSABLE and bool(document.get("audio")),
+        "roles": roles_view(document),
+        "revision": document.get("revision"),
+        "reviewed_by": document.get("reviewed_by"),
         "comments": [
             {"author": c["author"], "text": c["text"], "at": iso(c["at"])} for c in comments
         ],
@@ -270,6 +284,32 @@ async def call_card(db: AsyncDatabase[Document], viewer: User, task_id: str) -> 
             }
             for d in deliveries
         ],
+    }
+
+
+ROLE_METHODS = {
+    "channels": "по каналам стерео-записи",
+    "voiceprint": "по голосу менеджера",
+    "cues": "по репликам",
+    "talk_share": "по доле речи",
+    "person": "вручную",
+}
+
+
+def roles_view(document: Document) -> Document | None:
+    """How the call's speakers were told apart, for people; None before the analysis."""
+    roles = document.get("roles")
+    if not roles:
+        return None
+    analysed = document["status"] in ANALYSED
+    return {
+        "method": roles["method"],
+        "method_label": ROLE_METHODS.get(roles["method"], roles["method"]),
+        "confidence": roles["confidence"],
+        "uncertain": roles["uncertain"],
+        "by": roles.get("by"),
+        "swappable": analysed,
+        "confirmable": analysed and roles["method"] in ("voiceprint", "cues", "talk_share"),
     }
 
 
@@ -330,28 +370,110 @@ async def add_comment(
     return {"author": comment["author"], "text": comment["text"], "at": iso(comment["at"])}
 
 
-async def reanalyze(db: AsyncDatabase[Document], viewer: User, task_id: str) -> None:
-    """Queue the call's analysis again with today's scripts and tables; its results go to
-    the CRM again with new webhook ids."""
+async def _queue_again(
+    db: AsyncDatabase[Document],
+    viewer: User,
+    task_id: str,
+    *,
+    allowed: Document,
+    job: Document,
+    event: str,
+    refusal: str,
+) -> None:
+    """Queue a call's analysis job again; its results go to the CRM with new webhook ids."""
     await _visible_task(db, viewer, task_id, {"_id": 1})
     now = utcnow()
     result = await calls(db).update_one(
-        {"_id": task_id, "status": {"$in": list(REANALYSABLE)}, "audio": {"$ne": None}},
+        {"_id": task_id, **allowed},
         {
             "$set": {
                 "status": "queued",
                 "updated_at": now,
-                "analysis": {"state": "queued", "attempts": 0, "queued_at": now},
+                "analysis": {"state": "queued", "attempts": 0, "queued_at": now, **job},
                 "deliveries_closed": [],
             },
             "$unset": {"error": ""},
-            "$push": {
-                "timeline": {"status": "reanalysis_requested", "at": now, "by": viewer.email}
-            },
+            "$push": {"timeline": {"status": event, "at": now, "by": viewer.email}},
         },
     )
     if result.matched_count == 0:
-        raise Conflict("Звонок ещё обрабатывается или его аудио нет: повторный анализ невозможен")
+        raise Conflict(refusal)
+
+
+async def reanalyze(db: AsyncDatabase[Document], viewer: User, task_id: str) -> None:
+    """Queue the call's analysis again with today's scripts and tables."""
+    await _queue_again(
+        db,
+        viewer,
+        task_id,
+        allowed={"status": {"$in": list(REANALYSABLE)}, "audio": {"$ne": None}},
+        job={},
+        event="reanalysis_requested",
+        refusal="Звонок ещё обрабатывается или его аудио нет: повторный анализ невозможен",
+    )
+
+
+def _person(viewer: User) -> Document:
+    return {"id": viewer.id, "email": viewer.email, "name": viewer.name or viewer.email}
+
+
+ANALYSED = ("delivering", "done")
+
+
+async def swap_roles(db: AsyncDatabase[Document], viewer: User, task_id: str) -> None:
+    """Queue the call's re-scoring with manager and client exchanged (no new transcription);
+    the CRM gets the results again as a new revision, reviewed by this person."""
+    await _queue_again(
+        db,
+        viewer,
+        task_id,
+        allowed={"status": {"$in": list(ANALYSED)}, "transcript": {"$exists": True}},
+        job={"mode": "swap_roles", "requested_by": _person(viewer)},
+        event="roles_swap_requested",
+        refusal="Роли можно поменять только у проанализированного звонка",
+    )
+
+
+async def confirm_roles(
+    db: AsyncDatabase[Document], viewer: User, task_id: str, *, learn: bool
+) -> None:
+    """Record that a person found a mono call's roles right; the manager's voiceprint
+    learns this call's manager voice (when voiceprints are kept). Verdicts stay."""
+    await _visible_task(db, viewer, task_id, {"_id": 1})
+    now = utcnow()
+    task = await calls(db).find_one_and_update(
+        {
+            "_id": task_id,
+            "status": {"$in": list(ANALYSED)},
+            "roles.method": {"$in": ["voiceprint", "cues", "talk_share"]},
+        },
+        {
+            "$set": {
+                "roles": {
+                    "method": "person",
+                    "confidence": 1.0,
+                    "uncertain": False,
+                    "by": viewer.email,
+                    "at": now,
+                },
+                "updated_at": now,
+            },
+            "$push": {"timeline": {"status": "roles_confirmed", "at": now, "by": viewer.email}},
+        },
+        projection={"manager_id": 1, "voices": 1},
+    )
+    if task is None:
+        raise Conflict("Подтвердить можно только роли, определённые автоматически на моно-записи")
+    manager_voice = (task.get("voices") or {}).get("manager")
+    if learn and manager_voice:
+        await voiceprints.learn(
+            db,
+            task["manager_id"],
+            task_id=task_id,
+            embedding=voiceprints.unpack(manager_voice["embedding"]),
+            speech_s=manager_voice["speech_s"],
+            source="confirmed",
+        )
 
 
 async def managers(db: AsyncDatabase[Document], viewer: User, filters: CallFilters) -> Document:

@@ -13,7 +13,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from services.ingest.submission import CallSubmission, HttpLink
-from shared import connection
+from shared import connection, voiceprints
 from shared.connection import ConnectionSettings, WebhookEndpoint
 from shared.errors import DuplicateCall, NotFound
 from shared.events import CallReceived, CallSkipped, Envelope, Event, call_meta, utcnow
@@ -202,6 +202,9 @@ class ConnectionUpdate(BaseModel):
 
     min_call_duration_s: float | None = Field(None, ge=0, le=86_400, allow_inf_nan=False)
     error_webhook_url: HttpLink | None = None
+    voiceprints_enabled: bool | None = Field(
+        None, description="Off deletes every voiceprint and every call's voice embeddings."
+    )
 
 
 def connection_view(settings: ConnectionSettings, *, base_url: str) -> Document:
@@ -212,17 +215,23 @@ def connection_view(settings: ConnectionSettings, *, base_url: str) -> Document:
         "api_key": settings.api_key,
         "min_call_duration_s": settings.min_call_duration_s,
         "error_webhook": settings.error_webhook.model_dump() if settings.error_webhook else None,
+        "voiceprints_enabled": settings.voiceprints_enabled,
     }
 
 
 async def update_connection(
     db: AsyncDatabase[Document], current: ConnectionSettings, update: ConnectionUpdate
 ) -> ConnectionSettings:
-    """Apply the fields present in the update; a new error-webhook URL gets a new secret."""
+    """Apply the fields present in the update; a new error-webhook URL gets a new secret;
+    switching voiceprints off forgets them all."""
     changes: Document = {}
     fields = update.model_fields_set
     if "min_call_duration_s" in fields and update.min_call_duration_s is not None:
         changes["min_call_duration_s"] = update.min_call_duration_s
+    if "voiceprints_enabled" in fields and update.voiceprints_enabled is not None:
+        changes["voiceprints_enabled"] = update.voiceprints_enabled
+        if not update.voiceprints_enabled:
+            await voiceprints.forget_all(db)
     if "error_webhook_url" in fields:
         url = update.error_webhook_url
         if not url:

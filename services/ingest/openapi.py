@@ -175,6 +175,7 @@ _RESPONSE_SCHEMAS: dict[str, Any] = {
                 "type": ["object", "null"],
                 "properties": {"url": {"type": "string"}, "secret": {"type": "string"}},
             },
+            "voiceprints_enabled": {"type": "boolean"},
         },
     },
 }
@@ -369,6 +370,35 @@ def _admin_paths() -> dict[str, Any]:
                                    "409": _error("conflict: still in progress, or no audio"),
                                    **_ADMIN_ERRORS, **not_yours}},
         },
+        "/api/v1/admin/calls/{task_id}/swap-roles": {
+            "post": {"summary": "Exchange manager and client and score the call again without "
+                                "transcribing it; the CRM gets the results as a new `revision` "
+                                "with `reviewed_by` (admin, supervisor)",
+                     **security, "parameters": _path_id("task_id"),
+                     "responses": {"202": _ok(obj, "Queued"), **missing,
+                                   "409": _error("conflict: not analysed yet"),
+                                   **_ADMIN_ERRORS, **not_yours}},
+        },
+        "/api/v1/admin/calls/{task_id}/confirm-roles": {
+            "post": {"summary": "The automatically decided roles of a mono call are right; the "
+                                "manager's voiceprint learns from it (admin, supervisor)",
+                     **security, "parameters": _path_id("task_id"),
+                     "responses": {"200": _ok(obj, "The call card"), **missing,
+                                   "409": _error("conflict: not a mono call analysed yet"),
+                                   **_ADMIN_ERRORS, **not_yours}},
+        },
+        "/api/v1/voiceprints": {
+            "get": {"summary": "Managers' voiceprints: calls and speech they were learnt from, "
+                               "never the numbers (admin)", **security,
+                    "responses": {"200": _ok(obj), **_ADMIN_ERRORS}},
+        },
+        "/api/v1/voiceprints/{manager_id}": {
+            "delete": {"summary": "Forget a manager's voiceprint and their calls' voice "
+                                  "embeddings (admin)", **security,
+                       "parameters": _path_id("manager_id"),
+                       "responses": {"204": {"description": "Deleted"}, **missing,
+                                     **_ADMIN_ERRORS}},
+        },
         "/api/v1/managers": {
             "get": {"summary": "Rating, calls, average score, perfect calls, talk ratio, weekly "
                                "averages per manager (admin, supervisor)", **security,
@@ -453,7 +483,8 @@ def build_openapi() -> dict[str, Any]:
                     "responses": {"200": _ok(_ref("Connection")), **_ADMIN_ERRORS},
                 },
                 "put": {
-                    "summary": "Change the minimum call duration and the error webhook (admin)",
+                    "summary": "Change the minimum call duration, the error webhook and whether "
+                    "voiceprints are kept (admin)",
                     "security": _SESSION_SECURITY,
                     "requestBody": {
                         "required": True,

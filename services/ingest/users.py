@@ -12,6 +12,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
 from services.ingest.accounts import Role, User, hash_password, new_user_id
+from shared import voiceprints
 from shared.errors import Conflict, InvalidRequest, NotFound
 from shared.events import utcnow
 from shared.mongo import SESSIONS, USERS, WEB_SESSIONS, Document
@@ -124,12 +125,14 @@ async def update_user(db: AsyncDatabase[Document], user_id: str, form: UserForm)
 
 
 async def delete_user(db: AsyncDatabase[Document], user_id: str) -> None:
-    """Delete a user and their sessions."""
+    """Delete a user and their sessions; a manager's voiceprint goes with them."""
     current = await get_user(db, user_id)
     if current["role"] == Role.ADMIN.value and not await _keeps_an_admin(db, user_id):
         raise Conflict(LAST_ADMIN)
     await db[USERS].delete_one({"_id": user_id})
     await _end_sessions(db, user_id)
+    if current.get("manager_id"):
+        await voiceprints.forget(db, current["manager_id"])
 
 
 async def _end_sessions(db: AsyncDatabase[Document], user_id: str) -> None:

@@ -54,11 +54,9 @@ from services.ingest.submission import (
     parse_json_submission,
 )
 from services.ingest.users import UserForm
+from shared import voiceprints
 from shared.connection import load_connection_settings
-from shared.errors import (
-    InvalidRequest,
-    RopError,
-)
+from shared.errors import InvalidRequest, NotFound, RopError
 from shared.logging import get_logger
 from shared.mongo import WEB_SESSIONS, ping
 from shared.settings import Settings
@@ -370,6 +368,44 @@ async def reanalyze(request: web.Request) -> web.Response:
     return json_response({"status": "queued", "task_id": task_id}, 202)
 
 
+async def swap_roles(request: web.Request) -> web.Response:
+    """POST /api/v1/admin/calls/{task_id}/swap-roles (admin, supervisor): re-score the call
+    with manager and client exchanged; the CRM gets a new revision."""
+    session = await require_session(request, Role.ADMIN, Role.SUPERVISOR)
+    task_id = request.match_info["task_id"]
+    await calls_admin.swap_roles(request.app[INGEST].db, session.user, task_id)
+    log.info("roles_swap_requested", task_id=task_id, by=session.user.email)
+    return json_response({"status": "queued", "task_id": task_id}, 202)
+
+
+async def confirm_roles(request: web.Request) -> web.Response:
+    """POST /api/v1/admin/calls/{task_id}/confirm-roles (admin, supervisor): the roles of a
+    mono call are right; the manager's voiceprint learns from it."""
+    session = await require_session(request, Role.ADMIN, Role.SUPERVISOR)
+    task_id = request.match_info["task_id"]
+    ingest = request.app[INGEST]
+    learn = (await load_connection_settings(ingest.db)).voiceprints_enabled
+    await calls_admin.confirm_roles(ingest.db, session.user, task_id, learn=learn)
+    log.info("roles_confirmed", task_id=task_id, by=session.user.email)
+    return json_response(await calls_admin.call_card(ingest.db, session.user, task_id))
+
+
+async def list_voiceprints(request: web.Request) -> web.Response:
+    """GET /api/v1/voiceprints (admin): whose voiceprints exist and what they came from."""
+    await require_session(request, Role.ADMIN)
+    return json_response({"items": await voiceprints.list_voiceprints(request.app[INGEST].db)})
+
+
+async def delete_voiceprint(request: web.Request) -> web.Response:
+    """DELETE /api/v1/voiceprints/{manager_id} (admin): forget a manager's voice."""
+    session = await require_session(request, Role.ADMIN)
+    manager_id = request.match_info["manager_id"]
+    if not await voiceprints.forget(request.app[INGEST].db, manager_id):
+        raise NotFound("Голосового отпечатка этого менеджера нет")
+    log.info("voiceprint_deleted", manager_id=manager_id, by=session.user.email)
+    return web.Response(status=204)
+
+
 async def managers(request: web.Request) -> web.Response:
     """GET /api/v1/managers (admin, supervisor): rating and averages in the period."""
     session = await require_session(request, Role.ADMIN, Role.SUPERVISOR)
@@ -480,6 +516,10 @@ def create_app(settings: Settings) -> web.Application:
     app.router.add_get("/api/v1/admin/calls/{task_id}/audio", call_audio)
     app.router.add_post("/api/v1/admin/calls/{task_id}/comments", add_comment)
     app.router.add_post("/api/v1/admin/calls/{task_id}/reanalyze", reanalyze)
+    app.router.add_post("/api/v1/admin/calls/{task_id}/swap-roles", swap_roles)
+    app.router.add_post("/api/v1/admin/calls/{task_id}/confirm-roles", confirm_roles)
+    app.router.add_get("/api/v1/voiceprints", list_voiceprints)
+    app.router.add_delete("/api/v1/voiceprints/{manager_id}", delete_voiceprint)
     app.router.add_get("/api/v1/managers", managers)
     app.router.add_get("/api/v1/dashboard", dashboard)
     app.router.add_get("/api/v1/deliveries", list_deliveries)

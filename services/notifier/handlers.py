@@ -144,7 +144,12 @@ class Notifier:
 
 
 # What a webhook needs of a task: never the transcript, which can be large.
-TASK_FIELDS = {"results": 1, **{name: 1 for name in CallMeta.model_fields}}
+TASK_FIELDS = {
+    "results": 1,
+    "revision": 1,
+    "reviewed_by": 1,
+    **{name: 1 for name in CallMeta.model_fields},
+}
 
 
 def delivery_id(event_id: str, owner: str) -> str:
@@ -162,6 +167,12 @@ def _common(envelope: Envelope, task: Document, kind: str, webhook_id: str) -> D
     }
 
 
+def _revision(task: Document) -> Document:
+    """Which version of the call's results this is: 1 first, one more at every re-analysis
+    or correction; `reviewed_by` names the person behind a correction."""
+    return {"revision": task.get("revision") or 1, "reviewed_by": task.get("reviewed_by")}
+
+
 async def _analysis_deliveries(
     envelope: Envelope, task: Document, deps: Notifier
 ) -> list[Document]:
@@ -177,6 +188,7 @@ async def _analysis_deliveries(
         webhook_id = delivery_id(envelope.event_id, checklist["binding_id"])
         body = {
             **_common(envelope, task, "checklist.completed", webhook_id),
+            **_revision(task),
             "checklist": checklist,
             "metrics": results.get("metrics"),
         }
@@ -187,6 +199,7 @@ async def _analysis_deliveries(
         webhook_id = delivery_id(envelope.event_id, row["table_id"])
         body = {
             **_common(envelope, task, "analytics.completed", webhook_id),
+            **_revision(task),
             "table": {"id": row["table_id"], "name": row["name"], "row": row["row"]},
         }
         planned.append((webhook_id, "analytics.completed", webhooks[row["table_id"]], body))

@@ -42,6 +42,7 @@ from services.ingest.edge import (
 from services.ingest.users import UserForm
 from services.ingest.webapp import charts
 from services.ingest.webapp.forms import field_errors, nested, validate
+from shared import voiceprints
 from shared.connection import load_connection_settings
 from shared.errors import (
     Conflict,
@@ -81,6 +82,8 @@ TIMELINE_LABELS = {
     "webhook_dead": "Вебхук не доставлен",
     "webhook_stopped": "Вебхук остановлен (410)",
     "reanalysis_requested": "Запрошен повторный анализ",
+    "roles_swap_requested": "Роли менеджера и клиента поменяны местами",
+    "roles_confirmed": "Роли подтверждены",
 }
 ROLE_LABELS = {"admin": "Администратор", "supervisor": "Руководитель", "manager": "Менеджер"}
 METRIC_LABELS: dict[str, str] = {
@@ -363,6 +366,7 @@ async def _card(
             "errors": errors or {},
             "notice": request.query.get("notice"),
             "can_replay": session.user.role in LEADS,
+            "can_set_roles": session.user.role in LEADS,
         },
         status=status,
     )
@@ -397,6 +401,30 @@ async def reanalyze_submit(
     await calls_admin.reanalyze(request.app[INGEST].db, session.user, task_id)
     log.info("reanalysis_requested", task_id=task_id, by=session.user.email)
     return redirect(f"/calls/{task_id}?notice=reanalysis")
+
+
+@action(*LEADS)
+async def swap_roles_submit(
+    request: web.Request, session: Session, _form: MultiDictProxy[str]
+) -> web.StreamResponse:
+    """POST /calls/{task_id}/swap-roles: «Поменять роли»."""
+    task_id = request.match_info["task_id"]
+    await calls_admin.swap_roles(request.app[INGEST].db, session.user, task_id)
+    log.info("roles_swap_requested", task_id=task_id, by=session.user.email)
+    return redirect(f"/calls/{task_id}?notice=roles_swapped")
+
+
+@action(*LEADS)
+async def confirm_roles_submit(
+    request: web.Request, session: Session, _form: MultiDictProxy[str]
+) -> web.StreamResponse:
+    """POST /calls/{task_id}/confirm-roles: «Роли верны»."""
+    task_id = request.match_info["task_id"]
+    db = request.app[INGEST].db
+    learn = (await load_connection_settings(db)).voiceprints_enabled
+    await calls_admin.confirm_roles(db, session.user, task_id, learn=learn)
+    log.info("roles_confirmed", task_id=task_id, by=session.user.email)
+    return redirect(f"/calls/{task_id}?notice=roles_confirmed")
 
 
 @action(*LEADS)
@@ -519,6 +547,7 @@ async def _connection(
         "connection.html",
         {
             "connection": view,
+            "voiceprints": await voiceprints.list_voiceprints(ingest.db),
             "values": values or {},
             "errors": errors or {},
             "notice": request.query.get("notice"),
@@ -533,7 +562,10 @@ async def connection_submit(
 ) -> web.StreamResponse:
     """POST /settings/connection: minimum duration and the error webhook."""
     ingest = request.app[INGEST]
-    body: dict[str, Any] = {"min_call_duration_s": str(form.get("min_call_duration_s", ""))}
+    body: dict[str, Any] = {
+        "min_call_duration_s": str(form.get("min_call_duration_s", "")),
+        "voiceprints_enabled": "voiceprints_enabled" in form,  # an unticked box is not sent
+    }
     if "error_webhook_url" in form:
         body["error_webhook_url"] = str(form["error_webhook_url"]).strip() or None
     try:
@@ -548,6 +580,17 @@ async def connection_submit(
     )
     log.info("connection_settings_updated", by=session.user.email)
     return redirect("/settings/connection?notice=saved")
+
+
+@action(*ADMIN)
+async def voiceprint_delete(
+    request: web.Request, session: Session, _form: MultiDictProxy[str]
+) -> web.StreamResponse:
+    """POST /settings/voiceprints/{manager_id}/delete."""
+    manager_id = request.match_info["manager_id"]
+    await voiceprints.forget(request.app[INGEST].db, manager_id)
+    log.info("voiceprint_deleted", manager_id=manager_id, by=session.user.email)
+    return redirect("/settings/connection?notice=deleted#voiceprints")
 
 
 # --- settings: templates, bindings, tables ------------------------------------------
@@ -790,11 +833,14 @@ def add_routes(app: web.Application) -> None:
     router.add_get("/calls/{task_id}", call_page)
     router.add_post("/calls/{task_id}/comments", comment_submit)
     router.add_post("/calls/{task_id}/reanalyze", reanalyze_submit)
+    router.add_post("/calls/{task_id}/swap-roles", swap_roles_submit)
+    router.add_post("/calls/{task_id}/confirm-roles", confirm_roles_submit)
     router.add_post("/calls/{task_id}/deliveries/{id}/redeliver", redeliver_submit)
     router.add_get("/managers", managers_page)
     router.add_get("/dashboard", dashboard_page)
     router.add_get("/settings/connection", connection_page)
     router.add_post("/settings/connection", connection_submit)
+    router.add_post("/settings/voiceprints/{manager_id}/delete", voiceprint_delete)
     router.add_get("/settings/users", users_page)
     router.add_get("/settings/users/new", user_new)
     router.add_post("/settings/users/new", user_save)
