@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 # librosa) is never imported, so it is installed without its dependencies.
 SPEAKER_MODEL := resemblyzer==0.1.4
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e '.[dev]'
 	$(PY) -m pip install --quiet --no-deps '$(SPEAKER_MODEL)'

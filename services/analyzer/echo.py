@@ -2,12 +2,17 @@
 channel, much quieter and a little late (line and handset echo).
 
 A stretch of a channel is the other side's echo when the other side was speaking a
-moment earlier (within the echo's delay), this channel is much quieter than that
-(`MIN_ECHO_LOSS_DB`), and no louder than the call's echo path lets through (measured
-per call and direction). Such stretches are silenced before the VAD and the ASR
-hear the channel, so the leaked copy is neither transcribed as the other speaker nor
-counted as their talk time. Two people really talking at once are both loud on their own
-channels, so neither is silenced: that stays an interruption.
+moment earlier (within the echo's delay) and this channel is much quieter than that
+(`MIN_ECHO_LOSS_DB`). What cannot be told apart this way: a voice that much quieter than
+the other side at the same moment is taken for echo (people talking at once are both
+near full level on their own channels, so this is rare). Levels are compared at their
+peaks, the other side's over the echo's delay and this side's over a syllable, so the
+dips between one's own syllables are never taken for echo.
+
+Such stretches are silenced before the VAD and the ASR hear the channel, so the leaked
+copy is neither transcribed as the other speaker nor counted as their talk time. Two
+people really talking at once are both loud on their own channels, so neither is
+silenced: that stays an interruption.
 """
 
 from __future__ import annotations
@@ -21,14 +26,10 @@ from services.analyzer.audio import SAMPLE_RATE_HZ, Samples
 
 FRAME = SAMPLE_RATE_HZ // 100  # 10 ms
 MAX_DELAY_FRAMES = 30  # echo arrives within 0.3 s
+SYLLABLE_FRAMES = 10  # ±0.1 s
 MIN_ECHO_LOSS_DB = 12.0
 # The other side must be speaking, well above its own floor, for its echo to matter.
 LOUD_ABOVE_FLOOR_DB = 15.0
-# The echo path's loss is the low end (this percentile) of how much quieter the quiet
-# stretches are; echo is never much louder than that path lets through, so a stretch
-# this much louder still is the channel's own (soft) voice.
-PATH_LOSS_PERCENTILE = 10
-ECHO_LEVEL_TOLERANCE_DB = 6.0
 # Echo stretches shorter than this are left alone; gaps shorter than it are bridged.
 MIN_ECHO_FRAMES = 5
 
@@ -45,11 +46,10 @@ def _levels_db(audio: Samples) -> Levels:
     return np.asarray(np.maximum(10 * np.log10(power + 1e-10), FLOOR_DB), dtype=np.float64)
 
 
-def _recent_peak(levels: Levels) -> Levels:
-    """Per frame, the loudest of the last `MAX_DELAY_FRAMES` frames (echo arrives late,
-    by a delay the line decides and a codec's own crosstalk by none)."""
-    padded = np.concatenate([np.full(MAX_DELAY_FRAMES, FLOOR_DB), levels])
-    windows = np.lib.stride_tricks.sliding_window_view(padded, MAX_DELAY_FRAMES + 1)
+def _peak(levels: Levels, *, before: int, after: int) -> Levels:
+    """Per frame, the loudest level from `before` frames earlier to `after` frames later."""
+    padded = np.concatenate([np.full(before, FLOOR_DB), levels, np.full(after, FLOOR_DB)])
+    windows = np.lib.stride_tricks.sliding_window_view(padded, before + after + 1)
     return np.asarray(windows.max(axis=1), dtype=np.float64)
 
 
@@ -80,14 +80,11 @@ def echo_frames(own: Samples, other: Samples) -> Mask:
     own_db, other_db = own_db[:count], other_db[:count]
     if count < MIN_ECHO_FRAMES:
         return np.zeros(count, dtype=bool)
-    source = _recent_peak(other_db)
+    # Echo arrives late: by a delay the line decides, and a codec's own crosstalk by none.
+    source = _peak(other_db, before=MAX_DELAY_FRAMES, after=0)
+    own_peak = _peak(own_db, before=SYLLABLE_FRAMES, after=SYLLABLE_FRAMES)
     other_loud = source >= float(np.percentile(other_db, 10)) + LOUD_ABOVE_FLOOR_DB
-    quiet = other_loud & (own_db <= source - MIN_ECHO_LOSS_DB)
-    audible = quiet & (own_db > FLOOR_DB)  # not gated to silence by the codec
-    if not audible.any():
-        return np.zeros(count, dtype=bool)
-    loss_db = float(np.percentile(source[audible] - own_db[audible], PATH_LOSS_PERCENTILE))
-    return _smoothed(quiet & (own_db <= source - loss_db + ECHO_LEVEL_TOLERANCE_DB))
+    return _smoothed(other_loud & (own_peak <= source - MIN_ECHO_LOSS_DB))
 
 
 def _silenced(audio: Samples, frames: Mask) -> Samples:

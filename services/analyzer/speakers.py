@@ -43,7 +43,9 @@ ONE_VOICE_SIMILARITY = 0.945
 MIN_WINDOWS = 8
 # The agglomerative start looks at this many of the longest stretches (it is quadratic).
 MAX_LINKAGE_STRETCHES = 150
-BATCH = 256
+# Windows embedded at once: small batches stay in cache (measured: 32 is as fast as 256, in
+# a sixth of the memory).
+BATCH = 32
 
 Vector = npt.NDArray[np.float32]
 Labels = npt.NDArray[np.int_]

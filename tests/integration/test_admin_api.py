@@ -6,44 +6,14 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
-from pymongo import AsyncMongoClient
 
-from services.ingest.accounts import Role, hash_password, new_user_id
-from shared.events import utcnow
+from services.ingest.accounts import Role
 from shared.settings import Settings
+from tests.api_client import add_user, bearer, log_in
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, API_KEY
 
 Client = TestClient[Any, Any]
 CONNECTION = "/api/v1/settings/connection"
-
-
-async def add_user(
-    settings: Settings, email: str, password: str, role: Role, *, active: bool = True
-) -> None:
-    mongo: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url)
-    await mongo.get_default_database().users.insert_one(
-        {
-            "_id": new_user_id(),
-            "created_at": utcnow(),
-            "email": email,
-            "password_hash": await hash_password(password),
-            "role": role.value,
-            "manager_id": "mgr_001" if role is Role.MANAGER else None,
-            "active": active,
-        }
-    )
-    await mongo.close()
-
-
-async def log_in(client: Client, email: str, password: str) -> dict[str, Any]:
-    response = await client.post("/api/v1/auth/login", json={"email": email, "password": password})
-    body: dict[str, Any] = await response.json()
-    assert response.status == 200, body
-    return body
-
-
-def bearer(session: dict[str, Any]) -> dict[str, str]:
-    return {"Authorization": f"Bearer {session['token']}"}
 
 
 async def test_admin_sees_ready_made_urls_with_the_key(ingest_client: Client) -> None:

@@ -370,12 +370,17 @@ async def test_unpublished_outcomes_are_published_again(deps: Analyzer, tap: Eve
 MONO_VOICES = Voices("en-us+m6", "en-029+f1")
 
 
+async def stored_mono_call(deps: Analyzer, **task: Any) -> tuple[Envelope, AudioStored]:
+    """MONO_CALL as one mixed channel: the client answers, says the script's phrases."""
+    return await stored_call(
+        deps, MONO_CALL, stereo=False, duration_s=26, sound={"voices": MONO_VOICES}, **task
+    )
+
+
 async def test_mono_call_is_scored_by_who_said_what(
     deps: Analyzer, catalog_items: dict[str, str]
 ) -> None:
-    envelope, event = await stored_call(
-        deps, MONO_CALL, stereo=False, duration_s=26, sound={"voices": MONO_VOICES}
-    )
+    envelope, event = await stored_mono_call(deps)
     task = await analyse(deps, envelope, event)
     verdicts = stages(task)
     # The client asked whether it is convenient to talk: that is not the manager's point.
@@ -416,9 +421,7 @@ async def test_a_voiceprint_from_stereo_calls_decides_a_mono_call(
         True,
     )
 
-    envelope, event = await stored_call(
-        deps, MONO_CALL, stereo=False, duration_s=26, sound={"voices": MONO_VOICES}, **manager
-    )
+    envelope, event = await stored_mono_call(deps, **manager)
     by_voice = await analyse(deps, envelope, event)
     assert by_voice["roles"]["method"] == "voiceprint"
     assert by_voice["roles"]["confidence"] >= 0.9
@@ -483,9 +486,7 @@ async def test_echo_between_channels_is_heard_once(
 async def test_swapped_roles_are_scored_again_without_the_audio(
     deps: Analyzer, catalog_items: dict[str, str]
 ) -> None:
-    envelope, event = await stored_call(
-        deps, MONO_CALL, stereo=False, duration_s=26, sound={"voices": MONO_VOICES}
-    )
+    envelope, event = await stored_mono_call(deps)
     before = await analyse(deps, envelope, event)
     await AsyncGridFSBucket(deps.db, bucket_name="audio").delete(envelope.task_id)
     person = User("u1", "lead@test.local", Role.SUPERVISOR, None, True, "Лид")

@@ -16,8 +16,8 @@ from pymongo import AsyncMongoClient
 from devtools.samples import analysed_call
 from shared.mongo import AUDIO_BUCKET
 from shared.settings import Settings
+from tests.api_client import admin, user
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
-from tests.integration.test_admin_api import bearer, log_in
 
 Client = TestClient[Any, Any]
 AUDIO = bytes(range(256)) * 40  # 10,240 bytes
@@ -40,17 +40,6 @@ async def db(settings: Settings, ingest_client: Client) -> AsyncIterator[Any]:
     await bucket.upload_from_stream_with_id(documents[0]["_id"], "call.wav", AUDIO)
     yield database
     await client.close()
-
-
-async def admin(client: Client) -> dict[str, str]:
-    return bearer(await log_in(client, ADMIN_EMAIL, ADMIN_PASSWORD))
-
-
-async def user(client: Client, headers: dict[str, str], **fields: Any) -> dict[str, str]:
-    body = {"password": "long enough 1", **fields}
-    response = await client.post("/api/v1/users", json=body, headers=headers)
-    assert response.status == 201, await response.text()
-    return bearer(await log_in(client, fields["email"], "long enough 1"))
 
 
 async def test_list_filters_sorts_and_pages_within_the_last_week(

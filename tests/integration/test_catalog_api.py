@@ -10,8 +10,8 @@ from aiohttp.test_utils import TestClient, TestServer
 from services.ingest.accounts import Role
 from services.ingest.web import create_app
 from shared.settings import Settings
+from tests.api_client import add_user, bearer, log_in
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
-from tests.integration.test_admin_api import add_user, bearer, log_in
 
 Client = TestClient[Any, Any]
 

@@ -17,10 +17,10 @@ from shared.events import CallAnalyzed, CallFailed, Envelope, utcnow
 from shared.mongo import Document
 from shared.settings import Settings
 from shared.webhooks import new_webhook_secret, verify
+from tests.api_client import bearer, log_in
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
 from tests.fakes import FakeCrm, reply
 from tests.helpers import wait_for
-from tests.integration.test_admin_api import bearer, log_in
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -136,18 +136,36 @@ async def test_delivered_at_once_signed_and_small(
         assert payload[name] is not None, name
     assert payload["event_id"] == request.headers["webhook-id"]
     assert payload["checklist"]["score"]["text"] == "1/2"
+    assert (payload["revision"], payload["reviewed_by"]) == (1, None)  # the machine's first
     assert "секрет" not in request.body.decode()  # no transcript in webhooks
 
     (table_request,) = fake.at("/table")
     table = verify(secrets["table"], table_request.body, table_request.headers)
     assert table["type"] == "analytics.completed"
     assert table["table"]["row"] == {"budget": 500000}
+    assert table["revision"] == 1
 
     async def done() -> bool:
         task = await notifier.db.calls.find_one({"_id": envelope.task_id})
         return bool(task and task["status"] == "done")
 
     await wait_for(done)
+
+
+async def test_a_corrected_call_says_its_revision_and_who_reviewed_it(
+    notifier: Notifier, crm: tuple[FakeCrm, str]
+) -> None:
+    fake, base = crm
+    envelope, secrets = await analysed_task(notifier, f"{base}/checklist")
+    reviewer = {"id": "usr_1", "email": "lead@example.ru", "name": "Лид"}
+    await notifier.db.calls.update_one(
+        {"_id": envelope.task_id}, {"$set": {"revision": 3, "reviewed_by": reviewer}}
+    )
+    await notifier.broker.publish(envelope)
+    await settled(notifier, envelope.task_id, "succeeded")
+    (request,) = fake.at("/checklist")
+    payload = verify(secrets["checklist"], request.body, request.headers)
+    assert (payload["revision"], payload["reviewed_by"]) == (3, reviewer)
 
 
 async def test_500_500_200_is_three_attempts_of_one_webhook_id(

@@ -5,16 +5,19 @@ analysed, listen to it from the transcript, comment, and export the list to Exce
 from __future__ import annotations
 
 import io
+import json
 import math
+from typing import Any
 
 import aiohttp
 import pytest
 from openpyxl import load_workbook
 from playwright.async_api import Browser, Page, expect
 
+from devtools.samples import Voices
 from devtools.system import System
-from tests.audio import GOOD_CALL, call
-from tests.conftest import API_KEY
+from tests.audio import GOOD_CALL, MONO_CALL, call
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, API_KEY
 from tests.fakes import FakeCrm
 from tests.fileserver import FileServer
 from tests.helpers import wait_for
@@ -171,3 +174,73 @@ async def test_a_call_from_the_crm_to_the_card_and_the_excel_file(
     await expect(page.locator("thead")).to_contain_text("Бюджет")
     await screenshot(page, "table-rows")
     assert problems == [], problems
+
+
+MONO_SCRIPT = {
+    "name": "Моно-скрипт",
+    "stages": [
+        {
+            "name": "Следующий шаг",
+            "threshold": 50,
+            "points": [{"text": "Перезвонит", "weight": 100, "phrases": ["call you back"]}],
+        }
+    ],
+}
+
+
+async def test_a_person_swaps_the_roles_of_a_mono_call(
+    browser: Browser, system: System, crm: tuple[FakeCrm, str], files: FileServer
+) -> None:
+    fake, hooks = crm
+    await system.wait_healthy()
+    base = f"http://127.0.0.1:{system.http_port}"
+    async with aiohttp.ClientSession(base) as session:
+        login = {"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
+        async with session.post("/api/v1/auth/login", json=login) as response:
+            headers = {"Authorization": f"Bearer {(await response.json())['token']}"}
+        async with session.post("/api/v1/templates", json=MONO_SCRIPT, headers=headers) as made:
+            template_id = (await made.json())["id"]
+        binding = {"template_id": template_id, "webhook": {"url": f"{hooks}/checklist"}}
+        async with session.post("/api/v1/bindings", json=binding, headers=headers) as made:
+            assert made.status == 201
+        audio = call(MONO_CALL, duration_s=26, stereo=False, voices=Voices("en-us+m6", "en-029+f1"))
+        submission = {"call_id": "ui-mono", "audio_url": files.file("/mono.mp3", audio),
+                      "duration": 26, "manager_id": "mgr_007", "deal_id": "deal_9"}  # fmt: skip
+        async with session.post("/api/v1/calls", params={"apiKey": API_KEY}, json=submission):
+            pass
+
+    async def checklists() -> list[dict[str, Any]]:
+        return [json.loads(hook.body) for hook in fake.at("/checklist")]
+
+    (first,) = await wait_for(checklists, timeout_s=180, interval_s=1.0)
+    assert (first["revision"], first["checklist"]["score"]["text"]) == (1, "0/1")
+
+    page = await log_in_as_admin(browser, base)
+    await page.goto(f"{base}/calls")
+    await page.locator("tbody tr").filter(has_text="mgr_007").get_by_role("link").click()
+    roles = page.locator("section.roles")
+    await expect(roles).to_contain_text("по репликам")
+    await screenshot(page, "call-card-mono")
+    await page.get_by_role("button", name="Поменять роли").click()
+    await expect(page.get_by_role("status")).to_contain_text("Роли поменяны")
+
+    async def corrected() -> list[dict[str, Any]]:
+        return [hook for hook in await checklists() if hook["revision"] == 2]
+
+    (second,) = await wait_for(corrected, timeout_s=60, interval_s=0.5)
+    # The client's "I will call you back" now counts for the one the person named manager.
+    assert second["checklist"]["score"]["text"] == "1/1"
+    assert second["reviewed_by"]["email"] == ADMIN_EMAIL
+    assert second["event_id"] != first["event_id"]
+
+    await page.reload()
+    await expect(roles).to_contain_text("вручную")
+    await expect(page.locator(".timeline")).to_contain_text(
+        "Роли менеджера и клиента поменяны местами"
+    )
+    await expect(page.locator(".stage.pass")).to_have_count(1)
+    await page.goto(f"{base}/settings/connection")
+    await expect(page).to_have_title("Подключение — Цифровой РОП")
+    voiceprint = page.locator("#voiceprints tbody tr").filter(has_text="mgr_007")
+    await expect(voiceprint).to_contain_text("0 / 1")  # learnt from the confirmed call
+    await screenshot(page, "connection-voiceprints")
