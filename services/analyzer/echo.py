@@ -42,7 +42,7 @@ Mask = npt.NDArray[np.bool_]
 
 def _levels_db(audio: Samples) -> Levels:
     frames = len(audio) // FRAME
-    power = np.mean(np.square(audio[: frames * FRAME].reshape(frames, FRAME), dtype=np.float64), 1)
+    power = np.mean(np.square(audio[: frames * FRAME].reshape(frames, FRAME)), 1, dtype=np.float64)
     return np.asarray(np.maximum(10 * np.log10(power + 1e-10), FLOOR_DB), dtype=np.float64)
 
 
@@ -91,13 +91,16 @@ def _silenced(audio: Samples, frames: Mask) -> Samples:
     """`audio` with the given frames silenced, faded over 5 ms so no click is heard."""
     if not frames.any():
         return audio
-    gain = np.ones(len(audio), dtype=np.float32)
-    gain[: len(frames) * FRAME] = np.repeat((~frames).astype(np.float32), FRAME)
-    fade = FRAME // 2
-    running = np.concatenate([np.zeros(fade), np.cumsum(gain, dtype=np.float64)])
-    smoothed = (running[fade:] - running[:-fade]) / fade  # a moving average, in O(n)
-    smoothed[: fade - 1] = gain[: fade - 1]
-    return np.asarray(audio * smoothed, dtype=np.float32)
+    silenced = audio.copy()
+    fade = np.linspace(1.0, 0.0, FRAME // 2, dtype=np.float32)
+    for first, last in _runs(frames):
+        start, end = first * FRAME, last * FRAME
+        silenced[start:end] = 0.0
+        before = silenced[max(0, start - len(fade)) : start]
+        before *= fade[len(fade) - len(before) :]
+        after = silenced[end : end + len(fade)]
+        after *= fade[::-1][: len(after)]
+    return silenced
 
 
 def remove_echo(manager: Samples, client: Samples) -> tuple[Samples, Samples]:

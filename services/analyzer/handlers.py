@@ -28,7 +28,7 @@ from services.analyzer.asr import Transcriber
 from services.analyzer.evaluate import Call, binding_applies, table_applies
 from services.analyzer.llm import LlmJudge
 from services.analyzer.pipeline import Listening, Transcription, transcribe_call
-from services.analyzer.roles import RoleHints, Roles
+from services.analyzer.roles import RoleHints
 from services.analyzer.scoring import StageVerdict
 from services.analyzer.stored import metrics_document, transcription_fields, with_roles_swapped
 from services.analyzer.voice_encoder import VoiceEncoder
@@ -317,13 +317,6 @@ async def _transcribe(
         )
 
 
-def _swapped(task: Document) -> tuple[Transcription, Document]:
-    """The stored transcription with the roles a person swapped, and who did it."""
-    person = task["analysis"]["requested_by"]
-    roles = Roles(manager=0, method="person", confidence=1.0)
-    return with_roles_swapped(task, roles), person
-
-
 async def _analyze(task: Document, meta: Document, deps: Analyzer) -> tuple[Event, Document]:
     call = Call(
         received_at=task["received_at"],
@@ -335,7 +328,8 @@ async def _analyze(task: Document, meta: Document, deps: Analyzer) -> tuple[Even
     learn = (await load_connection_settings(deps.db)).voiceprints_enabled
     fields: Document = {}
     if task["analysis"].get("mode") == "swap_roles":
-        transcription, person = _swapped(task)
+        person = task["analysis"]["requested_by"]
+        transcription = with_roles_swapped(task)
         fields["reviewed_by"] = person
         roles_by = {"by": person["email"], "at": utcnow()}
     else:

@@ -25,7 +25,7 @@ from services.analyzer.asr import Transcriber, utterances_of
 from services.analyzer.audio import SAMPLE_RATE_HZ, Part, Samples, decode_channels, split_into_parts
 from services.analyzer.echo import remove_echo
 from services.analyzer.roles import STEREO, RoleHints, Roles, decide_roles
-from services.analyzer.speakers import Diarization, SpeechEmbeddings, Voice, diarize, embed_speech
+from services.analyzer.speakers import SpeechEmbeddings, Voice, diarize, embed_speech
 from services.analyzer.talk import Interval, TalkMetrics, speech_intervals, talk_metrics
 from services.analyzer.transcript import SpeakerName, Utterance, Word
 from services.analyzer.voice_encoder import VoiceEncoder
@@ -159,10 +159,10 @@ def transcribe_call(
     """Split, decode, find speech and who speaks, recognise words; every time is absolute."""
     seconds: dict[str, float] = {}
     stereo = channels == 2
-    streams: tuple[SpeakerName, ...] = SIDES if stereo else ("manager",)
-    speech: dict[SpeakerName, list[Interval]] = {side: [] for side in streams}
-    words: dict[SpeakerName, list[Word]] = {side: [] for side in streams}
-    voices: dict[SpeakerName, list[SpeechEmbeddings]] = {side: [] for side in streams}
+    streams: tuple[str, ...] = SIDES if stereo else ("mixed",)
+    speech: dict[str, list[Interval]] = {stream: [] for stream in streams}
+    words: dict[str, list[Word]] = {stream: [] for stream in streams}
+    embedded: dict[str, list[SpeechEmbeddings]] = {stream: [] for stream in streams}
     embed = not stereo or listening.embed_stereo_voices
     with _timed(seconds, "decode"):
         parts = split_into_parts(source, duration_s=duration_s, part_s=part_s, work_dir=work_dir)
@@ -177,64 +177,66 @@ def transcribe_call(
         with _timed(seconds, "vad"), ThreadPoolExecutor(len(decoded)) as pool:
             # Silero runs on one thread; the channels go in parallel.
             part_speech = list(pool.map(speech_intervals, decoded))
-        for side, audio, found in zip(streams, decoded, part_speech, strict=True):
-            speech[side] += _shifted(found, part.offset_s)
+        for stream, audio, found in zip(streams, decoded, part_speech, strict=True):
+            speech[stream] += _shifted(found, part.offset_s)
             with _timed(seconds, "asr"):
-                words[side] += recognise(
+                words[stream] += recognise(
                     listening.transcriber, audio, found, offset_s=part.offset_s
                 )
             if embed:
                 with _timed(seconds, "speakers"):
-                    voices[side].append(
+                    embedded[stream].append(
                         embed_speech(listening.encoder, audio, found, offset_s=part.offset_s)
                     )
         del decoded
     if stereo:
-        heard = _stereo(speech, words, voices)
+        heard = _Heard(
+            words={side: words[side] for side in SIDES},
+            speech={side: speech[side] for side in SIDES},
+            roles=STEREO,
+            voices={
+                side: voice
+                for side in SIDES
+                if (voice := SpeechEmbeddings.joined(embedded[side]).voice()) is not None
+            },
+        )
     else:
         with _timed(seconds, "speakers"):
             heard = _mono(
-                SpeechEmbeddings.joined(voices["manager"]), words["manager"], listening.hints
+                SpeechEmbeddings.joined(embedded["mixed"]), words["mixed"], listening.hints
             )
-    utterances, side_speech, roles, side_voices, interruptions = heard
     metrics = talk_metrics(
-        side_speech["manager"],
-        side_speech["client"],
+        heard.speech["manager"],
+        heard.speech["client"],
         duration_s=duration_s,
-        manager_words=sum(len(line.words) for line in utterances if line.speaker == "manager"),
-        interruptions=interruptions,
+        manager_words=len(heard.words["manager"]),
+        interruptions=heard.interruptions,
     )
     return Transcription(
-        utterances,
+        timeline(heard.words, heard.speech),
         metrics,
         parts,
         mono=not stereo,
-        roles=roles,
-        speech=side_speech,
-        voices=side_voices,
+        roles=heard.roles,
+        speech=heard.speech,
+        voices=heard.voices,
         stage_seconds=seconds,
     )
 
 
-_Heard = tuple[
-    list[Utterance], dict[SpeakerName, list[Interval]], Roles, dict[SpeakerName, Voice], int | None
-]
+@dataclass(frozen=True)
+class _Heard:
+    """What each side said and where they spoke, and how the sides were told apart."""
 
-
-def _stereo(
-    speech: dict[SpeakerName, list[Interval]],
-    words: dict[SpeakerName, list[Word]],
-    voices: dict[SpeakerName, list[SpeechEmbeddings]],
-) -> _Heard:
-    known = {
-        side: voice
-        for side in SIDES
-        if voices[side] and (voice := SpeechEmbeddings.joined(voices[side]).voice()) is not None
-    }
-    return timeline(words, speech), speech, STEREO, known, None
+    words: dict[SpeakerName, list[Word]]
+    speech: dict[SpeakerName, list[Interval]]
+    roles: Roles
+    voices: dict[SpeakerName, Voice]
+    interruptions: int | None = None  # None: counted where the sides' speech overlaps
 
 
 def _mono(embedded: SpeechEmbeddings, words: list[Word], hints: RoleHints) -> _Heard:
+    """Split one channel between two voices, then name them manager and client."""
     diarization = diarize(embedded)
     voice_of_word = [diarization.voice_at((w.start_s + w.end_s) / 2) for w in words]
     said = [
@@ -242,26 +244,25 @@ def _mono(embedded: SpeechEmbeddings, words: list[Word], hints: RoleHints) -> _H
         for index in range(len(diarization.voices))
     ]
     roles = decide_roles(diarization.voices, said, hints)
-    side = _sides(diarization, roles)
-    speech: dict[SpeakerName, list[Interval]] = {
-        name: [
-            interval
-            for index, name_of in side.items()
-            if name_of == name
-            for interval in diarization.speech(index)
-        ]
-        for name in SIDES
-    }
-    words_of: dict[SpeakerName, list[Word]] = {
-        name: [w for w, voice in zip(words, voice_of_word, strict=True) if side[voice] == name]
-        for name in SIDES
-    }
-    voices = {side[index]: voice for index, voice in enumerate(diarization.voices)}
-    return timeline(words_of, speech), speech, roles, voices, diarization.changes_inside_speech()
-
-
-def _sides(diarization: Diarization, roles: Roles) -> dict[int, SpeakerName]:
-    return {
+    side: dict[int, SpeakerName] = {
         index: "manager" if index == roles.manager else "client"
         for index in range(len(diarization.voices))
     }
+    return _Heard(
+        words={
+            name: [w for w, voice in zip(words, voice_of_word, strict=True) if side[voice] == name]
+            for name in SIDES
+        },
+        speech={
+            name: [
+                interval
+                for index, name_of in side.items()
+                if name_of == name
+                for interval in diarization.speech(index)
+            ]
+            for name in SIDES
+        },
+        roles=roles,
+        voices={side[index]: voice for index, voice in enumerate(diarization.voices)},
+        interruptions=diarization.changes_inside_speech(),
+    )

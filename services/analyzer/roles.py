@@ -63,6 +63,7 @@ class RoleHints:
 
 
 STEREO = Roles(manager=0, method="channels", confidence=1.0)
+BY_PERSON = Roles(manager=0, method="person", confidence=1.0)
 
 
 def _by_voiceprint(voices: Sequence[Voice], hints: RoleHints) -> Roles | None:

@@ -7,7 +7,7 @@ from dataclasses import asdict
 from typing import Any
 
 from services.analyzer.pipeline import SIDES, Transcription
-from services.analyzer.roles import Roles
+from services.analyzer.roles import BY_PERSON
 from services.analyzer.speakers import Voice
 from services.analyzer.talk import talk_metrics
 from services.analyzer.transcript import SpeakerName, Utterance, Word
@@ -52,9 +52,9 @@ def _other(side: SpeakerName) -> SpeakerName:
     return "client" if side == "manager" else "manager"
 
 
-def with_roles_swapped(task: Document, roles: Roles) -> Transcription:
-    """The task's stored transcription with manager and client exchanged, its metrics
-    recomputed from each side's speech."""
+def with_roles_swapped(task: Document) -> Transcription:
+    """The task's stored transcription with manager and client exchanged by a person, its
+    metrics recomputed from each side's speech."""
     utterances = [
         Utterance(
             speaker=_other(line["speaker"]),
@@ -86,7 +86,7 @@ def with_roles_swapped(task: Document, roles: Roles) -> Transcription:
         ),
         parts=[],
         mono=int(task["audio"]["channels"]) == 1,
-        roles=roles,
+        roles=BY_PERSON,
         speech=speech,
         voices=voices,
     )
