@@ -1,5 +1,6 @@
-"""A stand-in CRM for `make run` on 127.0.0.1:8090: it hosts a sample recording and prints
-the webhooks it receives, so a newcomer sees a call go all the way round.
+"""A stand-in CRM for `make run` on 127.0.0.1:8090: it hosts two sample recordings of one
+manager (a stereo call, and a mono 8 kHz G.711 mix such as many PBXs send) and prints
+the webhooks it receives, so a newcomer sees calls go all the way round.
 
 The sample script, binding and table send their webhooks here; in production the URL
 policy refuses loopback, so those sample deliveries fail at once without any traffic.
@@ -14,10 +15,11 @@ from pathlib import Path
 
 from aiohttp import web
 
-from devtools.samples import Line, write_call, write_tone
+from devtools.samples import Line, Voices, write_call, write_tone
 
 DEMO_DIR = Path(".data/demo")
 SAMPLE_CALL = "sample-call.mp3"
+SAMPLE_MONO_CALL = "sample-mono-call.wav"
 LINES: list[Line] = [
     ("manager", 1.0, "Good afternoon, my name is Anna from the flower company."),
     ("client", 5.5, "Hello, yes, I have a minute."),
@@ -27,16 +29,34 @@ LINES: list[Line] = [
 ]
 
 
-def ensure_sample_call() -> Path:
-    """A short English call (espeak-ng) or, without it, a tone."""
-    path = DEMO_DIR / SAMPLE_CALL
-    if not path.exists():
-        DEMO_DIR.mkdir(parents=True, exist_ok=True)
+# The same manager on both calls: the stereo one teaches their voiceprint.
+VOICES = {
+    SAMPLE_CALL: Voices("en-us+m3", "en-gb+f2"),
+    SAMPLE_MONO_CALL: Voices("en-us+m3", "en-us+f4"),
+}
+
+
+def ensure_sample_calls() -> None:
+    """Short English calls (espeak-ng) or, without it, tones."""
+    DEMO_DIR.mkdir(parents=True, exist_ok=True)
+    for name, stereo in ((SAMPLE_CALL, True), (SAMPLE_MONO_CALL, False)):
+        path = DEMO_DIR / name
+        if path.exists():
+            continue
+        rate = 16000 if stereo else 8000
         if shutil.which("espeak-ng"):
-            write_call(path, LINES, duration_s=26)
+            encoding = None if stereo else "ulaw"
+            write_call(
+                path,
+                LINES,
+                duration_s=26,
+                stereo=stereo,
+                sample_rate_hz=rate,
+                voices=VOICES[name],
+                encoding=encoding,
+            )
         else:
-            write_tone(path, sample_rate_hz=16000, channels=2, duration_s=26)
-    return path
+            write_tone(path, sample_rate_hz=rate, channels=2 if stereo else 1, duration_s=26)
 
 
 async def receive(request: web.Request) -> web.Response:
@@ -60,7 +80,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--port", type=int, default=8090)
     args = parser.parse_args()
-    ensure_sample_call()
+    ensure_sample_calls()
     app = web.Application()
     app.router.add_static("/files", DEMO_DIR)
     app.router.add_post("/hooks/{kind}", receive)

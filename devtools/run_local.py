@@ -18,7 +18,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
-from devtools.demo_crm import SAMPLE_CALL
+from devtools.demo_crm import SAMPLE_CALL, SAMPLE_MONO_CALL
 from devtools.processes import port_open, spawn, start_secantus, stop
 from shared.connection import load_connection_settings
 from shared.mongo import connect_mongo, database
@@ -29,7 +29,7 @@ DATA_DIR = Path(".data")
 EMBEDDED_MONGO_PORT = 27017
 DEMO_CRM_PORT = 8090
 READY_TIMEOUT_S = 60.0
-DEMO_CALL_ID = "demo-call-1"
+DEMO_CALLS = {"demo-call-1": SAMPLE_CALL, "demo-call-2": SAMPLE_MONO_CALL}
 
 
 def _check_rabbitmq(amqp_url: str) -> None:
@@ -107,7 +107,11 @@ def _run(children: list[subprocess.Popen[bytes]]) -> None:
         children.append(process)
         _wait_healthy(service, f"http://{host}:{service_port}/healthz", process)
     base_url = f"http://{host}:{port}"
-    demo = _submit_demo_call(env["ROP_MONGO_URL"], base_url)
+    key = asyncio.run(_api_key(env["ROP_MONGO_URL"]))
+    demo = ", ".join(
+        _submit_demo_call(key, base_url, call_id, recording)
+        for call_id, recording in DEMO_CALLS.items()
+    )
     print(
         f"\nЦифровой РОП is running: {base_url}\n"
         f"  Web app:  {base_url}/ (log in as the admin below)\n"
@@ -115,9 +119,10 @@ def _run(children: list[subprocess.Popen[bytes]]) -> None:
         f"            POST {base_url}/api/v1/calls/audio-upload?apiKey=KEY (form)\n"
         f"  OpenAPI:  {base_url}/api/v1/openapi.json\n"
         "  API key:  make api-key\n"
-        f"  Demo CRM: http://127.0.0.1:{DEMO_CRM_PORT}/files/sample-call.mp3\n"
+        f"  Demo CRM: http://127.0.0.1:{DEMO_CRM_PORT}/files/{SAMPLE_CALL} (stereo),\n"
+        f"            http://127.0.0.1:{DEMO_CRM_PORT}/files/{SAMPLE_MONO_CALL} (mono, 8 kHz)\n"
         "            (its webhooks are printed here)\n"
-        f"  Demo call: {demo} (see it on {base_url}/calls)\n"
+        f"  Demo calls: {demo} (see them on {base_url}/calls)\n"
         f"  Admin:    {env.get('ROP_ADMIN_EMAIL', 'admin@rop.local')}, password: "
         + ("ROP_ADMIN_PASSWORD" if "ROP_ADMIN_PASSWORD" in env else "make admin-password")
         + "\nPress Ctrl-C to stop.\n",
@@ -128,14 +133,13 @@ def _run(children: list[subprocess.Popen[bytes]]) -> None:
     sys.exit("a service stopped; shutting the rest down")
 
 
-def _submit_demo_call(mongo_url: str, base_url: str) -> str:
-    """Post the demo CRM's sample call once, so the web app has a call to show at once;
-    on later starts it is already there (409)."""
-    key = asyncio.run(_api_key(mongo_url))
+def _submit_demo_call(key: str, base_url: str, call_id: str, recording: str) -> str:
+    """Post one of the demo CRM's sample calls once, so the web app has calls to show at
+    once; on later starts it is already there (409)."""
     body = json.dumps(
         {
-            "call_id": DEMO_CALL_ID,
-            "audio_url": f"http://127.0.0.1:{DEMO_CRM_PORT}/files/{SAMPLE_CALL}",
+            "call_id": call_id,
+            "audio_url": f"http://127.0.0.1:{DEMO_CRM_PORT}/files/{recording}",
             "duration": 26,
             "manager_id": "mgr_001",
             "manager_name": "Иванов Иван Петрович",
@@ -149,11 +153,11 @@ def _submit_demo_call(mongo_url: str, base_url: str) -> str:
     )
     try:
         with urllib.request.urlopen(request, timeout=10):
-            return f"{DEMO_CALL_ID} submitted"
+            return f"{call_id} submitted"
     except urllib.error.HTTPError as exc:
         if exc.code == 409:
-            return f"{DEMO_CALL_ID} already submitted"
-        return f"{DEMO_CALL_ID} refused ({exc.code})"
+            return f"{call_id} already submitted"
+        return f"{call_id} refused ({exc.code})"
 
 
 async def _api_key(mongo_url: str) -> str:

@@ -166,7 +166,17 @@ def task_view(document: Document) -> Document:
         "updated_at": iso(document["updated_at"]),
         "timeline": [{**entry, "at": iso(entry["at"])} for entry in document.get("timeline", [])],
         "results": document.get("results"),
+        "revision": document.get("revision"),
+        "roles": _roles_view(document.get("roles")),
     }
+
+
+def _roles_view(roles: Document | None) -> Document | None:
+    """How the speakers were told apart: `channels` (stereo), `voiceprint`, `cues`,
+    `talk_share` (mono) or `person`, with a confidence."""
+    if not roles:
+        return None
+    return {key: roles[key] for key in ("method", "confidence", "uncertain")}
 
 
 def _audio_view(audio: Document | None) -> Document | None:

@@ -132,6 +132,20 @@ _RESPONSE_SCHEMAS: dict[str, Any] = {
                 },
             },
             "results": {"type": ["object", "null"]},
+            "revision": {
+                "type": ["integer", "null"],
+                "description": "1 for the first results, one more at every re-analysis or "
+                "correction (the webhooks carry it too)",
+            },
+            "roles": {
+                "type": ["object", "null"],
+                "description": "How manager and client were told apart, once analysed",
+                "properties": {
+                    "method": {"enum": ["channels", "voiceprint", "cues", "talk_share", "person"]},
+                    "confidence": {"type": "number", "minimum": 0, "maximum": 1},
+                    "uncertain": {"type": "boolean"},
+                },
+            },
         },
     },
     "LoginRequest": {

@@ -43,3 +43,31 @@ def test_view_shows_probe_results_and_hides_internals() -> None:
     assert view["extra"] == {"crm": "amo"}
     assert view["timeline"] == [{"status": "queued", "at": "2026-11-27T12:00:00+00:00"}]
     assert not {"outbox", "download_result", "extra_json", "_id"} & set(view)
+
+
+def test_view_says_how_the_roles_were_decided_but_not_who_decided_or_the_voices() -> None:
+    view = task_view(
+        {
+            "_id": "task_0123456789ab",
+            "call_id": "c",
+            "deal_id": "d",
+            "manager_id": "m",
+            "audio_url": "https://h/a.mp3",
+            "status": "done",
+            "received_at": AT,
+            "updated_at": AT,
+            "revision": 2,
+            "roles": {
+                "method": "person",
+                "confidence": 1.0,
+                "uncertain": False,
+                "by": "lead@example.ru",
+                "at": AT,
+            },
+            "voices": {"manager": {"embedding": b"\0" * 1024, "speech_s": 30.0}},
+            "speech": {"manager": [[0.0, 1.0]], "client": []},
+        }
+    )
+    assert view["revision"] == 2
+    assert view["roles"] == {"method": "person", "confidence": 1.0, "uncertain": False}
+    assert not {"voices", "speech"} & set(view)
