@@ -20,7 +20,7 @@
 from __future__ import annotations
 
 import argparse
-import functools
+import hashlib
 import json
 import random
 import subprocess
@@ -108,31 +108,45 @@ ECHO_SET = [("mp3", None, 16000), ("wav", "ulaw", 8000), ("ogg", "opus", 16000)]
 SUFFIX = {"ulaw": "wav", "alaw": "wav", "gsm": "wav", "opus": "ogg"}
 
 
+def _spoken_s(text: str) -> float:
+    """How long espeak-ng takes to say a line at 150 words per minute (measured on the
+    lines above: 0.72 s plus 0.29 s a word, its own leading and trailing silence included)."""
+    return 0.72 + 0.29 * len(text.split())
+
+
 def conversation(duration_s: float, seed: int) -> list[Line]:
-    """The client answers, the manager introduces themself, then they take turns."""
+    """The client answers, the manager introduces themself, then they take turns: most
+    after a pause, one in four with none (the next voice starts as the last one ends)."""
     rng = random.Random(seed)
     manager, client = MANAGER_LINES[:], CLIENT_LINES[:]
     rng.shuffle(manager)
     rng.shuffle(client)
     lines: list[Line] = [("client", 1.0, "Hello?"), ("manager", 2.5, GREETING)]
     speaker: Speaker
-    start_s = 2.5 + 0.5 * len(GREETING.split()) + 1.0
+    start_s = 2.5 + _spoken_s(GREETING) + 0.6
     turn = 0
     while start_s < duration_s - 8:
         speaker, pool = ("client", client) if turn % 2 == 0 else ("manager", manager)
         text = pool[(turn // 2) % len(pool)]
         lines.append((speaker, start_s, text))
-        start_s += 0.5 * len(text.split()) + rng.uniform(0.4, 1.2)
+        pause_s = rng.uniform(-0.3, -0.1) if rng.random() < 0.25 else rng.uniform(0.3, 1.0)
+        start_s += _spoken_s(text) + pause_s
         turn += 1
     return lines
 
 
-def _generated(name: str, make: Callable[[Path], list[Spoken]]) -> tuple[Path, list[Spoken]]:
-    """A generated call and its layout, made once and cached."""
+def _generated(
+    name: str, lines: list[Line], *, container: str = "mp3", **sound: Any
+) -> tuple[Path, list[Spoken]]:
+    """A generated call (`write_call` with `sound`) and its layout, made once and cached
+    under a name that changes with its lines and sound."""
     CACHE.mkdir(parents=True, exist_ok=True)
-    path, layout = CACHE / name, CACHE / f"{name}.json"
+    digest = hashlib.sha256(repr((lines, sorted(sound.items()))).encode()).hexdigest()[:10]
+    path = CACHE / f"{name}-{digest}.{container}"
+    layout = path.with_name(path.name + ".json")
     if not path.exists() or not layout.exists():
-        layout.write_text(json.dumps([asdict(line) for line in make(path)]))
+        made = write_call(path, lines, **sound)
+        layout.write_text(json.dumps([asdict(line) for line in made]))
     return path, [Spoken(**line) for line in json.loads(layout.read_text())]
 
 
@@ -142,10 +156,7 @@ def _listening(transcriber: WhisperTranscriber, encoder: VoiceEncoder) -> Listen
 
 
 def bench_stereo(listening: Listening, duration_s: float) -> float:
-    source, _ = _generated(
-        f"stereo-{duration_s:.0f}s.mp3",
-        lambda path: write_call(path, conversation(duration_s, 1), duration_s=duration_s),
-    )
+    source, _ = _generated("stereo", conversation(duration_s, 1), duration_s=duration_s)
     with tempfile.TemporaryDirectory() as temp:
         started = time.perf_counter()
         transcription = transcribe_call(
@@ -176,16 +187,14 @@ def _stage_table(stages: dict[str, float], total: float, duration_s: float) -> N
 
 def bench_mono(listening: Listening, duration_s: float) -> None:
     source, _ = _generated(
-        f"mono-{duration_s:.0f}s.wav",
-        lambda path: write_call(
-            path,
-            conversation(duration_s, 1),
-            duration_s=duration_s,
-            stereo=False,
-            sample_rate_hz=8000,
-            voices=Voices("en-us+m3", "en-gb+f2"),
-            encoding="ulaw",
-        ),
+        "mono",
+        conversation(duration_s, 1),
+        container="wav",
+        duration_s=duration_s,
+        stereo=False,
+        sample_rate_hz=8000,
+        voices=Voices("en-us+m3", "en-gb+f2"),
+        encoding="ulaw",
     )
     with tempfile.TemporaryDirectory() as temp:
         started = time.perf_counter()
@@ -221,14 +230,6 @@ def _attribution(transcription: Transcription, layout: list[Spoken]) -> tuple[fl
     return float(np.sum(counted & (truth == heard))) * 0.01, float(np.sum(counted)) * 0.01
 
 
-def _write_mono(lines: list[Line], path: Path, **sound: Any) -> list[Spoken]:
-    return write_call(path, lines, stereo=False, **sound)
-
-
-def _write_stereo(lines: list[Line], path: Path, **sound: Any) -> list[Spoken]:
-    return write_call(path, lines, duration_s=90.0, **sound)
-
-
 def bench_mono_set(listening: Listening) -> None:
     print(f"\n3. who spoke when on {len(MONO_SET)} generated mono calls (roles included)")
     print(f"{'voices':34} {'codec':8} {'noise':>5} {'roles':>10} {'right':>7}")
@@ -236,16 +237,15 @@ def bench_mono_set(listening: Listening) -> None:
     for index, (voices, rate, encoding, noise) in enumerate(MONO_SET):
         duration_s = 60.0 + 15 * (index % 5)
         source, layout = _generated(
-            f"mono-set-{index}.{SUFFIX.get(encoding or '', 'mp3')}",
-            functools.partial(
-                _write_mono,
-                conversation(duration_s, 100 + index),
-                duration_s=duration_s,
-                sample_rate_hz=rate,
-                voices=voices,
-                encoding=encoding,
-                noise_snr_db=noise,
-            ),
+            f"mono-set-{index}",
+            conversation(duration_s, 100 + index),
+            container=SUFFIX.get(encoding or "", "mp3"),
+            duration_s=duration_s,
+            stereo=False,
+            sample_rate_hz=rate,
+            voices=voices,
+            encoding=encoding,
+            noise_snr_db=noise,
         )
         with tempfile.TemporaryDirectory() as temp:
             transcription = transcribe_call(
@@ -280,18 +280,15 @@ def bench_echo() -> None:
     errors_before, errors_after = [], []
     lines = conversation(90.0, 7)
     for container, encoding, rate in ECHO_SET:
-        render = functools.partial(
-            _write_stereo,
-            lines,
-            sample_rate_hz=rate,
-            voices=Voices("en-us+m3", "en-gb+f2"),
-            encoding=encoding,
-        )
-        clean, _ = _generated(f"echo-clean-{encoding}.{container}", render)
-        leaky, _ = _generated(
-            f"echo-24-{encoding}.{container}", functools.partial(render, leak_db=-24.0)
-        )
-        reference, _ = _ratio(clean, without_echo=False)
+        sound: dict[str, Any] = {
+            "duration_s": 90.0,
+            "sample_rate_hz": rate,
+            "voices": Voices("en-us+m3", "en-gb+f2"),
+            "encoding": encoding,
+        }
+        clean, _ = _generated("echo-clean", lines, container=container, **sound)
+        leaky, _ = _generated("echo-24", lines, container=container, **sound, leak_db=-24.0)
+        reference, interruptions_clean = _ratio(clean, without_echo=False)
         before, interruptions_before = _ratio(leaky, without_echo=False)
         after, interruptions_after = _ratio(leaky, without_echo=True)
         errors_before.append(abs(before - reference))
@@ -299,7 +296,8 @@ def bench_echo() -> None:
         print(
             f"{encoding or 'mp3':6} {reference:6.3f} {before:6.3f} {before - reference:+6.3f} "
             f"{after:8.3f} {after - reference:+6.3f}   interruptions "
-            f"{interruptions_before} → {interruptions_after}"
+            f"{interruptions_before} → {interruptions_after} (without the leak: "
+            f"{interruptions_clean})"
         )
     print(
         f"talk-ratio error, mean: {np.mean(errors_before):.3f} with the echo, "

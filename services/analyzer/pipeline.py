@@ -44,7 +44,6 @@ class Transcription:
     utterances: list[Utterance]
     metrics: TalkMetrics
     parts: list[Part]
-    mono: bool
     roles: Roles
     speech: dict[SpeakerName, list[Interval]]
     voices: dict[SpeakerName, Voice] = field(default_factory=dict)
@@ -216,7 +215,6 @@ def transcribe_call(
         timeline(heard.words, heard.speech),
         metrics,
         parts,
-        mono=not stereo,
         roles=heard.roles,
         speech=heard.speech,
         voices=heard.voices,

@@ -85,7 +85,6 @@ def with_roles_swapped(task: Document) -> Transcription:
             interruptions=metrics["interruptions"],
         ),
         parts=[],
-        mono=int(task["audio"]["channels"]) == 1,
         roles=BY_PERSON,
         speech=speech,
         voices=voices,
