@@ -31,8 +31,28 @@ def sample_call(**changes: Any) -> dict[str, Any]:
     return {name: value for name, value in call.items() if value is not None}
 
 
-def write_tone(path: Path, *, sample_rate_hz: int, channels: int, duration_s: float) -> Path:
-    """Write a 440 Hz tone with ffmpeg; the extension picks the container."""
+# How ffmpeg encodes a generated call, by name: what CRMs and PBXs really send.
+ENCODINGS: dict[str, list[str]] = {
+    "mp3": [],
+    "mp3-32k": ["-c:a", "libmp3lame", "-b:a", "32k"],
+    "mp3-vbr": ["-c:a", "libmp3lame", "-q:a", "5"],  # with a Xing header holding the length
+    "ulaw": ["-c:a", "pcm_mulaw"],
+    "alaw": ["-c:a", "pcm_alaw"],
+    "gsm": ["-c:a", "gsm_ms"],  # GSM 06.10 in WAV: mono, 8 kHz only
+    "opus": ["-c:a", "libopus", "-b:a", "24k"],
+}
+
+
+def write_tone(
+    path: Path,
+    *,
+    sample_rate_hz: int,
+    channels: int,
+    duration_s: float,
+    encoding: str | None = None,
+) -> Path:
+    """Write a 440 Hz tone with ffmpeg; `encoding` names an entry of ENCODINGS, else the
+    extension picks the codec."""
     subprocess.run(
         [
             "ffmpeg",
@@ -46,6 +66,7 @@ def write_tone(path: Path, *, sample_rate_hz: int, channels: int, duration_s: fl
             f"sine=frequency=440:sample_rate={sample_rate_hz}:duration={duration_s}",
             "-ac",
             str(channels),
+            *(ENCODINGS[encoding] if encoding else []),
             str(path),
         ],
         check=True,
@@ -55,16 +76,6 @@ def write_tone(path: Path, *, sample_rate_hz: int, channels: int, duration_s: fl
 
 Speaker = Literal["manager", "client"]
 Line = tuple[Speaker, float, str]
-
-# How ffmpeg encodes a generated call, by name: what CRMs and PBXs really send.
-ENCODINGS: dict[str, list[str]] = {
-    "mp3": [],
-    "mp3-32k": ["-c:a", "libmp3lame", "-b:a", "32k"],
-    "ulaw": ["-c:a", "pcm_mulaw"],
-    "alaw": ["-c:a", "pcm_alaw"],
-    "gsm": ["-c:a", "gsm_ms"],  # GSM 06.10 in WAV: mono, 8 kHz only
-    "opus": ["-c:a", "libopus", "-b:a", "24k"],
-}
 
 
 @dataclass(frozen=True)

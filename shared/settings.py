@@ -84,6 +84,12 @@ class Settings(BaseSettings):
     download_retry_max_s: float = Field(60.0, ge=0)
     downloader_prefetch: int = Field(4, ge=1, le=100)
     max_call_duration_s: float = Field(4 * 3600, gt=0, description="Hard limit of a call.")
+    download_min_audio_share: float = Field(
+        0.9,
+        gt=0,
+        le=1,
+        description="A file decoding to less of the length its headers claim is cut (not_audio).",
+    )
     audio_retention_days: float = Field(90, gt=0)
     webhook_timeout_s: float = Field(15.0, gt=0, description="A 2xx within this is success.")
     webhook_retry_schedule_s: CommaList = Field(

@@ -35,13 +35,27 @@ MONO_CALL: list[Line] = [
 ]
 
 
-def tone(container: str, *, sample_rate_hz: int, channels: int, duration_s: float = 3.0) -> Path:
+def tone(
+    container: str,
+    *,
+    sample_rate_hz: int,
+    channels: int,
+    duration_s: float = 3.0,
+    encoding: str | None = None,
+) -> Path:
     """A sine tone in the given container; made once, then reused."""
-    path = CACHE / f"tone-{sample_rate_hz}-{channels}ch-{duration_s:g}s.{container}"
+    name = f"tone-{sample_rate_hz}-{channels}ch-{duration_s:g}s-{encoding or 'default'}"
+    path = CACHE / f"{name}.{container}"
     if not path.exists():
         CACHE.mkdir(parents=True, exist_ok=True)
         partial = path.with_suffix(".part" + path.suffix)
-        write_tone(partial, sample_rate_hz=sample_rate_hz, channels=channels, duration_s=duration_s)
+        write_tone(
+            partial,
+            sample_rate_hz=sample_rate_hz,
+            channels=channels,
+            duration_s=duration_s,
+            encoding=encoding,
+        )
         partial.rename(path)
     return path
 

@@ -42,4 +42,5 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Downloader]:
             policy=policy,
             limits=fetch_limits(settings),
             max_call_duration_s=settings.max_call_duration_s,
+            min_audio_share=settings.download_min_audio_share,
         )

@@ -54,6 +54,7 @@ class Downloader:
     policy: UrlPolicy
     limits: FetchLimits
     max_call_duration_s: float
+    min_audio_share: float = 0.9
 
 
 class GridFsTee:
@@ -108,8 +109,21 @@ async def delete_audio(db: AsyncDatabase[Document], file_id: Any) -> None:
     await db[AUDIO_CHUNKS].delete_many({"files_id": file_id})
 
 
-def _classify(info: AudioInfo, *, min_s: float, max_s: float) -> tuple[str, str] | None:
-    """Return (code, Russian message) when the audio cannot be analysed, else None."""
+def _classify(
+    info: AudioInfo, *, min_s: float, max_s: float, min_share: float
+) -> tuple[str, str] | None:
+    """Return (code, Russian message) when the audio cannot be analysed, else None.
+
+    A file holding much less audio than its headers claim was cut short or damaged (an
+    upload that broke off): scoring it would blame the manager for what is not there.
+    Only slightly short, it is analysed at the length it really has.
+    """
+    if info.share_present < min_share:
+        return (
+            "not_audio",
+            f"{NOT_AUDIO}: файл повреждён или обрезан — в нём {info.duration_s:.0f} с звука "
+            f"из {info.claimed_duration_s:.0f} с, указанных в заголовке",
+        )
     if info.sample_rate_hz < MIN_SAMPLE_RATE_HZ:
         return (
             "low_quality",
@@ -198,10 +212,16 @@ async def _download_and_probe(
             return _failure(meta, "not_audio", NOT_AUDIO)
 
     connection = await load_connection_settings(deps.db)
-    problem = _classify(info, min_s=connection.min_call_duration_s, max_s=deps.max_call_duration_s)
+    problem = _classify(
+        info,
+        min_s=connection.min_call_duration_s,
+        max_s=deps.max_call_duration_s,
+        min_share=deps.min_audio_share,
+    )
     probed: Document = {
         "probed_duration_s": info.duration_s,
         "audio": {
+            "claimed_duration_s": info.claimed_duration_s,
             "file_id": task_id,
             "container": info.container,
             "codec": info.codec,

@@ -182,7 +182,15 @@ def _roles_view(roles: Document | None) -> Document | None:
 def _audio_view(audio: Document | None) -> Document | None:
     if not audio:
         return None
-    keys = ("container", "codec", "sample_rate_hz", "channels", "size_bytes", "sha256")
+    keys = (
+        "container",
+        "codec",
+        "sample_rate_hz",
+        "channels",
+        "size_bytes",
+        "sha256",
+        "claimed_duration_s",
+    )
     return {key: audio.get(key) for key in keys}
 
 

@@ -235,6 +235,74 @@ async def test_not_audio(
     assert await stored_files(deps, task["_id"]) == (0, 0)
 
 
+def _head(container: str, encoding: str, *, share: float = 1.0, size_bytes: int = 0) -> bytes:
+    """The first bytes (a share, or a count) of a 60 s recording: an upload that broke off."""
+    rate = 8000 if encoding == "ulaw" else 16000
+    data = tone(container, sample_rate_hz=rate, channels=1, duration_s=60, encoding=encoding)
+    whole = data.read_bytes()
+    return whole[: size_bytes or int(len(whole) * share)]
+
+
+CUT_SHORT = "файл повреждён или обрезан"
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("vbr-700-bytes.mp3", lambda: _head("mp3", "mp3-vbr", size_bytes=700)),
+        ("vbr-45.mp3", lambda: _head("mp3", "mp3-vbr", share=0.45)),
+        ("cbr-45.mp3", lambda: _head("mp3", "mp3-32k", share=0.45)),
+        ("header-says-60-s.wav", lambda: _head("wav", "ulaw", share=0.45)),
+    ],
+)
+async def test_a_file_cut_short_is_not_scored(
+    deps: Downloader, files: FileServer, tap: EventTap, name: str, data: Any
+) -> None:
+    task = await run(deps, files.body(f"/{name}", data(), "audio/mpeg"))
+    code, message = await failure(task)
+    assert code == "not_audio"
+    assert message.startswith("Файл не является аудио и мы не смогли определить его длину: ")
+    assert CUT_SHORT in message
+    assert "из 60 с" in message
+    assert await stored_files(deps, task["_id"]) == (0, 0)
+
+    async def announced() -> list[Any]:
+        return [e for _, e in tap.events() if isinstance(e, CallFailed)]
+
+    (event,) = await wait_for(announced)
+    assert event.code == "not_audio"
+    assert CUT_SHORT in event.message
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "real_s"),
+    [
+        # An Ogg file has no length in a header: its last page tells, so a cut one is
+        # simply shorter (the page cut in half does not decode).
+        ("ogg-45.ogg", lambda: _head("ogg", "opus", share=0.45), 27.0),
+        ("wav-95.wav", lambda: _head("wav", "ulaw", share=0.95), 57.0),
+    ],
+)
+async def test_a_file_only_slightly_short_is_analysed_at_its_real_length(
+    deps: Downloader, files: FileServer, name: str, data: Any, real_s: float
+) -> None:
+    task = await run(deps, files.body(f"/{name}", data(), "audio/ogg"))
+    assert task["status"] == "analyzing", task.get("error")
+    assert task["probed_duration_s"] == pytest.approx(real_s, abs=1.0)
+    assert task["probed_duration_s"] <= task["audio"]["claimed_duration_s"]
+
+
+@pytest.mark.parametrize("encoding", ["mp3-vbr", "mp3-32k"])
+async def test_a_whole_mp3_is_its_full_length(
+    deps: Downloader, files: FileServer, encoding: str
+) -> None:
+    source = tone("mp3", sample_rate_hz=16000, channels=1, duration_s=60, encoding=encoding)
+    task = await run(deps, files.file("/whole.mp3", source))
+    assert task["status"] == "analyzing", task.get("error")
+    assert task["probed_duration_s"] == pytest.approx(60.0, abs=0.1)
+    assert task["audio"]["claimed_duration_s"] == pytest.approx(60.0, abs=0.2)
+
+
 async def test_4_khz_is_low_quality(deps: Downloader, files: FileServer) -> None:
     task = await run(deps, files.file("/low.wav", tone("wav", sample_rate_hz=4000, channels=1)))
     code, message = await failure(task)
