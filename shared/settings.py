@@ -109,6 +109,25 @@ class Settings(BaseSettings):
     asr_compute_type: str = "int8"
     asr_language: str | None = None
     asr_beam_size: int = Field(1, ge=1, le=10)
+    asr_bias: bool = Field(
+        False, description="The call's script and table phrases go to the ASR as hotwords."
+    )
+    asr_temperature_fallback: bool = Field(
+        False, description="Decode a doubtful window again at higher temperatures (slower)."
+    )
+    asr_no_repeat_ngram_size: int = Field(
+        3, ge=0, le=10, description="Never repeat a run of this many tokens (0: allowed)."
+    )
+    asr_condition_on_previous_text: bool = False
+    asr_no_speech_threshold: float = Field(
+        0.6, ge=0, le=1, description="Skip a segment this likely silent (and unsure)."
+    )
+    asr_log_prob_threshold: float = Field(
+        -1.0, le=0, description="...unsure meaning an average log-probability below this."
+    )
+    asr_compression_ratio_threshold: float = Field(
+        2.4, gt=1, description="A segment compressing better than this is a loop: dropped."
+    )
     asr_backend: Literal["local", "remote"] = Field(
         "local", description="faster-whisper in the process, or an OpenAI-compatible endpoint."
     )

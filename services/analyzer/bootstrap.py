@@ -8,7 +8,7 @@ from collections.abc import AsyncIterator
 
 from openai import AsyncOpenAI
 
-from services.analyzer.asr import RemoteTranscriber, Transcriber, WhisperTranscriber
+from services.analyzer.asr import Decoding, RemoteTranscriber, Transcriber, WhisperTranscriber
 from services.analyzer.handlers import Analyzer
 from services.analyzer.llm import LlmJudge
 from services.analyzer.voice_encoder import VoiceEncoder
@@ -38,7 +38,16 @@ def load_transcriber(settings: Settings) -> Transcriber:
             device=settings.asr_device,
             compute_type=settings.asr_compute_type,
             language=settings.asr_language,
-            beam_size=settings.asr_beam_size,
+            decoding=Decoding(
+                beam_size=settings.asr_beam_size,
+                bias=settings.asr_bias,
+                temperature_fallback=settings.asr_temperature_fallback,
+                no_repeat_ngram_size=settings.asr_no_repeat_ngram_size,
+                condition_on_previous_text=settings.asr_condition_on_previous_text,
+                no_speech_threshold=settings.asr_no_speech_threshold,
+                log_prob_threshold=settings.asr_log_prob_threshold,
+                compression_ratio_threshold=settings.asr_compression_ratio_threshold,
+            ),
         )
     except Exception as exc:
         sys.exit(f"Cannot load the ASR model {settings.asr_model!r} (ROP_ASR_MODEL): {exc}")

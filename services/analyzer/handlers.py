@@ -14,6 +14,7 @@ import asyncio
 import contextlib
 import tempfile
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -280,8 +281,39 @@ def _manager_phrases(bindings: list[tuple[str, str, Template]]) -> tuple[str, ..
     )
 
 
+def _vocabulary(
+    bindings: list[tuple[str, str, Template]], tables: list[tuple[str, Table]], cues: Sequence[str]
+) -> tuple[str, ...]:
+    """What the call's scripts and tables listen for, most telling first (the ASR keeps
+    only as much as its prompt holds): the manager's phrases, the other points' phrases,
+    the tables' phrases, then the cues to who is the manager."""
+    points = [
+        point for _, _, template in bindings for stage in template.stages for point in stage.points
+    ]
+    return tuple(
+        dict.fromkeys(
+            [
+                *_manager_phrases(bindings),
+                *(phrase for point in points for phrase in point.phrases),
+                *(
+                    phrase
+                    for _, table in tables
+                    for spec in table.fields
+                    for phrase in spec.phrases or []
+                ),
+                *cues,
+            ]
+        )
+    )
+
+
 async def _transcribe(
-    task: Document, deps: Analyzer, bindings: list[tuple[str, str, Template]], *, learn: bool
+    task: Document,
+    deps: Analyzer,
+    bindings: list[tuple[str, str, Template]],
+    tables: list[tuple[str, Table]],
+    *,
+    learn: bool,
 ) -> Transcription:
     """Hear the stored recording (download, decode, speakers, ASR) in a worker thread."""
     audio = task["audio"]
@@ -299,6 +331,7 @@ async def _transcribe(
             min_similarity=deps.voiceprint_min_similarity,
             min_margin=deps.voiceprint_min_margin,
         ),
+        vocabulary=_vocabulary(bindings, tables, deps.role_cues),
         manager_channel=deps.manager_channel,
         embed_stereo_voices=learn,
     )
@@ -333,7 +366,7 @@ async def _analyze(task: Document, meta: Document, deps: Analyzer) -> tuple[Even
         fields["reviewed_by"] = person
         roles_by = {"by": person["email"], "at": utcnow()}
     else:
-        transcription = await _transcribe(task, deps, bindings, learn=learn)
+        transcription = await _transcribe(task, deps, bindings, tables, learn=learn)
         fields["reviewed_by"] = None
         fields["parts"] = [
             {"index": part.index, "offset_s": round(part.offset_s, 3)}

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import bisect
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -99,7 +99,12 @@ def _in_stream(time_s: float, starts: list[Interval]) -> float:
 
 
 def recognise(
-    transcriber: Transcriber, audio: Samples, speech: list[Interval], *, offset_s: float = 0.0
+    transcriber: Transcriber,
+    audio: Samples,
+    speech: list[Interval],
+    *,
+    offset_s: float = 0.0,
+    vocabulary: Sequence[str] = (),
 ) -> list[Word]:
     """Words of a stream, recognising only its speech; times are from the stream's start
     plus `offset_s` (the part's start in the call).
@@ -116,7 +121,7 @@ def recognise(
             _in_stream(word.start_s, starts) + offset_s,
             _in_stream(word.end_s, starts) + offset_s,
         )
-        for word in transcriber.transcribe(joined)
+        for word in transcriber.transcribe(joined, vocabulary=vocabulary)
     ]
 
 
@@ -141,6 +146,8 @@ class Listening:
     transcriber: Transcriber
     encoder: VoiceEncoder
     hints: RoleHints = field(default_factory=RoleHints)
+    # What the call's scripts and tables listen for: the ASR is biased towards it.
+    vocabulary: tuple[str, ...] = ()
     manager_channel: Literal["left", "right"] = "left"
     # Stereo calls embed each side's voice only when voiceprints are learnt from them.
     embed_stereo_voices: bool = False
@@ -180,7 +187,11 @@ def transcribe_call(
             speech[stream] += _shifted(found, part.offset_s)
             with _timed(seconds, "asr"):
                 words[stream] += recognise(
-                    listening.transcriber, audio, found, offset_s=part.offset_s
+                    listening.transcriber,
+                    audio,
+                    found,
+                    offset_s=part.offset_s,
+                    vocabulary=listening.vocabulary,
                 )
             if embed:
                 with _timed(seconds, "speakers"):

@@ -140,12 +140,13 @@ async def stored_call(
     *,
     stereo: bool = True,
     duration_s: float = 22.0,
+    container: str = "mp3",
     sound: dict[str, Any] | None = None,
     **task: Any,
 ) -> tuple[Envelope, AudioStored]:
     """A task as the downloader leaves it: audio in GridFS, probed, status analyzing.
     `sound` goes to the generator (voices, encoding, noise, leak)."""
-    source = call(lines, duration_s=duration_s, stereo=stereo, **(sound or {}))
+    source = call(lines, duration_s=duration_s, stereo=stereo, container=container, **(sound or {}))
     task_id = f"task_{uuid.uuid4().hex[:12]}"
     await AsyncGridFSBucket(deps.db, bucket_name="audio").upload_from_stream_with_id(
         task_id, source.name, source.read_bytes()
@@ -161,7 +162,7 @@ async def stored_call(
     event = AudioStored(
         **meta,
         file_id=task_id,
-        container="mp3",
+        container=container,
         codec="mp3",
         sample_rate_hz=16000,
         channels=2 if stereo else 1,
@@ -179,7 +180,7 @@ async def stored_call(
             "updated_at": now,
             "timeline": [],
             "probed_duration_s": duration_s,
-            "audio": {"file_id": task_id, "container": "mp3", "channels": event.channels},
+            "audio": {"file_id": task_id, "container": container, "channels": event.channels},
         }
     )
     return Envelope.wrap(event, task_id=task_id), event
@@ -580,3 +581,112 @@ async def test_a_poison_message_is_dead_lettered_and_fails_its_task(
         consumer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await consumer
+
+
+TELEPHONE_CALL: list[Line] = [
+    ("manager", 1.0, "Good afternoon, my name is Anna from the flower company."),
+    ("client", 5.5, "Yes, hello."),
+    ("manager", 7.5, "Is it convenient to talk for a minute?"),
+    ("client", 11.0, "Yes, go ahead."),
+    ("manager", 13.5, "We deliver fresh roses to offices every morning."),
+    ("client", 18.0, "We need flowers for the reception."),
+    ("manager", 21.5, "I will call you back on Thursday morning."),
+]
+# The same call in other words: what the script listens for is never said.
+NEAR_MISS_CALL: list[Line] = [
+    ("manager", 1.0, "Good afternoon, my name is Anna, I work with flowers."),
+    *TELEPHONE_CALL[1:2],
+    ("manager", 7.5, "Is now a good moment for you?"),
+    *TELEPHONE_CALL[3:6],
+    ("manager", 21.5, "I will phone again on Thursday morning."),
+]
+# Voices the bundled tiny.en hears at 8 kHz: these check the chain (codec, noise, the
+# matcher's tolerance) end to end; how often it hears the script's words over many
+# voices is what `make bench-analyze` measures.
+TELEPHONE = [
+    pytest.param("wav", True, Voices("en-us+m2", "en-gb+f2"), "ulaw", id="ulaw"),
+    pytest.param("wav", True, Voices("en-us+m6", "en-gb+f1"), "alaw", id="alaw"),
+    pytest.param("wav", False, Voices("en-gb-x-rp+m7", "en-us+f4"), "gsm", id="gsm-mono"),
+    pytest.param("mp3", True, Voices("en-029+m4", "en-gb+f4"), "mp3-32k", id="mp3-32k"),
+]
+
+
+@pytest.mark.parametrize(("container", "stereo", "voices", "encoding"), TELEPHONE)
+async def test_the_scripts_words_are_heard_on_telephone_audio(
+    deps: Analyzer,
+    catalog_items: dict[str, str],
+    container: str,
+    stereo: bool,
+    voices: Voices,
+    encoding: str,
+) -> None:
+    sound = {"voices": voices, "encoding": encoding, "sample_rate_hz": 8000, "noise_snr_db": 20.0}
+    scripted = stages(
+        await analyse(
+            deps,
+            *await stored_call(
+                deps, TELEPHONE_CALL, stereo=stereo, duration_s=26, container=container, sound=sound
+            ),
+        )
+    )
+    assert scripted["Greeting"]["completion"] == 100, scripted["Greeting"]
+    assert scripted["Next step"]["passed"]
+    assert {q["speaker"] for v in scripted.values() for q in v["evidence"]} == {"manager"}
+
+    unscripted = stages(
+        await analyse(
+            deps,
+            *await stored_call(
+                deps, NEAR_MISS_CALL, stereo=stereo, duration_s=26, container=container, sound=sound
+            ),
+        )
+    )
+    assert not unscripted["Greeting"]["passed"]
+    assert unscripted["Greeting"]["completion"] == 0
+    assert not unscripted["Next step"]["passed"]
+
+
+UNRELATED_TALK = [
+    "We deliver fresh roses and tulips to offices across the city.",
+    "Our florists prepare every bouquet early in the morning.",
+    "Many of our clients order flowers for their reception desk.",
+    "The delivery is free for orders above ten thousand.",
+    "We also take care of plants in pots and change the water.",
+    "Seasonal flowers last longer and cost a little less.",
+    "Our drivers arrive before nine so the office looks fresh.",
+    "Last year we worked with three banks and two hotels.",
+]
+
+
+def _five_minutes() -> list[Line]:
+    """The greeting, four minutes of unrelated talk, then the next step."""
+    lines: list[Line] = [TELEPHONE_CALL[0], TELEPHONE_CALL[1]]
+    start_s, turn = 8.0, 0
+    while start_s < 280:
+        text = UNRELATED_TALK[turn % len(UNRELATED_TALK)]
+        lines.append(("manager" if turn % 2 == 0 else "client", start_s, text))
+        start_s += 0.72 + 0.29 * len(text.split()) + 0.8
+        turn += 1
+    lines.append(("manager", 284.0, "Is it convenient to talk for a minute more?"))
+    lines.append(("manager", 290.0, "I will call you back on Thursday morning."))
+    return lines
+
+
+async def test_phrases_after_minutes_of_other_talk_are_heard(
+    deps: Analyzer, catalog_items: dict[str, str]
+) -> None:
+    sound = {
+        "voices": Voices("en-us+m6", "en-gb+f1"),
+        "encoding": "ulaw",
+        "sample_rate_hz": 8000,
+        "noise_snr_db": 20.0,
+    }
+    task = await analyse(
+        deps,
+        *await stored_call(deps, _five_minutes(), duration_s=300, container="wav", sound=sound),
+    )
+    verdicts = stages(task)
+    assert verdicts["Greeting"]["completion"] == 100, verdicts["Greeting"]
+    assert verdicts["Greeting"]["evidence"][1]["start_s"] > 280
+    assert verdicts["Next step"]["passed"]
+    assert verdicts["Next step"]["evidence"][0]["start_s"] > 285

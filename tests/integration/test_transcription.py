@@ -144,3 +144,14 @@ def test_long_call_is_split_and_timestamps_stay_absolute(
     assert result.parts[1].offset_s == pytest.approx(duration_s / 2, abs=1)
     assert find(result, "flower company") == ("manager", pytest.approx(2.0, abs=1.5))
     assert find(result, "thank you") == ("manager", pytest.approx(late_s, abs=1.5))
+
+
+def test_noise_and_silence_yield_no_words(listening: Listening, tmp_path: Path) -> None:
+    # No line at all: pink noise at about -20 dBFS on both channels, then nothing else.
+    source = call([], duration_s=20, noise_snr_db=0.0, sample_rate_hz=8000, encoding="ulaw",
+                  container="wav")  # fmt: skip
+    result = transcribe_call(
+        source, channels=2, duration_s=20, listening=listening, work_dir=tmp_path
+    )
+    assert result.utterances == []
+    assert result.metrics.talk_ratio is None
