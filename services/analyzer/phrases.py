@@ -120,14 +120,19 @@ def find_phrase(
     *,
     speaker: str = "any",
     within_s: float | None = None,
+    whole: bool = True,
 ) -> Quote | None:
     """The first place the phrase was said (by `speaker`, starting within `within_s`):
-    word by word, else (for a longer phrase) as a whole with ASR slips."""
+    word by word, else (for a longer phrase, unless `whole` is off) as a whole with ASR
+    slips."""
     expected = lemmas(phrase)
     if not expected:
         return None
     said = [t for t in tokens if speaker == "any" or t.speaker == speaker]
-    return _word_by_word(expected, said, within_s) or _as_a_whole(expected, said, within_s)
+    found = _word_by_word(expected, said, within_s)
+    if found is None and whole:
+        found = _as_a_whole(expected, said, within_s)
+    return found
 
 
 def _quote(words: Sequence[Token]) -> Quote:

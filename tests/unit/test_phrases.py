@@ -162,3 +162,26 @@ def test_score_counts_applicable_evaluated_stages() -> None:
     )
     result = score([done, failed, short])
     assert (result.passed, result.applicable, result.percent) == (1, 2, 50.0)
+
+
+def test_a_longer_phrase_is_found_as_a_whole_through_telephone_slips() -> None:
+    heard = said(("manager", 0.0, "I will call you Mac on Thursday"))
+    quote = find_phrase("call you back", heard, speaker="manager")
+    assert quote is not None
+    assert quote.text.startswith("call you")
+    assert find_phrase("call you back", heard, whole=False) is None
+    assert (
+        find_phrase("makes the decision", said(("manager", 0.0, "who makes none decision")))
+        is not None
+    )
+
+
+def test_near_misses_and_flipped_negations_are_not_the_phrase() -> None:
+    assert (
+        find_phrase("send you the offer", said(("manager", 0.0, "how much to spend on the office")))
+        is None
+    )
+    assert find_phrase("не могу сказать", said(("manager", 0.0, "я могу сказать точно"))) is None
+    assert find_phrase("не могу сказать", said(("manager", 0.0, "я не могу сказать"))) is not None
+    # Short phrases are never matched loosely.
+    assert find_phrase("бюджет", said(("manager", 0.0, "бюро"))) is None
