@@ -1,12 +1,14 @@
 """`make run`: the whole system on this machine with the embedded defaults.
 
 Starts SecantusDB (data under .data/mongo) unless ROP_MONGO_URL is set, checks
-that RabbitMQ answers, then runs every service as its own process until Ctrl-C.
+that RabbitMQ answers, then runs every service as its own process until Ctrl-C; a
+process that exits is started again (devtools/supervisor.py).
 """
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import os
 import signal
@@ -19,7 +21,8 @@ from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
 from devtools.demo_crm import SAMPLE_CALL, SAMPLE_MONO_CALL
-from devtools.processes import port_open, spawn, start_secantus, stop
+from devtools.processes import port_open, spawn, start_secantus
+from devtools.supervisor import Supervised, Supervisor
 from shared.connection import load_connection_settings
 from shared.mongo import connect_mongo, database
 
@@ -59,19 +62,18 @@ def _wait_healthy(name: str, url: str, process: subprocess.Popen[bytes]) -> None
 
 
 def main() -> None:
-    """Start everything, print where it is, stop it all on Ctrl-C."""
+    """Start everything, print where it is, keep it running; stop it all on Ctrl-C."""
     # Explicit handlers: a launcher started in the background inherits an ignored SIGINT.
     for signum in (signal.SIGINT, signal.SIGTERM):
         signal.signal(signum, lambda *_: sys.exit(0))
-    children: list[subprocess.Popen[bytes]] = []
+    supervisor = Supervisor()
     try:
-        _run(children)
+        _run(supervisor)
     finally:
-        for child in reversed(children):
-            stop(child)
+        supervisor.stop_all()
 
 
-def _run(children: list[subprocess.Popen[bytes]]) -> None:
+def _run(supervisor: Supervisor) -> None:
     env = dict(os.environ)
     env.setdefault("ROP_FETCH_ALLOW_LOOPBACK", "true")
     env.setdefault("ROP_LOG_FORMAT", "console")
@@ -83,29 +85,40 @@ def _run(children: list[subprocess.Popen[bytes]]) -> None:
                 "or set ROP_MONGO_URL to use that database."
             )
         print(f"Starting SecantusDB on 127.0.0.1:{EMBEDDED_MONGO_PORT} (data in {DATA_DIR}/mongo)")
-        children.append(
-            start_secantus(
-                EMBEDDED_MONGO_PORT,
-                str(DATA_DIR / "mongo"),
-                log_path=DATA_DIR / "secantus.log",
+        supervisor.add(
+            Supervised(
+                "SecantusDB",
+                lambda: start_secantus(
+                    EMBEDDED_MONGO_PORT,
+                    str(DATA_DIR / "mongo"),
+                    log_path=DATA_DIR / "secantus.log",
+                ),
             )
-        )
+        ).launch()
         env["ROP_MONGO_URL"] = f"mongodb://127.0.0.1:{EMBEDDED_MONGO_PORT}/rop"
     _check_rabbitmq(env.get("ROP_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/"))
 
-    children.append(
-        spawn([sys.executable, "-m", "devtools.demo_crm", "--port", str(DEMO_CRM_PORT)])
-    )
+    supervisor.add(
+        Supervised(
+            "demo CRM",
+            lambda: spawn(
+                [sys.executable, "-m", "devtools.demo_crm", "--port", str(DEMO_CRM_PORT)]
+            ),
+        )
+    ).launch()
     host = env.get("ROP_HTTP_HOST", "127.0.0.1")
     port = env.get("ROP_HTTP_PORT", str(SERVICES["ingest"]))
     for service, health_port in SERVICES.items():
-        service_port = port if service == "ingest" else str(health_port)
-        process = spawn(
-            [sys.executable, "-m", f"services.{service}"],
-            {**env, "ROP_HEALTH_PORT": service_port},
-        )
-        children.append(process)
-        _wait_healthy(service, f"http://{host}:{service_port}/healthz", process)
+        service_env = {**env, "ROP_HEALTH_PORT": port if service == "ingest" else str(health_port)}
+        process = supervisor.add(
+            Supervised(
+                service,
+                functools.partial(
+                    spawn, [sys.executable, "-m", f"services.{service}"], service_env
+                ),
+            )
+        ).launch()
+        _wait_healthy(service, f"http://{host}:{service_env['ROP_HEALTH_PORT']}/healthz", process)
     base_url = f"http://{host}:{port}"
     key = asyncio.run(_api_key(env["ROP_MONGO_URL"]))
     demo = ", ".join(
@@ -125,12 +138,10 @@ def _run(children: list[subprocess.Popen[bytes]]) -> None:
         f"  Demo calls: {demo} (see them on {base_url}/calls)\n"
         f"  Admin:    {env.get('ROP_ADMIN_EMAIL', 'admin@rop.local')}, password: "
         + ("ROP_ADMIN_PASSWORD" if "ROP_ADMIN_PASSWORD" in env else "make admin-password")
-        + "\nPress Ctrl-C to stop.\n",
+        + "\nA service that stops is started again. Press Ctrl-C to stop everything.\n",
         flush=True,
     )
-    while all(child.poll() is None for child in children):
-        time.sleep(0.5)
-    sys.exit("a service stopped; shutting the rest down")
+    supervisor.tend_forever()
 
 
 def _submit_demo_call(key: str, base_url: str, call_id: str, recording: str) -> str:

@@ -24,9 +24,10 @@ from aio_pika.abc import (
     AbstractExchange,
     AbstractIncomingMessage,
     AbstractQueue,
+    AbstractRobustChannel,
     AbstractRobustConnection,
 )
-from aio_pika.exceptions import AMQPError
+from aio_pika.exceptions import AMQPConnectionError, AMQPError, ChannelInvalidStateError
 from pymongo.errors import PyMongoError
 
 from shared.errors import RetryableError, UnknownEvent
@@ -41,10 +42,15 @@ from shared.events import (
     parse_envelope,
 )
 from shared.logging import get_logger
+from shared.patience import patiently
 
 log = get_logger(__name__)
 
 PUBLISH_TIMEOUT_S = 10.0
+# How long a publish waits for a dropped connection to come back before it gives up (the
+# caller's outcome stays stored and is published again later).
+PUBLISH_WAIT_S = 30.0
+RESEND_PAUSE_S = 0.1
 
 
 @dataclass(frozen=True)
@@ -65,13 +71,21 @@ MAX_DELAY_QUEUES = 20
 
 EventHandler = Callable[[Envelope, Event], Awaitable[None]]
 DeadLetterHook = Callable[[str, str], Awaitable[None]]
+# The broker's connection or channel went away (it comes back by itself).
+BROKER_DOWN: tuple[type[BaseException], ...] = (
+    AMQPConnectionError,
+    ChannelInvalidStateError,
+    ConnectionError,
+    TimeoutError,
+)
+# What a step needing the broker raises while it is away or restarting.
+BROKER_ERRORS: tuple[type[BaseException], ...] = (AMQPError, *BROKER_DOWN, OSError)
 # Failures of a dependency, not of the message: the same message succeeds later.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     RetryableError,
     PyMongoError,
     AMQPError,
-    ConnectionError,
-    TimeoutError,
+    *BROKER_DOWN,
 )
 
 
@@ -84,7 +98,7 @@ class Broker:
         self.exchange_name = f"{prefix}.events"
         self.dead_exchange_name = f"{prefix}.dead"
         self._connection: AbstractRobustConnection | None = None
-        self._channel: AbstractChannel | None = None
+        self._channel: AbstractRobustChannel | None = None
         self._exchange: AbstractExchange | None = None
         self._lock = asyncio.Lock()
         self._reconnect_listeners: list[Callable[[], None]] = []
@@ -107,7 +121,8 @@ class Broker:
         return f"{self.prefix}.{consumer}"
 
     async def connect(self) -> None:
-        """Connect once and declare the topology; the connection then recovers by itself."""
+        """Connect once and declare the topology; the connection then recovers by itself.
+        Raises when the broker cannot be reached now (see `connect_patiently`)."""
         async with self._lock:
             if self._connection is not None:
                 return
@@ -120,6 +135,11 @@ class Broker:
                 raise
             connection.reconnect_callbacks.add(self._reconnected)
             self._connection, self._channel = connection, channel
+
+    async def connect_patiently(self) -> None:
+        """Connect, waiting with backoff for as long as the broker is away: a service that
+        starts during a broker restart waits for it instead of exiting."""
+        await patiently(self.connect, errors=BROKER_ERRORS, dependency="broker")
 
     async def _declare_topology(self, channel: AbstractChannel) -> AbstractExchange:
         exchange = await channel.declare_exchange(
@@ -205,25 +225,48 @@ class Broker:
     ) -> None:
         """Publish straight to a queue (confirmed); with a delay, the message expires into
         the queue its delay queue dead-letters to."""
-        if self._channel is None:
-            raise ConnectionError("broker not connected")
         message = _message(
             envelope, expiration_s=max(delay_s, 0.001) if delay_s is not None else None
         )
-        await self._channel.default_exchange.publish(
-            message, routing_key=queue, mandatory=True, timeout=PUBLISH_TIMEOUT_S
+        await self._confirmed(
+            lambda channel, _: channel.default_exchange.publish(
+                message, routing_key=queue, mandatory=True, timeout=PUBLISH_TIMEOUT_S
+            )
         )
 
     async def publish(self, envelope: Envelope) -> None:
         """Publish persistently; returns once the broker confirmed it was routed to a queue."""
-        if self._exchange is None:
-            raise ConnectionError("broker not connected")
-        await self._exchange.publish(
-            _message(envelope),
-            routing_key=envelope.type,
-            mandatory=True,
-            timeout=PUBLISH_TIMEOUT_S,
+        message = _message(envelope)
+        await self._confirmed(
+            lambda _, exchange: exchange.publish(
+                message, routing_key=envelope.type, mandatory=True, timeout=PUBLISH_TIMEOUT_S
+            )
         )
+
+    async def _confirmed(
+        self, send: Callable[[AbstractRobustChannel, AbstractExchange], Awaitable[object]]
+    ) -> None:
+        """Send on the publishing channel; when the connection dropped, wait for it to come
+        back and send again, for at most PUBLISH_WAIT_S (then ConnectionError). A send whose
+        confirm was lost may reach the broker twice: consumers are idempotent."""
+        if self._channel is None or self._exchange is None:
+            raise ConnectionError("broker not connected")
+        channel, exchange = self._channel, self._exchange
+        deadline = asyncio.get_running_loop().time() + PUBLISH_WAIT_S
+        while True:
+            try:
+                await send(channel, exchange)
+                return
+            except BROKER_DOWN as exc:
+                remaining = deadline - asyncio.get_running_loop().time()
+                if remaining <= 0:
+                    raise ConnectionError(f"broker unavailable: {exc!r}") from exc
+                log.info("publish_waits_for_broker", error=repr(exc))
+                try:
+                    await asyncio.wait_for(channel.ready(), remaining)
+                except TimeoutError:
+                    raise ConnectionError(f"broker unavailable: {exc!r}") from exc
+                await asyncio.sleep(RESEND_PAUSE_S)  # a channel ready again may drop again
 
     async def consume(
         self,
@@ -243,16 +286,19 @@ class Broker:
         message is dead-lettered, `on_dead_letter(task_id, reason)` may mark its task
         failed (when the body names a task).
         """
-        await self.connect()
-        assert self._connection is not None
-        channel = await self._connection.channel()
-        await channel.set_qos(prefetch_count=prefetch)
-        queue = await channel.get_queue(self.queue_name(consumer), ensure=True)
 
         async def on_message(message: AbstractIncomingMessage) -> None:
             await self._process(message, handle, requeue_delay_s, on_dead_letter)
 
-        await queue.consume(on_message)
+        async def start_consuming() -> None:
+            await self.connect()
+            assert self._connection is not None
+            channel = await self._connection.channel()
+            await channel.set_qos(prefetch_count=prefetch)
+            queue = await channel.get_queue(self.queue_name(consumer), ensure=True)
+            await queue.consume(on_message)
+
+        await patiently(start_consuming, errors=BROKER_ERRORS, dependency="broker")
         await asyncio.Future()  # until cancelled; the robust channel restores the consumer
 
     async def _process(
@@ -274,7 +320,7 @@ class Broker:
         except TRANSIENT_ERRORS as exc:
             log.warning("event_requeued", error=repr(exc), retry_in_s=requeue_delay_s)
             await asyncio.sleep(requeue_delay_s)
-            await message.nack(requeue=True)
+            await _settle(message.nack(requeue=True))
         except Exception as exc:
             dead = message.redelivered
             log.exception("event_failed", dead_lettered=dead)
@@ -283,9 +329,9 @@ class Broker:
                     message, f"ошибка обработки: {type(exc).__name__}", on_dead_letter
                 )
             else:
-                await message.reject(requeue=True)
+                await _settle(message.reject(requeue=True))
         else:
-            await message.ack()
+            await _settle(message.ack())
         finally:
             structlog.contextvars.unbind_contextvars("task_id", "event_id")
 
@@ -332,4 +378,13 @@ async def _dead_letter(
             await on_dead_letter(task_id, reason)
         except Exception:
             log.exception("dead_letter_hook_failed")
-    await message.reject(requeue=False)
+    await _settle(message.reject(requeue=False))
+
+
+async def _settle(settlement: Awaitable[None]) -> None:
+    """Ack, nack or reject; on a channel that died meanwhile the broker has already put
+    the message back for redelivery, so there is nothing left to do."""
+    try:
+        await settlement
+    except BROKER_DOWN as exc:
+        log.info("message_redelivered_by_broker", error=repr(exc))

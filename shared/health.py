@@ -11,11 +11,13 @@ from typing import Any
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 
 from shared.amqp import Broker
 from shared.connection import ensure_connection_settings
 from shared.logging import configure_logging, get_logger
 from shared.mongo import Document, connect_mongo, database, ensure_indexes, ping
+from shared.patience import patiently
 from shared.settings import Settings, load_settings
 
 CHECK_TIMEOUT_S = 2.0
@@ -27,15 +29,19 @@ Check = Callable[[], Awaitable[bool]]
 async def worker_connections(
     settings: Settings,
 ) -> AsyncIterator[tuple[AsyncDatabase[Document], Broker]]:
-    """Mongo (indexes and connection settings ensured) and a connected broker; both closed
-    on exit."""
+    """Mongo (indexes and connection settings ensured) and a connected broker, waited for
+    while they are away; both closed on exit."""
     mongo = connect_mongo(settings.mongo_url)
     broker = Broker(settings.amqp_url, prefix=settings.amqp_prefix)
     try:
         db = database(mongo)
-        await ensure_indexes(db)
-        await ensure_connection_settings(db, initial_api_key=settings.initial_api_key())
-        await broker.connect()
+
+        async def prepare_database() -> None:
+            await ensure_indexes(db)
+            await ensure_connection_settings(db, initial_api_key=settings.initial_api_key())
+
+        await patiently(prepare_database, errors=(PyMongoError,), dependency="database")
+        await broker.connect_patiently()
         yield db, broker
     finally:
         await broker.close()

@@ -23,6 +23,7 @@ LOGIN_FAILURES = "login_failures"
 WEB_SESSIONS = "web_sessions"
 COMMENTS = "comments"
 VOICEPRINTS = "voiceprints"
+ANALYZER_WORKERS = "analyzer_workers"
 AUDIO_BUCKET = "audio"
 AUDIO_FILES = f"{AUDIO_BUCKET}.files"
 AUDIO_CHUNKS = f"{AUDIO_BUCKET}.chunks"
@@ -61,6 +62,10 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     LOGIN_FAILURES: [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expiry")],
     COMMENTS: [IndexModel([("task_id", ASCENDING), ("at", ASCENDING)], name="task")],
+    # Records of analyzers killed without a clean stop are forgotten after a day.
+    ANALYZER_WORKERS: [
+        IndexModel([("seen_at", ASCENDING)], expireAfterSeconds=86400, name="forgotten")
+    ],
     # The GridFS specification's indexes, with PyMongo's default names so its own
     # GridFS code finds them already there.
     AUDIO_CHUNKS: [IndexModel([("files_id", ASCENDING), ("n", ASCENDING)], unique=True)],

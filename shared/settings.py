@@ -162,6 +162,12 @@ class Settings(BaseSettings):
         300.0, ge=10, description="A job not renewed for this long is taken over by another worker."
     )
     analysis_max_attempts: int = Field(3, ge=1, le=10)
+    analysis_heartbeat_s: float = Field(
+        5.0,
+        gt=0,
+        le=60,
+        description="Analyzers beat this often; one silent for 4 beats is gone (its job freed).",
+    )
 
     llm_base_url: str | None = None
     llm_api_key: SecretStr | None = None

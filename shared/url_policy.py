@@ -14,6 +14,7 @@ addresses in IPv4-mapped, IPv4-compatible, 6to4 or NAT64 IPv6 form.
 from __future__ import annotations
 
 import ipaddress
+import re
 import socket
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -50,6 +51,22 @@ class UrlRefused(PermanentError):
 
     code = "url_refused"
     message = "Ссылка запрещена политикой безопасности"
+
+
+# A host of numbers only (`0`, `2852039166`, `0251.0376.0251.0376`, `0x7f.1`): an IP
+# address in a form some resolvers accept and others do not. No domain ends in a number.
+_NUMERIC_HOST = re.compile(r"^(0x[0-9a-f]*|[0-9]+)(\.(0x[0-9a-f]*|[0-9]+))*\.?$")
+
+
+def parse_url(text: str) -> URL:
+    """Parse a user-supplied URL exactly as the HTTP client will; one the client could not
+    use (a backslash in the authority, a bad port…) is refused."""
+    try:
+        url = URL(text, encoded=False)
+        url.port  # noqa: B018 (a bad port only shows when read)
+    except (ValueError, TypeError) as exc:
+        raise UrlRefused("Ссылка записана с ошибкой: HTTP-клиент не сможет её открыть") from exc
+    return url
 
 
 def _embedded_ipv4(address: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
@@ -94,6 +111,8 @@ class UrlPolicy:
         host = url.raw_host
         if not host:
             raise UrlRefused("В ссылке нет имени сервера")
+        if _NUMERIC_HOST.match(host.lower()) and not _is_dotted_quad(host):
+            raise UrlRefused(f"Адрес {host} записан нестандартно: нужна запись вида 10.0.0.1")
         if url.user is not None or url.password is not None:
             raise UrlRefused("Ссылки с логином и паролем не поддерживаются")
         port = url.port
@@ -108,6 +127,13 @@ class UrlPolicy:
         except ValueError:
             return
         self.check_address(literal)
+
+    def check_link(self, text: str) -> URL:
+        """Parse a user-supplied link as the HTTP client will and refuse it by this policy
+        (when it is saved; every fetch checks again, redirects and resolved addresses too)."""
+        url = parse_url(text)
+        self.check_url(url)
+        return url
 
     def check_address(self, address: IPAddress | str) -> None:
         """Refuse an address that a request must never reach."""
@@ -146,6 +172,13 @@ class UrlPolicy:
             headers={"User-Agent": user_agent},
             trust_env=False,
         )
+
+
+def _is_dotted_quad(host: str) -> bool:
+    try:
+        return isinstance(ipaddress.ip_address(host.rstrip(".")), ipaddress.IPv4Address)
+    except ValueError:
+        return False
 
 
 class PolicyResolver(AbstractResolver):

@@ -78,6 +78,7 @@ async def settings(
         state_dir=tmp_path,
         outbox_poll_interval_s=0.2,
         seed_samples=False,
+        fetch_allow_loopback=True,  # the fakes of third parties listen on 127.0.0.1
     )
     yield settings
     client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(settings.mongo_url)

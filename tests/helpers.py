@@ -39,6 +39,8 @@ async def new_task(db: Any, audio_url: str) -> tuple[Envelope, CallReceived]:
         {
             "_id": task_id,
             "call_id": event.call_id,
+            "deal_id": event.deal_id,
+            "manager_id": event.manager_id,
             "status": "queued",
             "received_at": now,
             "updated_at": now,
@@ -74,6 +76,15 @@ class TcpProxy:
             task.cancel()
         await asyncio.gather(*self._pipes, return_exceptions=True)
         self._writers.clear()
+
+    def drop(self) -> int:
+        """Close every open connection and keep listening (what a broker restart or a
+        network blip does to its clients); return how many were open."""
+        dropped = len(self._writers) // 2
+        for writer in list(self._writers):
+            writer.close()
+        self._writers.clear()
+        return dropped
 
     async def _accept(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         try:

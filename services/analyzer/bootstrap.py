@@ -95,6 +95,7 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Analyzer]:
                 voiceprint_min_similarity=settings.voiceprint_min_similarity,
                 voiceprint_min_margin=settings.voiceprint_min_margin,
                 lease_s=settings.analysis_lease_s,
+                heartbeat_s=settings.analysis_heartbeat_s,
                 max_attempts=settings.analysis_max_attempts,
             )
     finally:

@@ -12,9 +12,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import tempfile
 import uuid
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
@@ -23,6 +24,7 @@ from typing import Any, Literal, TypeVar
 from gridfs import AsyncGridFSBucket
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 
 from services.analyzer import evaluate
 from services.analyzer.asr import Transcriber
@@ -33,17 +35,22 @@ from services.analyzer.roles import RoleHints
 from services.analyzer.scoring import StageVerdict
 from services.analyzer.stored import metrics_document, transcription_fields, with_roles_swapped
 from services.analyzer.voice_encoder import VoiceEncoder
+from services.analyzer.workers import Heartbeat
 from shared import voiceprints
-from shared.amqp import Broker
+from shared.amqp import TRANSIENT_ERRORS, Broker
 from shared.connection import load_connection_settings
 from shared.events import AudioStored, CallAnalyzed, CallFailed, Envelope, Event, call_meta, utcnow
 from shared.logging import get_logger
 from shared.mongo import AUDIO_BUCKET, BINDINGS, TABLES, TEMPLATES, Document, calls
+from shared.patience import patiently
 from shared.scripts import Binding, Table, Template
 
 log = get_logger(__name__)
 
 REPUBLISH_AFTER_S = 30.0
+INTERRUPTED_PAUSE_S = 5.0  # before claiming again after the database or broker went away
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -62,7 +69,12 @@ class Analyzer:
     voiceprint_min_margin: float = 0.05
     lease_s: float = 300.0
     max_attempts: int = 3
+    heartbeat_s: float = 5.0
     worker_id: str = field(default_factory=lambda: f"analyzer-{uuid.uuid4().hex[:8]}")
+
+    @functools.cached_property
+    def heartbeat(self) -> Heartbeat:
+        return Heartbeat(self.db, self.worker_id, self.heartbeat_s)
 
 
 async def queue_analysis(envelope: Envelope, event: Event, *, deps: Analyzer) -> None:
@@ -76,13 +88,21 @@ async def queue_analysis(envelope: Envelope, event: Event, *, deps: Analyzer) ->
 
 
 async def claim_next_job(deps: Analyzer) -> Document | None:
-    """Take the oldest queued job, or one whose worker stopped renewing its lease."""
+    """Take the oldest queued job, or one whose worker is gone (no heartbeat lately) or
+    stopped renewing its lease."""
     now = utcnow()
+    alive = await deps.heartbeat.alive()
+    orphaned = (
+        [{"analysis.state": "running", "analysis.worker": {"$nin": alive}}]
+        if alive is not None
+        else []
+    )
     return await calls(deps.db).find_one_and_update(
         {
             "$or": [
                 {"analysis.state": "queued"},
                 {"analysis.state": "running", "analysis.lease_until": {"$lt": now}},
+                *orphaned,
             ]
         },
         {
@@ -101,12 +121,16 @@ async def claim_next_job(deps: Analyzer) -> Document | None:
 
 
 async def _renew_lease(deps: Analyzer, task_id: str) -> None:
+    """Renew every third of the lease; a renewal the database missed is tried next time."""
     while True:
         await asyncio.sleep(deps.lease_s / 3)
-        await calls(deps.db).update_one(
-            {"_id": task_id, "analysis.worker": deps.worker_id, "analysis.state": "running"},
-            {"$set": {"analysis.lease_until": utcnow() + timedelta(seconds=deps.lease_s)}},
-        )
+        try:
+            await calls(deps.db).update_one(
+                {"_id": task_id, "analysis.worker": deps.worker_id, "analysis.state": "running"},
+                {"$set": {"analysis.lease_until": utcnow() + timedelta(seconds=deps.lease_s)}},
+            )
+        except PyMongoError as exc:
+            log.warning("analysis_lease_not_renewed", error=repr(exc))
 
 
 async def run_job(task: Document, deps: Analyzer) -> None:
@@ -121,10 +145,16 @@ async def run_job(task: Document, deps: Analyzer) -> None:
         renewer = asyncio.create_task(_renew_lease(deps, task_id))
         try:
             outcome, fields = await _analyze(task, meta, deps)
+        except TRANSIENT_ERRORS as exc:
+            # The database or broker went away, not the call's fault: not an attempt.
+            log.warning("analysis_interrupted", error=repr(exc))
+            await _patiently(lambda: _requeue(deps, task_id, attempt_counts=False))
+            await asyncio.sleep(INTERRUPTED_PAUSE_S)
+            return
         except Exception as exc:
             log.exception("analysis_failed", attempts=task["analysis"]["attempts"])
             if task["analysis"]["attempts"] < deps.max_attempts:
-                await _requeue(deps, task_id)
+                await _patiently(lambda: _requeue(deps, task_id))
                 return
             outcome, fields = _failed(meta, f"ошибка анализа: {type(exc).__name__}")
         finally:
@@ -134,10 +164,17 @@ async def run_job(task: Document, deps: Analyzer) -> None:
     await _finish(deps, task_id, outcome, fields)
 
 
-async def _requeue(deps: Analyzer, task_id: str) -> None:
+async def _patiently(step: Callable[[], Awaitable[T]]) -> T:
+    return await patiently(step, errors=(PyMongoError,), dependency="database")
+
+
+async def _requeue(deps: Analyzer, task_id: str, *, attempt_counts: bool = True) -> None:
     await calls(deps.db).update_one(
         {"_id": task_id, "analysis.worker": deps.worker_id},
-        {"$set": {"analysis.state": "queued"}},
+        {
+            "$set": {"analysis.state": "queued"},
+            **({} if attempt_counts else {"$inc": {"analysis.attempts": -1}}),
+        },
     )
 
 
@@ -169,27 +206,33 @@ async def _finish(
         if claimed
         else {"analysis.state": {"$nin": ["done", "failed"]}}
     )
-    result = await calls(deps.db).update_one(
-        {"_id": task_id, **owned},
-        {
-            "$set": {
-                **fields,
-                "status": status,
-                "updated_at": now,
-                "analysis.state": "done" if status == "delivering" else "failed",
-                "analysis.result": envelope.model_dump(mode="json"),
-                "analysis.published": False,
-                "analysis.finished_at": now,
+    result = await _patiently(
+        lambda: calls(deps.db).update_one(
+            {"_id": task_id, **owned},
+            {
+                "$set": {
+                    **fields,
+                    "status": status,
+                    "updated_at": now,
+                    "analysis.state": "done" if status == "delivering" else "failed",
+                    "analysis.result": envelope.model_dump(mode="json"),
+                    "analysis.published": False,
+                    "analysis.finished_at": now,
+                },
+                "$push": {"timeline": {"status": status, "at": now}},
+                **({"$inc": {"revision": 1}} if status == "delivering" else {}),
             },
-            "$push": {"timeline": {"status": status, "at": now}},
-            **({"$inc": {"revision": 1}} if status == "delivering" else {}),
-        },
+        )
     )
     if result.modified_count == 0:
         log.warning("analysis_lease_lost")  # another worker took the job over; it reports
         return
-    await _publish(deps, task_id, envelope)
     log.info("analysis_finished", outcome=outcome.TYPE)
+    try:
+        await _publish(deps, task_id, envelope)
+    except TRANSIENT_ERRORS as exc:
+        # Stored with the outcome, so `publish_unpublished` sends it once it can.
+        log.warning("analysis_outcome_not_published_yet", error=repr(exc))
 
 
 async def _publish(deps: Analyzer, task_id: str, envelope: Envelope) -> None:
@@ -198,7 +241,8 @@ async def _publish(deps: Analyzer, task_id: str, envelope: Envelope) -> None:
 
 
 async def publish_unpublished(deps: Analyzer) -> int:
-    """Publish outcomes a crashed worker stored but did not publish."""
+    """Publish outcomes stored but not published (a crashed worker's, or ones the broker
+    was away for); raises when the broker or database is away."""
     stale = utcnow() - timedelta(seconds=REPUBLISH_AFTER_S)
     tasks = (
         await calls(deps.db)
@@ -443,13 +487,23 @@ async def _learn_voice(deps: Analyzer, task: Document, transcription: Transcript
 
 
 async def work_forever(deps: Analyzer, wakeup: asyncio.Event, *, poll_s: float = 5.0) -> None:
-    """Claim and run jobs one at a time; when idle, wait for a wake-up or the poll interval."""
-    while True:
-        wakeup.clear()
-        task = await claim_next_job(deps)
-        if task is not None:
-            await run_job(task, deps)
-            continue
-        await publish_unpublished(deps)
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(wakeup.wait(), poll_s)
+    """Beat the heartbeat; claim and run jobs one at a time; when idle, publish what is left
+    unpublished and wait for a wake-up or the poll interval. The database or broker being
+    away delays this, never ends it."""
+    beating = asyncio.create_task(deps.heartbeat.beat_forever())
+    try:
+        while True:
+            wakeup.clear()
+            task = await _patiently(lambda: claim_next_job(deps))
+            if task is not None:
+                await run_job(task, deps)
+                continue
+            try:
+                await publish_unpublished(deps)
+            except TRANSIENT_ERRORS as exc:
+                log.warning("analysis_outcomes_not_published_yet", error=repr(exc))
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(wakeup.wait(), poll_s)
+    finally:
+        beating.cancel()
+        await deps.heartbeat.retire()

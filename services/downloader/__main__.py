@@ -7,7 +7,7 @@ import functools
 from collections.abc import Awaitable, Callable
 
 from services.downloader.bootstrap import bootstrap
-from services.downloader.handlers import download_call, sweep_expired_audio
+from services.downloader.handlers import download_call, fail_poisoned, sweep_expired_audio
 from shared.health import dependency_checks, serve_health, serve_worker
 from shared.logging import get_logger
 from shared.settings import Settings
@@ -42,6 +42,7 @@ async def run(settings: Settings) -> None:
                 "downloader",
                 functools.partial(download_call, deps=deps),
                 prefetch=settings.downloader_prefetch,
+                on_dead_letter=functools.partial(fail_poisoned, deps),
             ),
             _sweep_forever(
                 functools.partial(

@@ -25,7 +25,7 @@ from yarl import URL
 
 from shared.errors import PermanentError, RetryableError
 from shared.events import utcnow
-from shared.url_policy import UrlPolicy, UrlRefused
+from shared.url_policy import UrlPolicy, UrlRefused, parse_url
 
 CHUNK_BYTES = 256 * 1024
 REDIRECTS = frozenset({301, 302, 303, 307, 308})
@@ -135,9 +135,9 @@ async def fetch(
             with attempt_state:
                 attempt += 1
                 await sink.reset()
-                return await _fetch_once(
-                    session, URL(url, encoded=False), policy, limits, sink, attempt
-                )
+                return await _fetch_once(session, parse_url(url), policy, limits, sink, attempt)
+    except UrlRefused as exc:
+        raise DownloadFailed(reason(exc.message)) from exc
     except TransientDownloadError as exc:
         raise DownloadFailed(reason(f"{exc.message} (попыток: {attempt})")) from exc
     raise AssertionError("unreachable: tenacity either returns or re-raises")
@@ -164,7 +164,7 @@ async def _fetch_once(
         try:
             async with session.get(url, allow_redirects=False, timeout=timeout) as response:
                 if response.status in REDIRECTS and "Location" in response.headers:
-                    url = url.join(URL(response.headers["Location"]))
+                    url = url.join(parse_url(response.headers["Location"]))
                     continue
                 _raise_for_status(response)
                 return await _stream(response, url, limits, sink, attempt)
@@ -172,6 +172,8 @@ async def _fetch_once(
             raise DownloadFailed(reason(exc.message)) from exc
         except (TimeoutError, aiohttp.ServerTimeoutError) as exc:
             raise TransientDownloadError(f"истекло время ожидания ({type(exc).__name__})") from exc
+        except aiohttp.InvalidURL as exc:  # never better on a retry
+            raise DownloadFailed(reason("HTTP-клиент не может открыть эту ссылку")) from exc
         except aiohttp.ClientConnectorError as exc:
             raise TransientDownloadError(f"не удалось подключиться: {exc.os_error}") from exc
         except aiohttp.ClientError as exc:

@@ -19,7 +19,7 @@ from typing import IO, Any
 import aiohttp
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.downloader.fetch import DownloadFailed, FetchLimits, fetch
+from services.downloader.fetch import DownloadFailed, FetchLimits, fetch, reason
 from services.downloader.gridfs_writer import GridFsWriter
 from shared.amqp import Broker
 from shared.connection import load_connection_settings
@@ -165,11 +165,16 @@ async def download_call(envelope: Envelope, event: Event, *, deps: Downloader) -
         },
     )
     outcome, fields = await _download_and_probe(envelope.task_id, event, deps)
-    result = Envelope.wrap(outcome, task_id=envelope.task_id)
+    await _record(deps, envelope.task_id, outcome, fields)
+
+
+async def _record(deps: Downloader, task_id: str, outcome: Event, fields: Document) -> None:
+    """Store the outcome with its event (unless one is stored already), then publish it."""
+    result = Envelope.wrap(outcome, task_id=task_id)
     status = {AudioStored: "analyzing", CallSkipped: "skipped"}.get(type(outcome), "failed")
     done = utcnow()
-    await tasks.update_one(
-        {"_id": envelope.task_id},
+    stored = await calls(deps.db).update_one(
+        {"_id": task_id, "download_result": None},
         {
             "$set": {
                 **fields,
@@ -180,8 +185,19 @@ async def download_call(envelope: Envelope, event: Event, *, deps: Downloader) -
             "$push": {"timeline": {"status": status, "at": done}},
         },
     )
+    if stored.modified_count == 0:
+        return
     log.info("download_finished", outcome=outcome.TYPE, status=status)
     await deps.broker.publish(result)
+
+
+async def fail_poisoned(deps: Downloader, task_id: str, why: str) -> None:
+    """Dead-letter hook: a call whose message cannot be processed fails with
+    `download_failed`, announced like any other failure; never left `downloading`."""
+    task = await calls(deps.db).find_one({"_id": task_id})
+    if task is None or task.get("download_result") is not None:
+        return
+    await _record(deps, task_id, *_failure(call_meta(task), DownloadFailed.code, reason(why)))
 
 
 async def _download_and_probe(

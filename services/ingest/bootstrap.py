@@ -21,6 +21,7 @@ from shared.logging import get_logger
 from shared.mongo import Document, calls, connect_mongo, database, ensure_indexes
 from shared.outbox import OutboxRelay
 from shared.settings import Settings
+from shared.url_policy import UrlPolicy, policy_from_settings
 
 log = get_logger(__name__)
 
@@ -39,6 +40,7 @@ class Ingest:
     relay: OutboxRelay
     state: IntakeState
     metrics: IngestMetrics
+    policy: UrlPolicy  # the links saved here are the ones the downloader and notifier fetch
 
 
 async def _refresh_forever(ingest: Ingest) -> None:
@@ -95,6 +97,7 @@ async def bootstrap(settings: Settings, metrics: IngestMetrics) -> AsyncIterator
                 connection=connection, calls_per_minute=settings.estimate_calls_per_minute
             ),
             metrics=metrics,
+            policy=policy_from_settings(settings),
         )
         await refresh_intake_state(db, ingest.state)
         workers = [

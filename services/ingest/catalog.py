@@ -15,10 +15,12 @@ from pydantic import BaseModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from services.ingest.submission import require_allowed_link
 from shared.errors import Conflict, InvalidRequest, NotFound
 from shared.events import utcnow
 from shared.mongo import BINDINGS, TABLES, TEMPLATES, Document
 from shared.scripts import Binding, Table, Template
+from shared.url_policy import UrlPolicy
 from shared.webhooks import new_webhook_secret
 
 WEBHOOK_FIXED = "URL вебхука нельзя изменить после сохранения"
@@ -73,7 +75,9 @@ async def _check_references(db: AsyncDatabase[Document], item: BaseModel) -> Non
         )
 
 
-def _with_webhook_secret(fields: Document, previous: Document | None) -> Document:
+def _with_webhook_secret(
+    fields: Document, previous: Document | None, policy: UrlPolicy
+) -> Document:
     if "webhook" not in fields:
         return fields
     url = fields["webhook"]["url"]
@@ -83,16 +87,20 @@ def _with_webhook_secret(fields: Document, previous: Document | None) -> Documen
                 WEBHOOK_FIXED, details=[{"field": "webhook.url", "message": WEBHOOK_FIXED}]
             )
         return {**fields, "webhook": previous["webhook"]}
+    require_allowed_link(policy, url, "webhook.url")  # only a new URL: a saved one is fixed
     return {**fields, "webhook": {"url": url, "secret": new_webhook_secret()}}
 
 
-async def create(db: AsyncDatabase[Document], kind: Kind, item: BaseModel) -> Document:
-    """Store a new validated document; webhooks get their secret now."""
+async def create(
+    db: AsyncDatabase[Document], kind: Kind, item: BaseModel, *, policy: UrlPolicy
+) -> Document:
+    """Store a new validated document; webhooks (allowed by the URL policy) get their
+    secret now."""
     await _check_references(db, item)
     now = utcnow()
     document = {
         "_id": f"{kind.id_prefix}_{secrets.token_hex(6)}",
-        **_with_webhook_secret(item.model_dump(mode="json"), None),
+        **_with_webhook_secret(item.model_dump(mode="json"), None, policy),
         "created_at": now,
         "updated_at": now,
     }
@@ -104,12 +112,12 @@ async def create(db: AsyncDatabase[Document], kind: Kind, item: BaseModel) -> Do
 
 
 async def replace(
-    db: AsyncDatabase[Document], kind: Kind, item_id: str, item: BaseModel
+    db: AsyncDatabase[Document], kind: Kind, item_id: str, item: BaseModel, *, policy: UrlPolicy
 ) -> Document:
     """Replace a document's fields (webhook URL unchanged, secret kept)."""
     previous = await get(db, kind, item_id)
     await _check_references(db, item)
-    fields: dict[str, Any] = _with_webhook_secret(item.model_dump(mode="json"), previous)
+    fields: dict[str, Any] = _with_webhook_secret(item.model_dump(mode="json"), previous, policy)
     fields["updated_at"] = utcnow()
     await db[kind.collection].update_one({"_id": item_id}, {"$set": fields})
     return view(await get(db, kind, item_id))

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from services.ingest.submission import CallSubmission, HttpLink
+from services.ingest.submission import CallSubmission, HttpLink, require_allowed_link
 from shared import connection, voiceprints
 from shared.connection import ConnectionSettings, WebhookEndpoint
 from shared.errors import DuplicateCall, NotFound
@@ -20,6 +20,7 @@ from shared.events import CallReceived, CallSkipped, Envelope, Event, call_meta,
 from shared.group_commit import GroupWriter
 from shared.mongo import CALLS, Document, calls
 from shared.outbox import OutboxRelay, outbox_fields
+from shared.url_policy import UrlPolicy
 from shared.webhooks import new_webhook_secret
 
 ACCEPTED_MESSAGE = "Звонок успешно получен и поставлен в очередь на анализ"
@@ -80,6 +81,7 @@ async def accept_call(
     inserter: GroupWriter,
     relay: OutboxRelay,
     state: IntakeState,
+    policy: UrlPolicy,
     source: str,
 ) -> Acceptance:
     """Store the call and its outgoing event in one write; a second call_id raises DuplicateCall.
@@ -87,6 +89,7 @@ async def accept_call(
     A call whose declared duration is below the minimum is stored as skipped and
     announced with `CallSkipped` instead of `CallReceived`.
     """
+    require_allowed_link(policy, submission.audio_url, "audio_url")
     task_id = new_task_id()
     now = utcnow()
     min_duration_s = state.connection.min_call_duration_s
@@ -238,7 +241,11 @@ def connection_view(settings: ConnectionSettings, *, base_url: str) -> Document:
 
 
 async def update_connection(
-    db: AsyncDatabase[Document], current: ConnectionSettings, update: ConnectionUpdate
+    db: AsyncDatabase[Document],
+    current: ConnectionSettings,
+    update: ConnectionUpdate,
+    *,
+    policy: UrlPolicy,
 ) -> ConnectionSettings:
     """Apply the fields present in the update; a new error-webhook URL gets a new secret;
     switching voiceprints off forgets them all."""
@@ -255,6 +262,7 @@ async def update_connection(
         if not url:
             changes["error_webhook"] = None
         elif current.error_webhook is None or current.error_webhook.url != url:
+            require_allowed_link(policy, url, "error_webhook_url")
             changes["error_webhook"] = WebhookEndpoint(
                 url=url, secret=new_webhook_secret()
             ).model_dump()

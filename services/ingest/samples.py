@@ -13,11 +13,13 @@ from services.ingest import catalog
 from shared.events import utcnow
 from shared.mongo import SETTINGS, Document
 from shared.scripts import Binding, Table, Template
+from shared.url_policy import UrlPolicy
 
 SAMPLES_MARK = "samples"
 # The demo CRM of `make run`; elsewhere the URL policy refuses loopback, so these sample
 # deliveries fail at once instead of going anywhere.
 SAMPLE_WEBHOOK_BASE = "http://127.0.0.1:8090/hooks"
+SAMPLE_POLICY = UrlPolicy(allow_loopback=True)  # what the samples are saved under
 
 SAMPLE_TEMPLATE = Template.model_validate(
     {
@@ -169,10 +171,10 @@ async def ensure_samples(db: AsyncDatabase[Document]) -> bool:
         await db[SETTINGS].insert_one({"_id": SAMPLES_MARK, "created_at": utcnow()})
     except DuplicateKeyError:
         return False
-    template = await catalog.create(db, catalog.TEMPLATE, SAMPLE_TEMPLATE)
+    template = await catalog.create(db, catalog.TEMPLATE, SAMPLE_TEMPLATE, policy=SAMPLE_POLICY)
     binding = Binding.model_validate(
         {"template_id": template["id"], "webhook": {"url": f"{SAMPLE_WEBHOOK_BASE}/checklist"}}
     )
-    await catalog.create(db, catalog.BINDING, binding)
-    await catalog.create(db, catalog.TABLE, SAMPLE_TABLE)
+    await catalog.create(db, catalog.BINDING, binding, policy=SAMPLE_POLICY)
+    await catalog.create(db, catalog.TABLE, SAMPLE_TABLE, policy=SAMPLE_POLICY)
     return True

@@ -11,7 +11,7 @@ from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
 from typing import Annotated, Any
-from urllib.parse import parse_qsl, urlsplit
+from urllib.parse import parse_qsl
 
 from pydantic import (
     AfterValidator,
@@ -25,6 +25,7 @@ from pydantic import (
 from pydantic_core import ErrorDetails
 
 from shared.errors import InvalidRequest
+from shared.url_policy import UrlPolicy, UrlRefused, parse_url
 
 MAX_BODY_BYTES = 64 * 1024
 MAX_FORM_FIELDS = 100
@@ -49,12 +50,23 @@ def _printable(value: str) -> str:
 
 
 def _http_url(value: str) -> str:
-    parts = urlsplit(value)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise ValueError("нужна ссылка http:// или https://")
     if not value.isprintable() or any(ch.isspace() for ch in value):
         raise ValueError("ссылка не должна содержать пробелов и управляющих символов")
+    try:
+        url = parse_url(value)
+    except UrlRefused as exc:
+        raise ValueError(exc.message) from exc
+    if url.scheme not in ("http", "https") or not url.raw_host:
+        raise ValueError("нужна ссылка http:// или https://")
     return value
+
+
+def require_allowed_link(url_policy: UrlPolicy, link: str, field: str) -> None:
+    """400 naming `field` when the URL policy refuses a link being saved."""
+    try:
+        url_policy.check_link(link)
+    except UrlRefused as exc:
+        raise invalid_fields([{"field": field, "message": exc.message}]) from exc
 
 
 _CrmIdText = Annotated[
@@ -165,7 +177,7 @@ def parse_json_submission(body: bytes) -> JsonCallSubmission:
     """Validate a JSON body against the contract."""
     try:
         data = json.loads(body, parse_constant=_reject_constant)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # too deep is not JSON to us
         raise InvalidRequest(
             "Тело запроса не является корректным JSON",
             details=[{"field": "body", "message": "некорректный JSON"}],
@@ -219,6 +231,7 @@ def _urlencoded_pairs(body: bytes) -> list[tuple[str, str]]:
             keep_blank_values=True,
             strict_parsing=bool(body),
             max_num_fields=MAX_FORM_FIELDS,
+            errors="strict",  # percent-encoded bytes too: lossy decoding would merge ids
         )
     except UnicodeDecodeError as exc:
         raise _malformed_form("тело должно быть в кодировке UTF-8") from exc

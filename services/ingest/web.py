@@ -83,6 +83,7 @@ async def _submit(
             inserter=ingest.inserter,
             relay=ingest.relay,
             state=ingest.state,
+            policy=ingest.policy,
             source=source,
         )
         log.info("call_accepted", task_id=acceptance.task_id, status=acceptance.body["status"])
@@ -190,7 +191,7 @@ async def put_connection(request: web.Request) -> web.Response:
     update = await read_model(request, handlers.ConnectionUpdate)
     ingest = request.app[INGEST]
     ingest.state.connection = await handlers.update_connection(
-        ingest.db, ingest.state.connection, update
+        ingest.db, ingest.state.connection, update, policy=ingest.policy
     )
     log.info(
         "connection_settings_updated", by=session.user.email, fields=sorted(update.model_fields_set)
@@ -211,7 +212,8 @@ def add_catalog_routes(app: web.Application, path: str, kind: catalog.Kind) -> N
     async def create_item(request: web.Request) -> web.Response:
         session = await require_session(request, *roles)
         item = await read_model(request, kind.model)
-        created = await catalog.create(request.app[INGEST].db, kind, item)
+        ingest = request.app[INGEST]
+        created = await catalog.create(ingest.db, kind, item, policy=ingest.policy)
         log.info("catalog_created", kind=kind.collection, id=created["id"], by=session.user.email)
         return json_response(created, 201)
 
@@ -224,7 +226,8 @@ def add_catalog_routes(app: web.Application, path: str, kind: catalog.Kind) -> N
         session = await require_session(request, *roles)
         item = await read_model(request, kind.model)
         item_id = request.match_info["id"]
-        updated = await catalog.replace(request.app[INGEST].db, kind, item_id, item)
+        ingest = request.app[INGEST]
+        updated = await catalog.replace(ingest.db, kind, item_id, item, policy=ingest.policy)
         log.info("catalog_updated", kind=kind.collection, id=item_id, by=session.user.email)
         return json_response(updated)
 
@@ -474,6 +477,17 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
+# On every answer: not sniffed, not framed, no version banner; API answers (some carry the
+# API key or webhook secrets) are never cached.
+RESPONSE_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Server": "rop"}
+
+
+async def _harden(request: web.Request, response: web.StreamResponse) -> None:
+    response.headers.update(RESPONSE_HEADERS)
+    if request.path.startswith("/api/"):
+        response.headers["Cache-Control"] = "no-store"
+
+
 def create_app(settings: Settings) -> web.Application:
     """Build the gateway application; its resources live as long as the app runs."""
     sessions = web_sessions.MongoSessionStorage(
@@ -486,6 +500,7 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=MAX_BODY_BYTES,
     )
     app[METRICS] = IngestMetrics()
+    app.on_response_prepare.append(_harden)
 
     async def resources(app: web.Application) -> AsyncIterator[None]:
         async with bootstrap(settings, app[METRICS]) as ingest:

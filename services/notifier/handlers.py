@@ -26,7 +26,6 @@ from datetime import datetime, timedelta
 import aiohttp
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
-from yarl import URL
 
 from shared.amqp import Broker
 from shared.connection import load_connection_settings
@@ -44,7 +43,7 @@ from shared.events import (
 from shared.group_commit import GroupFinder, GroupWriter
 from shared.logging import get_logger
 from shared.mongo import BINDINGS, CALLS, DELIVERIES, ENDPOINTS, TABLES, Document
-from shared.url_policy import UrlPolicy, UrlRefused
+from shared.url_policy import UrlPolicy, UrlRefused, parse_url
 from shared.webhooks import signed_headers
 
 log = get_logger(__name__)
@@ -375,12 +374,13 @@ async def _send(deps: Notifier, delivery: Document) -> tuple[Document, float | N
     }
     retry_after = None
     try:
-        deps.policy.check_url(URL(delivery["url"]))
+        url = parse_url(delivery["url"])  # what is checked is what is sent to
+        deps.policy.check_url(url)
         headers = signed_headers(
             delivery["secret"], webhook_id=delivery["_id"], body=delivery["body"], at=at
         )
         async with deps.session.post(
-            delivery["url"],
+            url,
             data=delivery["body"].encode(),
             headers=headers,
             allow_redirects=False,

@@ -173,3 +173,21 @@ async def test_bad_settings_are_400_naming_the_field(
     unchanged = await (await ingest_client.get(CONNECTION, headers=headers)).json()
     assert unchanged["api_key"] == API_KEY
     assert unchanged["min_call_duration_s"] == 0
+
+
+async def test_every_answer_is_hardened_and_api_answers_are_never_cached(
+    ingest_client: Client,
+) -> None:
+    session = await log_in(ingest_client, ADMIN_EMAIL, ADMIN_PASSWORD)
+    answers = {
+        "secrets": await ingest_client.get(CONNECTION, headers=bearer(session)),
+        "error": await ingest_client.post("/api/v1/calls", json={}),
+        "not found": await ingest_client.get("/api/v1/nothing-here"),
+        "page": await ingest_client.get("/login"),
+    }
+    for name, response in answers.items():
+        headers = response.headers
+        assert headers["X-Content-Type-Options"] == "nosniff", name
+        assert headers["X-Frame-Options"] == "DENY", name
+        assert headers["Cache-Control"] == "no-store", name
+        assert headers.get("Server") == "rop", name  # no version banner

@@ -606,8 +606,8 @@ NEAR_MISS_CALL: list[Line] = [
 TELEPHONE = [
     pytest.param("wav", True, Voices("en-us+m2", "en-gb+f2"), "ulaw", id="ulaw"),
     pytest.param("wav", True, Voices("en-us+m6", "en-gb+f1"), "alaw", id="alaw"),
-    pytest.param("wav", False, Voices("en-gb-x-rp+m7", "en-us+f4"), "gsm", id="gsm-mono"),
-    pytest.param("mp3", True, Voices("en-029+m4", "en-gb+f4"), "mp3-32k", id="mp3-32k"),
+    pytest.param("wav", False, Voices("en-gb-x-rp+m3", "en-us+f4"), "gsm", id="gsm-mono"),
+    pytest.param("mp3", True, Voices("en-us+m4", "en-gb+f1"), "mp3-32k", id="mp3-32k"),
 ]
 
 

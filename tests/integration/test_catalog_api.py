@@ -200,3 +200,41 @@ async def test_first_start_makes_the_samples_once(settings: Settings) -> None:
     ]
     assert bindings[0]["template_id"] == templates[0]["id"]
     assert bindings[0]["webhook"]["secret"].startswith("whsec_")
+
+
+FORBIDDEN_LINKS = [
+    "http://169.254.169.254/latest/meta-data/",
+    "http://[::ffff:169.254.169.254]/hook",
+    "http://user:pw@crm.example/hook",
+    "http://127.0.0.1:1\\@169.254.169.254/",
+    "http://2852039166/hook",
+    "http://0/hook",
+]
+
+
+@pytest.mark.parametrize("link", FORBIDDEN_LINKS)
+async def test_webhook_links_are_checked_when_saved(
+    settings: Settings, admin: dict[str, str], ingest_client: Client, link: str
+) -> None:
+    """One rule for every endpoint, named in the 400 (and checked again at send time)."""
+    template = await (
+        await ingest_client.post("/api/v1/templates", json=TEMPLATE, headers=admin)
+    ).json()
+    saves = [
+        ("/api/v1/tables", {**TABLE, "webhook": {"url": link}}, "webhook.url", "post"),
+        (
+            "/api/v1/bindings",
+            {"template_id": template["id"], "webhook": {"url": link}},
+            "webhook.url",
+            "post",
+        ),
+        ("/api/v1/settings/connection", {"error_webhook_url": link}, "error_webhook_url", "put"),
+    ]
+    for path, body, field, method in saves:
+        response = await getattr(ingest_client, method)(path, json=body, headers=admin)
+        answer = await response.json()
+        assert response.status == 400, (path, answer)
+        assert answer["code"] == "invalid_request"
+        assert [detail["field"] for detail in answer["details"]] == [field], answer
+    listed = await (await ingest_client.get("/api/v1/tables", headers=admin)).json()
+    assert listed == [] or all(item["webhook"]["url"] != link for item in listed)

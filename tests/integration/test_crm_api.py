@@ -169,11 +169,17 @@ async def test_form_invalid_fields_are_named(
         ("/api/v1/calls", b"[1, 2]", "application/json"),
         ("/api/v1/calls", b'{"duration": NaN}', "application/json"),
         ("/api/v1/calls", b"\xff\xfe", "application/json"),
+        ("/api/v1/calls", b'{"call_id": ' + b"[" * 5000 + b"]" * 5000 + b"}", "application/json"),
         ("/api/v1/calls", b"call_id=1", "application/x-www-form-urlencoded"),
         ("/api/v1/calls", b"{}", "text/plain"),
         ("/api/v1/calls/audio-upload", b'{"call_id": "1"}', "application/json"),
         ("/api/v1/calls/audio-upload", b"a=%zz&&&", "application/x-www-form-urlencoded"),
         ("/api/v1/calls/audio-upload", b"\xff=\xfe", "application/x-www-form-urlencoded"),
+        (
+            "/api/v1/calls/audio-upload",
+            b"call_id=a%FF&audio_url=http%3A%2F%2Fh%2Fa.mp3&manager_id=m&deal_id=d",
+            "application/x-www-form-urlencoded",
+        ),
         ("/api/v1/calls/audio-upload", b"--X\r\nbroken", "multipart/form-data; boundary=X"),
         ("/api/v1/calls/audio-upload", b"whatever", "multipart/form-data"),
         ("/api/v1/calls/audio-upload", b"", ""),
@@ -323,3 +329,30 @@ async def test_unknown_route_and_method_are_json(ingest_client: Client) -> None:
     delete = await ingest_client.delete("/api/v1/calls", params={"apiKey": API_KEY})
     assert delete.status == 405
     assert (await delete.json())["code"] == "method_not_allowed"
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "http://169.254.169.254/latest/meta-data/",
+        "http://[::ffff:169.254.169.254]/a.mp3",
+        "http://user:pw@crm.example/a.mp3",
+        "http://127.0.0.1:1\\@169.254.169.254/",
+        "http://0/a.mp3",
+        "http://2852039166/a.mp3",
+        "http://0251.0376.0251.0376/a.mp3",
+    ],
+)
+async def test_links_the_policy_refuses_are_400_at_the_gateway(
+    ingest_client: Client, link: str
+) -> None:
+    """Parsed as the downloader's HTTP client will parse them, refused before they are
+    accepted: never a task stuck in `downloading`."""
+    for response in (
+        await post_json(ingest_client, a_call(audio_url=link)),
+        await post_form(ingest_client, a_call(audio_url=link), "urlencoded"),
+    ):
+        body = await response.json()
+        assert response.status == 400, body
+        assert body["code"] == "invalid_request"
+        assert [detail["field"] for detail in body["details"]] == ["audio_url"]

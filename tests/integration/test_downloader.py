@@ -12,7 +12,12 @@ from aiohttp import web
 from gridfs import AsyncGridFSBucket
 
 from services.downloader.bootstrap import bootstrap
-from services.downloader.handlers import Downloader, download_call, sweep_expired_audio
+from services.downloader.handlers import (
+    Downloader,
+    download_call,
+    fail_poisoned,
+    sweep_expired_audio,
+)
 from shared.events import AudioStored, CallFailed, CallSkipped, Envelope, utcnow
 from shared.mongo import Document
 from shared.settings import Settings
@@ -398,3 +403,37 @@ async def test_retention_sweep_deletes_expired_audio(deps: Downloader, files: Fi
     swept = await deps.db.calls.find_one({"_id": old["_id"]})
     assert swept is not None
     assert swept["audio"]["deleted_at"] is not None
+
+
+@pytest.mark.parametrize("link", ["http://127.0.0.1:1\\@169.254.169.254/", "http://0/a.mp3"])
+async def test_a_link_the_http_client_cannot_use_fails_at_once(
+    deps: Downloader, files: FileServer, link: str
+) -> None:
+    """Accepted by an older gateway, or reached by a redirect: a final `download_failed`,
+    never a crash that leaves the call `downloading`, never retried as if transient."""
+    for url in (link, f"{files.base_url}/bounce"):
+        files.routes["/bounce"] = redirect(link)
+        task = await run(deps, url)
+        code, message = await failure(task)
+        assert code == "download_failed"
+        assert message.startswith("Файл скачать не может")
+        assert "попыток" not in message
+
+
+async def test_a_dead_lettered_message_fails_its_task_and_says_so(
+    deps: Downloader, tap: EventTap
+) -> None:
+    envelope, _ = await new_task(deps.db, "https://crm.example/a.mp3")
+    await fail_poisoned(deps, envelope.task_id, "ошибка обработки: ValueError")
+    task = await deps.db.calls.find_one({"_id": envelope.task_id})
+    assert task is not None
+    assert task["status"] == "failed"
+    assert task["error"]["code"] == "download_failed"
+
+    async def failed() -> list[Any]:
+        return [e for _, e in tap.events() if isinstance(e, CallFailed)]
+
+    (event,) = await wait_for(failed)
+    assert event.code == "download_failed"
+    await fail_poisoned(deps, envelope.task_id, "again")  # a second time changes nothing
+    assert (await deps.db.calls.find_one({"_id": envelope.task_id}))["error"] == task["error"]

@@ -74,3 +74,22 @@ def test_too_many_form_fields_is_400() -> None:
     body = b"&".join(b"f%d=1" % i for i in range(500))
     with pytest.raises(InvalidRequest):
         parse_form_submission(body, URLENCODED_TYPE)
+
+
+@pytest.mark.parametrize("depth", [990, 100_000])
+def test_deeply_nested_json_is_a_400_not_a_crash(depth: int) -> None:
+    with pytest.raises(InvalidRequest) as caught:
+        parse_json_submission(GOOD[:-1] + b',"x":' + b"[" * depth + b"]" * depth + b"}")
+    assert caught.value.details == [{"field": "body", "message": "некорректный JSON"}]
+
+
+def test_percent_encoded_bytes_that_are_not_utf8_are_a_400() -> None:
+    """Decoded lossily, `a%FF` and `a%FE` would both become `a\ufffd`: two calls, one id."""
+    with pytest.raises(InvalidRequest) as caught:
+        parse_form_submission(
+            b"call_id=a%FF&audio_url=https%3A%2F%2Fh%2Fx.wav&manager_id=m&deal_id=d",
+            URLENCODED_TYPE,
+        )
+    assert caught.value.details == [
+        {"field": "body", "message": "тело должно быть в кодировке UTF-8"}
+    ]

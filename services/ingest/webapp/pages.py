@@ -575,9 +575,15 @@ async def connection_submit(
         return await _connection(
             request, session, values=values, errors=field_errors(exc), status=400
         )
-    ingest.state.connection = await handlers.update_connection(
-        ingest.db, ingest.state.connection, update
-    )
+    try:
+        ingest.state.connection = await handlers.update_connection(
+            ingest.db, ingest.state.connection, update, policy=ingest.policy
+        )
+    except InvalidRequest as exc:
+        values = {key: str(value) for key, value in form.items()}
+        return await _connection(
+            request, session, values=values, errors=field_errors(exc), status=400
+        )
     log.info("connection_settings_updated", by=session.user.email)
     return redirect("/settings/connection?notice=saved")
 
@@ -686,9 +692,11 @@ async def catalog_save(
     try:
         model = validate(kind.model, body)
         if item_id is None:
-            saved = await catalog.create(db, kind, model)
+            saved = await catalog.create(db, kind, model, policy=request.app[INGEST].policy)
         else:
-            saved = await catalog.replace(db, kind, item_id, model)
+            saved = await catalog.replace(
+                db, kind, item_id, model, policy=request.app[INGEST].policy
+            )
     except InvalidRequest as exc:
         shown = {**body, "id": item_id} if item_id else body
         if item_id:
