@@ -234,25 +234,30 @@ class Broker:
             )
         )
 
-    async def publish(self, envelope: Envelope) -> None:
-        """Publish persistently; returns once the broker confirmed it was routed to a queue."""
+    async def publish(self, envelope: Envelope, *, wait_s: float = PUBLISH_WAIT_S) -> None:
+        """Publish persistently; returns once the broker confirmed it was routed to a queue.
+        A dropped connection is waited for up to `wait_s` (0: fail at once, for a caller
+        that retries by itself, like the outbox relay)."""
         message = _message(envelope)
         await self._confirmed(
             lambda _, exchange: exchange.publish(
                 message, routing_key=envelope.type, mandatory=True, timeout=PUBLISH_TIMEOUT_S
-            )
+            ),
+            wait_s,
         )
 
     async def _confirmed(
-        self, send: Callable[[AbstractRobustChannel, AbstractExchange], Awaitable[object]]
+        self,
+        send: Callable[[AbstractRobustChannel, AbstractExchange], Awaitable[object]],
+        wait_s: float = PUBLISH_WAIT_S,
     ) -> None:
         """Send on the publishing channel; when the connection dropped, wait for it to come
-        back and send again, for at most PUBLISH_WAIT_S (then ConnectionError). A send whose
+        back and send again, for at most `wait_s` (then ConnectionError). A send whose
         confirm was lost may reach the broker twice: consumers are idempotent."""
         if self._channel is None or self._exchange is None:
             raise ConnectionError("broker not connected")
         channel, exchange = self._channel, self._exchange
-        deadline = asyncio.get_running_loop().time() + PUBLISH_WAIT_S
+        deadline = asyncio.get_running_loop().time() + wait_s
         while True:
             try:
                 await send(channel, exchange)

@@ -126,7 +126,8 @@ class OutboxRelay:
             for raw in document["outbox"]
         ]
         results = await asyncio.gather(
-            *(self._broker.publish(envelope) for _, envelope in envelopes),
+            # Fail fast while the broker is away: the relay waits for it by itself.
+            *(self._broker.publish(envelope, wait_s=0) for _, envelope in envelopes),
             return_exceptions=True,
         )
         failed = {

@@ -10,8 +10,11 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from shared.events import CallReceived, Envelope, utcnow
+from shared.url_policy import UrlPolicy
 
 T = TypeVar("T")
+# What tests save links under: the fakes of third parties listen on 127.0.0.1.
+LOCAL_POLICY = UrlPolicy(allow_loopback=True)
 
 
 async def wait_for(

@@ -38,7 +38,7 @@ from shared.settings import Settings
 from tests.audio import GOOD_CALL, MONO_CALL, call, spoken
 from tests.conftest import EventTap
 from tests.fakes import FakeLlm, answer
-from tests.helpers import wait_for
+from tests.helpers import LOCAL_POLICY, wait_for
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -188,7 +188,9 @@ async def stored_call(
 
 @pytest.fixture
 async def catalog_items(deps: Analyzer) -> dict[str, str]:
-    template = await catalog.create(deps.db, catalog.TEMPLATE, Template.model_validate(SCRIPT))
+    template = await catalog.create(
+        deps.db, catalog.TEMPLATE, Template.model_validate(SCRIPT), policy=LOCAL_POLICY
+    )
     binding = await catalog.create(
         deps.db,
         catalog.BINDING,
@@ -199,6 +201,7 @@ async def catalog_items(deps: Analyzer) -> dict[str, str]:
                 "webhook": {"url": "https://crm.example/hooks/checklist"},
             }
         ),
+        policy=LOCAL_POLICY,
     )
     other_funnel = await catalog.create(
         deps.db,
@@ -210,8 +213,11 @@ async def catalog_items(deps: Analyzer) -> dict[str, str]:
                 "webhook": {"url": "https://crm.example/hooks/other"},
             }
         ),
+        policy=LOCAL_POLICY,
     )
-    table = await catalog.create(deps.db, catalog.TABLE, Table.model_validate(TABLE))
+    table = await catalog.create(
+        deps.db, catalog.TABLE, Table.model_validate(TABLE), policy=LOCAL_POLICY
+    )
     return {"binding": binding["id"], "other": other_funnel["id"], "table": table["id"]}
 
 
