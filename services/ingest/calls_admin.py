@@ -6,6 +6,7 @@ always through the viewer's visibility (a manager sees only their own calls).
 from __future__ import annotations
 
 import itertools
+import re
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -29,6 +30,7 @@ CALL_NOT_FOUND = "Звонок не найден"
 NOT_YOURS = "Это звонок другого менеджера"
 NO_AUDIO = "Аудио этого звонка нет в хранилище"
 DEFAULT_DAYS = 7
+ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 MAX_PER_PAGE = 200
 EXPORT_LIMIT = 50_000
 
@@ -71,6 +73,16 @@ class CallFilters(BaseModel):
     @classmethod
     def _blank_is_none(cls, value: Any) -> Any:
         return None if value == "" else value
+
+    @field_validator("date_from", "date_to", mode="before")
+    @classmethod
+    def _calendar_date(cls, value: Any) -> Any:
+        # Not a number of seconds since 1970 (`date_to=0`): a day, as the form sends it.
+        if isinstance(value, str) and value and not ISO_DATE.fullmatch(value):
+            raise ValueError("дата в виде ГГГГ-ММ-ДД")
+        if not isinstance(value, str | date | None):
+            raise ValueError("дата в виде ГГГГ-ММ-ДД")
+        return value
 
     @field_validator("status")
     @classmethod

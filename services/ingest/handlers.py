@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -226,6 +226,14 @@ class ConnectionUpdate(BaseModel):
     voiceprints_enabled: bool | None = Field(
         None, description="Off deletes every voiceprint and every call's voice embeddings."
     )
+
+    @field_validator("min_call_duration_s", mode="before")
+    @classmethod
+    def _not_a_flag(cls, value: Any) -> Any:
+        # `false` would be read as 0 seconds.
+        if isinstance(value, bool):
+            raise ValueError("нужно число секунд")
+        return value
 
 
 def connection_view(settings: ConnectionSettings, *, base_url: str) -> Document:

@@ -191,3 +191,15 @@ async def test_every_answer_is_hardened_and_api_answers_are_never_cached(
         assert headers["X-Frame-Options"] == "DENY", name
         assert headers["Cache-Control"] == "no-store", name
         assert headers.get("Server") == "rop", name  # no version banner
+
+
+async def test_a_flag_is_not_a_number_of_seconds(ingest_client: Client) -> None:
+    headers = bearer(await log_in(ingest_client, ADMIN_EMAIL, ADMIN_PASSWORD))
+    for flag in (False, True):
+        response = await ingest_client.put(
+            CONNECTION, json={"min_call_duration_s": flag}, headers=headers
+        )
+        assert response.status == 400
+        assert [d["field"] for d in (await response.json())["details"]] == ["min_call_duration_s"]
+    saved = await ingest_client.put(CONNECTION, json={"min_call_duration_s": 30}, headers=headers)
+    assert (await saved.json())["min_call_duration_s"] == 30

@@ -70,6 +70,12 @@ async def test_list_filters_sorts_and_pages_within_the_last_week(
     assert bad.status == 400
     fields = {detail["field"] for detail in (await bad.json())["details"]}
     assert {"status", "date_from"} <= fields
+    for seconds in ("0", "1700000000"):  # not read as seconds since 1970
+        epoch = await ingest_client.get(
+            "/api/v1/admin/calls", params={"date_to": seconds}, headers=headers
+        )
+        assert epoch.status == 400
+        assert [d["field"] for d in (await epoch.json())["details"]] == ["date_to"]
 
 
 async def test_a_manager_sees_only_own_calls_and_gets_403_for_others(
