@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import aiohttp
@@ -48,12 +48,18 @@ def _system(settings: Settings, *, mongo_url: str, amqp_url: str, **env: str) ->
     )
 
 
-@contextlib.contextmanager
-def running(system: System) -> Iterator[System]:
+@contextlib.asynccontextmanager
+async def serving(system: System, hooks: str) -> AsyncIterator[tuple[aiohttp.ClientSession, str]]:
+    """The four services started and healthy, the test script bound to the fake CRM: a
+    client session and the API's base URL."""
     for name in SERVICES:
         system.start(name)
     try:
-        yield system
+        await system.wait_healthy()
+        api = f"http://127.0.0.1:{system.http_port}/api/v1"
+        async with aiohttp.ClientSession() as session:
+            await bind_script(session, api, f"{hooks}/checklist")
+            yield session, api
     finally:
         system.stop_all()
 
@@ -138,26 +144,22 @@ async def test_broker_connections_dropped_every_2_s_during_a_batch(
     system = _system(settings, mongo_url=settings.mongo_url, amqp_url=amqp_url)
     names = [f"drop_{i}" for i in range(12)]
     drops = 0
-    with running(system):
-        await system.wait_healthy()
-        api = f"http://127.0.0.1:{system.http_port}/api/v1"
-        async with aiohttp.ClientSession() as session:
-            await bind_script(session, api, f"{hooks}/checklist")
-            url = files.file("/good.mp3", call(GOOD_CALL, duration_s=22))
+    async with serving(system, hooks) as (session, api):
+        url = files.file("/good.mp3", call(GOOD_CALL, duration_s=22))
 
-            async def dropping() -> None:
-                nonlocal drops
-                while True:
-                    await asyncio.sleep(2)
-                    drops += broker_proxy.drop() > 0
+        async def dropping() -> None:
+            nonlocal drops
+            while True:
+                await asyncio.sleep(2)
+                drops += broker_proxy.drop() > 0
 
-            dropper = asyncio.create_task(dropping())
-            try:
-                await _submit(session, api, url, names, 22)
+        dropper = asyncio.create_task(dropping())
+        try:
+            await _submit(session, api, url, names, 22)
 
-                await _all_done(session, api, names, system, 300)
-            finally:
-                dropper.cancel()
+            await _all_done(session, api, names, system, 300)
+        finally:
+            dropper.cancel()
         assert all(code is None for code in _alive(system).values()), _alive(system)
     assert drops >= 5
     _webhooks_once(fake, names)
@@ -173,41 +175,37 @@ async def test_the_database_killed_and_restarted_mid_batch(
     system = _system(settings, mongo_url=mongo_url, amqp_url=settings.amqp_url)
     names = [f"outage_{i}" for i in range(8)]
     try:
-        with running(system):
-            await system.wait_healthy()
-            api = f"http://127.0.0.1:{system.http_port}/api/v1"
-            async with aiohttp.ClientSession() as session:
-                await bind_script(session, api, f"{hooks}/checklist")
-                url = files.file("/good.mp3", call(GOOD_CALL, duration_s=22))
-                await _submit(session, api, url, names, 22)
+        async with serving(system, hooks) as (session, api):
+            url = files.file("/good.mp3", call(GOOD_CALL, duration_s=22))
+            await _submit(session, api, url, names, 22)
 
-                async def some_analysed() -> bool:
-                    return len(fake.at("/checklist")) >= 1
+            async def some_analysed() -> bool:
+                return len(fake.at("/checklist")) >= 1
 
-                await wait_for(some_analysed, timeout_s=120)
-                # Stopped, not killed: what SecantusDB has not flushed a SIGKILL loses, and
-                # its durability is not what this tests.
-                stop(database)
+            await wait_for(some_analysed, timeout_s=120)
+            # Stopped, not killed: what SecantusDB has not flushed a SIGKILL loses, and
+            # its durability is not what this tests.
+            stop(database)
 
-                async def refused() -> bool:
-                    status, _ = await post(
-                        session,
-                        f"{api}/calls",
-                        params={"apiKey": API_KEY},
-                        json={
-                            "call_id": "late",
-                            "audio_url": url,
-                            "duration": 22,
-                            "manager_id": "mgr_001",
-                            "deal_id": "deal_1",
-                        },
-                    )
-                    return status == 503
+            async def refused() -> bool:
+                status, _ = await post(
+                    session,
+                    f"{api}/calls",
+                    params={"apiKey": API_KEY},
+                    json={
+                        "call_id": "late",
+                        "audio_url": url,
+                        "duration": 22,
+                        "manager_id": "mgr_001",
+                        "deal_id": "deal_1",
+                    },
+                )
+                return status == 503
 
-                await wait_for(refused, timeout_s=30, interval_s=0.5)
-                database = start_secantus(port, storage)
+            await wait_for(refused, timeout_s=30, interval_s=0.5)
+            database = start_secantus(port, storage)
 
-                await _all_done(session, api, names, system, 240)
+            await _all_done(session, api, names, system, 240)
             assert all(code is None for code in _alive(system).values()), _alive(system)
     finally:
         stop(database)
@@ -230,29 +228,25 @@ async def test_a_fresh_analyzer_takes_over_a_dead_workers_job_at_once(
     lines = [
         (side, start_s + 22.0 * k, text) for k in range(8) for side, start_s, text in GOOD_CALL
     ]
-    with running(system):
-        await system.wait_healthy()
-        api = f"http://127.0.0.1:{system.http_port}/api/v1"
-        async with aiohttp.ClientSession() as session:
-            await bind_script(session, api, f"{hooks}/checklist")
-            url = files.file("/long.mp3", call(lines, duration_s=180))
-            await _submit(session, api, url, ["long"], 180)
-            mongo = AsyncMongoClient(settings.mongo_url)
-            try:
-                tasks = mongo.get_default_database().calls
+    async with serving(system, hooks) as (session, api):
+        url = files.file("/long.mp3", call(lines, duration_s=180))
+        await _submit(session, api, url, ["long"], 180)
+        mongo = AsyncMongoClient(settings.mongo_url)
+        try:
+            tasks = mongo.get_default_database().calls
 
-                async def running_job() -> bool:
-                    task = await tasks.find_one({"call_id": "long"})
-                    return task is not None and task.get("analysis", {}).get("state") == "running"
+            async def running_job() -> bool:
+                task = await tasks.find_one({"call_id": "long"})
+                return task is not None and task.get("analysis", {}).get("state") == "running"
 
-                await wait_for(running_job, timeout_s=60, interval_s=0.1)
-            finally:
-                await mongo.close()
-            system.kill("analyzer")
-            system.start("analyzer")
+            await wait_for(running_job, timeout_s=60, interval_s=0.1)
+        finally:
+            await mongo.close()
+        system.kill("analyzer")
+        system.start("analyzer")
 
-            async def done() -> bool:
-                return (await _statuses(session, api, ["long"]))["long"] == "done"
+        async def done() -> bool:
+            return (await _statuses(session, api, ["long"]))["long"] == "done"
 
-            await wait_for(done, timeout_s=90, interval_s=0.5)
+        await wait_for(done, timeout_s=90, interval_s=0.5)
     assert len(fake.at("/checklist")) == 1
