@@ -570,12 +570,6 @@ async def connection_submit(
         body["error_webhook_url"] = str(form["error_webhook_url"]).strip() or None
     try:
         update = validate(handlers.ConnectionUpdate, body)
-    except InvalidRequest as exc:
-        values = {key: str(value) for key, value in form.items()}
-        return await _connection(
-            request, session, values=values, errors=field_errors(exc), status=400
-        )
-    try:
         ingest.state.connection = await handlers.update_connection(
             ingest.db, ingest.state.connection, update, policy=ingest.policy
         )
