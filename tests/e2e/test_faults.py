@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -22,7 +21,7 @@ from devtools.system import SERVICES, System
 from shared.settings import Settings
 from tests.audio import GOOD_CALL, call
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, API_KEY
-from tests.e2e.test_pipeline import bind_script, post
+from tests.e2e.test_pipeline import bind_script, call_statuses, post, submit_calls, webhooks_once
 from tests.fakes import FakeCrm
 from tests.fileserver import FileServer
 from tests.helpers import TcpProxy, wait_for
@@ -76,33 +75,6 @@ def _alive(system: System) -> dict[str, int | None]:
     return {name: process.poll() for name, process in system.processes.items()}
 
 
-async def _submit(
-    session: aiohttp.ClientSession, api: str, url: str, names: list[str], duration_s: float
-) -> None:
-    for name in names:
-        status, body = await post(
-            session,
-            f"{api}/calls",
-            params={"apiKey": API_KEY},
-            json={
-                "call_id": name,
-                "audio_url": url,
-                "duration": duration_s,
-                "manager_id": "mgr_001",
-                "deal_id": "deal_1",
-            },
-        )
-        assert status == 200, body
-
-
-async def _statuses(session: aiohttp.ClientSession, api: str, names: list[str]) -> dict[str, str]:
-    statuses = {}
-    for name in names:
-        async with session.get(f"{api}/calls/{name}", params={"apiKey": API_KEY}) as response:
-            statuses[name] = (await response.json()).get("status", f"HTTP {response.status}")
-    return statuses
-
-
 async def _all_done(
     session: aiohttp.ClientSession, api: str, names: list[str], system: System, timeout_s: float
 ) -> None:
@@ -113,24 +85,13 @@ async def _all_done(
     async def done() -> bool:
         nonlocal statuses
         assert all(code is None for code in _alive(system).values()), _alive(system)
-        statuses = await _statuses(session, api, names)
+        statuses = await call_statuses(session, api, names)
         return set(statuses.values()) == {"done"}
 
     try:
         await wait_for(done, timeout_s=timeout_s, interval_s=0.5)
     except AssertionError as exc:
         raise AssertionError(f"{exc}; statuses: {statuses}") from None
-
-
-def _webhooks_once(fake: FakeCrm, names: list[str]) -> None:
-    """One webhook-id per call, never with different content."""
-    by_id: dict[str, set[bytes]] = {}
-    for request in fake.at("/checklist"):
-        by_id.setdefault(request.headers["webhook-id"], set()).add(
-            json.dumps(json.loads(request.body), sort_keys=True).encode()
-        )
-    assert len(by_id) == len(names)
-    assert all(len(bodies) == 1 for bodies in by_id.values())
 
 
 async def test_broker_connections_dropped_every_2_s_during_a_batch(
@@ -155,14 +116,14 @@ async def test_broker_connections_dropped_every_2_s_during_a_batch(
 
         dropper = asyncio.create_task(dropping())
         try:
-            await _submit(session, api, url, names, 22)
+            await submit_calls(session, api, url, names, 22)
 
             await _all_done(session, api, names, system, 300)
         finally:
             dropper.cancel()
         assert all(code is None for code in _alive(system).values()), _alive(system)
     assert drops >= 5
-    _webhooks_once(fake, names)
+    webhooks_once(fake, names)
 
 
 async def test_the_database_killed_and_restarted_mid_batch(
@@ -177,7 +138,7 @@ async def test_the_database_killed_and_restarted_mid_batch(
     try:
         async with serving(system, hooks) as (session, api):
             url = files.file("/good.mp3", call(GOOD_CALL, duration_s=22))
-            await _submit(session, api, url, names, 22)
+            await submit_calls(session, api, url, names, 22)
 
             async def some_analysed() -> bool:
                 return len(fake.at("/checklist")) >= 1
@@ -209,7 +170,7 @@ async def test_the_database_killed_and_restarted_mid_batch(
             assert all(code is None for code in _alive(system).values()), _alive(system)
     finally:
         stop(database)
-    _webhooks_once(fake, names)
+    webhooks_once(fake, names)
 
 
 async def test_a_fresh_analyzer_takes_over_a_dead_workers_job_at_once(
@@ -230,7 +191,7 @@ async def test_a_fresh_analyzer_takes_over_a_dead_workers_job_at_once(
     ]
     async with serving(system, hooks) as (session, api):
         url = files.file("/long.mp3", call(lines, duration_s=180))
-        await _submit(session, api, url, ["long"], 180)
+        await submit_calls(session, api, url, ["long"], 180)
         mongo = AsyncMongoClient(settings.mongo_url)
         try:
             tasks = mongo.get_default_database().calls
@@ -246,7 +207,7 @@ async def test_a_fresh_analyzer_takes_over_a_dead_workers_job_at_once(
         system.start("analyzer")
 
         async def done() -> bool:
-            return (await _statuses(session, api, ["long"]))["long"] == "done"
+            return (await call_statuses(session, api, ["long"]))["long"] == "done"
 
         await wait_for(done, timeout_s=90, interval_s=0.5)
     assert len(fake.at("/checklist")) == 1

@@ -64,6 +64,48 @@ async def bind_script(
     return admin, binding
 
 
+async def submit_calls(
+    session: aiohttp.ClientSession, api: str, url: str, names: list[str], duration_s: float
+) -> None:
+    """Submit one call per name, all with the same recording; each must be accepted."""
+    for name in names:
+        status, body = await post(
+            session,
+            f"{api}/calls",
+            params={"apiKey": API_KEY},
+            json={
+                "call_id": name,
+                "audio_url": url,
+                "duration": duration_s,
+                "manager_id": "mgr_001",
+                "deal_id": "deal_1",
+            },
+        )
+        assert status == 200, body
+
+
+async def call_statuses(
+    session: aiohttp.ClientSession, api: str, names: list[str]
+) -> dict[str, str]:
+    """Each call's status as the CRM's status API reports it."""
+    statuses = {}
+    for name in names:
+        async with session.get(f"{api}/calls/{name}", params={"apiKey": API_KEY}) as response:
+            statuses[name] = (await response.json()).get("status", f"HTTP {response.status}")
+    return statuses
+
+
+def webhooks_once(fake: FakeCrm, names: list[str]) -> None:
+    """One webhook-id per call, never with different content."""
+    by_id: dict[str, set[bytes]] = {}
+    for request in fake.at("/checklist"):
+        by_id.setdefault(request.headers["webhook-id"], set()).add(
+            json.dumps(json.loads(request.body), sort_keys=True).encode()
+        )
+    assert len(by_id) == len(names)
+    assert all(len(bodies) == 1 for bodies in by_id.values())
+
+
 async def test_calls_go_from_the_crm_request_to_the_crm_webhooks(
     system: System, crm: tuple[FakeCrm, str], files: FileServer
 ) -> None:
@@ -215,20 +257,7 @@ async def test_analyzer_killed_mid_batch_every_call_completes_once(
         await bind_script(session, api, f"{hooks}/checklist")
         url = files.file("/good.mp3", call(GOOD_CALL, duration_s=22))
         names = [f"batch_{i}" for i in range(6)]
-        for name in names:
-            status, _ = await post(
-                session,
-                f"{api}/calls",
-                params={"apiKey": API_KEY},
-                json={
-                    "call_id": name,
-                    "audio_url": url,
-                    "duration": 22,
-                    "manager_id": "mgr_001",
-                    "deal_id": "deal_1",
-                },
-            )
-            assert status == 200
+        await submit_calls(session, api, url, names, 22)
 
         async def some_analysed() -> bool:
             return len(fake.at("/checklist")) >= 1
@@ -238,17 +267,7 @@ async def test_analyzer_killed_mid_batch_every_call_completes_once(
         system.start("analyzer")
 
         async def all_done() -> bool:
-            for name in names:
-                async with session.get(f"{api}/calls/{name}", params={"apiKey": API_KEY}) as r:
-                    if (await r.json())["status"] != "done":
-                        return False
-            return True
+            return set((await call_statuses(session, api, names)).values()) == {"done"}
 
         await wait_for(all_done, timeout_s=120)
-    by_id: dict[str, set[bytes]] = {}
-    for request in fake.at("/checklist"):
-        by_id.setdefault(request.headers["webhook-id"], set()).add(
-            json.dumps(json.loads(request.body), sort_keys=True).encode()
-        )
-    assert len(by_id) == len(names)  # one webhook-id per call...
-    assert all(len(bodies) == 1 for bodies in by_id.values())  # ...never with other content
+    webhooks_once(fake, names)
