@@ -59,6 +59,13 @@ class Settings(BaseSettings):
         Path(".data"), description="Where files for the operator (generated password) go."
     )
     session_ttl_s: int = Field(12 * 3600, ge=60)
+    trusted_proxy_hops: int = Field(
+        0,
+        ge=0,
+        le=8,
+        description="Proxies in front of the gateway that append to X-Forwarded-For; "
+        "0 takes the caller's address from the connection.",
+    )
     timezone: str = Field(
         "Europe/Moscow",
         description="IANA zone of the people using the web app: days of filters and charts.",

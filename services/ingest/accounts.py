@@ -4,13 +4,14 @@ Passwords are hashed with argon2. Browsers get an aiohttp-session session
 (`web_sessions.py`); scripts get an API token, an opaque random string sent as a Bearer
 token, of which the database stores only the SHA-256, so a leaked database holds no
 usable tokens.
-Failed logins are counted per account and per address in the database (so every
-replica sees them); past the limit, logins wait until the window ends.
+Login attempts are counted per address and per account from an address in the
+database (so every replica sees them); past the limit, logins wait until the window ends.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
 import hashlib
 import secrets
@@ -21,6 +22,7 @@ from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -31,8 +33,8 @@ from shared.mongo import LOGIN_FAILURES, SESSIONS, USERS, Document
 INITIAL_PASSWORD_FILE = "initial-admin-password"
 BAD_CREDENTIALS = "Неверный email или пароль"
 FAILURE_WINDOW_S = 15 * 60
-MAX_FAILURES_PER_ACCOUNT = 5
-MAX_FAILURES_PER_ADDRESS = 20
+MAX_FAILURES_PER_PAIR = 5  # one account from one address
+MAX_FAILURES_PER_ADDRESS = 20  # any accounts from one address
 
 _hasher = PasswordHasher()
 
@@ -166,55 +168,56 @@ def new_user_id() -> str:
     return f"usr_{secrets.token_hex(8)}"
 
 
-async def _check_failures(db: AsyncDatabase[Document], keys: dict[str, int]) -> None:
-    now = utcnow()
-    async for counter in db[LOGIN_FAILURES].find(
-        {"_id": {"$in": list(keys)}, "expires_at": {"$gt": now}}
-    ):
-        if counter["failures"] >= keys[counter["_id"]]:
-            wait_s = max(1, int((counter["expires_at"] - now).total_seconds()))
-            raise TooManyRequests(
-                f"Слишком много неудачных попыток входа. Повторите через {-(-wait_s // 60)} мин.",
-                retry_after_s=wait_s,
-            )
+async def _take_attempt(db: AsyncDatabase[Document], key: str, limit: int) -> None:
+    """Count one login attempt under `key`; past `limit` in the window, TooManyRequests.
 
-
-async def _count_failure(db: AsyncDatabase[Document], keys: dict[str, int]) -> None:
+    The attempt is counted before the password is checked, in one atomic update, so
+    guesses sent in parallel cannot all pass the check before any of them is counted.
+    """
     now = utcnow()
-    for key in keys:
-        # A counter whose window ended starts again from one.
+    counter: Document | None = None
+    while counter is None:  # None: the window ended in between
+        # A counter whose window ended starts again.
         await db[LOGIN_FAILURES].delete_one({"_id": key, "expires_at": {"$lte": now}})
-        await db[LOGIN_FAILURES].update_one(
-            {"_id": key},
-            {
-                "$inc": {"failures": 1},
-                "$setOnInsert": {"expires_at": now + timedelta(seconds=FAILURE_WINDOW_S)},
-            },
-            upsert=True,
+        with contextlib.suppress(DuplicateKeyError):  # a parallel attempt made it
+            await db[LOGIN_FAILURES].insert_one(
+                {"_id": key, "failures": 0, "expires_at": now + timedelta(seconds=FAILURE_WINDOW_S)}
+            )
+        counter = await db[LOGIN_FAILURES].find_one_and_update(
+            {"_id": key}, {"$inc": {"failures": 1}}, return_document=ReturnDocument.AFTER
+        )
+    if counter["failures"] > limit:
+        wait_s = max(1, int((counter["expires_at"] - now).total_seconds()))
+        raise TooManyRequests(
+            f"Слишком много неудачных попыток входа. Повторите через {-(-wait_s // 60)} мин.",
+            retry_after_s=wait_s,
         )
 
 
 async def authenticate(
-    db: AsyncDatabase[Document], *, email: str, password: str, address: str = ""
+    db: AsyncDatabase[Document], *, email: str, password: str, address: str
 ) -> User:
     """The active user with these credentials; Unauthorized otherwise.
 
-    Too many failures for the account or the address in the window: TooManyRequests,
-    before the password is even checked.
+    Attempts are limited per address (any accounts) and per account from that address,
+    and the limit is taken before the password is checked: past it, TooManyRequests. An
+    account is never locked as a whole, so a stranger guessing from elsewhere cannot
+    lock its owner out; a right password forgives that pair's failures.
     """
     email = email.strip().lower()
-    limits = {f"account:{email}": MAX_FAILURES_PER_ACCOUNT}
-    if address:
-        limits[f"address:{address}"] = MAX_FAILURES_PER_ADDRESS
-    await _check_failures(db, limits)
+    address_key = f"address:{address}"
+    pair_key = f"account:{email}|{address_key}"
+    await _take_attempt(db, address_key, MAX_FAILURES_PER_ADDRESS)
+    await _take_attempt(db, pair_key, MAX_FAILURES_PER_PAIR)
     document = await db[USERS].find_one({"email": email})
     # Verify against a dummy hash for unknown users so timing does not reveal who exists.
     password_hash = document["password_hash"] if document else _unknown_user_hash()
     matches = await _password_matches(password_hash, password)
     if document is None or not matches or not document.get("active", True):
-        await _count_failure(db, limits)
         raise Unauthorized(BAD_CREDENTIALS)
-    await db[LOGIN_FAILURES].delete_one({"_id": f"account:{email}"})
+    await db[LOGIN_FAILURES].delete_one({"_id": pair_key})
+    # A login that worked is no failure of its address (an office behind one NAT).
+    await db[LOGIN_FAILURES].update_one({"_id": address_key}, {"$inc": {"failures": -1}})
     return User.from_document(document)
 
 

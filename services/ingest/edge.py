@@ -136,7 +136,7 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
         path=redact_text(str(request.rel_url)),
         status=response.status,
         latency_ms=round(elapsed_s * 1000, 2),
-        remote=request.remote,
+        remote=client_address(request),
     )
     return response
 
@@ -218,6 +218,22 @@ async def require_session(request: web.Request, *roles: Role) -> Session:
     if roles and session.user.role not in roles:
         raise Forbidden()
     return session
+
+
+def client_address(request: web.Request) -> str:
+    """The caller's address: the peer's, or behind `ROP_TRUSTED_PROXY_HOPS` = N proxies the
+    one the outermost of them saw, the N-th address of X-Forwarded-For from the right
+    (what comes before it the caller could have written)."""
+    hops = request.app[INGEST].settings.trusted_proxy_hops
+    forwarded = [
+        address.strip()
+        for header in request.headers.getall("X-Forwarded-For", [])
+        for address in header.split(",")
+        if address.strip()
+    ]
+    if hops and len(forwarded) >= hops:
+        return forwarded[-hops]
+    return request.remote or ""
 
 
 def is_https(request: web.Request) -> bool:

@@ -32,6 +32,7 @@ from services.ingest.edge import (
     READY_TIMEOUT_S,
     base_url,
     call_filters,
+    client_address,
     edge_middleware,
     json_response,
     read_body,
@@ -140,7 +141,7 @@ async def login(request: web.Request) -> web.Response:
         ingest.db,
         email=credentials.email,
         password=credentials.password,
-        address=request.remote or "",
+        address=client_address(request),
     )
     csrf_token = secrets.token_urlsafe(32)
     session = await accounts.issue_token(

@@ -17,7 +17,7 @@ from devtools.samples import analysed_call
 from shared.mongo import AUDIO_BUCKET
 from shared.settings import Settings
 from tests.api_client import admin, user
-from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
+from tests.conftest import ADMIN_EMAIL
 
 Client = TestClient[Any, Any]
 AUDIO = bytes(range(256)) * 40  # 10,240 bytes
@@ -249,20 +249,6 @@ async def test_table_rows_as_json_and_excel(ingest_client: Client, db: Any) -> N
     )
     sheet = load_workbook(io.BytesIO(await response.read())).active
     assert list(sheet.iter_rows(values_only=True))[1][-1] == 1000
-
-
-async def test_logins_are_limited_per_account(ingest_client: Client, db: Any) -> None:
-    for _ in range(5):
-        wrong = await ingest_client.post(
-            "/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": "wrong"}
-        )
-        assert wrong.status == 401
-    limited = await ingest_client.post(
-        "/api/v1/auth/login", json={"email": ADMIN_EMAIL, "password": ADMIN_PASSWORD}
-    )
-    assert limited.status == 429
-    assert int(limited.headers["Retry-After"]) > 0
-    assert (await limited.json())["code"] == "rate_limited"
 
 
 async def test_days_are_the_days_of_the_configured_zone(ingest_client: Client, db: Any) -> None:

@@ -36,6 +36,7 @@ from services.ingest.edge import (
     base_url,
     browser_session,
     call_filters,
+    client_address,
     is_https,
     xlsx_response,
 )
@@ -263,7 +264,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
             ingest.db,
             email=email,
             password=str(form.get("password", "")),
-            address=request.remote or "",
+            address=client_address(request),
         )
     except (Unauthorized, TooManyRequests) as exc:
         status = 429 if isinstance(exc, TooManyRequests) else 401
