@@ -82,6 +82,11 @@ class User:
             "active": self.active,
         }
 
+    @property
+    def sees_secrets(self) -> bool:
+        """Webhook signing secrets are shown to admins only (SPEC §4.1)."""
+        return self.role is Role.ADMIN
+
     def calls_filter(self) -> Document:
         """Which calls this user may see: a manager their own, a supervisor their team's
         (all managers when no team is set), an admin every call."""

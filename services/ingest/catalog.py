@@ -15,6 +15,7 @@ from pydantic import BaseModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from services.ingest.accounts import User
 from services.ingest.submission import require_allowed_link
 from shared.errors import Conflict, InvalidRequest, NotFound
 from shared.events import utcnow
@@ -41,19 +42,27 @@ BINDING = Kind(BINDINGS, Binding, "bnd", "Привязка скрипта не �
 TABLE = Kind(TABLES, Table, "tbl", "Таблица не найдена")
 
 
-def view(document: Document) -> Document:
-    """The API shape: `id` instead of `_id`, ISO times."""
+def view(document: Document, viewer: User) -> Document:
+    """The API shape for `viewer`: `id` instead of `_id`, ISO times, and a webhook's
+    signing secret only for those who may see it; others see that it is set."""
     shown = {key: value for key, value in document.items() if key != "_id"}
     for key in ("created_at", "updated_at"):
         if key in shown:
             shown[key] = shown[key].isoformat()
+    if "webhook" in shown:
+        webhook = shown["webhook"]
+        shown["webhook"] = {
+            "url": webhook["url"],
+            "secret": webhook["secret"] if viewer.sees_secrets else None,
+            "secret_set": True,
+        }
     return {"id": document["_id"], **shown}
 
 
-async def list_all(db: AsyncDatabase[Document], kind: Kind) -> list[Document]:
-    """Every document of a kind, oldest first."""
+async def list_all(db: AsyncDatabase[Document], kind: Kind, viewer: User) -> list[Document]:
+    """Every document of a kind, oldest first, as `viewer` sees them."""
     documents = await db[kind.collection].find({}).sort("created_at", 1).to_list()
-    return [view(document) for document in documents]
+    return [view(document, viewer) for document in documents]
 
 
 async def get(db: AsyncDatabase[Document], kind: Kind, item_id: str) -> Document:
@@ -94,8 +103,8 @@ def _with_webhook_secret(
 async def create(
     db: AsyncDatabase[Document], kind: Kind, item: BaseModel, *, policy: UrlPolicy
 ) -> Document:
-    """Store a new validated document; webhooks (allowed by the URL policy) get their
-    secret now."""
+    """Store a new validated document and return it; webhooks (allowed by the URL
+    policy) get their secret now."""
     await _check_references(db, item)
     now = utcnow()
     document = {
@@ -108,19 +117,20 @@ async def create(
         await db[kind.collection].insert_one(document)
     except DuplicateKeyError as exc:  # a 48-bit id collision: let the client retry
         raise Conflict("Повторите запрос") from exc
-    return view(document)
+    return document
 
 
 async def replace(
     db: AsyncDatabase[Document], kind: Kind, item_id: str, item: BaseModel, *, policy: UrlPolicy
 ) -> Document:
-    """Replace a document's fields (webhook URL unchanged, secret kept)."""
+    """Replace a document's fields (webhook URL unchanged, secret kept); the stored
+    document comes back."""
     previous = await get(db, kind, item_id)
     await _check_references(db, item)
     fields: dict[str, Any] = _with_webhook_secret(item.model_dump(mode="json"), previous, policy)
     fields["updated_at"] = utcnow()
     await db[kind.collection].update_one({"_id": item_id}, {"$set": fields})
-    return view(await get(db, kind, item_id))
+    return await get(db, kind, item_id)
 
 
 async def delete(db: AsyncDatabase[Document], kind: Kind, item_id: str) -> None:

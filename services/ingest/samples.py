@@ -173,7 +173,7 @@ async def ensure_samples(db: AsyncDatabase[Document]) -> bool:
         return False
     template = await catalog.create(db, catalog.TEMPLATE, SAMPLE_TEMPLATE, policy=SAMPLE_POLICY)
     binding = Binding.model_validate(
-        {"template_id": template["id"], "webhook": {"url": f"{SAMPLE_WEBHOOK_BASE}/checklist"}}
+        {"template_id": template["_id"], "webhook": {"url": f"{SAMPLE_WEBHOOK_BASE}/checklist"}}
     )
     await catalog.create(db, catalog.BINDING, binding, policy=SAMPLE_POLICY)
     await catalog.create(db, catalog.TABLE, SAMPLE_TABLE, policy=SAMPLE_POLICY)

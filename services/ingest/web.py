@@ -207,21 +207,21 @@ def add_catalog_routes(app: web.Application, path: str, kind: catalog.Kind) -> N
     roles = (Role.ADMIN, Role.SUPERVISOR)
 
     async def list_items(request: web.Request) -> web.Response:
-        await require_session(request, *roles)
-        return json_response(await catalog.list_all(request.app[INGEST].db, kind))
+        session = await require_session(request, *roles)
+        return json_response(await catalog.list_all(request.app[INGEST].db, kind, session.user))
 
     async def create_item(request: web.Request) -> web.Response:
         session = await require_session(request, *roles)
         item = await read_model(request, kind.model)
         ingest = request.app[INGEST]
         created = await catalog.create(ingest.db, kind, item, policy=ingest.policy)
-        log.info("catalog_created", kind=kind.collection, id=created["id"], by=session.user.email)
-        return json_response(created, 201)
+        log.info("catalog_created", kind=kind.collection, id=created["_id"], by=session.user.email)
+        return json_response(catalog.view(created, session.user), 201)
 
     async def get_item(request: web.Request) -> web.Response:
-        await require_session(request, *roles)
+        session = await require_session(request, *roles)
         document = await catalog.get(request.app[INGEST].db, kind, request.match_info["id"])
-        return json_response(catalog.view(document))
+        return json_response(catalog.view(document, session.user))
 
     async def replace_item(request: web.Request) -> web.Response:
         session = await require_session(request, *roles)
@@ -230,7 +230,7 @@ def add_catalog_routes(app: web.Application, path: str, kind: catalog.Kind) -> N
         ingest = request.app[INGEST]
         updated = await catalog.replace(ingest.db, kind, item_id, item, policy=ingest.policy)
         log.info("catalog_updated", kind=kind.collection, id=item_id, by=session.user.email)
-        return json_response(updated)
+        return json_response(catalog.view(updated, session.user))
 
     async def delete_item(request: web.Request) -> web.Response:
         session = await require_session(request, *roles)

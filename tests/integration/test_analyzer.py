@@ -196,7 +196,7 @@ async def catalog_items(deps: Analyzer) -> dict[str, str]:
         catalog.BINDING,
         Binding.model_validate(
             {
-                "template_id": template["id"],
+                "template_id": template["_id"],
                 "stage_id": "funnel_primary_calls",
                 "webhook": {"url": "https://crm.example/hooks/checklist"},
             }
@@ -208,7 +208,7 @@ async def catalog_items(deps: Analyzer) -> dict[str, str]:
         catalog.BINDING,
         Binding.model_validate(
             {
-                "template_id": template["id"],
+                "template_id": template["_id"],
                 "stage_id": "other_funnel",
                 "webhook": {"url": "https://crm.example/hooks/other"},
             }
@@ -218,7 +218,7 @@ async def catalog_items(deps: Analyzer) -> dict[str, str]:
     table = await catalog.create(
         deps.db, catalog.TABLE, Table.model_validate(TABLE), policy=LOCAL_POLICY
     )
-    return {"binding": binding["id"], "other": other_funnel["id"], "table": table["id"]}
+    return {"binding": binding["_id"], "other": other_funnel["_id"], "table": table["_id"]}
 
 
 async def analyse(deps: Analyzer, envelope: Envelope, event: AudioStored) -> dict[str, Any]:

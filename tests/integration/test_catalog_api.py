@@ -180,6 +180,29 @@ async def test_supervisors_may_edit_managers_may_not(
         assert (await ingest_client.get(path)).status == 401
 
 
+async def test_signing_secrets_are_shown_to_admins_only(
+    ingest_client: Client, settings: Settings, admin: dict[str, str]
+) -> None:
+    await add_user(settings, "head@test.local", "pw-123456", Role.SUPERVISOR)
+    head = bearer(await log_in(ingest_client, "head@test.local", "pw-123456"))
+    created = await ingest_client.post("/api/v1/tables", json=TABLE, headers=head)
+    assert created.status == 201
+    table = await created.json()
+    path = f"/api/v1/tables/{table['id']}"
+    replaced = await ingest_client.put(path, json={**TABLE, "name": "Другая"}, headers=head)
+    seen_by_head = [
+        table,
+        await (await ingest_client.get(path, headers=head)).json(),
+        await replaced.json(),
+        *await (await ingest_client.get("/api/v1/tables", headers=head)).json(),
+    ]
+    hidden = {"url": TABLE["webhook"]["url"], "secret": None, "secret_set": True}
+    assert [seen["webhook"] for seen in seen_by_head] == [hidden] * 4
+    shown = (await (await ingest_client.get(path, headers=admin)).json())["webhook"]
+    assert shown["secret"].startswith("whsec_")
+    assert shown["secret_set"] is True
+
+
 async def test_first_start_makes_the_samples_once(settings: Settings) -> None:
     seeding = settings.model_copy(update={"seed_samples": True})
     for _ in range(2):  # a restart does not make them again

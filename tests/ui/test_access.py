@@ -19,6 +19,7 @@ from tests.ui.conftest import log_in, log_in_as_admin, screenshot, status_of
 pytestmark = pytest.mark.timeout(120)
 
 PASSWORD = "long enough 1"
+SECRET = "whsec_c2lnbmluZyBzZWNyZXQgb2YgdGhlIHRhYmxl"
 
 
 @pytest.fixture
@@ -47,6 +48,18 @@ async def people(settings: Settings, live_ingest: str) -> AsyncIterator[Any]:
             analysed_call(1, manager_id="mgr_1", passed=2, applicable=2),
             analysed_call(2, manager_id="mgr_2", passed=0, applicable=2, days_ago=1),
         ]
+    )
+    await db.tables.insert_one(
+        {
+            "_id": "tbl_1",
+            "name": "Сделки",
+            "stage_id": None,
+            "deal_stage_ids": [],
+            "fields": [{"key": "budget", "type": "number", "method": "regex", "pattern": r"(\d+)"}],
+            "webhook": {"url": "https://crm.example/hooks/table", "secret": SECRET},
+            "created_at": utcnow(),
+            "updated_at": utcnow(),
+        }
     )
     yield db
     await client.close()
@@ -80,6 +93,11 @@ async def test_each_role_sees_its_menu_and_pages(
     assert "Менеджеры" in items
     assert await status_of(head, f"{live_ingest}/settings/connection") == 403
     await expect(head.get_by_role("heading", name="Нет доступа")).to_be_visible()
+    await head.goto(f"{live_ingest}/settings/tables/tbl_1")
+    await expect(head.get_by_text("Секрет подписи задан; его видит администратор.")).to_be_visible()
+    assert SECRET not in await head.content()
+    await admin.goto(f"{live_ingest}/settings/tables/tbl_1")
+    await expect(admin.get_by_label("Секрет подписи")).to_have_value(SECRET)
 
     anna = await log_in(browser, live_ingest, "anna@example.ru", PASSWORD)
     assert await anna.locator("nav[aria-label='Главное меню'] summary").count() == 0

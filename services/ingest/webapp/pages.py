@@ -615,8 +615,10 @@ async def catalog_list(request: web.Request, session: Session) -> web.StreamResp
     """GET /settings/{templates|bindings|tables}."""
     kind, title, _, section = _kind(request)
     db = request.app[INGEST].db
-    items = await catalog.list_all(db, kind)
-    template_names = {t["id"]: t["name"] for t in await catalog.list_all(db, catalog.TEMPLATE)}
+    items = await catalog.list_all(db, kind, session.user)
+    template_names = {
+        t["id"]: t["name"] for t in await catalog.list_all(db, catalog.TEMPLATE, session.user)
+    }
     return render(
         request,
         session,
@@ -651,7 +653,7 @@ async def _catalog_form(
             "title": title,
             "section": section,
             "errors": errors or {},
-            "templates": await catalog.list_all(db, catalog.TEMPLATE),
+            "templates": await catalog.list_all(db, catalog.TEMPLATE, session.user),
             "metrics": METRIC_LABELS,
         },
         status=status,
@@ -669,7 +671,7 @@ async def catalog_edit(request: web.Request, session: Session) -> web.StreamResp
     """GET /settings/{section}/{id}."""
     kind, *_ = _kind(request)
     document = await catalog.get(request.app[INGEST].db, kind, request.match_info["id"])
-    return await _catalog_form(request, session, item=catalog.view(document))
+    return await _catalog_form(request, session, item=catalog.view(document, session.user))
 
 
 @action(*LEADS)
@@ -695,12 +697,12 @@ async def catalog_save(
     except InvalidRequest as exc:
         shown = {**body, "id": item_id} if item_id else body
         if item_id:
-            previous = catalog.view(await catalog.get(db, kind, item_id))
+            previous = catalog.view(await catalog.get(db, kind, item_id), session.user)
             shown = {**shown, "webhook": previous.get("webhook")}
         return await _catalog_form(
             request, session, item=shown, errors=field_errors(exc), status=400
         )
-    log.info("catalog_saved", kind=kind.collection, id=saved["id"], by=session.user.email)
+    log.info("catalog_saved", kind=kind.collection, id=saved["_id"], by=session.user.email)
     return redirect(f"/settings/{section}?notice=saved")
 
 
