@@ -51,15 +51,19 @@ class System:
 
     async def wait_healthy(self, timeout_s: float = 60.0) -> None:
         """Until every service listens; a service that exits fails at once."""
+        await asyncio.to_thread(self.wait_listening, *SERVICES, timeout_s=timeout_s)
+
+    def wait_listening(self, *names: str, timeout_s: float = 60.0) -> None:
+        """Until these services listen; a service that exits fails at once."""
         deadline = time.monotonic() + timeout_s
-        for name in SERVICES:
+        for name in names:
             port = self.http_port if name == "ingest" else self.health[name]
             while not port_open("127.0.0.1", port):
                 if self.processes[name].poll() is not None:
                     raise RuntimeError(f"{name} exited with {self.processes[name].returncode}")
                 if time.monotonic() > deadline:
                     raise RuntimeError(f"{name} did not listen in {timeout_s}s")
-                await asyncio.sleep(0.1)
+                time.sleep(0.1)
 
     def kill(self, name: str) -> None:
         process = self.processes[name]

@@ -9,6 +9,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    StrictBool,
     StringConstraints,
     field_validator,
     model_validator,
@@ -32,7 +33,7 @@ class Point(_Strict):
     speaker: Speaker = "manager"
     within_s: float | None = Field(None, gt=0, description="Only in the first N seconds.")
     phrases: list[Phrase] = Field(min_length=1, max_length=50)
-    forbidden: bool = Field(False, description="Met when none of the phrases is said.")
+    forbidden: StrictBool = Field(False, description="Met when none of the phrases is said.")
 
 
 class Stage(_Strict):

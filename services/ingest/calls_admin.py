@@ -13,13 +13,13 @@ from zoneinfo import ZoneInfo
 
 from gridfs.asynchronous import AsyncGridFSBucket
 from gridfs.errors import NoFile
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.ingest.accounts import User
 from services.ingest.handlers import iso, task_view
 from services.ingest.spreadsheets import xlsx
-from services.ingest.submission import validation_error
+from services.ingest.submission import validated
 from shared import voiceprints
 from shared.errors import Conflict, Forbidden, NotFound
 from shared.events import utcnow
@@ -31,6 +31,7 @@ NOT_YOURS = "Это звонок другого менеджера"
 NO_AUDIO = "Аудио этого звонка нет в хранилище"
 DEFAULT_DAYS = 7
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
+FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(9998, 12, 31)  # so that every zone's day is in UTC
 MAX_PER_PAGE = 200
 EXPORT_LIMIT = 50_000
 
@@ -51,8 +52,8 @@ class CallFilters(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
 
-    date_from: date | None = None
-    date_to: date | None = None
+    date_from: date | None = Field(None, ge=FIRST_DAY, le=LAST_DAY)
+    date_to: date | None = Field(None, ge=FIRST_DAY, le=LAST_DAY)
     manager_id: str = ""
     client: str = Field("", max_length=200, description="The CRM deal id.")
     stage_id: str = Field("", description="The CRM funnel.")
@@ -69,16 +70,11 @@ class CallFilters(BaseModel):
     per_page: int = Field(50, ge=1, le=MAX_PER_PAGE)
     tz: str = Field("UTC", description="IANA zone whose days the dates mean.")
 
-    @field_validator("date_from", "date_to", "score_min", "score_max", mode="before")
-    @classmethod
-    def _blank_is_none(cls, value: Any) -> Any:
-        return None if value == "" else value
-
     @field_validator("date_from", "date_to", mode="before")
     @classmethod
     def _calendar_date(cls, value: Any) -> Any:
         # Not a number of seconds since 1970 (`date_to=0`): a day, as the form sends it.
-        if isinstance(value, str) and value and not ISO_DATE.fullmatch(value):
+        if isinstance(value, str) and not ISO_DATE.fullmatch(value):
             raise ValueError("дата в виде ГГГГ-ММ-ДД")
         if not isinstance(value, str | date | None):
             raise ValueError("дата в виде ГГГГ-ММ-ДД")
@@ -99,13 +95,12 @@ class CallFilters(BaseModel):
         return value
 
     @classmethod
-    def from_query(cls, query: Any, *, tz: str = "UTC") -> CallFilters:
-        """Parse query-string values (days in `tz` unless the query names a zone);
-        a bad one is a 400 naming the field."""
-        try:
-            return cls.model_validate({"tz": tz, **{key: query[key] for key in query}})
-        except ValidationError as exc:
-            raise validation_error(exc) from exc
+    def from_query(cls, query: Any, *, tz: str = "UTC", form: bool = False) -> CallFilters:
+        """Parse query-string values (days in `tz` unless the query names a zone); a bad
+        one is a 400 naming the field. A form sends the fields left empty, meaning "any";
+        to the API a blank number or day is a bad value."""
+        values = {key: query[key] for key in query if not (form and query[key] == "")}
+        return validated(cls, {"tz": tz, **values})
 
     @property
     def zone(self) -> ZoneInfo:

@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.ingest.handlers import iso
 from shared.amqp import Broker
-from shared.errors import InvalidRequest, NotFound, Unavailable
+from shared.errors import NotFound, Unavailable
 from shared.events import DeliveryDue, Envelope, utcnow
 from shared.mongo import DELIVERIES, ENDPOINTS, Document, calls
 
-STATUSES = ("pending", "retrying", "succeeded", "dead", "stopped")
 FINISHED = ("succeeded", "dead", "stopped")
 MAX_PAGE = 200
+MAX_OFFSET = 10_000_000
 _HIDDEN = {"secret": 0, "body": 0}
 
 
@@ -34,27 +37,34 @@ def view(delivery: Document) -> Document:
     }
 
 
-async def list_deliveries(
-    db: AsyncDatabase[Document], *, filters: dict[str, str], limit: int, offset: int
-) -> Document:
+class DeliveryFilters(BaseModel):
+    """The filters and the page of the delivery log."""
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    status: Literal["pending", "retrying", "succeeded", "dead", "stopped"] | None = None
+    endpoint: str | None = Field(None, max_length=2048, description="The webhook URL.")
+    call_id: str | None = Field(None, max_length=200)
+    task_id: str | None = Field(None, max_length=200)
+    limit: int = Field(50, ge=1, le=MAX_PAGE)
+    offset: int = Field(0, ge=0, le=MAX_OFFSET)
+
+    def query(self) -> Document:
+        """The Mongo filter."""
+        fields = {"status": self.status, "url": self.endpoint, "call_id": self.call_id}
+        return {key: value for key, value in {**fields, "task_id": self.task_id}.items() if value}
+
+
+async def list_deliveries(db: AsyncDatabase[Document], filters: DeliveryFilters) -> Document:
     """Newest first, filtered by status, endpoint URL, call or task."""
-    query: Document = {}
-    if "status" in filters:
-        if filters["status"] not in STATUSES:
-            raise InvalidRequest(
-                "Неизвестный статус доставки",
-                details=[{"field": "status", "message": f"один из: {', '.join(STATUSES)}"}],
-            )
-        query["status"] = filters["status"]
-    for field, key in (("endpoint", "url"), ("call_id", "call_id"), ("task_id", "task_id")):
-        if field in filters:
-            query[key] = filters[field]
-    if not (1 <= limit <= MAX_PAGE) or offset < 0:
-        raise InvalidRequest(
-            "Некорректная страница",
-            details=[{"field": "limit", "message": f"от 1 до {MAX_PAGE}; offset ≥ 0"}],
-        )
-    cursor = db[DELIVERIES].find(query, _HIDDEN).sort("created_at", -1).skip(offset).limit(limit)
+    query = filters.query()
+    cursor = (
+        db[DELIVERIES]
+        .find(query, _HIDDEN)
+        .sort("created_at", -1)
+        .skip(filters.offset)
+        .limit(filters.limit)
+    )
     items = [view(delivery) for delivery in await cursor.to_list()]
     return {"items": items, "total": await db[DELIVERIES].count_documents(query)}
 

@@ -24,6 +24,7 @@ from services.ingest.spreadsheets import XLSX_TYPE
 from services.ingest.submission import (
     JSON_TYPE,
     MAX_BODY_BYTES,
+    invalid_fields,
     media_type,
     validation_error,
 )
@@ -115,6 +116,8 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
         response = error_response(exc)
     except web.HTTPException as exc:
         response = error_response(_error_from_http(exc))
+        if "Allow" in exc.headers:  # a 405 says which methods there are (RFC 9110)
+            response.headers["Allow"] = exc.headers["Allow"]
     except PyMongoError as exc:
         log.error("database_unavailable", error=repr(exc))
         response = error_response(Unavailable())
@@ -303,7 +306,17 @@ def xlsx_response(filename: str, body: bytes) -> web.Response:
     )
 
 
-def call_filters(request: web.Request) -> CallFilters:
-    """The calls filters of the query; days in the configured zone unless `tz` is given.
-    A bad value is a 400 naming the field."""
-    return CallFilters.from_query(request.query, tz=request.app[INGEST].settings.timezone)
+def wants_xlsx(request: web.Request) -> bool:
+    """`format=xlsx` asks for an Excel file instead of JSON; any other format is a 400."""
+    formats = request.query.getall("format", [])
+    if any(value != "xlsx" for value in formats):
+        raise invalid_fields([{"field": "format", "message": "только xlsx"}])
+    return bool(formats)
+
+
+def call_filters(request: web.Request, *, form: bool = False) -> CallFilters:
+    """The calls filters of the query (of a web form's fields left empty with `form`);
+    days in the configured zone unless `tz` is given. A bad value is a 400 naming the field."""
+    return CallFilters.from_query(
+        request.query, tz=request.app[INGEST].settings.timezone, form=form
+    )

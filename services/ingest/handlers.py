@@ -8,7 +8,7 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -223,7 +223,7 @@ class ConnectionUpdate(BaseModel):
 
     min_call_duration_s: float | None = Field(None, ge=0, le=86_400, allow_inf_nan=False)
     error_webhook_url: HttpLink | None = None
-    voiceprints_enabled: bool | None = Field(
+    voiceprints_enabled: StrictBool | None = Field(
         None, description="Off deletes every voiceprint and every call's voice embeddings."
     )
 

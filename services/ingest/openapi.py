@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
+from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from services.ingest.calls_admin import CallFilters, CommentForm
+from services.ingest.deliveries import DeliveryFilters
+from services.ingest.edge import HTTP_STATUS
 from services.ingest.handlers import ACCEPTED_MESSAGE, ConnectionUpdate
+from services.ingest.spreadsheets import XLSX_TYPE
 from services.ingest.submission import CallSubmission, JsonCallSubmission
 from services.ingest.users import UserForm
 from shared.scripts import Binding, Table, Template
@@ -63,19 +68,7 @@ _RESPONSE_SCHEMAS: dict[str, Any] = {
         "required": ["status", "code", "message", "details"],
         "properties": {
             "status": {"const": "error"},
-            "code": {
-                "enum": [
-                    "invalid_request",
-                    "unauthorized",
-                    "forbidden",
-                    "not_found",
-                    "method_not_allowed",
-                    "duplicate_call",
-                    "conflict",
-                    "internal",
-                    "unavailable",
-                ]
-            },
+            "code": {"enum": list(HTTP_STATUS)},
             "message": {"type": "string", "description": "Russian text for people."},
             "details": {"type": "array", "items": {"type": "object"}},
             "task_id": {
@@ -195,12 +188,48 @@ _RESPONSE_SCHEMAS: dict[str, Any] = {
 }
 
 
+def _view_schemas(requests: dict[str, Any]) -> dict[str, Any]:
+    """What the catalog answers: the saved fields with their id and times; a webhook says
+    that its secret is set, and shows it to admins only."""
+    views: dict[str, Any] = {
+        "WebhookView": {
+            "type": "object",
+            "required": ["url", "secret", "secret_set"],
+            "properties": {
+                "url": {"type": "string"},
+                "secret": {**_NULLABLE_STRING, "description": "`whsec_…`; null unless admin"},
+                "secret_set": {"type": "boolean"},
+            },
+        }
+    }
+    for name in ("Template", "Binding", "Table"):
+        view = copy.deepcopy(requests[name])
+        view["title"] = f"{name}View"
+        view["properties"] |= {
+            "id": {"type": "string"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+        }
+        if "webhook" in view["properties"]:
+            view["properties"]["webhook"] = _ref("WebhookView")
+        view["required"] = [*view.get("required", []), "id", "created_at", "updated_at"]
+        views[f"{name}View"] = view
+    return views
+
+
 def _error(description: str) -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": _ref("Error")}}}
 
 
 def _ok(schema: dict[str, Any], description: str = "OK") -> dict[str, Any]:
     return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _ok_or_xlsx(schema: dict[str, Any]) -> dict[str, Any]:
+    """JSON, or with `format=xlsx` an Excel file."""
+    ok = _ok(schema)
+    ok["content"][XLSX_TYPE] = {"schema": {"type": "string", "format": "binary"}}
+    return ok
 
 
 _CRM_ERRORS = {
@@ -251,7 +280,7 @@ def _task_lookup(summary: str, name: str) -> dict[str, Any]:
 def _catalog(path: str, schema: str, what: str) -> dict[str, Any]:
     """List/create and get/replace/delete of a catalog kind (admin, supervisor)."""
     body = {"required": True, "content": {"application/json": {"schema": _ref(schema)}}}
-    item = {"allOf": [_ref(schema), {"type": "object", "properties": {"id": {"type": "string"}}}]}
+    item = _ref(f"{schema}View")
     invalid = {"400": _error("invalid_request: names the field")}
     path_id = [{"name": "id", "in": "path", "required": True, "schema": {"type": "string"}}]
     security = {"security": _SESSION_SECURITY}
@@ -307,10 +336,14 @@ def _path_id(name: str = "id") -> list[dict[str, Any]]:
 
 # The calls-list filters, as query parameters (dates are YYYY-MM-DD; the last 7 days
 # by default), plus `format=xlsx` where an Excel file can be had instead.
-_FILTERS = [
-    {"name": name, "in": "query", "required": False, "schema": schema}
-    for name, schema in CallFilters.model_json_schema()["properties"].items()
-]
+def _query_parameters(model: type[BaseModel]) -> list[dict[str, Any]]:
+    return [
+        {"name": name, "in": "query", "required": False, "schema": schema}
+        for name, schema in model.model_json_schema()["properties"].items()
+    ]
+
+
+_FILTERS = _query_parameters(CallFilters)
 _XLSX = {
     "name": "format",
     "in": "query",
@@ -352,7 +385,7 @@ def _admin_paths() -> dict[str, Any]:
         "/api/v1/admin/calls": {
             "get": {"summary": "Calls the caller may see, filtered and paged", **security,
                     "parameters": [*_FILTERS, _XLSX],
-                    "responses": {"200": _ok(obj), **invalid, **_ADMIN_ERRORS}},
+                    "responses": {"200": _ok_or_xlsx(obj), **invalid, **_ADMIN_ERRORS}},
         },
         "/api/v1/admin/calls/{task_id}": {
             "get": {"summary": "The call card: results, transcript, comments, deliveries",
@@ -427,7 +460,8 @@ def _admin_paths() -> dict[str, Any]:
         "/api/v1/tables/{id}/rows": {
             "get": {"summary": "Rows a table collected (admin, supervisor)", **security,
                     "parameters": [*_path_id(), *_FILTERS, _XLSX],
-                    "responses": {"200": _ok(obj), **invalid, **missing, **_ADMIN_ERRORS}},
+                    "responses": {"200": _ok_or_xlsx(obj), **invalid, **missing,
+                                  **_ADMIN_ERRORS}},
         },
     }  # fmt: skip
 
@@ -435,6 +469,7 @@ def _admin_paths() -> dict[str, Any]:
 def build_openapi() -> dict[str, Any]:
     """Assemble the document."""
     form = _ref("CallSubmission")
+    requests = _request_schemas()
     return {
         "openapi": "3.1.0",
         "info": {
@@ -470,6 +505,10 @@ def build_openapi() -> dict[str, Any]:
                         "200": _ok(_ref("Session")),
                         "400": _error("invalid_request"),
                         "401": _error("unauthorized: wrong email or password, or switched off"),
+                        "429": _error(
+                            "rate_limited: too many failed attempts from this address; "
+                            "Retry-After says when to try again"
+                        ),
                     },
                 }
             },
@@ -518,17 +557,7 @@ def build_openapi() -> dict[str, Any]:
                 "get": {
                     "summary": "Webhook delivery log (admin, supervisor)",
                     "security": _SESSION_SECURITY,
-                    "parameters": [
-                        {
-                            "name": name,
-                            "in": "query",
-                            "required": False,
-                            "schema": {
-                                "type": "integer" if name in ("limit", "offset") else "string"
-                            },
-                        }
-                        for name in ("status", "endpoint", "call_id", "task_id", "limit", "offset")
-                    ],
+                    "parameters": _query_parameters(DeliveryFilters),
                     "responses": {
                         "200": _ok({"type": "object"}),
                         "400": _error("invalid_request"),
@@ -561,7 +590,7 @@ def build_openapi() -> dict[str, Any]:
             },
         },
         "components": {
-            "schemas": {**_request_schemas(), **_RESPONSE_SCHEMAS},
+            "schemas": {**requests, **_view_schemas(requests), **_RESPONSE_SCHEMAS},
             "securitySchemes": {
                 "apiKeyQuery": {"type": "apiKey", "in": "query", "name": "apiKey"},
                 "apiKeyHeader": {"type": "apiKey", "in": "header", "name": "X-API-Key"},

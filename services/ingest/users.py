@@ -7,7 +7,7 @@ neither switched off, demoted nor deleted, so the system is never left without o
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
@@ -33,7 +33,7 @@ class UserForm(BaseModel):
     role: Role
     manager_id: str | None = Field(None, max_length=200)
     team_manager_ids: list[str] = Field(default_factory=list, max_length=500)
-    active: bool = True
+    active: StrictBool = True
     password: str | None = Field(None, min_length=MIN_PASSWORD, max_length=1024)
 
     @field_validator("manager_id")

@@ -41,6 +41,7 @@ from services.ingest.edge import (
     require_content_type,
     require_session,
     stream_ranges,
+    wants_xlsx,
     xlsx_response,
 )
 from services.ingest.metrics import IngestMetrics
@@ -53,11 +54,12 @@ from services.ingest.submission import (
     CallSubmission,
     parse_form_submission,
     parse_json_submission,
+    validated,
 )
 from services.ingest.users import UserForm
 from shared import voiceprints
 from shared.connection import load_connection_settings
-from shared.errors import InvalidRequest, NotFound, RopError
+from shared.errors import NotFound, RopError
 from shared.logging import get_logger
 from shared.mongo import WEB_SESSIONS, ping
 from shared.settings import Settings
@@ -249,21 +251,8 @@ def add_catalog_routes(app: web.Application, path: str, kind: catalog.Kind) -> N
 async def list_deliveries(request: web.Request) -> web.Response:
     """GET /api/v1/deliveries (admin, supervisor): filters status, endpoint, call_id, task_id."""
     await require_session(request, Role.ADMIN, Role.SUPERVISOR)
-    try:
-        limit = int(request.query.get("limit", "50"))
-        offset = int(request.query.get("offset", "0"))
-    except ValueError as exc:
-        raise InvalidRequest(
-            "Некорректная страница", details=[{"field": "limit", "message": "целое число"}]
-        ) from exc
-    filters = {
-        key: request.query[key]
-        for key in ("status", "endpoint", "call_id", "task_id")
-        if key in request.query
-    }
-    page = await deliveries.list_deliveries(
-        request.app[INGEST].db, filters=filters, limit=limit, offset=offset
-    )
+    filters = validated(deliveries.DeliveryFilters, dict(request.query))
+    page = await deliveries.list_deliveries(request.app[INGEST].db, filters)
     return json_response(page)
 
 
@@ -329,7 +318,7 @@ async def list_admin_calls(request: web.Request) -> web.Response:
     session = await require_session(request)
     filters = call_filters(request)
     db = request.app[INGEST].db
-    if request.query.get("format") == "xlsx":
+    if wants_xlsx(request):
         rows = await calls_admin.all_rows(db, session.user, filters)
         return xlsx_response("calls.xlsx", calls_admin.calls_workbook(rows, filters.zone))
     return json_response(await calls_admin.list_calls(db, session.user, filters))
@@ -431,7 +420,7 @@ async def table_rows(request: web.Request) -> web.Response:
     table = await catalog.get(db, catalog.TABLE, request.match_info["id"])
     filters = call_filters(request)
     rows = await calls_admin.table_rows(db, session.user, table["_id"], filters)
-    if request.query.get("format") != "xlsx":
+    if not wants_xlsx(request):
         return json_response({"items": rows})
     return xlsx_response(
         f"{table['_id']}.xlsx", calls_admin.table_workbook(table, rows, filters.zone)

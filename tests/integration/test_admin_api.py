@@ -160,6 +160,8 @@ async def test_error_webhook_gets_a_secret_that_changes_with_the_url(ingest_clie
         ({"min_call_duration_s": "abc"}, "min_call_duration_s"),
         ({"error_webhook_url": "ftp://x"}, "error_webhook_url"),
         ({"api_key": "mine"}, "api_key"),
+        ({"voiceprints_enabled": 0}, "voiceprints_enabled"),  # a number is not a yes or no
+        ({"voiceprints_enabled": "false"}, "voiceprints_enabled"),
     ],
 )
 async def test_bad_settings_are_400_naming_the_field(

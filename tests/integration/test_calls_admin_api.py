@@ -76,6 +76,15 @@ async def test_list_filters_sorts_and_pages_within_the_last_week(
         )
         assert epoch.status == 400
         assert [d["field"] for d in (await epoch.json())["details"]] == ["date_to"]
+    # A blank number or day says nothing the caller meant; days before 1970 hold no calls
+    # (and the first days of the calendar cannot be moved to UTC).
+    for name, value in [("score_max", ""), ("date_from", ""), ("date_from", "0001-01-01"),
+                        ("date_to", "9999-12-31"), ("format", "csv"), ("format", "")]:  # fmt: skip
+        refused = await ingest_client.get(
+            "/api/v1/admin/calls", params={name: value}, headers=headers
+        )
+        assert refused.status == 400, (name, value)
+        assert [d["field"] for d in (await refused.json())["details"]] == [name]
 
 
 async def test_a_manager_sees_only_own_calls_and_gets_403_for_others(
@@ -208,6 +217,12 @@ async def test_users_are_managed_by_the_admin_and_the_last_admin_stays(
         headers=headers,
     )
     assert short.status == 400
+    vague = await ingest_client.post(
+        "/api/v1/users",
+        json={"email": "x@example.ru", "role": "manager", "password": "long enough 1", "active": 0},
+        headers=headers,
+    )
+    assert [d["field"] for d in (await vague.json())["details"]] == ["active"]
     manager = await user(ingest_client, headers, email="gone@example.ru", role="manager")
     listed = await (await ingest_client.get("/api/v1/users", headers=headers)).json()
     gone_id = next(item["id"] for item in listed if item["email"] == "gone@example.ru")

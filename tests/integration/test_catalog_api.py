@@ -15,13 +15,14 @@ from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
 
 Client = TestClient[Any, Any]
 
+POINT = {"text": "Назвал компанию", "weight": 100, "phrases": ["компания ромашка"]}
 TEMPLATE = {
     "name": "Первичный звонок",
     "stages": [
         {
             "name": "Приветствие",
             "threshold": 60,
-            "points": [{"text": "Назвал компанию", "weight": 100, "phrases": ["компания ромашка"]}],
+            "points": [POINT],
         },
         {
             "name": "Следующий шаг",
@@ -88,6 +89,10 @@ async def test_template_lifecycle(ingest_client: Client, admin: dict[str, str]) 
                 ]
             },
             "stages.0",
+        ),
+        (
+            {"stages": [{**TEMPLATE["stages"][0], "points": [{**POINT, "forbidden": 1}]}]},
+            "stages.0.points.0.forbidden",
         ),
     ],
 )

@@ -329,6 +329,7 @@ async def test_unknown_route_and_method_are_json(ingest_client: Client) -> None:
     delete = await ingest_client.delete("/api/v1/calls", params={"apiKey": API_KEY})
     assert delete.status == 405
     assert (await delete.json())["code"] == "method_not_allowed"
+    assert delete.headers["Allow"] == "POST"  # RFC 9110: a 405 lists the methods there are
 
 
 @pytest.mark.parametrize(

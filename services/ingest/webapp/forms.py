@@ -4,14 +4,9 @@ become nested dicts and lists, and a validation error becomes a message per fiel
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any, TypeVar
+from typing import Any
 
-from pydantic import BaseModel, ValidationError
-
-from services.ingest.submission import validation_error
 from shared.errors import RopError
-
-ModelT = TypeVar("ModelT", bound=BaseModel)
 
 # Fields typed one item per line, or separated by commas, and checkboxes.
 LINE_LISTS = frozenset({"phrases", "options"})
@@ -67,14 +62,6 @@ def nested(
         node[parts[-1]] = _value(parts[-1], raw)
     result: dict[str, Any] = _compact(tree)
     return result
-
-
-def validate(model: type[ModelT], body: dict[str, Any]) -> ModelT:
-    """Validate a form's body; raises InvalidRequest with a message per dotted field."""
-    try:
-        return model.model_validate(body)
-    except ValidationError as exc:
-        raise validation_error(exc) from exc
 
 
 def field_errors(error: RopError) -> dict[str, str]:

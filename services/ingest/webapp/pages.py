@@ -38,11 +38,13 @@ from services.ingest.edge import (
     call_filters,
     client_address,
     is_https,
+    wants_xlsx,
     xlsx_response,
 )
+from services.ingest.submission import validated
 from services.ingest.users import UserForm
 from services.ingest.webapp import charts
-from services.ingest.webapp.forms import field_errors, nested, validate
+from services.ingest.webapp.forms import field_errors, nested
 from shared import voiceprints
 from shared.connection import load_connection_settings
 from shared.errors import (
@@ -298,7 +300,7 @@ def _filters(request: web.Request) -> tuple[CallFilters, dict[str, str]]:
     """The filters of the query (days in the configured zone), or the defaults and the
     messages of the bad fields."""
     try:
-        return call_filters(request), {}
+        return call_filters(request, form=True), {}
     except InvalidRequest as exc:
         return CallFilters(tz=request.app[INGEST].settings.timezone), field_errors(exc)
 
@@ -336,7 +338,7 @@ async def calls_page(request: web.Request, session: Session) -> web.StreamRespon
 @page(*ALL)
 async def calls_export(request: web.Request, session: Session) -> web.StreamResponse:
     """GET /calls/export.xlsx: the filtered list as Excel."""
-    filters = call_filters(request)
+    filters = call_filters(request, form=True)
     rows = await calls_admin.all_rows(request.app[INGEST].db, session.user, filters)
     workbook = calls_admin.calls_workbook(rows, filters.zone)
     return xlsx_response(f"calls-{utcnow():%Y-%m-%d}.xlsx", workbook)
@@ -386,7 +388,7 @@ async def comment_submit(
     """POST /calls/{task_id}/comments."""
     task_id = request.match_info["task_id"]
     try:
-        comment = validate(CommentForm, {"text": str(form.get("text", ""))})
+        comment = validated(CommentForm, {"text": str(form.get("text", ""))})
     except InvalidRequest as exc:
         return await _card(request, session, errors=field_errors(exc), status=400)
     await calls_admin.add_comment(request.app[INGEST].db, session.user, task_id, comment)
@@ -570,7 +572,7 @@ async def connection_submit(
     if "error_webhook_url" in form:
         body["error_webhook_url"] = str(form["error_webhook_url"]).strip() or None
     try:
-        update = validate(handlers.ConnectionUpdate, body)
+        update = validated(handlers.ConnectionUpdate, body)
         ingest.state.connection = await handlers.update_connection(
             ingest.db, ingest.state.connection, update, policy=ingest.policy
         )
@@ -687,7 +689,7 @@ async def catalog_save(
         # The webhook URL is fixed once saved: the stored one stands whatever was posted.
         body["webhook"] = {"url": (await catalog.get(db, kind, item_id))["webhook"]["url"]}
     try:
-        model = validate(kind.model, body)
+        model = validated(kind.model, body)
         if item_id is None:
             saved = await catalog.create(db, kind, model, policy=request.app[INGEST].policy)
         else:
@@ -725,7 +727,7 @@ async def table_rows_page(request: web.Request, session: Session) -> web.StreamR
     table = await catalog.get(db, catalog.TABLE, request.match_info["id"])
     filters, errors = _weeks_back(request, 4)
     rows = await calls_admin.table_rows(db, session.user, table["_id"], filters)
-    if request.query.get("format") == "xlsx":
+    if wants_xlsx(request):
         return xlsx_response(
             f"{table['_id']}.xlsx", calls_admin.table_workbook(table, rows, filters.zone)
         )
@@ -803,7 +805,7 @@ async def user_save(
     item_id = request.match_info.get("id")
     body = nested(form)
     try:
-        model = validate(UserForm, body)
+        model = validated(UserForm, body)
         if item_id is None:
             await users.create_user(db, model)
         else:
