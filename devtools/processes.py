@@ -71,11 +71,19 @@ def start_secantus(
 
 
 def spawn(
-    command: list[str], env: dict[str, str] | None = None, *, quiet: bool = False
+    command: list[str],
+    env: dict[str, str] | None = None,
+    *,
+    quiet: bool = False,
+    log_path: Path | None = None,
 ) -> subprocess.Popen[bytes]:
-    """Start a child process, optionally with its output discarded."""
-    output = subprocess.DEVNULL if quiet else None
-    return subprocess.Popen(command, env=env, stdout=output, stderr=output)
+    """Start a child process, its output discarded (`quiet`), appended to `log_path`, or
+    shared with ours."""
+    if log_path is None:
+        output = subprocess.DEVNULL if quiet else None
+        return subprocess.Popen(command, env=env, stdout=output, stderr=output)
+    with open(log_path, "ab") as log:  # the child keeps its own copy of the file
+        return subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
 
 
 def stop(process: subprocess.Popen[bytes], timeout_s: float = 10.0) -> None:

@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 from devtools.processes import free_port, port_open, spawn
 
@@ -26,6 +27,7 @@ class System:
         prefix: str,
         state_dir: str,
         extra_env: dict[str, str] | None = None,
+        log_dir: Path | None = None,
     ) -> None:
         self.http_port = free_port()
         self.health = {name: free_port() for name in SERVICES}
@@ -42,11 +44,18 @@ class System:
             **(extra_env or {}),
         }
         self.processes: dict[str, subprocess.Popen[bytes]] = {}
+        self.log_dir = log_dir
+
+    def log_of(self, name: str) -> Path | None:
+        """Where a service's output goes: `log_dir/<name>.log`, or ours without one."""
+        return None if self.log_dir is None else self.log_dir / f"{name}.log"
 
     def start(self, name: str) -> None:
         port = self.http_port if name == "ingest" else self.health[name]
         self.processes[name] = spawn(
-            [sys.executable, "-m", f"services.{name}"], {**self.env, "ROP_HEALTH_PORT": str(port)}
+            [sys.executable, "-m", f"services.{name}"],
+            {**self.env, "ROP_HEALTH_PORT": str(port)},
+            log_path=self.log_of(name),
         )
 
     async def wait_healthy(self, timeout_s: float = 60.0) -> None:

@@ -38,6 +38,13 @@ def outbox_fields(*envelopes: Envelope) -> Document:
     }
 
 
+def outbox_append(*envelopes: Envelope) -> tuple[Document, Document]:
+    """The `$set` and the `$push` fields that add envelopes to an existing document's
+    outbox, for an update that also changes what they announce."""
+    pushed = [envelope.model_dump(mode="json") for envelope in envelopes]
+    return {"outbox_pending": True}, {"outbox": {"$each": pushed}}
+
+
 class OutboxRelay:
     """Publishes pending outbox envelopes of one collection to the broker."""
 

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import PyMongoError
 
 from services.ingest import accounts
 from services.ingest.handlers import IntakeState, refresh_intake_state
@@ -20,6 +21,7 @@ from shared.group_commit import GroupWriter
 from shared.logging import get_logger
 from shared.mongo import Document, calls, connect_mongo, database, ensure_indexes
 from shared.outbox import OutboxRelay
+from shared.patience import patiently
 from shared.settings import Settings
 from shared.url_policy import UrlPolicy, policy_from_settings
 
@@ -52,34 +54,42 @@ async def _refresh_forever(ingest: Ingest) -> None:
             log.warning("intake_state_refresh_failed", error=repr(exc))
 
 
+async def _provision(db: AsyncDatabase[Document], settings: Settings) -> IntakeState:
+    """Indexes, connection settings, the first admin and the samples: what the gateway
+    needs before it takes a request."""
+    await ensure_indexes(db)
+    connection = await ensure_connection_settings(db, initial_api_key=settings.initial_api_key())
+    password_file = await accounts.ensure_initial_admin(
+        db,
+        email=settings.admin_email,
+        password=(settings.admin_password.get_secret_value() if settings.admin_password else None),
+        state_dir=settings.state_dir,
+    )
+    if password_file is not None:
+        log.warning(
+            "initial_admin_created",
+            email=settings.admin_email,
+            password_file=str(password_file.resolve()),
+            hint="read the password from this file (make admin-password), then delete it",
+        )
+    if settings.seed_samples and await ensure_samples(db):
+        log.info("sample_script_created", hint="edit or delete it in the admin API")
+    state = IntakeState(connection=connection, calls_per_minute=settings.estimate_calls_per_minute)
+    await refresh_intake_state(db, state)
+    return state
+
+
 @contextlib.asynccontextmanager
 async def bootstrap(settings: Settings, metrics: IngestMetrics) -> AsyncIterator[Ingest]:
-    """Connect, provision first-start data, run the outbox relay; undo it all on exit."""
+    """Connect (waiting for the database while it is away, before listening), provision
+    first-start data, run the outbox relay; undo it all on exit."""
     mongo = connect_mongo(settings.mongo_url)
     broker = Broker(settings.amqp_url, prefix=settings.amqp_prefix)
     try:
         db = database(mongo)
-        await ensure_indexes(db)
-        connection = await ensure_connection_settings(
-            db, initial_api_key=settings.initial_api_key()
+        state = await patiently(
+            lambda: _provision(db, settings), errors=(PyMongoError,), dependency="database"
         )
-        password_file = await accounts.ensure_initial_admin(
-            db,
-            email=settings.admin_email,
-            password=(
-                settings.admin_password.get_secret_value() if settings.admin_password else None
-            ),
-            state_dir=settings.state_dir,
-        )
-        if password_file is not None:
-            log.warning(
-                "initial_admin_created",
-                email=settings.admin_email,
-                password_file=str(password_file.resolve()),
-                hint="read the password from this file (make admin-password), then delete it",
-            )
-        if settings.seed_samples and await ensure_samples(db):
-            log.info("sample_script_created", hint="edit or delete it in the admin API")
         relay = OutboxRelay(
             calls(db),
             broker,
@@ -93,13 +103,10 @@ async def bootstrap(settings: Settings, metrics: IngestMetrics) -> AsyncIterator
             inserter=GroupWriter(db),
             broker=broker,
             relay=relay,
-            state=IntakeState(
-                connection=connection, calls_per_minute=settings.estimate_calls_per_minute
-            ),
+            state=state,
             metrics=metrics,
             policy=policy_from_settings(settings),
         )
-        await refresh_intake_state(db, ingest.state)
         workers = [
             asyncio.create_task(relay.run(), name="outbox-relay"),
             asyncio.create_task(_refresh_forever(ingest), name="intake-state"),

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import functools
-
 from services.notifier.bootstrap import bootstrap
-from services.notifier.handlers import on_event
+from services.notifier.handlers import consume
 from shared.health import dependency_checks, serve_health, serve_worker
 from shared.logging import get_logger
 from shared.settings import Settings
@@ -22,9 +20,7 @@ async def run(settings: Settings) -> None:
         ),
     ):
         log.info("notifier_started")
-        await deps.broker.consume(
-            "notifier", functools.partial(on_event, deps=deps), prefetch=settings.notifier_prefetch
-        )
+        await consume(deps, prefetch=settings.notifier_prefetch)
 
 
 def main() -> None:

@@ -15,6 +15,7 @@ which is what lets one notifier keep up with a burst of results.
 from __future__ import annotations
 
 import asyncio
+import functools
 import hashlib
 import json
 import random
@@ -43,6 +44,7 @@ from shared.events import (
 from shared.group_commit import GroupFinder, GroupWriter
 from shared.logging import get_logger
 from shared.mongo import BINDINGS, CALLS, DELIVERIES, ENDPOINTS, TABLES, Document
+from shared.outbox import outbox_append
 from shared.url_policy import UrlPolicy, UrlRefused, parse_url
 from shared.webhooks import signed_headers
 
@@ -276,6 +278,48 @@ async def on_event(envelope: Envelope, event: Event, *, deps: Notifier) -> None:
     await asyncio.gather(*(_store_and_attempt(deps, delivery) for delivery in deliveries))
 
 
+async def consume(deps: Notifier, *, prefetch: int) -> None:
+    """Consume the notifier's queue until cancelled; what cannot be processed is given up
+    by `fail_poisoned`."""
+    await deps.broker.consume(
+        "notifier",
+        functools.partial(on_event, deps=deps),
+        prefetch=prefetch,
+        on_dead_letter=functools.partial(fail_poisoned, deps),
+    )
+
+
+async def fail_poisoned(deps: Notifier, subject_id: str, why: str) -> None:
+    """Dead-letter hook; `subject_id` is a delivery's id (a due attempt) or a task's.
+
+    An attempt that cannot be made kills its delivery, which the log shows and a person
+    can replay, and closes it on its task. Results that cannot become deliveries fail
+    their task with `delivery_failed`, announced by `call.failed` through the outbox.
+    Nothing is left `delivering` for ever.
+    """
+    delivery = await deps.db[DELIVERIES].find_one({"_id": subject_id}, {"body": 0})
+    if delivery is not None:
+        if delivery["status"] not in TERMINAL:
+            await _settle(deps, delivery, _attempt_record(utcnow(), error=why), "dead")
+        return
+    task = await deps.db[CALLS].find_one({"_id": subject_id, "status": "delivering"})
+    if task is None:
+        return
+    message = f"Не удалось отправить результаты в CRM: {why}"
+    error = {"code": "delivery_failed", "message": message, "pipeline_stage": "delivery"}
+    failed = Envelope.wrap(CallFailed(**call_meta(task), **error), task_id=subject_id)
+    outbox_set, outbox_push = outbox_append(failed)
+    now = utcnow()
+    await deps.db[CALLS].update_one(
+        {"_id": subject_id, "status": "delivering"},
+        {
+            "$set": {"status": "failed", "error": error, "updated_at": now, **outbox_set},
+            "$push": {"timeline": {"status": "failed", "at": now}, **outbox_push},
+        },
+    )
+    log.error("delivery_failed", reason=why)
+
+
 async def _store_and_attempt(deps: Notifier, delivery: Document) -> None:
     """Store a planned delivery, then attempt it; if it exists (this event came before),
     carry on from where the stored one is."""
@@ -360,18 +404,23 @@ def _retry_after_s(header: str | None) -> float | None:
     return None
 
 
-async def _send(deps: Notifier, delivery: Document) -> tuple[Document, float | None]:
-    """One attempt: the record of it and any Retry-After the endpoint asked for."""
-    at = utcnow()
-    started = time.perf_counter()
-    record: Document = {
+def _attempt_record(at: datetime, *, error: str | None = None) -> Document:
+    """An attempt as the delivery log keeps it; `_send` fills in what the endpoint said."""
+    return {
         "at": at,
         "status_code": None,
         "latency_ms": None,
         "response": None,
-        "error": None,
+        "error": error,
         "refused": False,
     }
+
+
+async def _send(deps: Notifier, delivery: Document) -> tuple[Document, float | None]:
+    """One attempt: the record of it and any Retry-After the endpoint asked for."""
+    at = utcnow()
+    started = time.perf_counter()
+    record = _attempt_record(at)
     retry_after = None
     try:
         url = parse_url(delivery["url"])  # what is checked is what is sent to

@@ -37,13 +37,16 @@ TEST_ENV = {
 }
 
 
-def _system(settings: Settings, *, mongo_url: str, amqp_url: str, **env: str) -> System:
+def _system(
+    settings: Settings, *, mongo_url: str, amqp_url: str, log_dir: Path | None = None, **env: str
+) -> System:
     return System(
         mongo_url=mongo_url,
         amqp_url=amqp_url,
         prefix=settings.amqp_prefix,
         state_dir=str(settings.state_dir),
         extra_env={**TEST_ENV, **env},
+        log_dir=log_dir,
     )
 
 
@@ -171,6 +174,44 @@ async def test_the_database_killed_and_restarted_mid_batch(
     finally:
         stop(database)
     webhooks_once(fake, names)
+
+
+async def test_every_service_waits_for_a_database_that_starts_late(
+    settings: Settings, tmp_path: Path, crm: tuple[FakeCrm, str], files: FileServer
+) -> None:
+    """What a cluster's first start does: the services come up before MongoDB."""
+    fake, hooks = crm
+    port = free_port()
+    system = _system(
+        settings,
+        mongo_url=f"mongodb://127.0.0.1:{port}/rop_late",
+        amqp_url=settings.amqp_url,
+        log_dir=tmp_path,
+    )
+    for name in SERVICES:
+        system.start(name)
+    database = None
+    try:
+        logs = [log for name in SERVICES if (log := system.log_of(name))]
+
+        async def all_waiting() -> bool:
+            assert all(code is None for code in _alive(system).values()), _alive(system)
+            return all(log.exists() and "database_unavailable" in log.read_text() for log in logs)
+
+        await wait_for(all_waiting, timeout_s=60, interval_s=0.5)
+        database = start_secantus(port, str(tmp_path / "db"))
+        await system.wait_healthy()
+        api = f"http://127.0.0.1:{system.http_port}/api/v1"
+        async with aiohttp.ClientSession() as session:
+            await bind_script(session, api, f"{hooks}/checklist")
+            url = files.file("/good.mp3", call(GOOD_CALL, duration_s=22))
+            await submit_calls(session, api, url, ["late"], 22)
+            await _all_done(session, api, ["late"], system, 120)
+    finally:
+        system.stop_all()
+        if database is not None:
+            stop(database)
+    webhooks_once(fake, ["late"])
 
 
 async def test_a_fresh_analyzer_takes_over_a_dead_workers_job_at_once(

@@ -12,13 +12,14 @@ from typing import Any
 import pytest
 
 from services.notifier.bootstrap import bootstrap
-from services.notifier.handlers import Notifier, on_event
+from services.notifier.handlers import Notifier, attempt_later, consume, on_event
 from shared.events import CallAnalyzed, CallFailed, Envelope, utcnow
 from shared.mongo import Document
+from shared.outbox import OutboxRelay
 from shared.settings import Settings
 from shared.webhooks import new_webhook_secret, verify
 from tests.api_client import bearer, log_in
-from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
+from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, EventTap
 from tests.fakes import FakeCrm, reply
 from tests.helpers import wait_for
 
@@ -35,9 +36,7 @@ FAST = {
 @pytest.fixture
 async def notifier(settings: Settings) -> AsyncIterator[Notifier]:
     async with bootstrap(settings.model_copy(update=FAST)) as deps:
-        consumer = asyncio.create_task(
-            deps.broker.consume("notifier", lambda e, ev: on_event(e, ev, deps=deps), prefetch=8)
-        )
+        consumer = asyncio.create_task(consume(deps, prefetch=8))
         yield deps
         consumer.cancel()
         with contextlib.suppress(asyncio.CancelledError):
@@ -367,3 +366,66 @@ async def test_dead_delivery_is_visible_and_redeliverable(
     assert missing.status == 404
     ingest_client.session.cookie_jar.clear()
     assert (await ingest_client.get("/api/v1/deliveries")).status == 401
+
+
+async def test_results_that_cannot_become_deliveries_fail_the_task_and_say_so(
+    notifier: Notifier, tap: EventTap
+) -> None:
+    envelope, _ = await analysed_task(notifier, "http://127.0.0.1:9/never")
+    broken = {"checklists": [{"score": {"percent": 50.0}}]}  # a bug: no binding_id
+    await notifier.db.calls.update_one({"_id": envelope.task_id}, {"$set": {"results": broken}})
+    await notifier.broker.publish(envelope)
+
+    async def failed() -> Document | None:
+        task = await notifier.db.calls.find_one({"_id": envelope.task_id})
+        return task if task and task["status"] == "failed" else None
+
+    task = await wait_for(failed)
+    assert task["error"]["code"] == "delivery_failed"
+    assert (
+        task["error"]["message"]
+        == "Не удалось отправить результаты в CRM: ошибка обработки: KeyError"
+    )
+    await OutboxRelay(notifier.db.calls, notifier.broker).drain_once()
+
+    async def announced() -> list[CallFailed]:
+        return [e for _, e in tap.events() if isinstance(e, CallFailed)]
+
+    (event,) = await wait_for(announced)
+    assert (event.code, event.pipeline_stage) == ("delivery_failed", "delivery")
+
+
+async def test_an_attempt_that_cannot_be_made_kills_its_delivery_and_closes_the_task(
+    notifier: Notifier,
+) -> None:
+    envelope, _ = await analysed_task(notifier, "http://127.0.0.1:9/never")
+    now = utcnow()
+    await notifier.db.deliveries.insert_one(
+        {
+            "_id": "msg_broken",
+            "task_id": envelope.task_id,
+            "task_deliveries": 1,
+            "type": "checklist.completed",
+            "url": "http://127.0.0.1:9/never",
+            "body": "{}",  # a bug: no secret to sign with
+            "status": "pending",
+            "attempts": [],
+            "round_attempts": 0,
+            "created_at": now,
+            "updated_at": now,
+        }
+    )
+    await attempt_later(notifier, "msg_broken", step=0, delay_s=0.1)
+
+    async def dead() -> Document | None:
+        delivery = await notifier.db.deliveries.find_one({"_id": "msg_broken"})
+        return delivery if delivery and delivery["status"] == "dead" else None
+
+    delivery = await wait_for(dead)
+    assert delivery["attempts"][-1]["error"] == "ошибка обработки: KeyError"
+
+    async def done() -> Document | None:
+        task = await notifier.db.calls.find_one({"_id": envelope.task_id})
+        return task if task and task["status"] == "done" else None
+
+    assert (await wait_for(done))["deliveries_closed"] == ["msg_broken"]
