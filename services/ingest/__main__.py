@@ -8,6 +8,9 @@ from services.ingest.web import create_app
 from shared.logging import configure_logging
 from shared.settings import load_settings
 
+# A filter may be a URL of 2048 characters: percent-encoded Cyrillic is 6 bytes a character.
+MAX_REQUEST_LINE_BYTES = 32 * 1024
+
 
 def main() -> None:
     """Serve the gateway until SIGINT or SIGTERM."""
@@ -20,6 +23,7 @@ def main() -> None:
         access_log=None,
         print=None,
         shutdown_timeout=10,
+        max_line_size=MAX_REQUEST_LINE_BYTES,
     )
 
 

@@ -86,3 +86,16 @@ def test_every_answer_is_documented(
     case.call_and_validate(
         base_url=gateway, headers=credentials, excluded_checks=EXCLUDED_CHECKS, timeout=30
     )
+
+
+def test_a_filter_as_long_as_a_link_may_be_fits_in_the_request_line(
+    gateway: str, credentials: dict[str, str]
+) -> None:
+    answer = requests.get(
+        f"{gateway}/api/v1/deliveries",
+        params={"endpoint": "https://црм.example/" + "ж" * 2020},  # 2048 characters
+        headers=credentials,
+        timeout=10,
+    )
+    assert answer.status_code == 200
+    assert answer.json() == {"items": [], "total": 0}
