@@ -95,15 +95,20 @@ async def call_statuses(
     return statuses
 
 
-def webhooks_once(fake: FakeCrm, names: list[str]) -> None:
-    """One webhook-id per call, never with different content."""
+def webhooks_once(fake: FakeCrm, names: list[str]) -> str:
+    """One webhook-id per call, never with different content; what arrived, in words."""
     by_id: dict[str, set[bytes]] = {}
-    for request in fake.at("/checklist"):
+    received = fake.at("/checklist")
+    for request in received:
         by_id.setdefault(request.headers["webhook-id"], set()).add(
             json.dumps(json.loads(request.body), sort_keys=True).encode()
         )
     assert len(by_id) == len(names)
     assert all(len(bodies) == 1 for bodies in by_id.values())
+    return (
+        f"{len(names)} calls done, {len(received)} webhooks received with {len(by_id)} "
+        f"webhook-ids ({len(received) - len(by_id)} redelivered with the same content)"
+    )
 
 
 async def test_calls_go_from_the_crm_request_to_the_crm_webhooks(
