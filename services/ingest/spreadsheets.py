@@ -13,10 +13,14 @@ from openpyxl.styles import Font
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
 
 
-def _cell_value(value: Any) -> Any:
-    if isinstance(value, bool | int | float | str) or value is None:
+def _cell(sheet: Any, value: Any) -> Any:
+    """A cell of a value; text always stays text. openpyxl would write a string that
+    starts with `=` as a live formula, and exported strings come from CRMs and models."""
+    if isinstance(value, bool | int | float) or value is None:
         return value
-    return str(value)
+    cell = WriteOnlyCell(sheet, value=str(value))
+    cell.data_type = "s"
+    return cell
 
 
 def xlsx(title: str, columns: Sequence[tuple[str, str]], rows: Iterable[dict[str, Any]]) -> bytes:
@@ -30,7 +34,7 @@ def xlsx(title: str, columns: Sequence[tuple[str, str]], rows: Iterable[dict[str
         header.append(cell)
     sheet.append(header)
     for row in rows:
-        sheet.append([_cell_value(row.get(key)) for key, _ in columns])
+        sheet.append([_cell(sheet, row.get(key)) for key, _ in columns])
     buffer = io.BytesIO()
     book.save(buffer)
     return buffer.getvalue()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import secrets
 from collections.abc import AsyncIterator, Callable
 
@@ -320,7 +321,9 @@ async def list_admin_calls(request: web.Request) -> web.Response:
     db = request.app[INGEST].db
     if wants_xlsx(request):
         rows = await calls_admin.all_rows(db, session.user, filters)
-        return xlsx_response("calls.xlsx", calls_admin.calls_workbook(rows, filters.zone))
+        return await xlsx_response(
+            "calls.xlsx", functools.partial(calls_admin.calls_workbook, rows, filters.zone)
+        )
     return json_response(await calls_admin.list_calls(db, session.user, filters))
 
 
@@ -422,8 +425,9 @@ async def table_rows(request: web.Request) -> web.Response:
     rows = await calls_admin.table_rows(db, session.user, table["_id"], filters)
     if not wants_xlsx(request):
         return json_response({"items": rows})
-    return xlsx_response(
-        f"{table['_id']}.xlsx", calls_admin.table_workbook(table, rows, filters.zone)
+    return await xlsx_response(
+        f"{table['_id']}.xlsx",
+        functools.partial(calls_admin.table_workbook, table, rows, filters.zone),
     )
 
 

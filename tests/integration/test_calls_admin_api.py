@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import zipfile
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from typing import Any
@@ -177,6 +178,46 @@ async def test_excel_export_holds_the_filtered_rows(ingest_client: Client, db: A
     rows = list(sheet.iter_rows(values_only=True))
     assert rows[0][:3] == ("Дата", "ID звонка", "Сделка")
     assert sorted(row[1] for row in rows[1:]) == ["call_1", "call_2"]
+
+
+HOSTILE = ['=HYPERLINK("http://evil.example","ok")', "+1+1", "-2+3", "@SUM(A1)", "\t=1"]
+
+
+async def test_exported_text_is_text_never_a_formula(ingest_client: Client, db: Any) -> None:
+    """Deal ids and names come from the CRM, table values from a model: a spreadsheet
+    must show them, never run them."""
+    for n, text in enumerate(HOSTILE, start=10):
+        hostile = analysed_call(n, manager_id="mgr_x", table_id="tbl_x")
+        hostile["deal_id"], hostile["manager_name"] = text, text
+        hostile["results"]["tables"][0]["row"] = {"budget": text}
+        await db.calls.insert_one(hostile)
+    headers = await admin(ingest_client)
+    table = {
+        "name": "Сделки",
+        "webhook": {"url": "https://crm.example/hooks/table"},
+        "fields": [{"key": "budget", "type": "text", "method": "llm", "prompt": "Бюджет?"}],
+    }
+    created = await (await ingest_client.post("/api/v1/tables", json=table, headers=headers)).json()
+    await db.calls.update_many(
+        {"manager_id": "mgr_x"}, {"$set": {"results.tables.0.table_id": created["id"]}}
+    )
+    exports = [
+        ("/api/v1/admin/calls", {"format": "xlsx", "manager_id": "mgr_x"}),
+        (f"/api/v1/tables/{created['id']}/rows", {"format": "xlsx"}),
+    ]
+    for path, params in exports:
+        response = await ingest_client.get(path, params=params, headers=headers)
+        body = await response.read()
+        sheet_xml = zipfile.ZipFile(io.BytesIO(body)).read("xl/worksheets/sheet1.xml")
+        assert b"<f>" not in sheet_xml, path
+        cells = [
+            cell
+            for row in load_workbook(io.BytesIO(body)).active.iter_rows(min_row=2)
+            for cell in row
+            if cell.value in HOSTILE
+        ]
+        assert {cell.value for cell in cells} == set(HOSTILE), path
+        assert {cell.data_type for cell in cells} == {"s"}, path
 
 
 async def test_managers_and_dashboard_summarise_the_period(ingest_client: Client, db: Any) -> None:

@@ -8,6 +8,7 @@ only adds seeking from the transcript, copy buttons and adding rows to forms.
 
 from __future__ import annotations
 
+import functools
 import hmac
 import secrets
 from collections.abc import Awaitable, Callable, Mapping
@@ -340,8 +341,10 @@ async def calls_export(request: web.Request, session: Session) -> web.StreamResp
     """GET /calls/export.xlsx: the filtered list as Excel."""
     filters = call_filters(request, form=True)
     rows = await calls_admin.all_rows(request.app[INGEST].db, session.user, filters)
-    workbook = calls_admin.calls_workbook(rows, filters.zone)
-    return xlsx_response(f"calls-{utcnow():%Y-%m-%d}.xlsx", workbook)
+    return await xlsx_response(
+        f"calls-{utcnow():%Y-%m-%d}.xlsx",
+        functools.partial(calls_admin.calls_workbook, rows, filters.zone),
+    )
 
 
 async def _card(
@@ -728,8 +731,9 @@ async def table_rows_page(request: web.Request, session: Session) -> web.StreamR
     filters, errors = _weeks_back(request, 4)
     rows = await calls_admin.table_rows(db, session.user, table["_id"], filters)
     if wants_xlsx(request):
-        return xlsx_response(
-            f"{table['_id']}.xlsx", calls_admin.table_workbook(table, rows, filters.zone)
+        return await xlsx_response(
+            f"{table['_id']}.xlsx",
+            functools.partial(calls_admin.table_workbook, table, rows, filters.zone),
         )
     first, last = filters.days()
     return render(
