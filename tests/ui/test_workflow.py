@@ -139,10 +139,10 @@ async def test_a_call_from_the_crm_to_the_card_and_the_excel_file(
 
     async def analysed_again() -> bool:
         await page.reload()
-        return await page.locator("#deliveries tbody tr").count() == 4  # new results, new ids
+        rows = await page.locator("#deliveries tbody tr").count()  # new results, new ids
+        return rows == 4 and await page.locator(".head .badge").inner_text() == "Готово"
 
     await wait_for(analysed_again, timeout_s=120, interval_s=1.0)
-    await expect(page.locator(".head .badge")).to_have_text("Готово")
 
     await page.goto(f"{base}/calls")
     async with page.expect_download() as download_info:
