@@ -54,6 +54,7 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("task_id", ASCENDING), ("status", ASCENDING)], name="task_status"),
         IndexModel([("status", ASCENDING), ("created_at", DESCENDING)], name="status_created"),
         IndexModel([("url", ASCENDING), ("created_at", DESCENDING)], name="endpoint"),
+        IndexModel([("manager_id", ASCENDING), ("created_at", DESCENDING)], name="manager"),
     ],
     SESSIONS: [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expiry")],
     WEB_SESSIONS: [

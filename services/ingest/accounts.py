@@ -23,10 +23,11 @@ from pathlib import Path
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 from pymongo import ReturnDocument
+from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from shared.errors import TooManyRequests, Unauthorized
+from shared.errors import Forbidden, TooManyRequests, Unauthorized
 from shared.events import utcnow
 from shared.mongo import LOGIN_FAILURES, SESSIONS, USERS, Document
 
@@ -87,15 +88,35 @@ class User:
         """Webhook signing secrets are shown to admins only (SPEC §4.1)."""
         return self.role is Role.ADMIN
 
-    def calls_filter(self) -> Document:
-        """Which calls this user may see: a manager their own, a supervisor their team's
-        (all managers when no team is set), an admin every call."""
+    def visibility(self) -> Document:
+        """The one rule of what this user may see and act on, as a Mongo filter: calls and
+        what belongs to a call (its deliveries carry the call's `manager_id`). A manager
+        their own, a supervisor their team's (all managers when no team is set), an admin
+        everything."""
         if self.role is Role.MANAGER:
             # A manager not linked to a CRM manager id sees nothing.
             return {"manager_id": self.manager_id} if self.manager_id else {"_id": {"$in": []}}
         if self.role is Role.SUPERVISOR and self.team_manager_ids:
             return {"manager_id": {"$in": list(self.team_manager_ids)}}
         return {}
+
+
+async def find_visible(
+    collection: AsyncCollection[Document],
+    viewer: User,
+    item_id: str,
+    *,
+    not_yours: str,
+    projection: Document | None = None,
+) -> Document | None:
+    """The document with this id if the viewer may see it; None if there is none;
+    Forbidden (`not_yours`) if there is one they may not see."""
+    document = await collection.find_one(
+        {"$and": [{"_id": item_id}, viewer.visibility()]}, projection
+    )
+    if document is None and await collection.count_documents({"_id": item_id}, limit=1):
+        raise Forbidden(not_yours)
+    return document
 
 
 @dataclass(frozen=True)

@@ -16,7 +16,7 @@ from gridfs.errors import NoFile
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.ingest.accounts import User
+from services.ingest.accounts import User, find_visible
 from services.ingest.handlers import iso, task_view
 from services.ingest.spreadsheets import xlsx
 from services.ingest.submission import validated
@@ -124,7 +124,7 @@ class CallFilters(BaseModel):
         start, end = self.period()
         conditions: list[Document] = [
             {"received_at": {"$gte": start, "$lt": end}},
-            viewer.calls_filter(),
+            viewer.visibility(),
         ]
         exact = {
             "manager_id": self.manager_id,
@@ -244,14 +244,12 @@ async def all_rows(
 async def _visible_task(
     db: AsyncDatabase[Document], viewer: User, task_id: str, projection: Document | None = None
 ) -> Document:
-    document = await calls(db).find_one(
-        {"$and": [{"_id": task_id}, viewer.calls_filter()]}, projection
+    document = await find_visible(
+        calls(db), viewer, task_id, not_yours=NOT_YOURS, projection=projection
     )
-    if document is not None:
-        return document
-    if await calls(db).count_documents({"_id": task_id}, limit=1):
-        raise Forbidden(NOT_YOURS)
-    raise NotFound(CALL_NOT_FOUND)
+    if document is None:
+        raise NotFound(CALL_NOT_FOUND)
+    return document
 
 
 async def call_card(db: AsyncDatabase[Document], viewer: User, task_id: str) -> Document:

@@ -7,6 +7,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pymongo.asynchronous.database import AsyncDatabase
 
+from services.ingest.accounts import User, find_visible
 from services.ingest.handlers import iso
 from shared.amqp import Broker
 from shared.errors import NotFound, Unavailable
@@ -16,6 +17,7 @@ from shared.mongo import DELIVERIES, ENDPOINTS, Document, calls
 FINISHED = ("succeeded", "dead", "stopped")
 MAX_PAGE = 200
 MAX_OFFSET = 10_000_000
+NOT_YOURS = "Это доставка звонка другого менеджера"
 _HIDDEN = {"secret": 0, "body": 0}
 
 
@@ -55,9 +57,12 @@ class DeliveryFilters(BaseModel):
         return {key: value for key, value in {**fields, "task_id": self.task_id}.items() if value}
 
 
-async def list_deliveries(db: AsyncDatabase[Document], filters: DeliveryFilters) -> Document:
-    """Newest first, filtered by status, endpoint URL, call or task."""
-    query = filters.query()
+async def list_deliveries(
+    db: AsyncDatabase[Document], viewer: User, filters: DeliveryFilters
+) -> Document:
+    """The deliveries of calls the viewer may see, newest first, filtered by status,
+    endpoint URL, call or task."""
+    query = {"$and": [filters.query(), viewer.visibility()]}
     cursor = (
         db[DELIVERIES]
         .find(query, _HIDDEN)
@@ -69,10 +74,17 @@ async def list_deliveries(db: AsyncDatabase[Document], filters: DeliveryFilters)
     return {"items": items, "total": await db[DELIVERIES].count_documents(query)}
 
 
-async def redeliver(db: AsyncDatabase[Document], broker: Broker, delivery_id: str) -> Document:
-    """Send a delivery again from the first step of the schedule (same webhook-id)."""
-    delivery = await db[DELIVERIES].find_one(
-        {"_id": delivery_id}, {"url": 1, "task_id": 1, "status": 1}
+async def redeliver(
+    db: AsyncDatabase[Document], broker: Broker, viewer: User, delivery_id: str
+) -> Document:
+    """Send a delivery of a call the viewer may see again, from the first step of the
+    schedule (same webhook-id)."""
+    delivery = await find_visible(
+        db[DELIVERIES],
+        viewer,
+        delivery_id,
+        not_yours=NOT_YOURS,
+        projection={"url": 1, "task_id": 1, "status": 1},
     )
     if delivery is None:
         raise NotFound("Доставка не найдена")

@@ -251,9 +251,9 @@ def add_catalog_routes(app: web.Application, path: str, kind: catalog.Kind) -> N
 
 async def list_deliveries(request: web.Request) -> web.Response:
     """GET /api/v1/deliveries (admin, supervisor): filters status, endpoint, call_id, task_id."""
-    await require_session(request, Role.ADMIN, Role.SUPERVISOR)
+    session = await require_session(request, Role.ADMIN, Role.SUPERVISOR)
     filters = validated(deliveries.DeliveryFilters, dict(request.query))
-    page = await deliveries.list_deliveries(request.app[INGEST].db, filters)
+    page = await deliveries.list_deliveries(request.app[INGEST].db, session.user, filters)
     return json_response(page)
 
 
@@ -262,7 +262,7 @@ async def redeliver(request: web.Request) -> web.Response:
     session = await require_session(request, Role.ADMIN, Role.SUPERVISOR)
     ingest = request.app[INGEST]
     delivery_id = request.match_info["id"]
-    replayed = await deliveries.redeliver(ingest.db, ingest.broker, delivery_id)
+    replayed = await deliveries.redeliver(ingest.db, ingest.broker, session.user, delivery_id)
     log.info("delivery_replayed", delivery_id=delivery_id, by=session.user.email)
     return json_response(replayed)
 

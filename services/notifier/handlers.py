@@ -222,6 +222,7 @@ def _delivery(
         "task_id": envelope.task_id,
         "task_deliveries": of,
         "call_id": body.get("call_id"),
+        "manager_id": body.get("manager_id"),  # who may see it (the back office's rule)
         "type": kind,
         "url": endpoint["url"],
         "secret": endpoint["secret"],

@@ -441,7 +441,7 @@ async def redeliver_submit(
     ingest = request.app[INGEST]
     task_id, delivery_id = request.match_info["task_id"], request.match_info["id"]
     await calls_admin.check_delivery(ingest.db, session.user, task_id, delivery_id)
-    await deliveries.redeliver(ingest.db, ingest.broker, delivery_id)
+    await deliveries.redeliver(ingest.db, ingest.broker, session.user, delivery_id)
     log.info("delivery_replayed", delivery_id=delivery_id, by=session.user.email)
     return redirect(f"/calls/{task_id}?notice=redelivery#deliveries")
 
