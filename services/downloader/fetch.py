@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import hashlib
 from dataclasses import dataclass
-from email.utils import parsedate_to_datetime
 from typing import Protocol
 
 import aiohttp
@@ -24,7 +23,7 @@ from tenacity.wait import wait_base
 from yarl import URL
 
 from shared.errors import PermanentError, RetryableError
-from shared.events import utcnow
+from shared.http import retry_after_s
 from shared.url_policy import UrlPolicy, UrlRefused, parse_url
 
 CHUNK_BYTES = 256 * 1024
@@ -85,17 +84,6 @@ class Sink(Protocol):
 def reason(text: str) -> str:
     """The Russian failure message: the spec's prefix and the reason."""
     return f"{DownloadFailed.message}: {text}"
-
-
-def _retry_after_s(header: str | None) -> float | None:
-    if not header:
-        return None
-    if header.strip().isdigit():
-        return float(header.strip())
-    try:
-        return max(0.0, (parsedate_to_datetime(header) - utcnow()).total_seconds())
-    except (TypeError, ValueError):
-        return None
 
 
 class _WaitRetryAfter(wait_base):
@@ -187,7 +175,8 @@ def _raise_for_status(response: aiohttp.ClientResponse) -> None:
     text = f"сервер ответил {response.status}"
     if response.status in RETRY_STATUSES:
         raise TransientDownloadError(
-            text, retry_after_s=_retry_after_s(response.headers.get("Retry-After"))
+            text,
+            retry_after_s=retry_after_s(response.headers.get("Retry-After")),  # bounded by the wait
         )
     raise DownloadFailed(reason(text))
 

@@ -42,6 +42,7 @@ from shared.events import (
     utcnow,
 )
 from shared.group_commit import GroupFinder, GroupWriter
+from shared.http import retry_after_s
 from shared.logging import get_logger
 from shared.mongo import BINDINGS, CALLS, DELIVERIES, ENDPOINTS, TABLES, Document
 from shared.outbox import outbox_append
@@ -399,12 +400,6 @@ async def _close_task(
     )
 
 
-def _retry_after_s(header: str | None) -> float | None:
-    if header and header.strip().isdigit():
-        return min(float(header.strip()), MAX_RETRY_AFTER_S)
-    return None
-
-
 def _attempt_record(at: datetime, *, error: str | None = None) -> Document:
     """An attempt as the delivery log keeps it; `_send` fills in what the endpoint said."""
     return {
@@ -439,7 +434,9 @@ async def _send(deps: Notifier, delivery: Document) -> tuple[Document, float | N
             snippet = await response.content.read(SNIPPET_BYTES)
             record["status_code"] = response.status
             record["response"] = snippet.decode(errors="replace")
-            retry_after = _retry_after_s(response.headers.get("Retry-After"))
+            retry_after = retry_after_s(
+                response.headers.get("Retry-After"), at_most_s=MAX_RETRY_AFTER_S
+            )
     except UrlRefused as exc:
         record["error"], record["refused"] = exc.message, True
     except (TimeoutError, aiohttp.ClientError) as exc:

@@ -7,6 +7,8 @@ import contextlib
 import json
 import uuid
 from collections.abc import AsyncIterator
+from datetime import timedelta
+from email.utils import format_datetime
 from typing import Any
 
 import pytest
@@ -224,9 +226,13 @@ async def test_a_receiver_slower_than_the_timeout_fails_the_attempt(
     assert second["status_code"] == 200
 
 
-async def test_retry_after_is_honoured(notifier: Notifier, crm: tuple[FakeCrm, str]) -> None:
+@pytest.mark.parametrize("form", ["seconds", "http-date"])
+async def test_retry_after_is_honoured(
+    notifier: Notifier, crm: tuple[FakeCrm, str], form: str
+) -> None:
     fake, base = crm
-    fake.replies["/busy"] = [reply(429, headers={"Retry-After": "2"}), reply(200)]
+    wait = "2" if form == "seconds" else format_datetime(utcnow() + timedelta(seconds=3), True)
+    fake.replies["/busy"] = [reply(429, headers={"Retry-After": wait}), reply(200)]
     envelope, _ = await analysed_task(notifier, f"{base}/busy")
     await notifier.broker.publish(envelope)
     await settled(notifier, envelope.task_id, "succeeded")
