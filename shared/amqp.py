@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 
@@ -28,6 +29,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from aio_pika.exceptions import AMQPConnectionError, AMQPError, ChannelInvalidStateError
+from prometheus_client import Histogram
 from pymongo.errors import PyMongoError
 
 from shared.errors import RetryableError, UnknownEvent
@@ -40,8 +42,10 @@ from shared.events import (
     Envelope,
     Event,
     parse_envelope,
+    utcnow,
 )
 from shared.logging import get_logger
+from shared.metrics import WorkerMetrics
 from shared.patience import patiently
 
 log = get_logger(__name__)
@@ -281,6 +285,7 @@ class Broker:
         prefetch: int,
         requeue_delay_s: float = REQUEUE_DELAY_S,
         on_dead_letter: DeadLetterHook | None = None,
+        metrics: WorkerMetrics | None = None,
     ) -> None:
         """Consume a consumer's queue until cancelled, up to `prefetch` messages at once.
 
@@ -289,11 +294,18 @@ class Broker:
         (database, broker, RetryableError) requeues the message after a pause. Any other
         exception requeues it once and dead-letters it when it fails again. Before a
         message is dead-lettered, `on_dead_letter(task_id, reason)` may mark its task
-        failed (when the body names a task).
+        failed (when the body names a task). `metrics` counts each message's outcome, its
+        handling time and its lag.
         """
+        metrics = metrics or WorkerMetrics()
 
         async def on_message(message: AbstractIncomingMessage) -> None:
-            await self._process(message, handle, requeue_delay_s, on_dead_letter)
+            started = time.perf_counter()
+            outcome = await self._process(
+                message, handle, requeue_delay_s, on_dead_letter, metrics.lag.labels(consumer)
+            )
+            metrics.messages.labels(consumer, outcome).inc()
+            metrics.handling.labels(consumer).observe(time.perf_counter() - started)
 
         async def start_consuming() -> None:
             await self.connect()
@@ -312,13 +324,16 @@ class Broker:
         handle: EventHandler,
         requeue_delay_s: float,
         on_dead_letter: DeadLetterHook | None,
-    ) -> None:
+        lag: Histogram,
+    ) -> str:
+        """Handle one message and settle it; what became of it."""
         try:
             envelope, event = parse_envelope(message.body)
         except UnknownEvent as exc:
             log.error("event_dead_lettered", reason="unknown event", details=exc.details)
             await _dead_letter(message, "неизвестное или повреждённое событие", on_dead_letter)
-            return
+            return "dead_lettered"
+        lag.observe(max(0.0, (utcnow() - envelope.occurred_at).total_seconds()))
         structlog.contextvars.bind_contextvars(task_id=envelope.task_id, event_id=envelope.event_id)
         try:
             await handle(envelope, event)
@@ -326,17 +341,18 @@ class Broker:
             log.warning("event_requeued", error=repr(exc), retry_in_s=requeue_delay_s)
             await asyncio.sleep(requeue_delay_s)
             await _settle(message.nack(requeue=True))
+            return "requeued"
         except Exception as exc:
             dead = message.redelivered
             log.exception("event_failed", dead_lettered=dead)
-            if dead:
-                await _dead_letter(
-                    message, f"ошибка обработки: {type(exc).__name__}", on_dead_letter
-                )
-            else:
+            if not dead:
                 await _settle(message.reject(requeue=True))
+                return "retried"
+            await _dead_letter(message, f"ошибка обработки: {type(exc).__name__}", on_dead_letter)
+            return "dead_lettered"
         else:
             await _settle(message.ack())
+            return "ok"
         finally:
             structlog.contextvars.unbind_contextvars("task_id", "event_id")
 

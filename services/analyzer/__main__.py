@@ -23,7 +23,10 @@ async def run(settings: Settings) -> None:
     async with (
         bootstrap(settings) as deps,
         serve_health(
-            settings.http_host, settings.health_port, dependency_checks(deps.db, deps.broker)
+            settings.http_host,
+            settings.health_port,
+            dependency_checks(deps.db, deps.broker),
+            deps.metrics.registry,
         ),
     ):
         wakeup = asyncio.Event()
@@ -39,6 +42,7 @@ async def run(settings: Settings) -> None:
                 on_audio_stored,
                 prefetch=QUEUE_PREFETCH,
                 on_dead_letter=functools.partial(fail_poisoned, deps),
+                metrics=deps.metrics,
             ),
             work_forever(deps, wakeup),
         )

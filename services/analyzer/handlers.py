@@ -41,6 +41,7 @@ from shared.amqp import TRANSIENT_ERRORS, Broker
 from shared.connection import load_connection_settings
 from shared.events import AudioStored, CallAnalyzed, CallFailed, Envelope, Event, call_meta, utcnow
 from shared.logging import get_logger
+from shared.metrics import WorkerMetrics
 from shared.mongo import AUDIO_BUCKET, BINDINGS, TABLES, TEMPLATES, Document, calls
 from shared.patience import patiently
 from shared.scripts import Binding, Table, Template
@@ -71,6 +72,7 @@ class Analyzer:
     max_attempts: int = 3
     heartbeat_s: float = 5.0
     worker_id: str = field(default_factory=lambda: f"analyzer-{uuid.uuid4().hex[:8]}")
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
 
     @functools.cached_property
     def heartbeat(self) -> Heartbeat:
@@ -228,6 +230,7 @@ async def _finish(
         log.warning("analysis_lease_lost")  # another worker took the job over; it reports
         return
     log.info("analysis_finished", outcome=outcome.TYPE)
+    deps.metrics.count_outcome("analysis", outcome)
     try:
         await _publish(deps, task_id, envelope)
     except TRANSIENT_ERRORS as exc:
@@ -419,6 +422,8 @@ async def _analyze(task: Document, meta: Document, deps: Analyzer) -> tuple[Even
         fields["analysis.stage_seconds"] = {
             stage: round(seconds, 3) for stage, seconds in transcription.stage_seconds.items()
         }
+        for stage, seconds in transcription.stage_seconds.items():
+            deps.metrics.stage.labels(stage).observe(seconds)
         roles_by = {}
     llm_verdicts: dict[str, dict[str, StageVerdict]] = {}
     llm_values: dict[str, dict[str, Any]] = {}
@@ -491,6 +496,7 @@ async def work_forever(deps: Analyzer, wakeup: asyncio.Event, *, poll_s: float =
     unpublished and wait for a wake-up or the poll interval. The database or broker being
     away delays this, never ends it."""
     beating = asyncio.create_task(deps.heartbeat.beat_forever())
+    counting = asyncio.create_task(_count_jobs_forever(deps))
     try:
         while True:
             wakeup.clear()
@@ -506,4 +512,17 @@ async def work_forever(deps: Analyzer, wakeup: asyncio.Event, *, poll_s: float =
                 await asyncio.wait_for(wakeup.wait(), poll_s)
     finally:
         beating.cancel()
+        counting.cancel()
         await deps.heartbeat.retire()
+
+
+async def _count_jobs_forever(deps: Analyzer) -> None:
+    """Keep the jobs gauge (queued, running) current, once a heartbeat."""
+    while True:
+        try:
+            for state in ("queued", "running"):
+                count = await calls(deps.db).count_documents({"analysis.state": state})
+                deps.metrics.jobs.labels(state).set(count)
+        except PyMongoError as exc:
+            log.warning("analysis_jobs_not_counted", error=repr(exc))
+        await asyncio.sleep(deps.heartbeat_s)

@@ -33,7 +33,10 @@ async def run(settings: Settings) -> None:
     async with (
         bootstrap(settings) as deps,
         serve_health(
-            settings.http_host, settings.health_port, dependency_checks(deps.db, deps.broker)
+            settings.http_host,
+            settings.health_port,
+            dependency_checks(deps.db, deps.broker),
+            deps.metrics.registry,
         ),
     ):
         log.info("downloader_started")
@@ -43,6 +46,7 @@ async def run(settings: Settings) -> None:
                 functools.partial(download_call, deps=deps),
                 prefetch=settings.downloader_prefetch,
                 on_dead_letter=functools.partial(fail_poisoned, deps),
+                metrics=deps.metrics,
             ),
             _sweep_forever(
                 functools.partial(

@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import tempfile
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
 from typing import IO, Any
@@ -35,6 +35,7 @@ from shared.events import (
 )
 from shared.logging import get_logger
 from shared.media import AudioInfo, NotAudio, probe_audio
+from shared.metrics import WorkerMetrics
 from shared.mongo import AUDIO_BUCKET, AUDIO_CHUNKS, AUDIO_FILES, Document, calls
 from shared.url_policy import UrlPolicy
 
@@ -55,6 +56,7 @@ class Downloader:
     limits: FetchLimits
     max_call_duration_s: float
     min_audio_share: float = 0.9
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
 
 
 class GridFsTee:
@@ -188,6 +190,7 @@ async def _record(deps: Downloader, task_id: str, outcome: Event, fields: Docume
     if stored.modified_count == 0:
         return
     log.info("download_finished", outcome=outcome.TYPE, status=status)
+    deps.metrics.count_outcome("download", outcome)
     await deps.broker.publish(result)
 
 

@@ -16,7 +16,10 @@ async def run(settings: Settings) -> None:
     async with (
         bootstrap(settings) as deps,
         serve_health(
-            settings.http_host, settings.health_port, dependency_checks(deps.db, deps.broker)
+            settings.http_host,
+            settings.health_port,
+            dependency_checks(deps.db, deps.broker),
+            deps.metrics.registry,
         ),
     ):
         log.info("notifier_started")

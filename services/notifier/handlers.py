@@ -44,6 +44,7 @@ from shared.events import (
 from shared.group_commit import GroupFinder, GroupWriter
 from shared.http import retry_after_s
 from shared.logging import get_logger
+from shared.metrics import WorkerMetrics
 from shared.mongo import BINDINGS, CALLS, DELIVERIES, ENDPOINTS, TABLES, Document
 from shared.outbox import outbox_append
 from shared.url_policy import UrlPolicy, UrlRefused, parse_url
@@ -143,6 +144,7 @@ class Notifier:
     jitter: float = 0.1
     slots: EndpointSlots = field(default_factory=lambda: EndpointSlots(4))
     directory: Directory = field(default_factory=Directory)
+    metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
 
 
 # What a webhook needs of a task: never the transcript, which can be large.
@@ -288,6 +290,7 @@ async def consume(deps: Notifier, *, prefetch: int) -> None:
         functools.partial(on_event, deps=deps),
         prefetch=prefetch,
         on_dead_letter=functools.partial(fail_poisoned, deps),
+        metrics=deps.metrics,
     )
 
 
@@ -522,5 +525,6 @@ async def _settle(
         status=status,
         status_code=record and record["status_code"],
     )
+    deps.metrics.outcomes.labels("delivery", status).inc()
     if status in TERMINAL:
         await _close_task(deps, delivery["task_id"], delivery=delivery, status=status, at=now)

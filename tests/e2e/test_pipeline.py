@@ -11,6 +11,7 @@ from typing import Any
 
 import aiohttp
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from devtools.samples import Line
 from devtools.system import System
@@ -250,6 +251,35 @@ async def test_calls_go_from_the_crm_request_to_the_crm_webhooks(
         for payload in (verify(secrets["/errors"], r.body, r.headers) for r in fake.at("/errors"))
     }
     assert errors == {"missing": "download_failed", "html": "not_audio"}
+
+    downloader, analyzer, notifier = [
+        await scrape(system.health[name]) for name in ("downloader", "analyzer", "notifier")
+    ]
+    assert downloader[("rop_messages_total", "downloader", "ok")] >= 5
+    assert {
+        outcome: downloader[("rop_outcomes_total", "download", outcome)]
+        for outcome in ("call.audio_stored", "download_failed", "not_audio")
+    } == {"call.audio_stored": 3, "download_failed": 1, "not_audio": 1}
+    assert analyzer[("rop_outcomes_total", "analysis", "call.analyzed")] == 3
+    assert analyzer[("rop_analysis_stage_seconds_count", "asr")] >= 3
+    assert analyzer[("rop_message_lag_seconds_count", "analyzer")] >= 3
+    assert ("rop_analysis_jobs", "queued") in analyzer
+    assert notifier[("rop_outcomes_total", "delivery", "succeeded")] >= 6  # 3 + 1 row + 2 errors
+    assert notifier[("rop_message_handling_seconds_count", "notifier")] >= 5
+
+
+async def scrape(port: int) -> dict[tuple[str, ...], float]:
+    """A worker's /metrics: each sample by its name and label values."""
+    async with (
+        aiohttp.ClientSession() as session,
+        session.get(f"http://127.0.0.1:{port}/metrics") as response,
+    ):
+        text = await response.text()
+    return {
+        (sample.name, *sample.labels.values()): sample.value
+        for family in text_string_to_metric_families(text)
+        for sample in family.samples
+    }
 
 
 async def test_analyzer_killed_mid_batch_every_call_completes_once(

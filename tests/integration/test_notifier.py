@@ -399,6 +399,13 @@ async def test_results_that_cannot_become_deliveries_fail_the_task_and_say_so(
 
     (event,) = await wait_for(announced)
     assert (event.code, event.pipeline_stage) == ("delivery_failed", "delivery")
+    counted = {
+        outcome: notifier.metrics.registry.get_sample_value(
+            "rop_messages_total", {"consumer": "notifier", "outcome": outcome}
+        )
+        for outcome in ("retried", "dead_lettered")
+    }
+    assert counted == {"retried": 1, "dead_lettered": 1}
 
 
 async def test_an_attempt_that_cannot_be_made_kills_its_delivery_and_closes_the_task(
