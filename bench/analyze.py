@@ -46,7 +46,7 @@ from services.analyzer.pipeline import Listening, Transcription, transcribe_call
 from services.analyzer.roles import RoleHints
 from services.analyzer.talk import speech_intervals, talk_metrics
 from services.analyzer.voice_encoder import VoiceEncoder
-from services.ingest.samples import SAMPLE_TABLE, SAMPLE_TEMPLATE
+from services.ingest.backoffice.samples import SAMPLE_TABLE, SAMPLE_TEMPLATE
 from shared.media import decoded_duration_s
 from shared.settings import Settings
 

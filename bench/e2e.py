@@ -22,7 +22,7 @@ from bench.ingest import AMQP_URL
 from devtools.processes import free_port, start_secantus, stop
 from devtools.samples import write_call
 from devtools.system import System
-from services.ingest.samples import SAMPLE_TEMPLATE
+from services.ingest.backoffice.samples import SAMPLE_TEMPLATE
 from shared.amqp import Broker
 
 API_KEY = "bench-api-key-0123456789abcdef"

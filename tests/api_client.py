@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from pymongo import AsyncMongoClient
 
-from services.ingest.accounts import Role, hash_password, new_user_id
+from services.ingest.backoffice.accounts import Role, hash_password, new_user_id
 from shared.events import utcnow
 from shared.settings import Settings
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD

@@ -11,10 +11,10 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
-from services.ingest import accounts
-from services.ingest.handlers import IntakeState, refresh_intake_state
+from services.ingest.backoffice import accounts
+from services.ingest.backoffice.samples import ensure_samples
+from services.ingest.intake.tasks import IntakeState, refresh_intake_state
 from services.ingest.metrics import IngestMetrics
-from services.ingest.samples import ensure_samples
 from shared.amqp import Broker
 from shared.connection import ensure_connection_settings
 from shared.group_commit import GroupWriter

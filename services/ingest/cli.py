@@ -11,7 +11,7 @@ import sys
 
 from pymongo.errors import PyMongoError
 
-from services.ingest.accounts import INITIAL_PASSWORD_FILE
+from services.ingest.backoffice.accounts import INITIAL_PASSWORD_FILE
 from shared.connection import load_connection_settings
 from shared.mongo import connect_mongo, database
 from shared.settings import load_settings

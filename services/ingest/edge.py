@@ -16,19 +16,20 @@ from aiohttp import web
 from pydantic import BaseModel, ValidationError
 from pymongo.errors import PyMongoError
 
-from services.ingest import accounts, web_sessions
-from services.ingest.accounts import Role, Session
+from services.ingest import web_sessions
+from services.ingest.backoffice import accounts
+from services.ingest.backoffice.accounts import Role, Session
+from services.ingest.backoffice.exports import XLSX_TYPE
+from services.ingest.backoffice.filters import CallFilters
 from services.ingest.bootstrap import Ingest
-from services.ingest.calls_admin import CallFilters
-from services.ingest.metrics import IngestMetrics
-from services.ingest.spreadsheets import XLSX_TYPE
-from services.ingest.submission import (
+from services.ingest.intake.submission import (
     JSON_TYPE,
     MAX_BODY_BYTES,
     invalid_fields,
     media_type,
     validation_error,
 )
+from services.ingest.metrics import IngestMetrics
 from shared.errors import (
     Forbidden,
     InvalidRequest,

@@ -8,13 +8,15 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from services.ingest.calls_admin import CallFilters, CommentForm
-from services.ingest.deliveries import DeliveryFilters
+from services.ingest.backoffice.calls import CommentForm
+from services.ingest.backoffice.connection import ConnectionUpdate
+from services.ingest.backoffice.deliveries import DeliveryFilters
+from services.ingest.backoffice.exports import XLSX_TYPE
+from services.ingest.backoffice.filters import CallFilters
+from services.ingest.backoffice.users import UserForm
 from services.ingest.edge import HTTP_STATUS
-from services.ingest.handlers import ACCEPTED_MESSAGE, ConnectionUpdate
-from services.ingest.spreadsheets import XLSX_TYPE
-from services.ingest.submission import CallSubmission, JsonCallSubmission
-from services.ingest.users import UserForm
+from services.ingest.intake.submission import CallSubmission, JsonCallSubmission
+from services.ingest.intake.tasks import ACCEPTED_MESSAGE
 from shared.scripts import Binding, Table, Template
 
 REF = "#/components/schemas/{model}"

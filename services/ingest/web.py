@@ -14,19 +14,21 @@ from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
 from pymongo.errors import PyMongoError
 
-from services.ingest import (
+from services.ingest import web_sessions, webapp
+from services.ingest.backoffice import (
     accounts,
-    calls_admin,
+    calls,
     catalog,
+    connection,
     deliveries,
-    handlers,
+    exports,
+    reports,
     users,
-    web_sessions,
-    webapp,
 )
-from services.ingest.accounts import Role
+from services.ingest.backoffice.accounts import Role
+from services.ingest.backoffice.calls import CommentForm
+from services.ingest.backoffice.users import UserForm
 from services.ingest.bootstrap import bootstrap
-from services.ingest.calls_admin import CommentForm
 from services.ingest.edge import (
     INGEST,
     METRICS,
@@ -45,9 +47,8 @@ from services.ingest.edge import (
     wants_xlsx,
     xlsx_response,
 )
-from services.ingest.metrics import IngestMetrics
-from services.ingest.openapi import OPENAPI
-from services.ingest.submission import (
+from services.ingest.intake import tasks
+from services.ingest.intake.submission import (
     JSON_TYPE,
     MAX_BODY_BYTES,
     MULTIPART_TYPE,
@@ -57,7 +58,8 @@ from services.ingest.submission import (
     parse_json_submission,
     validated,
 )
-from services.ingest.users import UserForm
+from services.ingest.metrics import IngestMetrics
+from services.ingest.openapi import OPENAPI
 from shared import voiceprints
 from shared.connection import load_connection_settings
 from shared.errors import NotFound, RopError
@@ -81,7 +83,7 @@ async def _submit(
         require_content_type(request, *allowed)
         submission = parse(await read_body(request), request.headers.get("Content-Type", ""))
         structlog.contextvars.bind_contextvars(call_id=submission.call_id)
-        acceptance = await handlers.accept_call(
+        acceptance = await tasks.accept_call(
             submission,
             db=ingest.db,
             inserter=ingest.inserter,
@@ -114,7 +116,7 @@ async def get_task(request: web.Request) -> web.Response:
     """GET /api/v1/tasks/{task_id}."""
     require_api_key(request)
     return json_response(
-        await handlers.get_task(request.app[INGEST].db, request.match_info["task_id"])
+        await tasks.get_task(request.app[INGEST].db, request.match_info["task_id"])
     )
 
 
@@ -122,7 +124,7 @@ async def get_call(request: web.Request) -> web.Response:
     """GET /api/v1/calls/{call_id}."""
     require_api_key(request)
     return json_response(
-        await handlers.get_task_by_call_id(request.app[INGEST].db, request.match_info["call_id"])
+        await tasks.get_task_by_call_id(request.app[INGEST].db, request.match_info["call_id"])
     )
 
 
@@ -185,23 +187,23 @@ async def get_connection(request: web.Request) -> web.Response:
     # Read fresh: another replica may have changed it since the last background refresh.
     ingest.state.connection = await load_connection_settings(ingest.db)
     return json_response(
-        handlers.connection_view(ingest.state.connection, base_url=base_url(request))
+        connection.connection_view(ingest.state.connection, base_url=base_url(request))
     )
 
 
 async def put_connection(request: web.Request) -> web.Response:
     """PUT /api/v1/settings/connection (admin): minimum duration and error webhook."""
     session = await require_session(request, Role.ADMIN)
-    update = await read_model(request, handlers.ConnectionUpdate)
+    update = await read_model(request, connection.ConnectionUpdate)
     ingest = request.app[INGEST]
-    ingest.state.connection = await handlers.update_connection(
+    ingest.state.connection = await connection.update_connection(
         ingest.db, ingest.state.connection, update, policy=ingest.policy
     )
     log.info(
         "connection_settings_updated", by=session.user.email, fields=sorted(update.model_fields_set)
     )
     return json_response(
-        handlers.connection_view(ingest.state.connection, base_url=base_url(request))
+        connection.connection_view(ingest.state.connection, base_url=base_url(request))
     )
 
 
@@ -320,17 +322,17 @@ async def list_admin_calls(request: web.Request) -> web.Response:
     filters = call_filters(request)
     db = request.app[INGEST].db
     if wants_xlsx(request):
-        rows = await calls_admin.all_rows(db, session.user, filters)
+        rows = await calls.all_rows(db, session.user, filters)
         return await xlsx_response(
-            "calls.xlsx", functools.partial(calls_admin.calls_workbook, rows, filters.zone)
+            "calls.xlsx", functools.partial(exports.calls_workbook, rows, filters.zone)
         )
-    return json_response(await calls_admin.list_calls(db, session.user, filters))
+    return json_response(await calls.list_calls(db, session.user, filters))
 
 
 async def get_admin_call(request: web.Request) -> web.Response:
     """GET /api/v1/admin/calls/{task_id}: the call card."""
     session = await require_session(request)
-    card = await calls_admin.call_card(
+    card = await calls.call_card(
         request.app[INGEST].db, session.user, request.match_info["task_id"]
     )
     return json_response(card)
@@ -339,7 +341,7 @@ async def get_admin_call(request: web.Request) -> web.Response:
 async def call_audio(request: web.Request) -> web.StreamResponse:
     """GET /api/v1/admin/calls/{task_id}/audio: the stored audio, with HTTP ranges."""
     session = await require_session(request)
-    stream, content_type = await calls_admin.open_audio(
+    stream, content_type = await calls.open_audio(
         request.app[INGEST].db, session.user, request.match_info["task_id"]
     )
     return await stream_ranges(request, stream, content_type)
@@ -349,7 +351,7 @@ async def add_comment(request: web.Request) -> web.Response:
     """POST /api/v1/admin/calls/{task_id}/comments."""
     session = await require_session(request)
     form = await read_model(request, CommentForm)
-    comment = await calls_admin.add_comment(
+    comment = await calls.add_comment(
         request.app[INGEST].db, session.user, request.match_info["task_id"], form
     )
     return json_response(comment, 201)
@@ -359,7 +361,7 @@ async def reanalyze(request: web.Request) -> web.Response:
     """POST /api/v1/admin/calls/{task_id}/reanalyze."""
     session = await require_session(request)
     task_id = request.match_info["task_id"]
-    await calls_admin.reanalyze(request.app[INGEST].db, session.user, task_id)
+    await calls.reanalyze(request.app[INGEST].db, session.user, task_id)
     log.info("reanalysis_requested", task_id=task_id, by=session.user.email)
     return json_response({"status": "queued", "task_id": task_id}, 202)
 
@@ -369,7 +371,7 @@ async def swap_roles(request: web.Request) -> web.Response:
     with manager and client exchanged; the CRM gets a new revision."""
     session = await require_session(request, Role.ADMIN, Role.SUPERVISOR)
     task_id = request.match_info["task_id"]
-    await calls_admin.swap_roles(request.app[INGEST].db, session.user, task_id)
+    await calls.swap_roles(request.app[INGEST].db, session.user, task_id)
     log.info("roles_swap_requested", task_id=task_id, by=session.user.email)
     return json_response({"status": "queued", "task_id": task_id}, 202)
 
@@ -381,9 +383,9 @@ async def confirm_roles(request: web.Request) -> web.Response:
     task_id = request.match_info["task_id"]
     ingest = request.app[INGEST]
     learn = (await load_connection_settings(ingest.db)).voiceprints_enabled
-    await calls_admin.confirm_roles(ingest.db, session.user, task_id, learn=learn)
+    await calls.confirm_roles(ingest.db, session.user, task_id, learn=learn)
     log.info("roles_confirmed", task_id=task_id, by=session.user.email)
-    return json_response(await calls_admin.call_card(ingest.db, session.user, task_id))
+    return json_response(await calls.call_card(ingest.db, session.user, task_id))
 
 
 async def list_voiceprints(request: web.Request) -> web.Response:
@@ -406,14 +408,14 @@ async def managers(request: web.Request) -> web.Response:
     """GET /api/v1/managers (admin, supervisor): rating and averages in the period."""
     session = await require_session(request, Role.ADMIN, Role.SUPERVISOR)
     filters = call_filters(request)
-    return json_response(await calls_admin.managers(request.app[INGEST].db, session.user, filters))
+    return json_response(await reports.managers(request.app[INGEST].db, session.user, filters))
 
 
 async def dashboard(request: web.Request) -> web.Response:
     """GET /api/v1/dashboard: calls and scores per day, failed stages, talk ratios."""
     session = await require_session(request)
     filters = call_filters(request)
-    return json_response(await calls_admin.dashboard(request.app[INGEST].db, session.user, filters))
+    return json_response(await reports.dashboard(request.app[INGEST].db, session.user, filters))
 
 
 async def table_rows(request: web.Request) -> web.Response:
@@ -422,12 +424,12 @@ async def table_rows(request: web.Request) -> web.Response:
     db = request.app[INGEST].db
     table = await catalog.get(db, catalog.TABLE, request.match_info["id"])
     filters = call_filters(request)
-    rows = await calls_admin.table_rows(db, session.user, table["_id"], filters)
+    rows = await reports.table_rows(db, session.user, table["_id"], filters)
     if not wants_xlsx(request):
         return json_response({"items": rows})
     return await xlsx_response(
         f"{table['_id']}.xlsx",
-        functools.partial(calls_admin.table_workbook, table, rows, filters.zone),
+        functools.partial(exports.table_workbook, table, rows, filters.zone),
     )
 
 

@@ -26,8 +26,8 @@ from services.analyzer.handlers import (
 )
 from services.analyzer.llm import LlmJudge
 from services.analyzer.voice_encoder import VoiceEncoder
-from services.ingest import calls_admin, catalog
-from services.ingest.accounts import Role, User
+from services.ingest.backoffice import calls, catalog
+from services.ingest.backoffice.accounts import Role, User
 from shared import voiceprints
 from shared.amqp import Broker
 from shared.connection import ensure_connection_settings
@@ -497,7 +497,7 @@ async def test_swapped_roles_are_scored_again_without_the_audio(
     before = await analyse(deps, envelope, event)
     await AsyncGridFSBucket(deps.db, bucket_name="audio").delete(envelope.task_id)
     person = User("u1", "lead@test.local", Role.SUPERVISOR, None, True, "Лид")
-    await calls_admin.swap_roles(deps.db, person, envelope.task_id)
+    await calls.swap_roles(deps.db, person, envelope.task_id)
     job = await claim_next_job(deps)
     assert job is not None
     await run_job(job, deps)

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from services.ingest.accounts import Role
+from services.ingest.backoffice.accounts import Role
 from services.ingest.web import create_app
 from shared.settings import Settings
 from tests.api_client import add_user, bearer, log_in

@@ -10,7 +10,7 @@ from playwright.async_api import Browser, expect
 from pymongo import AsyncMongoClient
 
 from devtools.samples import analysed_call
-from services.ingest.accounts import hash_password, new_user_id
+from services.ingest.backoffice.accounts import hash_password, new_user_id
 from shared.events import utcnow
 from shared.settings import Settings
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD

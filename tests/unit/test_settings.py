@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.ingest.handlers import estimate_minutes, new_task_id
+from services.ingest.intake.tasks import estimate_minutes, new_task_id
 from shared.settings import load_settings
 
 

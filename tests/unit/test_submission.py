@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from services.ingest.submission import (
+from services.ingest.intake.submission import (
     MULTIPART_TYPE,
     URLENCODED_TYPE,
     parse_form_submission,

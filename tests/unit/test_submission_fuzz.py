@@ -7,7 +7,7 @@ import json
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from services.ingest.submission import (
+from services.ingest.intake.submission import (
     URLENCODED_TYPE,
     CallSubmission,
     parse_form_submission,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from services.ingest.handlers import task_view
+from services.ingest.intake.tasks import task_view
 
 AT = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
 

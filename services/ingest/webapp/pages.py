@@ -20,17 +20,21 @@ import aiohttp_jinja2
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from services.ingest import (
+from services.ingest import web_sessions
+from services.ingest.backoffice import (
     accounts,
-    calls_admin,
+    calls,
     catalog,
+    connection,
     deliveries,
-    handlers,
+    exports,
+    reports,
     users,
-    web_sessions,
 )
-from services.ingest.accounts import Role, Session
-from services.ingest.calls_admin import STATUS_LABELS, CallFilters, CommentForm
+from services.ingest.backoffice.accounts import Role, Session
+from services.ingest.backoffice.calls import CommentForm
+from services.ingest.backoffice.filters import STATUS_LABELS, CallFilters
+from services.ingest.backoffice.users import UserForm
 from services.ingest.edge import (
     HTTP_STATUS,
     INGEST,
@@ -42,8 +46,7 @@ from services.ingest.edge import (
     wants_xlsx,
     xlsx_response,
 )
-from services.ingest.submission import validated
-from services.ingest.users import UserForm
+from services.ingest.intake.submission import validated
 from services.ingest.webapp import charts
 from services.ingest.webapp.forms import field_errors, nested
 from shared import voiceprints
@@ -314,7 +317,7 @@ def _query_without(request: web.Request, *names: str) -> str:
 async def calls_page(request: web.Request, session: Session) -> web.StreamResponse:
     """GET /calls: the filtered, sorted, paged list."""
     filters, errors = _filters(request)
-    listing = await calls_admin.list_calls(request.app[INGEST].db, session.user, filters)
+    listing = await calls.list_calls(request.app[INGEST].db, session.user, filters)
     pages = max(1, -(-listing["total"] // filters.per_page))
     first, last = filters.days()
     return render(
@@ -327,9 +330,7 @@ async def calls_page(request: web.Request, session: Session) -> web.StreamRespon
             "errors": errors,
             "listing": listing,
             "pages": pages,
-            "managers": await calls_admin.managers_seen(
-                request.app[INGEST].db, session.user, filters
-            ),
+            "managers": await calls.managers_seen(request.app[INGEST].db, session.user, filters),
             "page_query": _query_without(request, "page"),
             "export_query": _query_without(request, "page", "per_page"),
         },
@@ -340,10 +341,10 @@ async def calls_page(request: web.Request, session: Session) -> web.StreamRespon
 async def calls_export(request: web.Request, session: Session) -> web.StreamResponse:
     """GET /calls/export.xlsx: the filtered list as Excel."""
     filters = call_filters(request, form=True)
-    rows = await calls_admin.all_rows(request.app[INGEST].db, session.user, filters)
+    rows = await calls.all_rows(request.app[INGEST].db, session.user, filters)
     return await xlsx_response(
         f"calls-{utcnow():%Y-%m-%d}.xlsx",
-        functools.partial(calls_admin.calls_workbook, rows, filters.zone),
+        functools.partial(exports.calls_workbook, rows, filters.zone),
     )
 
 
@@ -355,7 +356,7 @@ async def _card(
     status: int = 200,
 ) -> web.Response:
     db = request.app[INGEST].db
-    card = await calls_admin.call_card(db, session.user, request.match_info["task_id"])
+    card = await calls.call_card(db, session.user, request.match_info["task_id"])
     table_ids = [row["table_id"] for row in (card["results"] or {}).get("tables", [])]
     field_names = {
         table["_id"]: {field["key"]: field.get("name") or field["key"] for field in table["fields"]}
@@ -394,7 +395,7 @@ async def comment_submit(
         comment = validated(CommentForm, {"text": str(form.get("text", ""))})
     except InvalidRequest as exc:
         return await _card(request, session, errors=field_errors(exc), status=400)
-    await calls_admin.add_comment(request.app[INGEST].db, session.user, task_id, comment)
+    await calls.add_comment(request.app[INGEST].db, session.user, task_id, comment)
     return redirect(f"/calls/{task_id}#comments")
 
 
@@ -404,7 +405,7 @@ async def reanalyze_submit(
 ) -> web.StreamResponse:
     """POST /calls/{task_id}/reanalyze."""
     task_id = request.match_info["task_id"]
-    await calls_admin.reanalyze(request.app[INGEST].db, session.user, task_id)
+    await calls.reanalyze(request.app[INGEST].db, session.user, task_id)
     log.info("reanalysis_requested", task_id=task_id, by=session.user.email)
     return redirect(f"/calls/{task_id}?notice=reanalysis")
 
@@ -415,7 +416,7 @@ async def swap_roles_submit(
 ) -> web.StreamResponse:
     """POST /calls/{task_id}/swap-roles: «Поменять роли»."""
     task_id = request.match_info["task_id"]
-    await calls_admin.swap_roles(request.app[INGEST].db, session.user, task_id)
+    await calls.swap_roles(request.app[INGEST].db, session.user, task_id)
     log.info("roles_swap_requested", task_id=task_id, by=session.user.email)
     return redirect(f"/calls/{task_id}?notice=roles_swapped")
 
@@ -428,7 +429,7 @@ async def confirm_roles_submit(
     task_id = request.match_info["task_id"]
     db = request.app[INGEST].db
     learn = (await load_connection_settings(db)).voiceprints_enabled
-    await calls_admin.confirm_roles(db, session.user, task_id, learn=learn)
+    await calls.confirm_roles(db, session.user, task_id, learn=learn)
     log.info("roles_confirmed", task_id=task_id, by=session.user.email)
     return redirect(f"/calls/{task_id}?notice=roles_confirmed")
 
@@ -440,7 +441,7 @@ async def redeliver_submit(
     """POST /calls/{task_id}/deliveries/{id}/redeliver: the replay button of the log."""
     ingest = request.app[INGEST]
     task_id, delivery_id = request.match_info["task_id"], request.match_info["id"]
-    await calls_admin.check_delivery(ingest.db, session.user, task_id, delivery_id)
+    await calls.check_delivery(ingest.db, session.user, task_id, delivery_id)
     await deliveries.redeliver(ingest.db, ingest.broker, session.user, delivery_id)
     log.info("delivery_replayed", delivery_id=delivery_id, by=session.user.email)
     return redirect(f"/calls/{task_id}?notice=redelivery#deliveries")
@@ -466,7 +467,7 @@ def _day_month(iso_day: str) -> str:
 async def managers_page(request: web.Request, session: Session) -> web.StreamResponse:
     """GET /managers: the rating, and each manager's average score by week."""
     filters, errors = _weeks_back(request, 8)
-    rating = await calls_admin.managers(request.app[INGEST].db, session.user, filters)
+    rating = await reports.managers(request.app[INGEST].db, session.user, filters)
     weeks = sorted({point["week"] for item in rating["items"] for point in item["weekly"]})
     series = [
         charts.Series(
@@ -497,7 +498,7 @@ async def managers_page(request: web.Request, session: Session) -> web.StreamRes
 async def dashboard_page(request: web.Request, session: Session) -> web.StreamResponse:
     """GET /dashboard: the period at a glance."""
     filters, errors = _filters(request)
-    board = await calls_admin.dashboard(request.app[INGEST].db, session.user, filters)
+    board = await reports.dashboard(request.app[INGEST].db, session.user, filters)
     days = board["days"]
     labels = [_day_month(day["day"]) for day in days]
     scores = charts.Series("Средняя оценка", [day["average_score"] for day in days])
@@ -546,7 +547,7 @@ async def _connection(
 ) -> web.Response:
     ingest = request.app[INGEST]
     ingest.state.connection = await load_connection_settings(ingest.db)
-    view = handlers.connection_view(ingest.state.connection, base_url=base_url(request))
+    view = connection.connection_view(ingest.state.connection, base_url=base_url(request))
     return render(
         request,
         session,
@@ -575,8 +576,8 @@ async def connection_submit(
     if "error_webhook_url" in form:
         body["error_webhook_url"] = str(form["error_webhook_url"]).strip() or None
     try:
-        update = validated(handlers.ConnectionUpdate, body)
-        ingest.state.connection = await handlers.update_connection(
+        update = validated(connection.ConnectionUpdate, body)
+        ingest.state.connection = await connection.update_connection(
             ingest.db, ingest.state.connection, update, policy=ingest.policy
         )
     except InvalidRequest as exc:
@@ -729,11 +730,11 @@ async def table_rows_page(request: web.Request, session: Session) -> web.StreamR
     db = request.app[INGEST].db
     table = await catalog.get(db, catalog.TABLE, request.match_info["id"])
     filters, errors = _weeks_back(request, 4)
-    rows = await calls_admin.table_rows(db, session.user, table["_id"], filters)
+    rows = await reports.table_rows(db, session.user, table["_id"], filters)
     if wants_xlsx(request):
         return await xlsx_response(
             f"{table['_id']}.xlsx",
-            functools.partial(calls_admin.table_workbook, table, rows, filters.zone),
+            functools.partial(exports.table_workbook, table, rows, filters.zone),
         )
     first, last = filters.days()
     return render(

@@ -7,8 +7,8 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.ingest.accounts import User, find_visible
-from services.ingest.handlers import iso
+from services.ingest.backoffice.accounts import User, find_visible
+from services.ingest.intake.tasks import iso
 from shared.amqp import Broker
 from shared.errors import NotFound, Unavailable
 from shared.events import DeliveryDue, Envelope, utcnow

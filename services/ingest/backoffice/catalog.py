@@ -15,8 +15,8 @@ from pydantic import BaseModel
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from services.ingest.accounts import User
-from services.ingest.submission import require_allowed_link
+from services.ingest.backoffice.accounts import User
+from services.ingest.intake.submission import require_allowed_link
 from shared.errors import Conflict, InvalidRequest, NotFound
 from shared.events import utcnow
 from shared.mongo import BINDINGS, TABLES, TEMPLATES, Document

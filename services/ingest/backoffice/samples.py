@@ -9,7 +9,7 @@ from __future__ import annotations
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from services.ingest import catalog
+from services.ingest.backoffice import catalog
 from shared.events import utcnow
 from shared.mongo import SETTINGS, Document
 from shared.scripts import Binding, Table, Template

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from services.ingest.accounts import Role, User, hash_password, new_user_id
+from services.ingest.backoffice.accounts import Role, User, hash_password, new_user_id
 from shared import voiceprints
 from shared.errors import Conflict, InvalidRequest, NotFound
 from shared.events import utcnow

@@ -1,4 +1,4 @@
-"""What the ingest gateway does, free of web types: accept calls, report tasks, edit settings."""
+"""The CRM intake, free of web types: accept a call once, report its task."""
 
 from __future__ import annotations
 
@@ -8,20 +8,18 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from services.ingest.submission import CallSubmission, HttpLink, require_allowed_link
-from shared import connection, voiceprints
-from shared.connection import ConnectionSettings, WebhookEndpoint
+from services.ingest.intake.submission import CallSubmission, require_allowed_link
+from shared import connection
+from shared.connection import ConnectionSettings
 from shared.errors import DuplicateCall, NotFound
 from shared.events import CallReceived, CallSkipped, Envelope, Event, call_meta, utcnow
 from shared.group_commit import GroupWriter
 from shared.mongo import CALLS, Document, calls
 from shared.outbox import OutboxRelay, outbox_fields
 from shared.url_policy import UrlPolicy
-from shared.webhooks import new_webhook_secret
 
 ACCEPTED_MESSAGE = "Звонок успешно получен и поставлен в очередь на анализ"
 TASK_NOT_FOUND = "Задача не найдена"
@@ -214,64 +212,3 @@ async def get_task_by_call_id(db: AsyncDatabase[Document], call_id: str) -> Docu
     if document is None:
         raise NotFound(CALL_NOT_FOUND)
     return task_view(document)
-
-
-class ConnectionUpdate(BaseModel):
-    """What an admin may change on the Connection page (never the API key)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    min_call_duration_s: float | None = Field(None, ge=0, le=86_400, allow_inf_nan=False)
-    error_webhook_url: HttpLink | None = None
-    voiceprints_enabled: StrictBool | None = Field(
-        None, description="Off deletes every voiceprint and every call's voice embeddings."
-    )
-
-    @field_validator("min_call_duration_s", mode="before")
-    @classmethod
-    def _not_a_flag(cls, value: Any) -> Any:
-        # `false` would be read as 0 seconds.
-        if isinstance(value, bool):
-            raise ValueError("нужно число секунд")
-        return value
-
-
-def connection_view(settings: ConnectionSettings, *, base_url: str) -> Document:
-    """The Connection page: ready-made URLs with the key filled in, key, minimum, error webhook."""
-    return {
-        "upload_url": f"{base_url}/api/v1/calls/audio-upload?apiKey={settings.api_key}",
-        "json_url": f"{base_url}/api/v1/calls?apiKey={settings.api_key}",
-        "api_key": settings.api_key,
-        "min_call_duration_s": settings.min_call_duration_s,
-        "error_webhook": settings.error_webhook.model_dump() if settings.error_webhook else None,
-        "voiceprints_enabled": settings.voiceprints_enabled,
-    }
-
-
-async def update_connection(
-    db: AsyncDatabase[Document],
-    current: ConnectionSettings,
-    update: ConnectionUpdate,
-    *,
-    policy: UrlPolicy,
-) -> ConnectionSettings:
-    """Apply the fields present in the update; a new error-webhook URL gets a new secret;
-    switching voiceprints off forgets them all."""
-    changes: Document = {}
-    fields = update.model_fields_set
-    if "min_call_duration_s" in fields and update.min_call_duration_s is not None:
-        changes["min_call_duration_s"] = update.min_call_duration_s
-    if "voiceprints_enabled" in fields and update.voiceprints_enabled is not None:
-        changes["voiceprints_enabled"] = update.voiceprints_enabled
-        if not update.voiceprints_enabled:
-            await voiceprints.forget_all(db)
-    if "error_webhook_url" in fields:
-        url = update.error_webhook_url
-        if not url:
-            changes["error_webhook"] = None
-        elif current.error_webhook is None or current.error_webhook.url != url:
-            require_allowed_link(policy, url, "error_webhook_url")
-            changes["error_webhook"] = WebhookEndpoint(
-                url=url, secret=new_webhook_secret()
-            ).model_dump()
-    return await connection.update_connection_settings(db, changes)

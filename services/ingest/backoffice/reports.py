@@ -1,0 +1,217 @@
+"""What a head of sales reads across calls: the managers' rating, the dashboard, and the
+rows an analytics table collected, always within the viewer's visibility."""
+
+from __future__ import annotations
+
+import itertools
+from datetime import timedelta
+
+from pymongo.asynchronous.database import AsyncDatabase
+
+from services.ingest.backoffice.accounts import User
+from services.ingest.backoffice.calls import EXPORT_LIMIT
+from services.ingest.backoffice.filters import CallFilters
+from services.ingest.intake.tasks import iso
+from shared.mongo import Document, calls
+
+
+async def managers(db: AsyncDatabase[Document], viewer: User, filters: CallFilters) -> Document:
+    """Per manager in the period: rating (stages passed), calls, average score, perfect
+    calls, average talk ratio; and each manager's average score by week."""
+    match = filters.query(viewer)
+    rows = await (
+        await calls(db).aggregate(
+            [
+                {"$match": match},
+                {
+                    "$group": {
+                        "_id": "$manager_id",
+                        "name": {"$last": "$manager_name"},
+                        "calls": {"$sum": 1},
+                        "analysed": {"$sum": {"$cond": [{"$gt": ["$score", None]}, 1, 0]}},
+                        "rating": {"$sum": {"$ifNull": ["$score.passed", 0]}},
+                        "average": {"$avg": "$score.percent"},
+                        "perfect": {"$sum": {"$cond": [{"$eq": ["$score.perfect", True]}, 1, 0]}},
+                        "talk_ratio": {"$avg": "$results.metrics.talk_ratio"},
+                    }
+                },
+                {"$sort": {"rating": -1, "_id": 1}},
+            ]
+        )
+    ).to_list()
+    weekly = await (
+        await calls(db).aggregate(
+            [
+                {"$match": {**match, "score": {"$ne": None}}},
+                {
+                    "$group": {
+                        "_id": {
+                            "manager": "$manager_id",
+                            "week": {
+                                "$dateTrunc": {
+                                    "date": "$received_at",
+                                    "unit": "week",
+                                    "timezone": filters.tz,
+                                }
+                            },
+                        },
+                        "average": {"$avg": "$score.percent"},
+                    }
+                },
+                {"$sort": {"_id.week": 1}},
+            ]
+        )
+    ).to_list()
+    series: dict[str, list[Document]] = {}
+    for point in weekly:
+        series.setdefault(point["_id"]["manager"], []).append(
+            {
+                "week": point["_id"]["week"].astimezone(filters.zone).date().isoformat(),
+                "average": _round(point["average"]),
+            }
+        )
+    return {
+        "items": [
+            {
+                "manager_id": row["_id"],
+                "manager_name": row["name"],
+                "calls": row["calls"],
+                "analysed": row["analysed"],
+                "rating": row["rating"],
+                "average_score": _round(row["average"]),
+                "perfect": row["perfect"],
+                "talk_ratio": _round(row["talk_ratio"], 2),
+                "weekly": series.get(row["_id"], []),
+            }
+            for row in rows
+        ]
+    }
+
+
+TALK_RATIO_BUCKETS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.000001)
+
+
+async def dashboard(db: AsyncDatabase[Document], viewer: User, filters: CallFilters) -> Document:
+    """Calls and average score per day, the stages failed most often, the talk ratios."""
+    match = filters.query(viewer)
+    daily = await (
+        await calls(db).aggregate(
+            [
+                {"$match": match},
+                {
+                    "$group": {
+                        "_id": {
+                            "$dateToString": {
+                                "format": "%Y-%m-%d",
+                                "date": "$received_at",
+                                "timezone": filters.tz,
+                            }
+                        },
+                        "calls": {"$sum": 1},
+                        "average": {"$avg": "$score.percent"},
+                    }
+                },
+                {"$sort": {"_id": 1}},
+            ]
+        )
+    ).to_list()
+    failed_stages = await (
+        await calls(db).aggregate(
+            [
+                {"$match": {**match, "results.checklists": {"$exists": True}}},
+                {"$unwind": "$results.checklists"},
+                {"$unwind": "$results.checklists.stages"},
+                {
+                    "$match": {
+                        "results.checklists.stages.applicable": True,
+                        "results.checklists.stages.passed": False,
+                    }
+                },
+                {"$group": {"_id": "$results.checklists.stages.name", "failed": {"$sum": 1}}},
+                {"$sort": {"failed": -1, "_id": 1}},
+                {"$limit": 10},
+            ]
+        )
+    ).to_list()
+    ratios = await (
+        await calls(db).aggregate(
+            [
+                {"$match": {**match, "results.metrics.talk_ratio": {"$type": "number"}}},
+                {
+                    "$bucket": {
+                        "groupBy": "$results.metrics.talk_ratio",
+                        "boundaries": list(TALK_RATIO_BUCKETS),
+                        "default": "other",
+                        "output": {"calls": {"$sum": 1}},
+                    }
+                },
+            ]
+        )
+    ).to_list()
+    counts = {bucket["_id"]: bucket["calls"] for bucket in ratios}
+    first, last = filters.days()
+    days = [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+    by_day = {row["_id"]: row for row in daily}
+    return {
+        "days": [
+            {
+                "day": day,
+                "calls": by_day.get(day, {}).get("calls", 0),
+                "average_score": _round(by_day.get(day, {}).get("average")),
+            }
+            for day in days
+        ],
+        "failed_stages": [{"stage": row["_id"], "failed": row["failed"]} for row in failed_stages],
+        "talk_ratio": [
+            {
+                "from": low,
+                "to": min(high, 1.0),
+                "calls": counts.get(low, 0),
+            }
+            for low, high in itertools.pairwise(TALK_RATIO_BUCKETS)
+        ],
+    }
+
+
+def _round(value: float | None, digits: int = 1) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+async def table_rows(
+    db: AsyncDatabase[Document], viewer: User, table_id: str, filters: CallFilters
+) -> list[Document]:
+    """The rows one analytics table collected from the calls in the filters, in list order:
+    the call's identity, then the table's fields."""
+    documents = await (
+        await calls(db).aggregate(
+            [
+                {"$match": {**filters.query(viewer), "results.tables.table_id": table_id}},
+                {"$sort": dict(filters.sort_keys())},
+                {"$limit": EXPORT_LIMIT},
+                {"$unwind": "$results.tables"},
+                {"$match": {"results.tables.table_id": table_id}},
+                {
+                    "$project": {
+                        "call_id": 1,
+                        "deal_id": 1,
+                        "manager_id": 1,
+                        "manager_name": 1,
+                        "received_at": 1,
+                        "row": "$results.tables.row",
+                    }
+                },
+            ]
+        )
+    ).to_list()
+    return [
+        {
+            "task_id": document["_id"],
+            "call_id": document["call_id"],
+            "deal_id": document.get("deal_id"),
+            "manager_id": document.get("manager_id"),
+            "manager_name": document.get("manager_name"),
+            "received_at": iso(document["received_at"]),
+            "row": document.get("row") or {},
+        }
+        for document in documents
+    ]
