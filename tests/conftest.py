@@ -19,7 +19,7 @@ from devtools.system import SERVICES, System
 from services.analyzer.asr import WhisperTranscriber
 from services.analyzer.llm import LlmJudge
 from services.analyzer.voice_encoder import VoiceEncoder
-from services.ingest.web import create_app
+from services.ingest.app import create_app
 from shared.amqp import Broker
 from shared.errors import UnknownEvent
 from shared.events import Envelope, Event, parse_envelope

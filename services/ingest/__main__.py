@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from services.ingest.web import create_app
+from services.ingest.app import create_app
 from shared.logging import configure_logging
 from shared.settings import load_settings
 

@@ -7,8 +7,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from services.ingest.app import create_app
 from services.ingest.backoffice.accounts import Role
-from services.ingest.web import create_app
 from shared.settings import Settings
 from tests.api_client import add_user, bearer, log_in
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD

@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestClient, TestServer
 from pymongo import AsyncMongoClient
 
 from devtools.processes import free_port
-from services.ingest.web import create_app
+from services.ingest.app import create_app
 from shared.events import CallReceived, CallSkipped, parse_envelope
 from shared.settings import Settings
 from tests.conftest import API_KEY, EventTap

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
+from services.ingest.app import create_app
 from services.ingest.backoffice.accounts import MAX_FAILURES_PER_ADDRESS, MAX_FAILURES_PER_PAIR
-from services.ingest.web import create_app
 from shared.settings import Settings
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
 

@@ -12,7 +12,7 @@ from aiohttp import web
 from playwright.async_api import Browser, Page, async_playwright
 
 from devtools.processes import free_port
-from services.ingest.web import create_app
+from services.ingest.app import create_app
 from shared.settings import Settings
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD
 

@@ -1,20 +1,15 @@
-"""The aiohttp edge: routes, authentication, error mapping, access logs and metrics."""
+"""The back office's JSON API (what the web app shows): login, settings, catalog, users,
+calls, reports and deliveries, behind sessions and roles."""
 
 from __future__ import annotations
 
-import asyncio
 import functools
 import secrets
-from collections.abc import AsyncIterator, Callable
 
-import structlog
 from aiohttp import web
-from aiohttp_session import session_middleware
-from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pydantic import BaseModel, ConfigDict, Field
-from pymongo.errors import PyMongoError
 
-from services.ingest import web_sessions, webapp
+from services.ingest import web_sessions
 from services.ingest.backoffice import (
     accounts,
     calls,
@@ -28,107 +23,26 @@ from services.ingest.backoffice import (
 from services.ingest.backoffice.accounts import Role
 from services.ingest.backoffice.calls import CommentForm
 from services.ingest.backoffice.users import UserForm
-from services.ingest.bootstrap import bootstrap
 from services.ingest.edge import (
     INGEST,
-    METRICS,
-    READY_TIMEOUT_S,
     base_url,
     call_filters,
     client_address,
-    edge_middleware,
     json_response,
-    read_body,
     read_model,
-    require_api_key,
-    require_content_type,
     require_session,
     stream_ranges,
     wants_xlsx,
     xlsx_response,
 )
-from services.ingest.intake import tasks
-from services.ingest.intake.submission import (
-    JSON_TYPE,
-    MAX_BODY_BYTES,
-    MULTIPART_TYPE,
-    URLENCODED_TYPE,
-    CallSubmission,
-    parse_form_submission,
-    parse_json_submission,
-    validated,
-)
-from services.ingest.metrics import IngestMetrics
-from services.ingest.openapi import OPENAPI
+from services.ingest.intake.submission import validated
 from shared import voiceprints
 from shared.connection import load_connection_settings
-from shared.errors import NotFound, RopError
+from shared.errors import NotFound
 from shared.logging import get_logger
-from shared.mongo import WEB_SESSIONS, ping
-from shared.settings import Settings
 
 log = get_logger(__name__)
-
-
-# --- CRM API ----------------------------------------------------------------
-
-
-async def _submit(
-    request: web.Request, parse: Callable[[bytes, str], CallSubmission], source: str
-) -> web.Response:
-    ingest = request.app[INGEST]
-    try:
-        require_api_key(request)
-        allowed = (JSON_TYPE,) if source == "json" else (MULTIPART_TYPE, URLENCODED_TYPE)
-        require_content_type(request, *allowed)
-        submission = parse(await read_body(request), request.headers.get("Content-Type", ""))
-        structlog.contextvars.bind_contextvars(call_id=submission.call_id)
-        acceptance = await tasks.accept_call(
-            submission,
-            db=ingest.db,
-            inserter=ingest.inserter,
-            relay=ingest.relay,
-            state=ingest.state,
-            policy=ingest.policy,
-            source=source,
-        )
-        log.info("call_accepted", task_id=acceptance.task_id, status=acceptance.body["status"])
-    except RopError as exc:
-        ingest.metrics.calls_rejected.labels(exc.code).inc()
-        raise
-    finally:
-        structlog.contextvars.unbind_contextvars("call_id")
-    ingest.metrics.calls_accepted.labels(acceptance.body["status"]).inc()
-    return json_response(acceptance.body)
-
-
-async def submit_form(request: web.Request) -> web.Response:
-    """POST /api/v1/calls/audio-upload: multipart or urlencoded form."""
-    return await _submit(request, parse_form_submission, "form")
-
-
-async def submit_json(request: web.Request) -> web.Response:
-    """POST /api/v1/calls: JSON."""
-    return await _submit(request, lambda body, _type: parse_json_submission(body), "json")
-
-
-async def get_task(request: web.Request) -> web.Response:
-    """GET /api/v1/tasks/{task_id}."""
-    require_api_key(request)
-    return json_response(
-        await tasks.get_task(request.app[INGEST].db, request.match_info["task_id"])
-    )
-
-
-async def get_call(request: web.Request) -> web.Response:
-    """GET /api/v1/calls/{call_id}."""
-    require_api_key(request)
-    return json_response(
-        await tasks.get_task_by_call_id(request.app[INGEST].db, request.match_info["call_id"])
-    )
-
-
-# --- admin API --------------------------------------------------------------
+routes = web.RouteTableDef()
 
 
 class LoginRequest(BaseModel):
@@ -138,6 +52,7 @@ class LoginRequest(BaseModel):
     password: str = Field(min_length=1, max_length=1024)
 
 
+@routes.post("/api/v1/auth/login")
 async def login(request: web.Request) -> web.Response:
     """POST /api/v1/auth/login: a session cookie for browsers, a token for scripts."""
     ingest = request.app[INGEST]
@@ -164,6 +79,7 @@ async def login(request: web.Request) -> web.Response:
     )
 
 
+@routes.post("/api/v1/auth/logout")
 async def logout(request: web.Request) -> web.Response:
     """POST /api/v1/auth/logout."""
     session = await require_session(request)
@@ -174,12 +90,14 @@ async def logout(request: web.Request) -> web.Response:
     return json_response({"status": "success"})
 
 
+@routes.get("/api/v1/auth/me")
 async def me(request: web.Request) -> web.Response:
     """GET /api/v1/auth/me: who is logged in."""
     session = await require_session(request)
     return json_response({"user": session.user.public(), "csrf_token": session.csrf_token})
 
 
+@routes.get("/api/v1/settings/connection")
 async def get_connection(request: web.Request) -> web.Response:
     """GET /api/v1/settings/connection (admin)."""
     await require_session(request, Role.ADMIN)
@@ -191,6 +109,7 @@ async def get_connection(request: web.Request) -> web.Response:
     )
 
 
+@routes.put("/api/v1/settings/connection")
 async def put_connection(request: web.Request) -> web.Response:
     """PUT /api/v1/settings/connection (admin): minimum duration and error webhook."""
     session = await require_session(request, Role.ADMIN)
@@ -207,7 +126,7 @@ async def put_connection(request: web.Request) -> web.Response:
     )
 
 
-def add_catalog_routes(app: web.Application, path: str, kind: catalog.Kind) -> None:
+def _catalog_routes(path: str, kind: catalog.Kind) -> None:
     """CRUD of templates, bindings or tables for admins and supervisors (SPEC §4.1)."""
     roles = (Role.ADMIN, Role.SUPERVISOR)
 
@@ -244,13 +163,19 @@ def add_catalog_routes(app: web.Application, path: str, kind: catalog.Kind) -> N
         log.info("catalog_deleted", kind=kind.collection, id=item_id, by=session.user.email)
         return web.Response(status=204)
 
-    app.router.add_get(path, list_items)
-    app.router.add_post(path, create_item)
-    app.router.add_get(f"{path}/{{id}}", get_item)
-    app.router.add_put(f"{path}/{{id}}", replace_item)
-    app.router.add_delete(f"{path}/{{id}}", delete_item)
+    routes.get(path)(list_items)
+    routes.post(path)(create_item)
+    routes.get(f"{path}/{{id}}")(get_item)
+    routes.put(f"{path}/{{id}}")(replace_item)
+    routes.delete(f"{path}/{{id}}")(delete_item)
 
 
+_catalog_routes("/api/v1/templates", catalog.TEMPLATE)
+_catalog_routes("/api/v1/bindings", catalog.BINDING)
+_catalog_routes("/api/v1/tables", catalog.TABLE)
+
+
+@routes.get("/api/v1/deliveries")
 async def list_deliveries(request: web.Request) -> web.Response:
     """GET /api/v1/deliveries (admin, supervisor): filters status, endpoint, call_id, task_id."""
     session = await require_session(request, Role.ADMIN, Role.SUPERVISOR)
@@ -259,6 +184,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
     return json_response(page)
 
 
+@routes.post("/api/v1/deliveries/{id}/redeliver")
 async def redeliver(request: web.Request) -> web.Response:
     """POST /api/v1/deliveries/{id}/redeliver (admin, supervisor)."""
     session = await require_session(request, Role.ADMIN, Role.SUPERVISOR)
@@ -272,12 +198,14 @@ async def redeliver(request: web.Request) -> web.Response:
 # --- users (admin) ----------------------------------------------------------
 
 
+@routes.get("/api/v1/users")
 async def list_users(request: web.Request) -> web.Response:
     """GET /api/v1/users (admin)."""
     await require_session(request, Role.ADMIN)
     return json_response(await users.list_users(request.app[INGEST].db))
 
 
+@routes.post("/api/v1/users")
 async def create_user(request: web.Request) -> web.Response:
     """POST /api/v1/users (admin)."""
     session = await require_session(request, Role.ADMIN)
@@ -286,6 +214,7 @@ async def create_user(request: web.Request) -> web.Response:
     return json_response(created, 201)
 
 
+@routes.get("/api/v1/users/{id}")
 async def get_user(request: web.Request) -> web.Response:
     """GET /api/v1/users/{id} (admin)."""
     await require_session(request, Role.ADMIN)
@@ -294,6 +223,7 @@ async def get_user(request: web.Request) -> web.Response:
     )
 
 
+@routes.put("/api/v1/users/{id}")
 async def update_user(request: web.Request) -> web.Response:
     """PUT /api/v1/users/{id} (admin): a password only when it changes."""
     session = await require_session(request, Role.ADMIN)
@@ -304,6 +234,7 @@ async def update_user(request: web.Request) -> web.Response:
     return json_response(updated)
 
 
+@routes.delete("/api/v1/users/{id}")
 async def delete_user(request: web.Request) -> web.Response:
     """DELETE /api/v1/users/{id} (admin)."""
     session = await require_session(request, Role.ADMIN)
@@ -316,6 +247,7 @@ async def delete_user(request: web.Request) -> web.Response:
 # --- calls, managers, dashboard ---------------------------------------------
 
 
+@routes.get("/api/v1/admin/calls")
 async def list_admin_calls(request: web.Request) -> web.Response:
     """GET /api/v1/admin/calls: filters and paging, or the whole selection as `?format=xlsx`."""
     session = await require_session(request)
@@ -329,6 +261,7 @@ async def list_admin_calls(request: web.Request) -> web.Response:
     return json_response(await calls.list_calls(db, session.user, filters))
 
 
+@routes.get("/api/v1/admin/calls/{task_id}")
 async def get_admin_call(request: web.Request) -> web.Response:
     """GET /api/v1/admin/calls/{task_id}: the call card."""
     session = await require_session(request)
@@ -338,6 +271,7 @@ async def get_admin_call(request: web.Request) -> web.Response:
     return json_response(card)
 
 
+@routes.get("/api/v1/admin/calls/{task_id}/audio")
 async def call_audio(request: web.Request) -> web.StreamResponse:
     """GET /api/v1/admin/calls/{task_id}/audio: the stored audio, with HTTP ranges."""
     session = await require_session(request)
@@ -347,6 +281,7 @@ async def call_audio(request: web.Request) -> web.StreamResponse:
     return await stream_ranges(request, stream, content_type)
 
 
+@routes.post("/api/v1/admin/calls/{task_id}/comments")
 async def add_comment(request: web.Request) -> web.Response:
     """POST /api/v1/admin/calls/{task_id}/comments."""
     session = await require_session(request)
@@ -357,6 +292,7 @@ async def add_comment(request: web.Request) -> web.Response:
     return json_response(comment, 201)
 
 
+@routes.post("/api/v1/admin/calls/{task_id}/reanalyze")
 async def reanalyze(request: web.Request) -> web.Response:
     """POST /api/v1/admin/calls/{task_id}/reanalyze."""
     session = await require_session(request)
@@ -366,6 +302,7 @@ async def reanalyze(request: web.Request) -> web.Response:
     return json_response({"status": "queued", "task_id": task_id}, 202)
 
 
+@routes.post("/api/v1/admin/calls/{task_id}/swap-roles")
 async def swap_roles(request: web.Request) -> web.Response:
     """POST /api/v1/admin/calls/{task_id}/swap-roles (admin, supervisor): re-score the call
     with manager and client exchanged; the CRM gets a new revision."""
@@ -376,6 +313,7 @@ async def swap_roles(request: web.Request) -> web.Response:
     return json_response({"status": "queued", "task_id": task_id}, 202)
 
 
+@routes.post("/api/v1/admin/calls/{task_id}/confirm-roles")
 async def confirm_roles(request: web.Request) -> web.Response:
     """POST /api/v1/admin/calls/{task_id}/confirm-roles (admin, supervisor): the roles of a
     mono call are right; the manager's voiceprint learns from it."""
@@ -388,12 +326,14 @@ async def confirm_roles(request: web.Request) -> web.Response:
     return json_response(await calls.call_card(ingest.db, session.user, task_id))
 
 
+@routes.get("/api/v1/voiceprints")
 async def list_voiceprints(request: web.Request) -> web.Response:
     """GET /api/v1/voiceprints (admin): whose voiceprints exist and what they came from."""
     await require_session(request, Role.ADMIN)
     return json_response({"items": await voiceprints.list_voiceprints(request.app[INGEST].db)})
 
 
+@routes.delete("/api/v1/voiceprints/{manager_id}")
 async def delete_voiceprint(request: web.Request) -> web.Response:
     """DELETE /api/v1/voiceprints/{manager_id} (admin): forget a manager's voice."""
     session = await require_session(request, Role.ADMIN)
@@ -404,6 +344,7 @@ async def delete_voiceprint(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+@routes.get("/api/v1/managers")
 async def managers(request: web.Request) -> web.Response:
     """GET /api/v1/managers (admin, supervisor): rating and averages in the period."""
     session = await require_session(request, Role.ADMIN, Role.SUPERVISOR)
@@ -411,6 +352,7 @@ async def managers(request: web.Request) -> web.Response:
     return json_response(await reports.managers(request.app[INGEST].db, session.user, filters))
 
 
+@routes.get("/api/v1/dashboard")
 async def dashboard(request: web.Request) -> web.Response:
     """GET /api/v1/dashboard: calls and scores per day, failed stages, talk ratios."""
     session = await require_session(request)
@@ -418,6 +360,7 @@ async def dashboard(request: web.Request) -> web.Response:
     return json_response(await reports.dashboard(request.app[INGEST].db, session.user, filters))
 
 
+@routes.get("/api/v1/tables/{id}/rows")
 async def table_rows(request: web.Request) -> web.Response:
     """GET /api/v1/tables/{id}/rows (admin, supervisor): JSON, or `?format=xlsx`."""
     session = await require_session(request, Role.ADMIN, Role.SUPERVISOR)
@@ -431,113 +374,3 @@ async def table_rows(request: web.Request) -> web.Response:
         f"{table['_id']}.xlsx",
         functools.partial(exports.table_workbook, table, rows, filters.zone),
     )
-
-
-# --- operations -------------------------------------------------------------
-
-
-async def openapi(_request: web.Request) -> web.Response:
-    """GET /api/v1/openapi.json."""
-    return json_response(OPENAPI)
-
-
-async def healthz(_request: web.Request) -> web.Response:
-    """GET /healthz: the process is alive."""
-    return json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    """GET /readyz: 200 while calls can be accepted (the database answers).
-
-    The broker is reported but does not make the gateway unready: accepted calls
-    wait in the outbox until it is back.
-    """
-    ingest = request.app[INGEST]
-    try:
-        await asyncio.wait_for(ping(ingest.db), READY_TIMEOUT_S)
-        mongo_ok = True
-    except (TimeoutError, PyMongoError):
-        mongo_ok = False
-    broker_ok = ingest.broker.is_connected
-    status = "ready" if mongo_ok and broker_ok else "degraded" if mongo_ok else "unavailable"
-    body = {
-        "status": status,
-        "checks": {"mongo": "ok" if mongo_ok else "down", "broker": "ok" if broker_ok else "down"},
-    }
-    return json_response(body, 200 if mongo_ok else 503)
-
-
-async def metrics(request: web.Request) -> web.Response:
-    """GET /metrics: Prometheus text format."""
-    body = generate_latest(request.app[METRICS].registry)
-    return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
-
-
-# On every answer: not sniffed, not framed, no version banner; API answers (some carry the
-# API key or webhook secrets) are never cached.
-RESPONSE_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Server": "rop"}
-
-
-async def _harden(request: web.Request, response: web.StreamResponse) -> None:
-    response.headers.update(RESPONSE_HEADERS)
-    if request.path.startswith("/api/"):
-        response.headers["Cache-Control"] = "no-store"
-
-
-def create_app(settings: Settings) -> web.Application:
-    """Build the gateway application; its resources live as long as the app runs."""
-    sessions = web_sessions.MongoSessionStorage(
-        lambda: app[INGEST].db[WEB_SESSIONS],
-        max_age_s=settings.session_ttl_s,
-        secure=(settings.public_base_url or "").startswith("https://"),
-    )
-    app = web.Application(
-        middlewares=[edge_middleware, session_middleware(sessions)],
-        client_max_size=MAX_BODY_BYTES,
-    )
-    app[METRICS] = IngestMetrics()
-    app.on_response_prepare.append(_harden)
-
-    async def resources(app: web.Application) -> AsyncIterator[None]:
-        async with bootstrap(settings, app[METRICS]) as ingest:
-            app[INGEST] = ingest
-            yield
-
-    app.cleanup_ctx.append(resources)
-    app.router.add_post("/api/v1/calls/audio-upload", submit_form)
-    app.router.add_post("/api/v1/calls", submit_json)
-    app.router.add_get("/api/v1/tasks/{task_id}", get_task)
-    app.router.add_get("/api/v1/calls/{call_id}", get_call)
-    app.router.add_post("/api/v1/auth/login", login)
-    app.router.add_post("/api/v1/auth/logout", logout)
-    app.router.add_get("/api/v1/auth/me", me)
-    app.router.add_get("/api/v1/settings/connection", get_connection)
-    app.router.add_put("/api/v1/settings/connection", put_connection)
-    add_catalog_routes(app, "/api/v1/templates", catalog.TEMPLATE)
-    add_catalog_routes(app, "/api/v1/bindings", catalog.BINDING)
-    add_catalog_routes(app, "/api/v1/tables", catalog.TABLE)
-    app.router.add_get("/api/v1/tables/{id}/rows", table_rows)
-    app.router.add_get("/api/v1/users", list_users)
-    app.router.add_post("/api/v1/users", create_user)
-    app.router.add_get("/api/v1/users/{id}", get_user)
-    app.router.add_put("/api/v1/users/{id}", update_user)
-    app.router.add_delete("/api/v1/users/{id}", delete_user)
-    app.router.add_get("/api/v1/admin/calls", list_admin_calls)
-    app.router.add_get("/api/v1/admin/calls/{task_id}", get_admin_call)
-    app.router.add_get("/api/v1/admin/calls/{task_id}/audio", call_audio)
-    app.router.add_post("/api/v1/admin/calls/{task_id}/comments", add_comment)
-    app.router.add_post("/api/v1/admin/calls/{task_id}/reanalyze", reanalyze)
-    app.router.add_post("/api/v1/admin/calls/{task_id}/swap-roles", swap_roles)
-    app.router.add_post("/api/v1/admin/calls/{task_id}/confirm-roles", confirm_roles)
-    app.router.add_get("/api/v1/voiceprints", list_voiceprints)
-    app.router.add_delete("/api/v1/voiceprints/{manager_id}", delete_voiceprint)
-    app.router.add_get("/api/v1/managers", managers)
-    app.router.add_get("/api/v1/dashboard", dashboard)
-    app.router.add_get("/api/v1/deliveries", list_deliveries)
-    app.router.add_post("/api/v1/deliveries/{id}/redeliver", redeliver)
-    app.router.add_get("/api/v1/openapi.json", openapi)
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
-    app.router.add_get("/metrics", metrics)
-    webapp.setup(app, settings.timezone)
-    return app
