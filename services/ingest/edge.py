@@ -8,7 +8,7 @@ import hmac
 import json
 import time
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 import structlog
@@ -216,13 +216,26 @@ async def require_session(request: web.Request, *roles: Role) -> Session:
         session = await browser_session(request)
     if session is None:
         raise Unauthorized("Требуется вход в систему")
-    if token is None and request.method not in SAFE_METHODS:
-        supplied = request.headers.get(CSRF_HEADER, "")
-        if not hmac.compare_digest(supplied.encode(), session.csrf_token.encode()):
-            raise Forbidden("Недействительный CSRF-токен")
-    if roles and session.user.role not in roles:
-        raise Forbidden()
+    cookie_change = token is None and request.method not in SAFE_METHODS
+    authorize(session, roles, csrf=request.headers.get(CSRF_HEADER, "") if cookie_change else None)
     return session
+
+
+def authorize(
+    session: Session,
+    roles: Sequence[Role],
+    *,
+    csrf: str | None = None,
+    refused: str = Forbidden.message,
+    stale: str = "Недействительный CSRF-токен",
+) -> None:
+    """The one check of the back office, for the API and the pages alike: the role (any
+    when `roles` is empty), then, for a change made with a browser session, that `csrf`
+    is the session's CSRF token. What a person may see beyond that is `User.visibility`."""
+    if roles and session.user.role not in roles:
+        raise Forbidden(refused)
+    if csrf is not None and not hmac.compare_digest(csrf.encode(), session.csrf_token.encode()):
+        raise Forbidden(stale)
 
 
 def client_address(request: web.Request) -> str:

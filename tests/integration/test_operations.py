@@ -8,7 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, make_mocked_request
 from openapi_spec_validator import validate
 
 from shared.logging import configure_logging
@@ -94,3 +94,24 @@ async def test_logs_are_json_and_never_hold_the_api_key(
     accepted = [r for r in records if r["event"] == "call_accepted"]
     assert len(accepted) == 3
     assert all(r["task_id"].startswith("task_") and r["call_id"] for r in accepted)
+
+
+async def test_every_route_is_reached_by_its_own_paths(ingest_client: Client) -> None:
+    """`…/new` is the form for a new one, not the one with the id `new`: among routes with
+    parameters the order decides, and stacked route decorators register bottom up."""
+    app = ingest_client.app
+    checked = []
+    for route in app.router.routes():
+        resource = route.resource
+        if resource is None or route.method == "HEAD" or "{" not in resource.canonical:
+            continue
+        info = resource.get_info()
+        names = info["pattern"].groupindex
+        for value in ("templates", "x1"):  # a section, or any id
+            path = info["formatter"].format(**dict.fromkeys(names, value))
+            if info["pattern"].fullmatch(path):
+                break
+        match = await app.router.resolve(make_mocked_request(route.method, path, app=app))
+        assert match.route.resource is resource, (route.method, resource.canonical, path)
+        checked.append((route.method, resource.canonical))
+    assert ("POST", "/settings/{section}/new") in checked

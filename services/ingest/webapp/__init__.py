@@ -10,7 +10,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from services.ingest.webapp.pages import add_routes
+from services.ingest.webapp import call_pages, login_pages, report_pages, settings_pages
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -49,4 +49,5 @@ def setup(app: web.Application, timezone: str) -> None:
     )
     environment.filters.update(when=when, clock=_clock, percent=_percent)
     app.router.add_static("/static", STATIC_DIR, name="static", append_version=True)
-    add_routes(app)
+    for pages in (login_pages, call_pages, report_pages, settings_pages):
+        app.router.add_routes(pages.routes)

@@ -1,0 +1,185 @@
+"""The calls list, its Excel file, and a call's card with its actions."""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Mapping
+
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from services.ingest.backoffice import (
+    calls,
+    deliveries,
+    exports,
+)
+from services.ingest.backoffice.accounts import Session
+from services.ingest.backoffice.calls import CommentForm
+from services.ingest.edge import (
+    INGEST,
+    call_filters,
+    xlsx_response,
+)
+from services.ingest.intake.submission import validated
+from services.ingest.webapp.forms import field_errors
+from services.ingest.webapp.frame import (
+    ALL,
+    LEADS,
+    METRIC_LABELS,
+    action,
+    page,
+    page_filters,
+    query_without,
+    redirect,
+    render,
+)
+from shared.connection import load_connection_settings
+from shared.errors import InvalidRequest
+from shared.events import utcnow
+from shared.logging import get_logger
+from shared.mongo import TABLES
+
+log = get_logger(__name__)
+routes = web.RouteTableDef()
+
+
+@routes.get("/calls")
+@page(*ALL)
+async def calls_page(request: web.Request, session: Session) -> web.StreamResponse:
+    """GET /calls: the filtered, sorted, paged list."""
+    filters, errors = page_filters(request)
+    listing = await calls.list_calls(request.app[INGEST].db, session.user, filters)
+    pages = max(1, -(-listing["total"] // filters.per_page))
+    first, last = filters.days()
+    return render(
+        request,
+        session,
+        "calls.html",
+        {
+            "filters": filters,
+            "period": {"from": first, "to": last},
+            "errors": errors,
+            "listing": listing,
+            "pages": pages,
+            "managers": await calls.managers_seen(request.app[INGEST].db, session.user, filters),
+            "page_query": query_without(request, "page"),
+            "export_query": query_without(request, "page", "per_page"),
+        },
+    )
+
+
+@routes.get("/calls/export.xlsx")
+@page(*ALL)
+async def calls_export(request: web.Request, session: Session) -> web.StreamResponse:
+    """GET /calls/export.xlsx: the filtered list as Excel."""
+    filters = call_filters(request, form=True)
+    rows = await calls.all_rows(request.app[INGEST].db, session.user, filters)
+    return await xlsx_response(
+        f"calls-{utcnow():%Y-%m-%d}.xlsx",
+        functools.partial(exports.calls_workbook, rows, filters.zone),
+    )
+
+
+async def _card(
+    request: web.Request,
+    session: Session,
+    *,
+    errors: Mapping[str, str] | None = None,
+    status: int = 200,
+) -> web.Response:
+    db = request.app[INGEST].db
+    card = await calls.call_card(db, session.user, request.match_info["task_id"])
+    table_ids = [row["table_id"] for row in (card["results"] or {}).get("tables", [])]
+    field_names = {
+        table["_id"]: {field["key"]: field.get("name") or field["key"] for field in table["fields"]}
+        async for table in db[TABLES].find({"_id": {"$in": table_ids}}, {"fields": 1})
+    }
+    return render(
+        request,
+        session,
+        "call.html",
+        {
+            "call": card,
+            "field_names": field_names,
+            "metric_labels": METRIC_LABELS,
+            "errors": errors or {},
+            "notice": request.query.get("notice"),
+            "can_replay": session.user.role in LEADS,
+            "can_set_roles": session.user.role in LEADS,
+        },
+        status=status,
+    )
+
+
+@routes.get("/calls/{task_id}")
+@page(*ALL)
+async def call_page(request: web.Request, session: Session) -> web.StreamResponse:
+    """GET /calls/{task_id}: the call card."""
+    return await _card(request, session)
+
+
+@routes.post("/calls/{task_id}/comments")
+@action(*ALL)
+async def comment_submit(
+    request: web.Request, session: Session, form: MultiDictProxy[str]
+) -> web.StreamResponse:
+    """POST /calls/{task_id}/comments."""
+    task_id = request.match_info["task_id"]
+    try:
+        comment = validated(CommentForm, {"text": str(form.get("text", ""))})
+    except InvalidRequest as exc:
+        return await _card(request, session, errors=field_errors(exc), status=400)
+    await calls.add_comment(request.app[INGEST].db, session.user, task_id, comment)
+    return redirect(f"/calls/{task_id}#comments")
+
+
+@routes.post("/calls/{task_id}/reanalyze")
+@action(*ALL)
+async def reanalyze_submit(
+    request: web.Request, session: Session, _form: MultiDictProxy[str]
+) -> web.StreamResponse:
+    """POST /calls/{task_id}/reanalyze."""
+    task_id = request.match_info["task_id"]
+    await calls.reanalyze(request.app[INGEST].db, session.user, task_id)
+    log.info("reanalysis_requested", task_id=task_id, by=session.user.email)
+    return redirect(f"/calls/{task_id}?notice=reanalysis")
+
+
+@routes.post("/calls/{task_id}/swap-roles")
+@action(*LEADS)
+async def swap_roles_submit(
+    request: web.Request, session: Session, _form: MultiDictProxy[str]
+) -> web.StreamResponse:
+    """POST /calls/{task_id}/swap-roles: «Поменять роли»."""
+    task_id = request.match_info["task_id"]
+    await calls.swap_roles(request.app[INGEST].db, session.user, task_id)
+    log.info("roles_swap_requested", task_id=task_id, by=session.user.email)
+    return redirect(f"/calls/{task_id}?notice=roles_swapped")
+
+
+@routes.post("/calls/{task_id}/confirm-roles")
+@action(*LEADS)
+async def confirm_roles_submit(
+    request: web.Request, session: Session, _form: MultiDictProxy[str]
+) -> web.StreamResponse:
+    """POST /calls/{task_id}/confirm-roles: «Роли верны»."""
+    task_id = request.match_info["task_id"]
+    db = request.app[INGEST].db
+    learn = (await load_connection_settings(db)).voiceprints_enabled
+    await calls.confirm_roles(db, session.user, task_id, learn=learn)
+    log.info("roles_confirmed", task_id=task_id, by=session.user.email)
+    return redirect(f"/calls/{task_id}?notice=roles_confirmed")
+
+
+@routes.post("/calls/{task_id}/deliveries/{id}/redeliver")
+@action(*LEADS)
+async def redeliver_submit(
+    request: web.Request, session: Session, _form: MultiDictProxy[str]
+) -> web.StreamResponse:
+    """POST /calls/{task_id}/deliveries/{id}/redeliver: the replay button of the log."""
+    ingest = request.app[INGEST]
+    task_id, delivery_id = request.match_info["task_id"], request.match_info["id"]
+    await calls.check_delivery(ingest.db, session.user, task_id, delivery_id)
+    await deliveries.redeliver(ingest.db, ingest.broker, session.user, delivery_id)
+    log.info("delivery_replayed", delivery_id=delivery_id, by=session.user.email)
+    return redirect(f"/calls/{task_id}?notice=redelivery#deliveries")

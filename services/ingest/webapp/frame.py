@@ -1,0 +1,186 @@
+"""The frame every page shares: who may open it (`page`, `action`: the session, the
+role, the form's CSRF token), the menu, rendering, errors and redirects."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Mapping
+from typing import Any, get_args
+from urllib.parse import quote, urlencode
+
+import aiohttp_jinja2
+from aiohttp import web
+from multidict import MultiDictProxy
+
+from services.ingest.backoffice.accounts import Role, Session, User
+from services.ingest.backoffice.filters import STATUS_LABELS, CallFilters
+from services.ingest.edge import HTTP_STATUS, INGEST, authorize, browser_session, call_filters
+from services.ingest.webapp.forms import field_errors
+from shared.errors import InvalidRequest, RopError
+from shared.scripts import Metric
+
+ALL = (Role.ADMIN, Role.SUPERVISOR, Role.MANAGER)
+LEADS = (Role.ADMIN, Role.SUPERVISOR)
+ADMIN = (Role.ADMIN,)
+
+# The menu: (path, label, who sees it). Settings pages are grouped under one heading.
+MENU = (
+    ("/calls", "Коммуникации", ALL),
+    ("/managers", "Менеджеры", LEADS),
+    ("/dashboard", "Дашборд", ALL),
+)
+SETTINGS_MENU = (
+    ("/settings/connection", "Подключение", ADMIN),
+    ("/settings/templates", "Шаблоны скриптов", LEADS),
+    ("/settings/bindings", "Скрипты и промты", LEADS),
+    ("/settings/tables", "Таблицы", LEADS),
+    ("/settings/users", "Пользователи", ADMIN),
+)
+TIMELINE_LABELS = {
+    **STATUS_LABELS,
+    "webhook_succeeded": "Вебхук доставлен",
+    "webhook_dead": "Вебхук не доставлен",
+    "webhook_stopped": "Вебхук остановлен (410)",
+    "reanalysis_requested": "Запрошен повторный анализ",
+    "roles_swap_requested": "Роли менеджера и клиента поменяны местами",
+    "roles_confirmed": "Роли подтверждены",
+}
+ROLE_LABELS = {"admin": "Администратор", "supervisor": "Руководитель", "manager": "Менеджер"}
+METRIC_LABELS: dict[str, str] = {
+    "duration_s": "Длительность, с",
+    "talk_time_manager_s": "Речь менеджера, с",
+    "talk_time_client_s": "Речь клиента, с",
+    "talk_ratio": "Доля речи менеджера",
+    "longest_monologue_s": "Самый длинный монолог, с",
+    "silence_s": "Тишина, с",
+    "interruptions": "Перебивания",
+    "words_per_minute_manager": "Темп менеджера, слов/мин",
+}
+assert set(METRIC_LABELS) == set(get_args(Metric))  # every metric has a label
+
+Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
+# Pages load nothing from elsewhere and run no inline script; no framing, no caching.
+SECURITY_HEADERS = {
+    "Content-Security-Policy": (
+        "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
+        "form-action 'self'; frame-ancestors 'none'"
+    ),
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "same-origin",
+    "Cache-Control": "no-store",
+}
+PageHandler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
+FormHandler = Callable[[web.Request, Session, MultiDictProxy[str]], Awaitable[web.StreamResponse]]
+
+
+def _menu(user: User) -> dict[str, Any]:
+    def visible(items: tuple[tuple[str, str, tuple[Role, ...]], ...]) -> list[dict[str, str]]:
+        return [{"path": p, "label": label} for p, label, roles in items if user.role in roles]
+
+    return {"main": visible(MENU), "settings": visible(SETTINGS_MENU)}
+
+
+def render(
+    request: web.Request,
+    session: Session | None,
+    template: str,
+    context: Mapping[str, Any] | None = None,
+    *,
+    status: int = 200,
+) -> web.Response:
+    """Render a page with what every page needs: the user, the menu, the CSRF token."""
+    base: dict[str, Any] = {
+        "path": request.path,
+        "status_labels": STATUS_LABELS,
+        "timeline_labels": TIMELINE_LABELS,
+    }
+    if session is not None:
+        base |= {
+            "user": session.user,
+            "role_label": ROLE_LABELS[session.user.role.value],
+            "menu": _menu(session.user),
+            "csrf_token": session.csrf_token,
+        }
+    response = aiohttp_jinja2.render_template(
+        template, request, {**base, **(context or {})}, status=status
+    )
+    response.headers.update(SECURITY_HEADERS)
+    return response
+
+
+def _error_page(request: web.Request, session: Session | None, error: RopError) -> web.Response:
+    status = HTTP_STATUS.get(error.code, 500)
+    return render(request, session, "error.html", {"error": error}, status=status)
+
+
+def redirect(location: str) -> web.Response:
+    """303 See Other: after a form post the browser GETs the result."""
+    return web.Response(status=303, headers={"Location": location})
+
+
+def _to_login(request: web.Request) -> web.Response:
+    return redirect(f"/login?next={quote(request.path_qs)}")
+
+
+def page(*roles: Role) -> Callable[[PageHandler], Route]:
+    """A GET page for these roles: no session goes to the login page, another role gets 403."""
+
+    def wrap(handler: PageHandler) -> Route:
+        async def run(request: web.Request) -> web.StreamResponse:
+            session = await browser_session(request)
+            if session is None:
+                return _to_login(request)
+            try:
+                authorize(session, roles, refused="Эта страница вам недоступна")
+                return await handler(request, session)
+            except RopError as exc:
+                return _error_page(request, session, exc)
+
+        return run
+
+    return wrap
+
+
+def action(*roles: Role) -> Callable[[FormHandler], Route]:
+    """A form POST for these roles, refused without the session's CSRF token."""
+
+    def wrap(handler: FormHandler) -> Route:
+        async def run(request: web.Request) -> web.StreamResponse:
+            session = await browser_session(request)
+            if session is None:
+                return _to_login(request)
+            try:
+                form = await request.post()
+                authorize(
+                    session,
+                    roles,
+                    csrf=str(form.get("csrf_token", "")),
+                    refused="Это действие вам недоступно",
+                    stale="Форма устарела (нет CSRF-токена). Обновите страницу.",
+                )
+                return await handler(request, session, form)  # type: ignore[arg-type]
+            except RopError as exc:
+                return _error_page(request, session, exc)
+
+        return run
+
+    return wrap
+
+
+def safe_next(target: str | None) -> str:
+    """Only paths of this site: never `//host` or an absolute URL."""
+    if target and target.startswith("/") and not target.startswith("//") and "\\" not in target:
+        return target
+    return "/calls"
+
+
+def page_filters(request: web.Request) -> tuple[CallFilters, dict[str, str]]:
+    """The filters of the query (days in the configured zone), or the defaults and the
+    messages of the bad fields."""
+    try:
+        return call_filters(request, form=True), {}
+    except InvalidRequest as exc:
+        return CallFilters(tz=request.app[INGEST].settings.timezone), field_errors(exc)
+
+
+def query_without(request: web.Request, *names: str) -> str:
+    return urlencode([(k, v) for k, v in request.query.items() if k not in names and v])

@@ -1,0 +1,142 @@
+"""What a head of sales reads across calls: managers, the dashboard, a table's rows."""
+
+from __future__ import annotations
+
+import functools
+from datetime import timedelta
+
+from aiohttp import web
+
+from services.ingest.backoffice import (
+    catalog,
+    exports,
+    reports,
+)
+from services.ingest.backoffice.accounts import Session
+from services.ingest.backoffice.filters import CallFilters
+from services.ingest.edge import (
+    INGEST,
+    wants_xlsx,
+    xlsx_response,
+)
+from services.ingest.webapp import charts
+from services.ingest.webapp.frame import (
+    ALL,
+    LEADS,
+    page,
+    page_filters,
+    query_without,
+    render,
+)
+from shared.logging import get_logger
+
+log = get_logger(__name__)
+routes = web.RouteTableDef()
+
+
+def _weeks_back(request: web.Request, weeks: int) -> tuple[CallFilters, dict[str, str]]:
+    filters, errors = page_filters(request)
+    if filters.date_from is None and not errors:
+        _, last = filters.days()
+        filters = filters.model_copy(update={"date_from": last - timedelta(weeks=weeks)})
+    return filters, errors
+
+
+def _day_month(iso_day: str) -> str:
+    """2026-11-22 as 22.11, how axis labels read in Russian."""
+    return f"{iso_day[8:10]}.{iso_day[5:7]}"
+
+
+@routes.get("/managers")
+@page(*LEADS)
+async def managers_page(request: web.Request, session: Session) -> web.StreamResponse:
+    """GET /managers: the rating, and each manager's average score by week."""
+    filters, errors = _weeks_back(request, 8)
+    rating = await reports.managers(request.app[INGEST].db, session.user, filters)
+    weeks = sorted({point["week"] for item in rating["items"] for point in item["weekly"]})
+    series = [
+        charts.Series(
+            item["manager_name"] or item["manager_id"],
+            [{p["week"]: p["average"] for p in item["weekly"]}.get(week) for week in weeks],
+        )
+        for item in rating["items"][: len(charts.PALETTE)]
+    ]
+    labels = [_day_month(week) for week in weeks]
+    first, last = filters.days()
+    return render(
+        request,
+        session,
+        "managers.html",
+        {
+            "rating": rating["items"],
+            "errors": errors,
+            "period": {"from": first, "to": last},
+            "chart": charts.line_chart("Средняя оценка по неделям", labels, series, unit="%"),
+            "legend": charts.legend(series),
+            "weeks": weeks,
+            "series": series,
+        },
+    )
+
+
+@routes.get("/dashboard")
+@page(*ALL)
+async def dashboard_page(request: web.Request, session: Session) -> web.StreamResponse:
+    """GET /dashboard: the period at a glance."""
+    filters, errors = page_filters(request)
+    board = await reports.dashboard(request.app[INGEST].db, session.user, filters)
+    days = board["days"]
+    labels = [_day_month(day["day"]) for day in days]
+    scores = charts.Series("Средняя оценка", [day["average_score"] for day in days])
+    ratio_labels = [f"{b['from']:.0%}–{b['to']:.0%}" for b in board["talk_ratio"]]
+    first, last = filters.days()
+    return render(
+        request,
+        session,
+        "dashboard.html",
+        {
+            "board": board,
+            "errors": errors,
+            "period": {"from": first, "to": last},
+            "total_calls": sum(day["calls"] for day in days),
+            "calls_chart": charts.bar_chart(
+                "Звонков в день", labels, [day["calls"] for day in days]
+            ),
+            "score_chart": charts.line_chart("Средняя оценка по дням", labels, [scores], unit="%"),
+            "ratio_chart": charts.bar_chart(
+                "Распределение доли речи менеджера",
+                ratio_labels,
+                [bucket["calls"] for bucket in board["talk_ratio"]],
+            ),
+            "ratio_labels": ratio_labels,
+            "max_failed": max([row["failed"] for row in board["failed_stages"]] or [1]),
+        },
+    )
+
+
+@routes.get("/settings/tables/{id}/rows")
+@page(*LEADS)
+async def table_rows_page(request: web.Request, session: Session) -> web.StreamResponse:
+    """GET /settings/tables/{id}/rows: the rows a table collected, as a table or Excel."""
+    db = request.app[INGEST].db
+    table = await catalog.get(db, catalog.TABLE, request.match_info["id"])
+    filters, errors = _weeks_back(request, 4)
+    rows = await reports.table_rows(db, session.user, table["_id"], filters)
+    if wants_xlsx(request):
+        return await xlsx_response(
+            f"{table['_id']}.xlsx",
+            functools.partial(exports.table_workbook, table, rows, filters.zone),
+        )
+    first, last = filters.days()
+    return render(
+        request,
+        session,
+        "table_rows.html",
+        {
+            "table": table,
+            "rows": rows,
+            "errors": errors,
+            "period": {"from": first, "to": last},
+            "export_query": query_without(request, "format"),
+        },
+    )
