@@ -10,11 +10,22 @@ from __future__ import annotations
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from shared.errors import UnknownEvent
+
+# The closed sets of a failure: its code (SPEC §2) and the stage it happened in.
+ErrorCode = Literal[
+    "download_failed",
+    "not_audio",
+    "low_quality",
+    "too_long",
+    "analysis_failed",
+    "delivery_failed",
+]
+PipelineStage = Literal["download", "analysis", "delivery"]
 
 
 def utcnow() -> datetime:
@@ -66,7 +77,7 @@ class CallSkipped(CallMeta):
 
     TYPE: ClassVar[str] = "call.skipped"
 
-    reason: str = Field(description="Machine-readable reason, e.g. `too_short`.")
+    reason: Literal["too_short"] = Field(description="Why: shorter than the minimum duration.")
     message: str = Field(description="The reason in Russian, as shown to people.")
 
 
@@ -100,9 +111,9 @@ class CallFailed(CallMeta):
 
     TYPE: ClassVar[str] = "call.failed"
 
-    code: str = Field(description="Spec code: download_failed, not_audio, low_quality, too_long…")
+    code: ErrorCode = Field(description="The spec's code of the failure.")
     message: str = Field(description="The reason in Russian, as shown to people.")
-    pipeline_stage: str = Field(description="Where processing failed: download, analysis…")
+    pipeline_stage: PipelineStage = Field(description="Where processing failed.")
 
 
 class DeliveryDue(Event):

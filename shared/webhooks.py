@@ -21,6 +21,10 @@ SECRET_BYTES = 24
 
 __all__ = ["WebhookVerificationError", "new_webhook_secret", "signed_headers", "verify"]
 
+# A delivery is finished when it succeeded, died after its last attempt, or its endpoint
+# said 410 Gone; the others (pending, retrying) are still to be sent.
+DELIVERY_FINISHED = ("succeeded", "dead", "stopped")
+
 
 def new_webhook_secret() -> str:
     """Generate an endpoint secret in the Standard Webhooks form `whsec_<base64>`."""

@@ -45,6 +45,7 @@ from shared.metrics import WorkerMetrics
 from shared.mongo import AUDIO_BUCKET, BINDINGS, TABLES, TEMPLATES, Document, calls
 from shared.patience import patiently
 from shared.scripts import Binding, Table, Template
+from shared.tasks import TaskStatus, moved
 
 log = get_logger(__name__)
 
@@ -112,7 +113,7 @@ async def claim_next_job(deps: Analyzer) -> Document | None:
                 "analysis.state": "running",
                 "analysis.worker": deps.worker_id,
                 "analysis.lease_until": now + timedelta(seconds=deps.lease_s),
-                "status": "analyzing",
+                "status": TaskStatus.ANALYZING.value,  # the timeline has it from the download
                 "updated_at": now,
             },
             "$inc": {"analysis.attempts": 1},
@@ -201,7 +202,7 @@ async def _finish(
     deps: Analyzer, task_id: str, outcome: Event, fields: Document, *, claimed: bool = True
 ) -> None:
     envelope = Envelope.wrap(outcome, task_id=task_id)
-    status = "delivering" if isinstance(outcome, CallAnalyzed) else "failed"
+    status = TaskStatus.DELIVERING if isinstance(outcome, CallAnalyzed) else TaskStatus.FAILED
     now = utcnow()
     owned = (
         {"analysis.worker": deps.worker_id, "analysis.state": "running"}
@@ -212,17 +213,18 @@ async def _finish(
         lambda: calls(deps.db).update_one(
             {"_id": task_id, **owned},
             {
-                "$set": {
-                    **fields,
-                    "status": status,
-                    "updated_at": now,
-                    "analysis.state": "done" if status == "delivering" else "failed",
-                    "analysis.result": envelope.model_dump(mode="json"),
-                    "analysis.published": False,
-                    "analysis.finished_at": now,
-                },
-                "$push": {"timeline": {"status": status, "at": now}},
-                **({"$inc": {"revision": 1}} if status == "delivering" else {}),
+                **moved(
+                    status,
+                    now,
+                    set_fields={
+                        **fields,
+                        "analysis.state": "done" if status is TaskStatus.DELIVERING else "failed",
+                        "analysis.result": envelope.model_dump(mode="json"),
+                        "analysis.published": False,
+                        "analysis.finished_at": now,
+                    },
+                ),
+                **({"$inc": {"revision": 1}} if status is TaskStatus.DELIVERING else {}),
             },
         )
     )

@@ -14,7 +14,7 @@ import tempfile
 from dataclasses import dataclass, field
 from datetime import timedelta
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal
 
 import aiohttp
 from pymongo.asynchronous.database import AsyncDatabase
@@ -29,6 +29,7 @@ from shared.events import (
     CallReceived,
     CallSkipped,
     Envelope,
+    ErrorCode,
     Event,
     call_meta,
     utcnow,
@@ -37,6 +38,7 @@ from shared.logging import get_logger
 from shared.media import AudioInfo, NotAudio, probe_audio
 from shared.metrics import WorkerMetrics
 from shared.mongo import AUDIO_BUCKET, AUDIO_CHUNKS, AUDIO_FILES, Document, calls
+from shared.tasks import TaskStatus, may_enter, moved
 from shared.url_policy import UrlPolicy
 
 log = get_logger(__name__)
@@ -113,7 +115,7 @@ async def delete_audio(db: AsyncDatabase[Document], file_id: Any) -> None:
 
 def _classify(
     info: AudioInfo, *, min_s: float, max_s: float, min_share: float
-) -> tuple[str, str] | None:
+) -> tuple[ErrorCode | Literal["too_short"], str] | None:
     """Return (code, Russian message) when the audio cannot be analysed, else None.
 
     A file holding much less audio than its headers claim was cut short or damaged (an
@@ -160,11 +162,8 @@ async def download_call(envelope: Envelope, event: Event, *, deps: Downloader) -
 
     now = utcnow()
     await tasks.update_one(
-        {"_id": envelope.task_id},
-        {
-            "$set": {"status": "downloading", "updated_at": now},
-            "$push": {"timeline": {"status": "downloading", "at": now}},
-        },
+        {"_id": envelope.task_id, **may_enter(TaskStatus.DOWNLOADING)},
+        moved(TaskStatus.DOWNLOADING, now),
     )
     outcome, fields = await _download_and_probe(envelope.task_id, event, deps)
     await _record(deps, envelope.task_id, outcome, fields)
@@ -173,19 +172,16 @@ async def download_call(envelope: Envelope, event: Event, *, deps: Downloader) -
 async def _record(deps: Downloader, task_id: str, outcome: Event, fields: Document) -> None:
     """Store the outcome with its event (unless one is stored already), then publish it."""
     result = Envelope.wrap(outcome, task_id=task_id)
-    status = {AudioStored: "analyzing", CallSkipped: "skipped"}.get(type(outcome), "failed")
-    done = utcnow()
+    status = {AudioStored: TaskStatus.ANALYZING, CallSkipped: TaskStatus.SKIPPED}.get(
+        type(outcome), TaskStatus.FAILED
+    )
     stored = await calls(deps.db).update_one(
         {"_id": task_id, "download_result": None},
-        {
-            "$set": {
-                **fields,
-                "status": status,
-                "updated_at": done,
-                "download_result": result.model_dump(mode="json"),
-            },
-            "$push": {"timeline": {"status": status, "at": done}},
-        },
+        moved(
+            status,
+            utcnow(),
+            set_fields={**fields, "download_result": result.model_dump(mode="json")},
+        ),
     )
     if stored.modified_count == 0:
         return
@@ -200,7 +196,7 @@ async def fail_poisoned(deps: Downloader, task_id: str, why: str) -> None:
     task = await calls(deps.db).find_one({"_id": task_id})
     if task is None or task.get("download_result") is not None:
         return
-    await _record(deps, task_id, *_failure(call_meta(task), DownloadFailed.code, reason(why)))
+    await _record(deps, task_id, *_failure(call_meta(task), "download_failed", reason(why)))
 
 
 async def _download_and_probe(
@@ -276,7 +272,7 @@ async def _download_and_probe(
     return stored, probed
 
 
-def _failure(meta: dict[str, Any], code: str, message: str) -> tuple[Event, Document]:
+def _failure(meta: dict[str, Any], code: ErrorCode, message: str) -> tuple[Event, Document]:
     failed = CallFailed(**meta, code=code, message=message, pipeline_stage="download")
     return failed, {"error": {"code": code, "message": message, "pipeline_stage": "download"}}
 

@@ -47,12 +47,12 @@ from shared.logging import get_logger
 from shared.metrics import WorkerMetrics
 from shared.mongo import BINDINGS, CALLS, DELIVERIES, ENDPOINTS, TABLES, Document
 from shared.outbox import outbox_append
+from shared.tasks import TaskStatus, moved, timeline_entry
 from shared.url_policy import UrlPolicy, UrlRefused, parse_url
-from shared.webhooks import signed_headers
+from shared.webhooks import DELIVERY_FINISHED, signed_headers
 
 log = get_logger(__name__)
 
-TERMINAL = ("succeeded", "dead", "stopped")
 SNIPPET_BYTES = 2048
 BUSY_RETRY_S = 1.0
 MAX_RETRY_AFTER_S = 24 * 3600.0
@@ -304,23 +304,24 @@ async def fail_poisoned(deps: Notifier, subject_id: str, why: str) -> None:
     """
     delivery = await deps.db[DELIVERIES].find_one({"_id": subject_id}, {"body": 0})
     if delivery is not None:
-        if delivery["status"] not in TERMINAL:
+        if delivery["status"] not in DELIVERY_FINISHED:
             await _settle(deps, delivery, _attempt_record(utcnow(), error=why), "dead")
         return
-    task = await deps.db[CALLS].find_one({"_id": subject_id, "status": "delivering"})
+    task = await deps.db[CALLS].find_one({"_id": subject_id, "status": TaskStatus.DELIVERING})
     if task is None:
         return
     message = f"Не удалось отправить результаты в CRM: {why}"
     error = {"code": "delivery_failed", "message": message, "pipeline_stage": "delivery"}
     failed = Envelope.wrap(CallFailed(**call_meta(task), **error), task_id=subject_id)
     outbox_set, outbox_push = outbox_append(failed)
-    now = utcnow()
     await deps.db[CALLS].update_one(
-        {"_id": subject_id, "status": "delivering"},
-        {
-            "$set": {"status": "failed", "error": error, "updated_at": now, **outbox_set},
-            "$push": {"timeline": {"status": "failed", "at": now}, **outbox_push},
-        },
+        {"_id": subject_id, "status": TaskStatus.DELIVERING},
+        moved(
+            TaskStatus.FAILED,
+            utcnow(),
+            set_fields={"error": error, **outbox_set},
+            push_fields=outbox_push,
+        ),
     )
     log.error("delivery_failed", reason=why)
 
@@ -374,14 +375,19 @@ async def _close_task(
                 "type": delivery["type"],
             }
         ]
-    finishes = {"$and": [{"$gte": [{"$size": closed}, total]}, {"$eq": ["$status", "delivering"]}]}
+    finishes = {
+        "$and": [
+            {"$gte": [{"$size": closed}, total]},
+            {"$eq": ["$status", TaskStatus.DELIVERING.value]},
+        ]
+    }
     await deps.writer.update(
         CALLS,
         query,
         [
             {
                 "$set": {
-                    "status": {"$cond": [finishes, "done", "$status"]},
+                    "status": {"$cond": [finishes, TaskStatus.DONE.value, "$status"]},
                     "updated_at": now,
                     "timeline": {
                         "$concatArrays": [
@@ -390,7 +396,7 @@ async def _close_task(
                             {
                                 "$cond": [
                                     finishes,
-                                    {"$literal": [{"status": "done", "at": now}]},
+                                    {"$literal": [timeline_entry(TaskStatus.DONE, now)]},
                                     [],
                                 ]
                             },
@@ -453,7 +459,7 @@ async def attempt(webhook_id: str, *, deps: Notifier) -> None:
     delivery = await deps.db[DELIVERIES].find_one({"_id": webhook_id})
     if delivery is None:
         return
-    if delivery["status"] in TERMINAL:
+    if delivery["status"] in DELIVERY_FINISHED:
         # Finished, but the notifier may have stopped before telling the task.
         await _close_task(
             deps,
@@ -526,5 +532,5 @@ async def _settle(
         status_code=record and record["status_code"],
     )
     deps.metrics.outcomes.labels("delivery", status).inc()
-    if status in TERMINAL:
+    if status in DELIVERY_FINISHED:
         await _close_task(deps, delivery["task_id"], delivery=delivery, status=status, at=now)

@@ -18,13 +18,20 @@ from shared import voiceprints
 from shared.errors import Conflict, Forbidden, NotFound
 from shared.events import utcnow
 from shared.mongo import AUDIO_BUCKET, COMMENTS, DELIVERIES, Document, calls
+from shared.tasks import (
+    ANALYSED,
+    REANALYSABLE,
+    TaskEvent,
+    TaskStatus,
+    may_enter,
+    moved,
+    timeline_entry,
+)
 
 CALL_NOT_FOUND = "Звонок не найден"
 NOT_YOURS = "Это звонок другого менеджера"
 NO_AUDIO = "Аудио этого звонка нет в хранилище"
 EXPORT_LIMIT = 50_000
-
-REANALYSABLE = ("delivering", "done", "failed")
 
 
 _ROW_FIELDS = {
@@ -255,7 +262,7 @@ async def _queue_again(
     *,
     allowed: Document,
     job: Document,
-    event: str,
+    event: TaskEvent,
     refusal: str,
 ) -> None:
     """Queue a call's analysis job again; its results go to the CRM with new webhook ids."""
@@ -264,14 +271,17 @@ async def _queue_again(
     result = await calls(db).update_one(
         {"_id": task_id, **allowed},
         {
-            "$set": {
-                "status": "queued",
-                "updated_at": now,
-                "analysis": {"state": "queued", "attempts": 0, "queued_at": now, **job},
-                "deliveries_closed": [],
-            },
+            **moved(
+                TaskStatus.QUEUED,
+                now,
+                because=event,
+                by=viewer.email,
+                set_fields={
+                    "analysis": {"state": "queued", "attempts": 0, "queued_at": now, **job},
+                    "deliveries_closed": [],
+                },
+            ),
             "$unset": {"error": ""},
-            "$push": {"timeline": {"status": event, "at": now, "by": viewer.email}},
         },
     )
     if result.matched_count == 0:
@@ -284,18 +294,15 @@ async def reanalyze(db: AsyncDatabase[Document], viewer: User, task_id: str) -> 
         db,
         viewer,
         task_id,
-        allowed={"status": {"$in": list(REANALYSABLE)}, "audio": {"$ne": None}},
+        allowed={**may_enter(TaskStatus.QUEUED), "audio": {"$ne": None}},
         job={},
-        event="reanalysis_requested",
+        event=TaskEvent.REANALYSIS_REQUESTED,
         refusal="Звонок ещё обрабатывается или его аудио нет: повторный анализ невозможен",
     )
 
 
 def _person(viewer: User) -> Document:
     return {"id": viewer.id, "email": viewer.email, "name": viewer.name or viewer.email}
-
-
-ANALYSED = ("delivering", "done")
 
 
 async def swap_roles(db: AsyncDatabase[Document], viewer: User, task_id: str) -> None:
@@ -307,7 +314,7 @@ async def swap_roles(db: AsyncDatabase[Document], viewer: User, task_id: str) ->
         task_id,
         allowed={"status": {"$in": list(ANALYSED)}, "transcript": {"$exists": True}},
         job={"mode": "swap_roles", "requested_by": _person(viewer)},
-        event="roles_swap_requested",
+        event=TaskEvent.ROLES_SWAP_REQUESTED,
         refusal="Роли можно поменять только у проанализированного звонка",
     )
 
@@ -336,7 +343,7 @@ async def confirm_roles(
                 },
                 "updated_at": now,
             },
-            "$push": {"timeline": {"status": "roles_confirmed", "at": now, "by": viewer.email}},
+            "$push": {"timeline": timeline_entry(TaskEvent.ROLES_CONFIRMED, now, by=viewer.email)},
         },
         projection={"manager_id": 1, "voices": 1},
     )

@@ -13,8 +13,9 @@ from shared.amqp import Broker
 from shared.errors import NotFound, Unavailable
 from shared.events import DeliveryDue, Envelope, utcnow
 from shared.mongo import DELIVERIES, ENDPOINTS, Document, calls
+from shared.tasks import TaskStatus
+from shared.webhooks import DELIVERY_FINISHED
 
-FINISHED = ("succeeded", "dead", "stopped")
 MAX_PAGE = 200
 MAX_OFFSET = 10_000_000
 NOT_YOURS = "Это доставка звонка другого менеджера"
@@ -88,7 +89,7 @@ async def redeliver(
     )
     if delivery is None:
         raise NotFound("Доставка не найдена")
-    if delivery["status"] in FINISHED:
+    if delivery["status"] in DELIVERY_FINISHED:
         # The task waits for this delivery again (a failed task stays failed).
         await calls(db).update_one(
             {"_id": delivery["task_id"]},
@@ -102,7 +103,11 @@ async def redeliver(
                             ]
                         },
                         "status": {
-                            "$cond": [{"$eq": ["$status", "done"]}, "delivering", "$status"]
+                            "$cond": [
+                                {"$eq": ["$status", TaskStatus.DONE.value]},
+                                TaskStatus.DELIVERING.value,
+                                "$status",
+                            ]
                         },
                     }
                 }

@@ -15,20 +15,21 @@ from services.ingest.intake.submission import validated
 from shared.events import utcnow
 from shared.mongo import Document
 from shared.settings import is_zone
+from shared.tasks import TaskStatus
 
 DEFAULT_DAYS = 7
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(9998, 12, 31)  # so that every zone's day is in UTC
 MAX_PER_PAGE = 200
 
-STATUS_LABELS = {
-    "queued": "В очереди",
-    "downloading": "Загрузка",
-    "analyzing": "Анализ",
-    "delivering": "Отправка в CRM",
-    "done": "Готово",
-    "failed": "Ошибка",
-    "skipped": "Пропущен",
+STATUS_LABELS: dict[str, str] = {
+    TaskStatus.QUEUED: "В очереди",
+    TaskStatus.DOWNLOADING: "Загрузка",
+    TaskStatus.ANALYZING: "Анализ",
+    TaskStatus.DELIVERING: "Отправка в CRM",
+    TaskStatus.DONE: "Готово",
+    TaskStatus.FAILED: "Ошибка",
+    TaskStatus.SKIPPED: "Пропущен",
 }
 
 

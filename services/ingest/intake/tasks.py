@@ -19,6 +19,7 @@ from shared.events import CallReceived, CallSkipped, Envelope, Event, call_meta,
 from shared.group_commit import GroupWriter
 from shared.mongo import CALLS, Document, calls
 from shared.outbox import OutboxRelay, outbox_fields
+from shared.tasks import IN_PROGRESS, TaskStatus, first_entry
 from shared.url_policy import UrlPolicy
 
 ACCEPTED_MESSAGE = "Звонок успешно получен и поставлен в очередь на анализ"
@@ -53,9 +54,6 @@ class IntakeState:
     connection: ConnectionSettings
     backlog: int = 0
     calls_per_minute: float = 4.0
-
-
-IN_PROGRESS = ("queued", "downloading", "analyzing")
 
 
 async def refresh_intake_state(db: AsyncDatabase[Document], state: IntakeState) -> None:
@@ -97,12 +95,13 @@ async def accept_call(
     if too_short:
         message = skipped_message(min_duration_s)
         event = CallSkipped(**meta, reason="too_short", message=message)
-        status, body = "skipped", {"status": "skipped", "message": message, "task_id": task_id}
+        status = TaskStatus.SKIPPED
+        body = {"status": "skipped", "message": message, "task_id": task_id}
     else:
         event = CallReceived(
             **meta, audio_url=submission.audio_url, declared_duration_s=submission.duration
         )
-        status = "queued"
+        status = TaskStatus.QUEUED
         body = {
             "status": "success",
             "message": ACCEPTED_MESSAGE,
@@ -118,15 +117,13 @@ async def accept_call(
         if submission.extra
         else None,
         "source": source,
-        "status": status,
         "skip_reason": {"code": "too_short", "message": body["message"]} if too_short else None,
         "error": None,
         "probed_duration_s": None,
         "parts": None,
         "results": None,
         "received_at": now,
-        "updated_at": now,
-        "timeline": [{"status": status, "at": now}],
+        **first_entry(status, now),
         **outbox_fields(Envelope.wrap(event, task_id=task_id, occurred_at=now)),
     }
     try:

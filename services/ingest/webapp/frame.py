@@ -17,6 +17,7 @@ from services.ingest.edge import HTTP_STATUS, INGEST, authorize, browser_session
 from services.ingest.webapp.forms import field_errors
 from shared.errors import InvalidRequest, RopError
 from shared.scripts import Metric
+from shared.tasks import TaskEvent
 
 ALL = (Role.ADMIN, Role.SUPERVISOR, Role.MANAGER)
 LEADS = (Role.ADMIN, Role.SUPERVISOR)
@@ -35,14 +36,14 @@ SETTINGS_MENU = (
     ("/settings/tables", "Таблицы", LEADS),
     ("/settings/users", "Пользователи", ADMIN),
 )
-TIMELINE_LABELS = {
+TIMELINE_LABELS: dict[str, str] = {
     **STATUS_LABELS,
     "webhook_succeeded": "Вебхук доставлен",
     "webhook_dead": "Вебхук не доставлен",
     "webhook_stopped": "Вебхук остановлен (410)",
-    "reanalysis_requested": "Запрошен повторный анализ",
-    "roles_swap_requested": "Роли менеджера и клиента поменяны местами",
-    "roles_confirmed": "Роли подтверждены",
+    TaskEvent.REANALYSIS_REQUESTED: "Запрошен повторный анализ",
+    TaskEvent.ROLES_SWAP_REQUESTED: "Роли менеджера и клиента поменяны местами",
+    TaskEvent.ROLES_CONFIRMED: "Роли подтверждены",
 }
 ROLE_LABELS = {"admin": "Администратор", "supervisor": "Руководитель", "manager": "Менеджер"}
 METRIC_LABELS: dict[str, str] = {
