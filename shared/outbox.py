@@ -1,11 +1,12 @@
 """Transactional outbox: events stored inside the document whose change they announce.
 
-A writer puts its outgoing envelopes in the document's `outbox` array and sets
-`outbox_pending: true` in the same single-document write, so the state and the
-event are durable together without a multi-document transaction. The relay
-publishes pending envelopes with publisher confirms and only then removes them.
-Publishing is at least once: a crash between the confirm and the removal
-publishes the same `event_id` again, and consumers are idempotent.
+The one way every service announces a change. A writer puts its outgoing envelopes in
+the document's `outbox` array and sets `outbox_pending: true` in the same
+single-document write, so the state and the event are durable together without a
+multi-document transaction. Then it publishes them at once (`publish_now`) and takes
+them out; what the broker was away for stays pending, and the gateway's relay
+publishes it once the broker is back. Publishing is at least once: a crash between the
+confirm and the removal publishes the same `event_id` again; consumers are idempotent.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from typing import Any
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import PyMongoError
 
-from shared.amqp import Broker
+from shared.amqp import BROKER_DOWN, Broker
 from shared.events import Envelope
 from shared.logging import get_logger
 from shared.mongo import Document
@@ -43,6 +44,25 @@ def outbox_append(*envelopes: Envelope) -> tuple[Document, Document]:
     outbox, for an update that also changes what they announce."""
     pushed = [envelope.model_dump(mode="json") for envelope in envelopes]
     return {"outbox_pending": True}, {"outbox": {"$each": pushed}}
+
+
+async def publish_now(
+    collection: AsyncCollection[Document], broker: Broker, document_id: Any, envelope: Envelope
+) -> bool:
+    """Publish an envelope just stored in a document's outbox and take it out; False when
+    the broker is away, and the envelope waits there for the relay."""
+    try:
+        await broker.publish(envelope, wait_s=0)
+    except BROKER_DOWN as exc:
+        log.warning("event_left_for_the_relay", event_id=envelope.event_id, error=repr(exc))
+        return False
+    await collection.update_one(
+        {"_id": document_id}, {"$pull": {"outbox": {"event_id": envelope.event_id}}}
+    )
+    await collection.update_one(
+        {"_id": document_id, "outbox": {"$size": 0}}, {"$set": {"outbox_pending": False}}
+    )
+    return True
 
 
 class OutboxRelay:

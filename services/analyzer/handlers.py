@@ -43,13 +43,13 @@ from shared.events import AudioStored, CallAnalyzed, CallFailed, Envelope, Event
 from shared.logging import get_logger
 from shared.metrics import WorkerMetrics
 from shared.mongo import AUDIO_BUCKET, BINDINGS, TABLES, TEMPLATES, Document, calls
+from shared.outbox import outbox_append, publish_now
 from shared.patience import patiently
 from shared.scripts import Binding, Table, Template
 from shared.tasks import TaskStatus, moved
 
 log = get_logger(__name__)
 
-REPUBLISH_AFTER_S = 30.0
 INTERRUPTED_PAUSE_S = 5.0  # before claiming again after the database or broker went away
 
 T = TypeVar("T")
@@ -202,6 +202,7 @@ async def _finish(
     deps: Analyzer, task_id: str, outcome: Event, fields: Document, *, claimed: bool = True
 ) -> None:
     envelope = Envelope.wrap(outcome, task_id=task_id)
+    outbox_set, outbox_push = outbox_append(envelope)
     status = TaskStatus.DELIVERING if isinstance(outcome, CallAnalyzed) else TaskStatus.FAILED
     now = utcnow()
     owned = (
@@ -219,10 +220,10 @@ async def _finish(
                     set_fields={
                         **fields,
                         "analysis.state": "done" if status is TaskStatus.DELIVERING else "failed",
-                        "analysis.result": envelope.model_dump(mode="json"),
-                        "analysis.published": False,
                         "analysis.finished_at": now,
+                        **outbox_set,
                     },
+                    push_fields=outbox_push,
                 ),
                 **({"$inc": {"revision": 1}} if status is TaskStatus.DELIVERING else {}),
             },
@@ -233,37 +234,7 @@ async def _finish(
         return
     log.info("analysis_finished", outcome=outcome.TYPE)
     deps.metrics.count_outcome("analysis", outcome)
-    try:
-        await _publish(deps, task_id, envelope)
-    except TRANSIENT_ERRORS as exc:
-        # Stored with the outcome, so `publish_unpublished` sends it once it can.
-        log.warning("analysis_outcome_not_published_yet", error=repr(exc))
-
-
-async def _publish(deps: Analyzer, task_id: str, envelope: Envelope) -> None:
-    await deps.broker.publish(envelope)
-    await calls(deps.db).update_one({"_id": task_id}, {"$set": {"analysis.published": True}})
-
-
-async def publish_unpublished(deps: Analyzer) -> int:
-    """Publish outcomes stored but not published (a crashed worker's, or ones the broker
-    was away for); raises when the broker or database is away."""
-    stale = utcnow() - timedelta(seconds=REPUBLISH_AFTER_S)
-    tasks = (
-        await calls(deps.db)
-        .find(
-            {
-                "analysis.state": {"$in": ["done", "failed"]},
-                "analysis.published": False,
-                "analysis.finished_at": {"$lt": stale},
-            },
-            {"analysis.result": 1},
-        )
-        .to_list()
-    )
-    for task in tasks:
-        await _publish(deps, task["_id"], Envelope.model_validate(task["analysis"]["result"]))
-    return len(tasks)
+    await _patiently(lambda: publish_now(calls(deps.db), deps.broker, task_id, envelope))
 
 
 async def _download(db: AsyncDatabase[Document], file_id: str, path: Path) -> None:
@@ -494,9 +465,8 @@ async def _learn_voice(deps: Analyzer, task: Document, transcription: Transcript
 
 
 async def work_forever(deps: Analyzer, wakeup: asyncio.Event, *, poll_s: float = 5.0) -> None:
-    """Beat the heartbeat; claim and run jobs one at a time; when idle, publish what is left
-    unpublished and wait for a wake-up or the poll interval. The database or broker being
-    away delays this, never ends it."""
+    """Beat the heartbeat; claim and run jobs one at a time; when idle, wait for a wake-up
+    or the poll interval. The database or broker being away delays this, never ends it."""
     beating = asyncio.create_task(deps.heartbeat.beat_forever())
     counting = asyncio.create_task(_count_jobs_forever(deps))
     try:
@@ -506,10 +476,6 @@ async def work_forever(deps: Analyzer, wakeup: asyncio.Event, *, poll_s: float =
             if task is not None:
                 await run_job(task, deps)
                 continue
-            try:
-                await publish_unpublished(deps)
-            except TRANSIENT_ERRORS as exc:
-                log.warning("analysis_outcomes_not_published_yet", error=repr(exc))
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wakeup.wait(), poll_s)
     finally:

@@ -38,6 +38,7 @@ from shared.logging import get_logger
 from shared.media import AudioInfo, NotAudio, probe_audio
 from shared.metrics import WorkerMetrics
 from shared.mongo import AUDIO_BUCKET, AUDIO_CHUNKS, AUDIO_FILES, Document, calls
+from shared.outbox import outbox_append, publish_now
 from shared.tasks import TaskStatus, may_enter, moved
 from shared.url_policy import UrlPolicy
 
@@ -157,7 +158,8 @@ async def download_call(envelope: Envelope, event: Event, *, deps: Downloader) -
         return
     if task.get("download_result") is not None:
         # A redelivery after the outcome was recorded: publish it again, same event_id.
-        await deps.broker.publish(Envelope.model_validate(task["download_result"]))
+        recorded = Envelope.model_validate(task["download_result"])
+        await publish_now(tasks, deps.broker, envelope.task_id, recorded)
         return
 
     now = utcnow()
@@ -170,8 +172,10 @@ async def download_call(envelope: Envelope, event: Event, *, deps: Downloader) -
 
 
 async def _record(deps: Downloader, task_id: str, outcome: Event, fields: Document) -> None:
-    """Store the outcome with its event (unless one is stored already), then publish it."""
+    """Store the outcome with its event in the outbox (unless one is stored already), then
+    publish it."""
     result = Envelope.wrap(outcome, task_id=task_id)
+    outbox_set, outbox_push = outbox_append(result)
     status = {AudioStored: TaskStatus.ANALYZING, CallSkipped: TaskStatus.SKIPPED}.get(
         type(outcome), TaskStatus.FAILED
     )
@@ -180,14 +184,19 @@ async def _record(deps: Downloader, task_id: str, outcome: Event, fields: Docume
         moved(
             status,
             utcnow(),
-            set_fields={**fields, "download_result": result.model_dump(mode="json")},
+            set_fields={
+                **fields,
+                "download_result": result.model_dump(mode="json"),
+                **outbox_set,
+            },
+            push_fields=outbox_push,
         ),
     )
     if stored.modified_count == 0:
         return
     log.info("download_finished", outcome=outcome.TYPE, status=status)
     deps.metrics.count_outcome("download", outcome)
-    await deps.broker.publish(result)
+    await publish_now(calls(deps.db), deps.broker, task_id, result)
 
 
 async def fail_poisoned(deps: Downloader, task_id: str, why: str) -> None:

@@ -20,7 +20,6 @@ from services.analyzer.handlers import (
     Analyzer,
     claim_next_job,
     fail_poisoned,
-    publish_unpublished,
     queue_analysis,
     run_job,
 )
@@ -33,6 +32,7 @@ from shared.amqp import Broker
 from shared.connection import ensure_connection_settings
 from shared.events import AudioStored, CallAnalyzed, CallFailed, Envelope, utcnow
 from shared.mongo import connect_mongo, database, ensure_indexes
+from shared.outbox import OutboxRelay
 from shared.scripts import Binding, Table, Template
 from shared.settings import Settings
 from tests.audio import GOOD_CALL, MONO_CALL, call, spoken
@@ -276,7 +276,7 @@ async def test_good_call_is_scored_as_scripted(
     assert (published.checklists, published.tables) == (1, 1)
     final = await deps.db.calls.find_one({"_id": envelope.task_id})
     assert final is not None
-    assert final["analysis"]["published"] is True
+    assert (final["outbox"], final["outbox_pending"]) == ([], False)  # published, taken out
 
 
 async def test_rude_call_fails_the_stages_it_missed(
@@ -339,39 +339,25 @@ async def test_a_dead_workers_job_is_taken_over_then_given_up(
     assert event_failed.pipeline_stage == "analysis"
 
 
-async def test_unpublished_outcomes_are_published_again(deps: Analyzer, tap: EventTap) -> None:
-    envelope, event = await stored_call(deps, RUDE_CALL)
-    outcome = Envelope.wrap(
-        CallAnalyzed(
-            call_id=event.call_id,
-            deal_id="d",
-            manager_id="m",
-            duration_s=22,
-            checklists=0,
-            tables=0,
-        ),
-        task_id=envelope.task_id,
-    )
-    await deps.db.calls.update_one(
-        {"_id": envelope.task_id},
-        {
-            "$set": {
-                "analysis": {
-                    "state": "done",
-                    "published": False,
-                    "finished_at": utcnow() - timedelta(minutes=5),
-                    "result": outcome.model_dump(mode="json"),
-                }
-            }
-        },
-    )
-    assert await publish_unpublished(deps) == 1
-    assert await publish_unpublished(deps) == 0
+async def test_an_outcome_the_broker_was_away_for_is_published_by_the_relay(
+    deps: Analyzer, settings: Settings, tap: EventTap
+) -> None:
+    """Stored with the outcome in the task's outbox, so it is published once the broker is
+    back, with the same event id."""
+    envelope, _ = await stored_call(deps, RUDE_CALL)
+    away = Broker(settings.amqp_url, prefix=settings.amqp_prefix)  # not connected: it fails
+    await fail_poisoned(dataclasses.replace(deps, broker=away), envelope.task_id, "тест")
+    task = await deps.db.calls.find_one({"_id": envelope.task_id})
+    assert task["status"] == "failed"
+    (pending,) = task["outbox"]
+    assert task["outbox_pending"] is True
+    assert await OutboxRelay(deps.db.calls, deps.broker).drain_once() == 1
 
-    async def republished() -> list[Any]:
-        return [e for e, _ in tap.events() if e.event_id == outcome.event_id]
+    async def published() -> list[Any]:
+        return [e for e, _ in tap.events() if e.event_id == pending["event_id"]]
 
-    await wait_for(republished)
+    await wait_for(published)
+    assert (await deps.db.calls.find_one({"_id": envelope.task_id}))["outbox_pending"] is False
 
 
 MONO_VOICES = Voices("en-us+m6", "en-029+f1")
