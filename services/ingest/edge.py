@@ -266,7 +266,7 @@ def base_url(request: web.Request) -> str:
 RANGE_CHUNK_BYTES = 256 * 1024
 
 
-def _byte_range(header: str, size: int) -> tuple[int, int] | None:
+def byte_range(header: str, size: int) -> tuple[int, int] | None:
     """The one range of a `Range: bytes=…` header as (first, last), or None if unsatisfiable."""
     unit, _, spec = header.partition("=")
     if unit.strip() != "bytes" or "," in spec:
@@ -292,7 +292,7 @@ async def stream_ranges(request: web.Request, stream: Any, content_type: str) ->
     headers = {"Accept-Ranges": "bytes", "Content-Type": content_type}
     first, last, status = 0, size - 1, 200
     if range_header := request.headers.get("Range"):
-        wanted = _byte_range(range_header, size)
+        wanted = byte_range(range_header, size)
         if wanted is None:
             return web.Response(status=416, headers={"Content-Range": f"bytes */{size}"})
         first, last, status = *wanted, 206

@@ -5,7 +5,9 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
-from services.notifier.handlers import TASK_FIELDS, EndpointSlots, Notifier
+from services.notifier.endpoints import EndpointSlots
+from services.notifier.handlers import Notifier
+from services.notifier.payloads import TASK_FIELDS
 from shared.group_commit import GroupFinder, GroupWriter
 from shared.health import worker_connections
 from shared.mongo import calls
