@@ -17,18 +17,17 @@ import tempfile
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
 from gridfs import AsyncGridFSBucket
-from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
 from services.analyzer import evaluate
 from services.analyzer.asr import Transcriber
 from services.analyzer.evaluate import Call, binding_applies, table_applies
+from services.analyzer.jobs import JobQueue
 from services.analyzer.llm import LlmJudge
 from services.analyzer.pipeline import Listening, Transcription, transcribe_call
 from services.analyzer.roles import RoleHints
@@ -79,61 +78,16 @@ class Analyzer:
     def heartbeat(self) -> Heartbeat:
         return Heartbeat(self.db, self.worker_id, self.heartbeat_s)
 
+    @functools.cached_property
+    def jobs(self) -> JobQueue:
+        return JobQueue(self.db, self.worker_id, self.lease_s, self.heartbeat)
+
 
 async def queue_analysis(envelope: Envelope, event: Event, *, deps: Analyzer) -> None:
     """Consumer of `AudioStored`: record the job (idempotent); the message is acked after this."""
     if not isinstance(event, AudioStored):
         raise TypeError(f"analyzer got {event.TYPE}")
-    await calls(deps.db).update_one(
-        {"_id": envelope.task_id, "analysis": {"$exists": False}},
-        {"$set": {"analysis": {"state": "queued", "attempts": 0, "queued_at": utcnow()}}},
-    )
-
-
-async def claim_next_job(deps: Analyzer) -> Document | None:
-    """Take the oldest queued job, or one whose worker is gone (no heartbeat lately) or
-    stopped renewing its lease."""
-    now = utcnow()
-    alive = await deps.heartbeat.alive()
-    orphaned = (
-        [{"analysis.state": "running", "analysis.worker": {"$nin": alive}}]
-        if alive is not None
-        else []
-    )
-    return await calls(deps.db).find_one_and_update(
-        {
-            "$or": [
-                {"analysis.state": "queued"},
-                {"analysis.state": "running", "analysis.lease_until": {"$lt": now}},
-                *orphaned,
-            ]
-        },
-        {
-            "$set": {
-                "analysis.state": "running",
-                "analysis.worker": deps.worker_id,
-                "analysis.lease_until": now + timedelta(seconds=deps.lease_s),
-                "status": TaskStatus.ANALYZING.value,  # the timeline has it from the download
-                "updated_at": now,
-            },
-            "$inc": {"analysis.attempts": 1},
-        },
-        sort=[("received_at", 1)],
-        return_document=ReturnDocument.AFTER,
-    )
-
-
-async def _renew_lease(deps: Analyzer, task_id: str) -> None:
-    """Renew every third of the lease; a renewal the database missed is tried next time."""
-    while True:
-        await asyncio.sleep(deps.lease_s / 3)
-        try:
-            await calls(deps.db).update_one(
-                {"_id": task_id, "analysis.worker": deps.worker_id, "analysis.state": "running"},
-                {"$set": {"analysis.lease_until": utcnow() + timedelta(seconds=deps.lease_s)}},
-            )
-        except PyMongoError as exc:
-            log.warning("analysis_lease_not_renewed", error=repr(exc))
+    await deps.jobs.enqueue(envelope.task_id)
 
 
 async def run_job(task: Document, deps: Analyzer) -> None:
@@ -145,19 +99,19 @@ async def run_job(task: Document, deps: Analyzer) -> None:
     if task["analysis"]["attempts"] > deps.max_attempts:
         outcome, fields = _failed(meta, "попытки анализа исчерпаны")
     else:
-        renewer = asyncio.create_task(_renew_lease(deps, task_id))
+        renewer = asyncio.create_task(deps.jobs.renew_forever(task_id))
         try:
             outcome, fields = await _analyze(task, meta, deps)
         except TRANSIENT_ERRORS as exc:
             # The database or broker went away, not the call's fault: not an attempt.
             log.warning("analysis_interrupted", error=repr(exc))
-            await _patiently(lambda: _requeue(deps, task_id, attempt_counts=False))
+            await _patiently(lambda: deps.jobs.requeue(task_id, attempt_counts=False))
             await asyncio.sleep(INTERRUPTED_PAUSE_S)
             return
         except Exception as exc:
             log.exception("analysis_failed", attempts=task["analysis"]["attempts"])
             if task["analysis"]["attempts"] < deps.max_attempts:
-                await _patiently(lambda: _requeue(deps, task_id))
+                await _patiently(lambda: deps.jobs.requeue(task_id))
                 return
             outcome, fields = _failed(meta, f"ошибка анализа: {type(exc).__name__}")
         finally:
@@ -169,16 +123,6 @@ async def run_job(task: Document, deps: Analyzer) -> None:
 
 async def _patiently(step: Callable[[], Awaitable[T]]) -> T:
     return await patiently(step, errors=(PyMongoError,), dependency="database")
-
-
-async def _requeue(deps: Analyzer, task_id: str, *, attempt_counts: bool = True) -> None:
-    await calls(deps.db).update_one(
-        {"_id": task_id, "analysis.worker": deps.worker_id},
-        {
-            "$set": {"analysis.state": "queued"},
-            **({} if attempt_counts else {"$inc": {"analysis.attempts": -1}}),
-        },
-    )
 
 
 def _failed(meta: Document, reason: str) -> tuple[Event, Document]:
@@ -472,7 +416,7 @@ async def work_forever(deps: Analyzer, wakeup: asyncio.Event, *, poll_s: float =
     try:
         while True:
             wakeup.clear()
-            task = await _patiently(lambda: claim_next_job(deps))
+            task = await _patiently(deps.jobs.claim)
             if task is not None:
                 await run_job(task, deps)
                 continue
@@ -488,8 +432,7 @@ async def _count_jobs_forever(deps: Analyzer) -> None:
     """Keep the jobs gauge (queued, running) current, once a heartbeat."""
     while True:
         try:
-            for state in ("queued", "running"):
-                count = await calls(deps.db).count_documents({"analysis.state": state})
+            for state, count in (await deps.jobs.counts()).items():
                 deps.metrics.jobs.labels(state).set(count)
         except PyMongoError as exc:
             log.warning("analysis_jobs_not_counted", error=repr(exc))

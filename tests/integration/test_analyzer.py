@@ -18,7 +18,6 @@ from devtools.samples import Line, Voices
 from services.analyzer.asr import WhisperTranscriber
 from services.analyzer.handlers import (
     Analyzer,
-    claim_next_job,
     fail_poisoned,
     queue_analysis,
     run_job,
@@ -224,7 +223,7 @@ async def catalog_items(deps: Analyzer) -> dict[str, str]:
 async def analyse(deps: Analyzer, envelope: Envelope, event: AudioStored) -> dict[str, Any]:
     await queue_analysis(envelope, event, deps=deps)
     await queue_analysis(envelope, event, deps=deps)  # a redelivery changes nothing
-    job = await claim_next_job(deps)
+    job = await deps.jobs.claim()
     assert job is not None
     assert job["_id"] == envelope.task_id
     await run_job(job, deps)
@@ -317,13 +316,13 @@ async def test_a_dead_workers_job_is_taken_over_then_given_up(
     envelope, event = await stored_call(deps, GOOD_CALL)
     await queue_analysis(envelope, event, deps=deps)
     dead = dataclasses.replace(deps, worker_id="analyzer-dead")
-    assert await claim_next_job(dead) is not None  # ...and the worker dies here
-    assert await claim_next_job(deps) is None  # its lease still holds
+    assert await dead.jobs.claim() is not None  # ...and the worker dies here
+    assert await deps.jobs.claim() is None  # its lease still holds
     await deps.db.calls.update_one(
         {"_id": envelope.task_id},
         {"$set": {"analysis.lease_until": utcnow() - timedelta(seconds=1), "analysis.attempts": 3}},
     )
-    job = await claim_next_job(deps)
+    job = await deps.jobs.claim()
     assert job is not None
     assert job["analysis"]["attempts"] == 4
     await run_job(job, deps)
@@ -484,7 +483,7 @@ async def test_swapped_roles_are_scored_again_without_the_audio(
     await AsyncGridFSBucket(deps.db, bucket_name="audio").delete(envelope.task_id)
     person = User("u1", "lead@test.local", Role.SUPERVISOR, None, True, "Лид")
     await calls.swap_roles(deps.db, person, envelope.task_id)
-    job = await claim_next_job(deps)
+    job = await deps.jobs.claim()
     assert job is not None
     await run_job(job, deps)
     after = await deps.db.calls.find_one({"_id": envelope.task_id})
