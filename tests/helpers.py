@@ -112,3 +112,13 @@ class TcpProxy:
         finally:
             with contextlib.suppress(Exception):
                 writer.close()
+
+
+# The downloader's settings for tests: short timeouts and retries against local servers.
+FAST_DOWNLOADS = {
+    "fetch_allow_loopback": True,
+    "download_read_timeout_s": 0.5,
+    "download_retry_initial_s": 0.05,
+    "download_retry_max_s": 2.0,
+    "download_attempts": 3,
+}

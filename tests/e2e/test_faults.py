@@ -21,10 +21,10 @@ from devtools.system import SERVICES, System
 from shared.settings import Settings
 from tests.audio import GOOD_CALL, call
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, API_KEY
-from tests.e2e.test_pipeline import bind_script, call_statuses, post, submit_calls, webhooks_once
 from tests.fakes import FakeCrm
 from tests.fileserver import FileServer
 from tests.helpers import TcpProxy, wait_for
+from tests.system_client import bind_script, call_statuses, post, submit_calls, webhooks_once
 
 pytestmark = pytest.mark.timeout(420)
 

@@ -10,48 +10,18 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestClient
 
-from devtools.samples import sample_call
 from tests.conftest import API_KEY
+from tests.crm_client import (
+    FORM_ENCODINGS,
+    a_call,
+    post_form,
+    post_json,
+)
 
 Client = TestClient[Any, Any]
 ACCEPTED = "Звонок успешно получен и поставлен в очередь на анализ"
 TASK_ID = re.compile(r"^task_[0-9a-f]{12}$")
 ESTIMATE = re.compile(r"^\d+-\d+ минут$")
-
-
-a_call = sample_call
-
-
-def as_multipart(fields: dict[str, Any]) -> aiohttp.FormData:
-    form = aiohttp.FormData()
-    for name, value in fields.items():
-        form.add_field(name, str(value))
-    # aiohttp sends urlencoded for plain fields unless told otherwise.
-    form._is_multipart = True
-    return form
-
-
-def as_urlencoded(fields: dict[str, Any]) -> dict[str, str]:
-    return {name: str(value) for name, value in fields.items()}
-
-
-FORM_ENCODINGS = {"multipart": as_multipart, "urlencoded": as_urlencoded}
-
-
-async def post_json(
-    client: Client, body: Any, *, key: str | None = API_KEY
-) -> aiohttp.ClientResponse:
-    params = {"apiKey": key} if key is not None else {}
-    return await client.post("/api/v1/calls", json=body, params=params)
-
-
-async def post_form(
-    client: Client, fields: dict[str, Any], encoding: str, *, key: str | None = API_KEY
-) -> aiohttp.ClientResponse:
-    params = {"apiKey": key} if key is not None else {}
-    return await client.post(
-        "/api/v1/calls/audio-upload", data=FORM_ENCODINGS[encoding](fields), params=params
-    )
 
 
 async def test_json_submission_gets_the_seed_answer(ingest_client: Client) -> None:

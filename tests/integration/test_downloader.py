@@ -24,20 +24,12 @@ from shared.settings import Settings
 from tests.audio import tone
 from tests.conftest import EventTap
 from tests.fileserver import FileServer, redirect, status
-from tests.helpers import new_task, wait_for
-
-FAST = {
-    "fetch_allow_loopback": True,
-    "download_read_timeout_s": 0.5,
-    "download_retry_initial_s": 0.05,
-    "download_retry_max_s": 2.0,
-    "download_attempts": 3,
-}
+from tests.helpers import FAST_DOWNLOADS, new_task, wait_for
 
 
 @pytest.fixture
 def downloader_settings(settings: Settings) -> Settings:
-    return settings.model_copy(update=FAST)
+    return settings.model_copy(update=FAST_DOWNLOADS)
 
 
 @pytest.fixture

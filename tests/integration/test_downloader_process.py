@@ -17,8 +17,7 @@ from devtools.processes import free_port, spawn
 from shared.amqp import Broker
 from shared.settings import Settings
 from tests.audio import tone
-from tests.helpers import new_task, wait_for
-from tests.integration.test_downloader import FAST
+from tests.helpers import FAST_DOWNLOADS, new_task, wait_for
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -32,7 +31,7 @@ def service_env(settings: Settings) -> dict[str, str]:
         "ROP_AMQP_PREFIX": settings.amqp_prefix,
         "ROP_API_KEY": "test-api-key-0123456789abcdef",
         "ROP_FETCH_ALLOW_LOOPBACK": "true",
-        "ROP_DOWNLOAD_READ_TIMEOUT_S": str(FAST["download_read_timeout_s"]),
+        "ROP_DOWNLOAD_READ_TIMEOUT_S": str(FAST_DOWNLOADS["download_read_timeout_s"]),
         "ROP_HEALTH_PORT": str(free_port()),
         "ROP_LOG_LEVEL": "warning",
     }

@@ -14,8 +14,8 @@ from services.ingest.app import create_app
 from shared.events import CallReceived, CallSkipped, parse_envelope
 from shared.settings import Settings
 from tests.conftest import API_KEY, EventTap
+from tests.crm_client import a_call, post_json
 from tests.helpers import TcpProxy, wait_for
-from tests.integration.test_crm_api import a_call, post_json
 
 Client = TestClient[Any, Any]
 

@@ -13,7 +13,7 @@ from openapi_spec_validator import validate
 
 from shared.logging import configure_logging
 from tests.conftest import API_KEY
-from tests.integration.test_crm_api import a_call, post_form, post_json
+from tests.crm_client import a_call, post_form, post_json
 
 Client = TestClient[Any, Any]
 

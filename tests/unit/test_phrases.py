@@ -4,23 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from services.analyzer.phrases import Token, find_phrase, tokenize
+from services.analyzer.phrases import find_phrase
 from services.analyzer.scoring import ROLES_UNCERTAIN, evaluate_phrases, ignored_as_short, score
-from services.analyzer.transcript import SpeakerName, Utterance, Word
 from shared.scripts import Stage
-
-
-def said(*lines: tuple[SpeakerName, float, str]) -> list[Token]:
-    """Utterances with one word every 0.4 s from the given start."""
-    utterances = []
-    for speaker, start_s, text in lines:
-        words = tuple(
-            Word(word, start_s + 0.4 * i, start_s + 0.4 * i + 0.3)
-            for i, word in enumerate(text.split())
-        )
-        utterances.append(Utterance(speaker, words[0].start_s, words[-1].end_s, text, words))
-    return tokenize(utterances)
-
+from tests.transcripts import said
 
 CALL = said(
     ("manager", 1.0, "Добрый день, меня зовут Анна, компания Ромашка."),

@@ -10,7 +10,7 @@ from services.analyzer.tables import NotExtracted, build_row, coerce
 from services.analyzer.talk import TalkMetrics
 from services.analyzer.transcript import Utterance, Word
 from shared.scripts import TableField
-from tests.unit.test_phrases import said
+from tests.transcripts import said
 
 METRICS = TalkMetrics(
     duration_s=312.5,
