@@ -16,6 +16,7 @@ from pymongo.errors import PyMongoError
 from shared.amqp import Broker
 from shared.connection import ensure_connection_settings
 from shared.logging import configure_logging, get_logger
+from shared.metrics import WorkerMetrics
 from shared.mongo import Document, connect_mongo, database, ensure_indexes, ping
 from shared.patience import patiently
 from shared.settings import Settings, load_settings
@@ -54,6 +55,16 @@ def serve_worker(name: str, run: Callable[[Settings], Coroutine[Any, Any, None]]
     configure_logging(settings.log_level, settings.log_format)
     run_until_signalled(run(settings))
     get_logger(f"services.{name}").info(f"{name}_stopped")
+
+
+def worker_health(
+    settings: Settings, db: AsyncDatabase[Document], broker: Broker, metrics: WorkerMetrics
+) -> contextlib.AbstractAsyncContextManager[None]:
+    """A worker's `/healthz`, `/readyz` (its database and broker) and `/metrics`, on
+    `ROP_HEALTH_PORT`."""
+    return serve_health(
+        settings.http_host, settings.health_port, dependency_checks(db, broker), metrics.registry
+    )
 
 
 def dependency_checks(db: AsyncDatabase[Document], broker: Broker) -> dict[str, Check]:

@@ -8,7 +8,7 @@ import functools
 from services.analyzer.bootstrap import bootstrap
 from services.analyzer.handlers import fail_poisoned, queue_analysis, work_forever
 from shared.events import Envelope, Event
-from shared.health import dependency_checks, serve_health, serve_worker
+from shared.health import serve_worker, worker_health
 from shared.logging import get_logger
 from shared.settings import Settings
 
@@ -22,12 +22,7 @@ async def run(settings: Settings) -> None:
     """Record jobs from `AudioStored` and work on them until cancelled."""
     async with (
         bootstrap(settings) as deps,
-        serve_health(
-            settings.http_host,
-            settings.health_port,
-            dependency_checks(deps.db, deps.broker),
-            deps.metrics.registry,
-        ),
+        worker_health(settings, deps.db, deps.broker, deps.metrics),
     ):
         wakeup = asyncio.Event()
 

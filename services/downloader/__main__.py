@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from services.downloader.bootstrap import bootstrap
 from services.downloader.handlers import download_call, fail_poisoned, sweep_expired_audio
-from shared.health import dependency_checks, serve_health, serve_worker
+from shared.health import serve_worker, worker_health
 from shared.logging import get_logger
 from shared.settings import Settings
 
@@ -32,12 +32,7 @@ async def run(settings: Settings) -> None:
     """Consume `CallReceived` and sweep expired audio until cancelled."""
     async with (
         bootstrap(settings) as deps,
-        serve_health(
-            settings.http_host,
-            settings.health_port,
-            dependency_checks(deps.db, deps.broker),
-            deps.metrics.registry,
-        ),
+        worker_health(settings, deps.db, deps.broker, deps.metrics),
     ):
         log.info("downloader_started")
         await asyncio.gather(

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from services.notifier.bootstrap import bootstrap
 from services.notifier.handlers import consume
-from shared.health import dependency_checks, serve_health, serve_worker
+from shared.health import serve_worker, worker_health
 from shared.logging import get_logger
 from shared.settings import Settings
 
@@ -15,12 +15,7 @@ async def run(settings: Settings) -> None:
     """Turn results into deliveries and attempt them until cancelled."""
     async with (
         bootstrap(settings) as deps,
-        serve_health(
-            settings.http_host,
-            settings.health_port,
-            dependency_checks(deps.db, deps.broker),
-            deps.metrics.registry,
-        ),
+        worker_health(settings, deps.db, deps.broker, deps.metrics),
     ):
         log.info("notifier_started")
         await consume(deps, prefetch=settings.notifier_prefetch)

@@ -292,38 +292,23 @@ async def add_comment(request: web.Request) -> web.Response:
     return json_response(comment, 201)
 
 
-@routes.post("/api/v1/admin/calls/{task_id}/reanalyze")
-async def reanalyze(request: web.Request) -> web.Response:
-    """POST /api/v1/admin/calls/{task_id}/reanalyze."""
-    session = await require_session(request)
-    task_id = request.match_info["task_id"]
-    await calls.reanalyze(request.app[INGEST].db, session.user, task_id)
-    log.info("reanalysis_requested", task_id=task_id, by=session.user.email)
-    return json_response({"status": "queued", "task_id": task_id}, 202)
+def _command_route(command: calls.CallCommand) -> None:
+    async def run(request: web.Request) -> web.Response:
+        session = await require_session(request, *command.roles)
+        task_id = request.match_info["task_id"]
+        db = request.app[INGEST].db
+        await command.run(db, session.user, task_id)
+        log.info(command.logged, task_id=task_id, by=session.user.email)
+        if command.queues_analysis:
+            return json_response({"status": "queued", "task_id": task_id}, 202)
+        return json_response(await calls.call_card(db, session.user, task_id))
+
+    run.__doc__ = f"POST /api/v1/admin/calls/{{task_id}}/{command.path}"
+    routes.post(f"/api/v1/admin/calls/{{task_id}}/{command.path}")(run)
 
 
-@routes.post("/api/v1/admin/calls/{task_id}/swap-roles")
-async def swap_roles(request: web.Request) -> web.Response:
-    """POST /api/v1/admin/calls/{task_id}/swap-roles (admin, supervisor): re-score the call
-    with manager and client exchanged; the CRM gets a new revision."""
-    session = await require_session(request, Role.ADMIN, Role.SUPERVISOR)
-    task_id = request.match_info["task_id"]
-    await calls.swap_roles(request.app[INGEST].db, session.user, task_id)
-    log.info("roles_swap_requested", task_id=task_id, by=session.user.email)
-    return json_response({"status": "queued", "task_id": task_id}, 202)
-
-
-@routes.post("/api/v1/admin/calls/{task_id}/confirm-roles")
-async def confirm_roles(request: web.Request) -> web.Response:
-    """POST /api/v1/admin/calls/{task_id}/confirm-roles (admin, supervisor): the roles of a
-    mono call are right; the manager's voiceprint learns from it."""
-    session = await require_session(request, Role.ADMIN, Role.SUPERVISOR)
-    task_id = request.match_info["task_id"]
-    ingest = request.app[INGEST]
-    learn = (await load_connection_settings(ingest.db)).voiceprints_enabled
-    await calls.confirm_roles(ingest.db, session.user, task_id, learn=learn)
-    log.info("roles_confirmed", task_id=task_id, by=session.user.email)
-    return json_response(await calls.call_card(ingest.db, session.user, task_id))
+for _command in calls.COMMANDS:
+    _command_route(_command)
 
 
 @routes.get("/api/v1/voiceprints")

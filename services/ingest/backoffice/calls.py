@@ -4,6 +4,8 @@ pages both use these, always through the viewer's visibility."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
 from typing import Any
 
 from gridfs.asynchronous import AsyncGridFSBucket
@@ -11,10 +13,11 @@ from gridfs.errors import NoFile
 from pydantic import BaseModel, ConfigDict, Field
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.ingest.backoffice.accounts import User, find_visible
+from services.ingest.backoffice.accounts import Role, User, find_visible
 from services.ingest.backoffice.filters import STATUS_LABELS, CallFilters
 from services.ingest.intake.tasks import iso, task_view
 from shared import voiceprints
+from shared.connection import load_connection_settings
 from shared.errors import Conflict, Forbidden, NotFound
 from shared.events import utcnow
 from shared.mongo import AUDIO_BUCKET, COMMENTS, DELIVERIES, Document, calls
@@ -30,6 +33,7 @@ from shared.tasks import (
 
 CALL_NOT_FOUND = "Звонок не найден"
 NOT_YOURS = "Это звонок другого менеджера"
+LEADS = (Role.ADMIN, Role.SUPERVISOR)
 NO_AUDIO = "Аудио этого звонка нет в хранилище"
 EXPORT_LIMIT = 50_000
 
@@ -319,12 +323,11 @@ async def swap_roles(db: AsyncDatabase[Document], viewer: User, task_id: str) ->
     )
 
 
-async def confirm_roles(
-    db: AsyncDatabase[Document], viewer: User, task_id: str, *, learn: bool
-) -> None:
+async def confirm_roles(db: AsyncDatabase[Document], viewer: User, task_id: str) -> None:
     """Record that a person found a mono call's roles right; the manager's voiceprint
     learns this call's manager voice (when voiceprints are kept). Verdicts stay."""
     await _visible_task(db, viewer, task_id, {"_id": 1})
+    learn = (await load_connection_settings(db)).voiceprints_enabled
     now = utcnow()
     task = await calls(db).find_one_and_update(
         {
@@ -359,3 +362,22 @@ async def confirm_roles(
             speech_s=manager_voice["speech_s"],
             source="confirmed",
         )
+
+
+@dataclass(frozen=True)
+class CallCommand:
+    """An action a person takes on a call, the same from the API and from the call card."""
+
+    path: str  # the last segment of its URL
+    roles: tuple[Role, ...]  # empty: anyone who sees the call
+    run: Callable[[AsyncDatabase[Document], User, str], Awaitable[None]]
+    logged: str  # the log event
+    notice: str  # what the card says afterwards
+    queues_analysis: bool  # the call is analysed again (the API answers 202)
+
+
+COMMANDS = (
+    CallCommand("reanalyze", (), reanalyze, "reanalysis_requested", "reanalysis", True),
+    CallCommand("swap-roles", LEADS, swap_roles, "roles_swap_requested", "roles_swapped", True),
+    CallCommand("confirm-roles", LEADS, confirm_roles, "roles_confirmed", "roles_confirmed", False),
+)

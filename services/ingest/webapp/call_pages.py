@@ -33,7 +33,6 @@ from services.ingest.webapp.frame import (
     redirect,
     render,
 )
-from shared.connection import load_connection_settings
 from shared.errors import InvalidRequest
 from shared.events import utcnow
 from shared.logging import get_logger
@@ -133,42 +132,21 @@ async def comment_submit(
     return redirect(f"/calls/{task_id}#comments")
 
 
-@routes.post("/calls/{task_id}/reanalyze")
-@action(*ALL)
-async def reanalyze_submit(
-    request: web.Request, session: Session, _form: MultiDictProxy[str]
-) -> web.StreamResponse:
-    """POST /calls/{task_id}/reanalyze."""
-    task_id = request.match_info["task_id"]
-    await calls.reanalyze(request.app[INGEST].db, session.user, task_id)
-    log.info("reanalysis_requested", task_id=task_id, by=session.user.email)
-    return redirect(f"/calls/{task_id}?notice=reanalysis")
+def _command_page(command: calls.CallCommand) -> None:
+    async def run(
+        request: web.Request, session: Session, _form: MultiDictProxy[str]
+    ) -> web.StreamResponse:
+        task_id = request.match_info["task_id"]
+        await command.run(request.app[INGEST].db, session.user, task_id)
+        log.info(command.logged, task_id=task_id, by=session.user.email)
+        return redirect(f"/calls/{task_id}?notice={command.notice}")
+
+    run.__doc__ = f"POST /calls/{{task_id}}/{command.path}: a button of the call card."
+    routes.post(f"/calls/{{task_id}}/{command.path}")(action(*command.roles)(run))
 
 
-@routes.post("/calls/{task_id}/swap-roles")
-@action(*LEADS)
-async def swap_roles_submit(
-    request: web.Request, session: Session, _form: MultiDictProxy[str]
-) -> web.StreamResponse:
-    """POST /calls/{task_id}/swap-roles: «Поменять роли»."""
-    task_id = request.match_info["task_id"]
-    await calls.swap_roles(request.app[INGEST].db, session.user, task_id)
-    log.info("roles_swap_requested", task_id=task_id, by=session.user.email)
-    return redirect(f"/calls/{task_id}?notice=roles_swapped")
-
-
-@routes.post("/calls/{task_id}/confirm-roles")
-@action(*LEADS)
-async def confirm_roles_submit(
-    request: web.Request, session: Session, _form: MultiDictProxy[str]
-) -> web.StreamResponse:
-    """POST /calls/{task_id}/confirm-roles: «Роли верны»."""
-    task_id = request.match_info["task_id"]
-    db = request.app[INGEST].db
-    learn = (await load_connection_settings(db)).voiceprints_enabled
-    await calls.confirm_roles(db, session.user, task_id, learn=learn)
-    log.info("roles_confirmed", task_id=task_id, by=session.user.email)
-    return redirect(f"/calls/{task_id}?notice=roles_confirmed")
+for _command in calls.COMMANDS:
+    _command_page(_command)
 
 
 @routes.post("/calls/{task_id}/deliveries/{id}/redeliver")
