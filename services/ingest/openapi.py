@@ -8,12 +8,13 @@ from typing import Any
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
+from services.ingest.backoffice.accounts import UserView
 from services.ingest.backoffice.calls import CommentForm
 from services.ingest.backoffice.connection import ConnectionUpdate
 from services.ingest.backoffice.deliveries import DeliveryFilters
 from services.ingest.backoffice.exports import XLSX_TYPE
 from services.ingest.backoffice.filters import CallFilters
-from services.ingest.backoffice.users import UserForm
+from services.ingest.backoffice.users import UserForm, UserRecord
 from services.ingest.edge import HTTP_STATUS
 from services.ingest.intake.submission import CallSubmission, JsonCallSubmission
 from services.ingest.intake.tasks import ACCEPTED_MESSAGE
@@ -37,6 +38,8 @@ def _request_schemas() -> dict[str, Any]:
             (Table, "validation"),
             (UserForm, "validation"),
             (CommentForm, "validation"),
+            (UserView, "serialization"),
+            (UserRecord, "serialization"),
         ],
         ref_template=REF,
     )
@@ -149,16 +152,6 @@ _RESPONSE_SCHEMAS: dict[str, Any] = {
         "properties": {"email": {"type": "string"}, "password": {"type": "string"}},
         "additionalProperties": False,
     },
-    "User": {
-        "type": "object",
-        "properties": {
-            "id": {"type": "string"},
-            "email": {"type": "string"},
-            "role": {"enum": ["admin", "supervisor", "manager"]},
-            "manager_id": _NULLABLE_STRING,
-            "active": {"type": "boolean"},
-        },
-    },
     "Session": {
         "type": "object",
         "required": ["token", "csrf_token", "user"],
@@ -169,7 +162,7 @@ _RESPONSE_SCHEMAS: dict[str, Any] = {
                 "description": "Send as X-CSRF-Token on unsafe requests made with the cookie.",
             },
             "expires_at": {"type": "string", "format": "date-time"},
-            "user": _ref("User"),
+            "user": _ref("UserView"),
         },
     },
     "Connection": {
@@ -363,21 +356,23 @@ def _admin_paths() -> dict[str, Any]:
     missing = {"404": _error("not_found")}
     not_yours = {"403": _error("forbidden: another manager's call, or the role may not")}
     obj = {"type": "object"}
+    user = _ref("UserRecord")
     return {
         "/api/v1/users": {
             "get": {"summary": "Users (admin)", **security,
-                    "responses": {"200": _ok({"type": "array", "items": obj}), **_ADMIN_ERRORS}},
+                    "responses": {"200": _ok({"type": "array", "items": user}),
+                                  **_ADMIN_ERRORS}},
             "post": {"summary": "Create a user (admin)", **security, "requestBody": user_body,
-                     "responses": {"201": _ok(obj, "Created"), **invalid,
+                     "responses": {"201": _ok(user, "Created"), **invalid,
                                    "409": _error("conflict: email taken"), **_ADMIN_ERRORS}},
         },
         "/api/v1/users/{id}": {
             "parameters": _path_id(),
             "get": {"summary": "One user (admin)", **security,
-                    "responses": {"200": _ok(obj), **missing, **_ADMIN_ERRORS}},
+                    "responses": {"200": _ok(user), **missing, **_ADMIN_ERRORS}},
             "put": {"summary": "Change a user; password only when given (admin)", **security,
                     "requestBody": user_body,
-                    "responses": {"200": _ok(obj), **invalid, **missing,
+                    "responses": {"200": _ok(user), **invalid, **missing,
                                   "409": _error("conflict: the last admin, or email taken"),
                                   **_ADMIN_ERRORS}},
             "delete": {"summary": "Delete a user (admin)", **security,

@@ -22,6 +22,7 @@ from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from pydantic import BaseModel, Field
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -44,6 +45,18 @@ class Role(StrEnum):
     ADMIN = "admin"
     SUPERVISOR = "supervisor"
     MANAGER = "manager"
+
+
+class UserView(BaseModel):
+    """A user as the API shows them (never the password)."""
+
+    id: str
+    email: str
+    name: str = Field(description="What the web app shows; the email when empty.")
+    role: Role
+    manager_id: str | None = Field(description="A manager's CRM `manager_id`.")
+    team_manager_ids: list[str] = Field(description="A supervisor's team; empty: every manager.")
+    active: bool = Field(description="False: switched off, cannot log in.")
 
 
 @dataclass(frozen=True)
@@ -73,15 +86,15 @@ class User:
 
     def public(self) -> Document:
         """What the API shows of a user."""
-        return {
-            "id": self.id,
-            "email": self.email,
-            "name": self.name,
-            "role": self.role.value,
-            "manager_id": self.manager_id,
-            "team_manager_ids": list(self.team_manager_ids),
-            "active": self.active,
-        }
+        return UserView(
+            id=self.id,
+            email=self.email,
+            name=self.name,
+            role=self.role,
+            manager_id=self.manager_id,
+            team_manager_ids=list(self.team_manager_ids),
+            active=self.active,
+        ).model_dump(mode="json")
 
     @property
     def sees_secrets(self) -> bool:

@@ -11,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from services.ingest.backoffice.accounts import Role, User, hash_password, new_user_id
+from services.ingest.backoffice.accounts import Role, User, UserView, hash_password, new_user_id
 from shared import voiceprints
 from shared.errors import Conflict, InvalidRequest, NotFound
 from shared.events import utcnow
@@ -47,12 +47,16 @@ class UserForm(BaseModel):
         return sorted({item.strip() for item in value if item.strip()})
 
 
+class UserRecord(UserView):
+    """A user as the users admin shows them: also when they were created."""
+
+    created_at: str = Field(description="ISO 8601.")
+
+
 def view(document: Document) -> Document:
     """The API shape of a user: never the password hash."""
-    return {
-        **User.from_document(document).public(),
-        "created_at": document["created_at"].isoformat(),
-    }
+    created_at = document["created_at"].isoformat()
+    return UserRecord(**User.from_document(document).public(), created_at=created_at).model_dump()
 
 
 async def list_users(db: AsyncDatabase[Document]) -> list[Document]:
