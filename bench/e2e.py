@@ -91,8 +91,7 @@ async def main() -> None:
     for name in ("ingest", "downloader", "analyzer", "notifier"):
         system.start(name)
     try:
-        await system.wait_healthy()
-        api = f"http://127.0.0.1:{system.http_port}/api/v1"
+        api = await system.api()
         async with aiohttp.ClientSession() as session:
             async with session.post(
                 f"{api}/auth/login", json={"email": "admin@rop.local", "password": PASSWORD}

@@ -62,6 +62,11 @@ class System:
         """Until every service listens; a service that exits fails at once."""
         await asyncio.to_thread(self.wait_listening, *SERVICES, timeout_s=timeout_s)
 
+    async def api(self) -> str:
+        """The API's base URL, once every service listens."""
+        await self.wait_healthy()
+        return f"http://127.0.0.1:{self.http_port}/api/v1"
+
     def wait_listening(self, *names: str, timeout_s: float = 60.0) -> None:
         """Until these services listen; a service that exits fails at once."""
         deadline = time.monotonic() + timeout_s

@@ -31,6 +31,14 @@ AMQP_URL = os.environ.get("ROP_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:567
 API_KEY = "test-api-key-0123456789abcdef"
 ADMIN_EMAIL = "admin@test.local"
 ADMIN_PASSWORD = "correct horse battery staple"
+# The services as processes: the tests' key and admin, no samples, quick webhook retries.
+SERVICE_ENV = {
+    "ROP_API_KEY": API_KEY,
+    "ROP_ADMIN_EMAIL": ADMIN_EMAIL,
+    "ROP_ADMIN_PASSWORD": ADMIN_PASSWORD,
+    "ROP_SEED_SAMPLES": "false",
+    "ROP_WEBHOOK_RETRY_SCHEDULE_S": "0.5,1,2",
+}
 
 
 @pytest.fixture(scope="session")
@@ -67,11 +75,11 @@ async def settings(
     mongo_server: str, amqp_url: str, tmp_path: os.PathLike[str]
 ) -> AsyncIterator[Settings]:
     """Settings isolated per test: own database, own exchange and queue names."""
-    suffix = uuid.uuid4().hex[:10]
+    mongo_url, prefix = isolated_names(mongo_server)
     settings = Settings(
-        mongo_url=f"{mongo_server}/rop_test_{suffix}",
+        mongo_url=mongo_url,
         amqp_url=amqp_url,
-        amqp_prefix=f"rop-test-{suffix}",
+        amqp_prefix=prefix,
         api_key=API_KEY,
         admin_email=ADMIN_EMAIL,
         admin_password=ADMIN_PASSWORD,
@@ -81,10 +89,21 @@ async def settings(
         fetch_allow_loopback=True,  # the fakes of third parties listen on 127.0.0.1
     )
     yield settings
-    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(settings.mongo_url)
-    await client.drop_database(f"rop_test_{suffix}")
+    await drop_isolated(mongo_url, amqp_url, prefix)
+
+
+def isolated_names(mongo_server: str) -> tuple[str, str]:
+    """A database and a prefix of exchanges and queues that no other test uses."""
+    suffix = uuid.uuid4().hex[:10]
+    return f"{mongo_server}/rop_test_{suffix}", f"rop-test-{suffix}"
+
+
+async def drop_isolated(mongo_url: str, amqp_url: str, prefix: str) -> None:
+    """Remove what `isolated_names` named: the database and the broker topology."""
+    client: AsyncMongoClient[dict[str, object]] = AsyncMongoClient(mongo_url)
+    await client.drop_database(client.get_default_database().name)
     await client.close()
-    await Broker(amqp_url, prefix=settings.amqp_prefix).delete_topology()
+    await Broker(amqp_url, prefix=prefix).delete_topology()
 
 
 class EventTap:
@@ -180,14 +199,7 @@ def system(settings: Settings) -> Iterator[System]:
         amqp_url=settings.amqp_url,
         prefix=settings.amqp_prefix,
         state_dir=str(settings.state_dir),
-        extra_env={
-            "ROP_API_KEY": API_KEY,
-            "ROP_ADMIN_EMAIL": ADMIN_EMAIL,
-            "ROP_ADMIN_PASSWORD": ADMIN_PASSWORD,
-            "ROP_SEED_SAMPLES": "false",
-            "ROP_ANALYSIS_LEASE_S": "10",
-            "ROP_WEBHOOK_RETRY_SCHEDULE_S": "0.5,1,2",
-        },
+        extra_env={**SERVICE_ENV, "ROP_ANALYSIS_LEASE_S": "10"},
     )
     for name in SERVICES:
         running.start(name)

@@ -20,21 +20,13 @@ from devtools.processes import free_port, start_secantus, stop
 from devtools.system import SERVICES, System
 from shared.settings import Settings
 from tests.audio import GOOD_CALL, call
-from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, API_KEY
+from tests.conftest import API_KEY, SERVICE_ENV
 from tests.fakes import FakeCrm
 from tests.fileserver import FileServer
 from tests.helpers import TcpProxy, wait_for
 from tests.system_client import bind_script, call_statuses, post, submit_calls, webhooks_once
 
 pytestmark = pytest.mark.timeout(420)
-
-TEST_ENV = {
-    "ROP_API_KEY": API_KEY,
-    "ROP_ADMIN_EMAIL": ADMIN_EMAIL,
-    "ROP_ADMIN_PASSWORD": ADMIN_PASSWORD,
-    "ROP_SEED_SAMPLES": "false",
-    "ROP_WEBHOOK_RETRY_SCHEDULE_S": "0.5,1,2",
-}
 
 
 def _system(
@@ -45,7 +37,7 @@ def _system(
         amqp_url=amqp_url,
         prefix=settings.amqp_prefix,
         state_dir=str(settings.state_dir),
-        extra_env={**TEST_ENV, **env},
+        extra_env={**SERVICE_ENV, **env},
         log_dir=log_dir,
     )
 
@@ -57,8 +49,7 @@ async def serving(system: System, hooks: str) -> AsyncIterator[tuple[aiohttp.Cli
     for name in SERVICES:
         system.start(name)
     try:
-        await system.wait_healthy()
-        api = f"http://127.0.0.1:{system.http_port}/api/v1"
+        api = await system.api()
         async with aiohttp.ClientSession() as session:
             await bind_script(session, api, f"{hooks}/checklist")
             yield session, api
@@ -200,8 +191,7 @@ async def test_every_service_waits_for_a_database_that_starts_late(
 
         await wait_for(all_waiting, timeout_s=60, interval_s=0.5)
         database = start_secantus(port, str(tmp_path / "db"))
-        await system.wait_healthy()
-        api = f"http://127.0.0.1:{system.http_port}/api/v1"
+        api = await system.api()
         async with aiohttp.ClientSession() as session:
             await bind_script(session, api, f"{hooks}/checklist")
             url = files.file("/good.mp3", call(GOOD_CALL, duration_s=22))

@@ -37,8 +37,7 @@ async def test_calls_go_from_the_crm_request_to_the_crm_webhooks(
     system: System, crm: tuple[FakeCrm, str], files: FileServer
 ) -> None:
     fake, hooks = crm
-    await system.wait_healthy()
-    api = f"http://127.0.0.1:{system.http_port}/api/v1"
+    api = await system.api()
     async with aiohttp.ClientSession() as session:
         admin, binding = await bind_script(session, api, f"{hooks}/checklist")
         _, table = await post(
@@ -193,8 +192,7 @@ async def test_analyzer_killed_mid_batch_every_call_completes_once(
     system: System, crm: tuple[FakeCrm, str], files: FileServer
 ) -> None:
     fake, hooks = crm
-    await system.wait_healthy()
-    api = f"http://127.0.0.1:{system.http_port}/api/v1"
+    api = await system.api()
     async with aiohttp.ClientSession() as session:
         await bind_script(session, api, f"{hooks}/checklist")
         url = files.file("/good.mp3", call(GOOD_CALL, duration_s=22))

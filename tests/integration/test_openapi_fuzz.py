@@ -7,7 +7,7 @@ and every JSON answer must match its documented schema.
 
 from __future__ import annotations
 
-import uuid
+import asyncio
 from collections.abc import Iterator
 
 import pytest
@@ -23,7 +23,14 @@ from schemathesis.specs.openapi.checks import (
 
 from devtools.system import System
 from services.ingest.openapi import OPENAPI
-from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, API_KEY
+from tests.conftest import (
+    ADMIN_EMAIL,
+    ADMIN_PASSWORD,
+    API_KEY,
+    SERVICE_ENV,
+    drop_isolated,
+    isolated_names,
+)
 
 EXAMPLES_PER_OPERATION = 60
 # Every check of schemathesis but two. Rules across fields (a stage's weights add up to
@@ -37,18 +44,15 @@ EXCLUDED_CHECKS = [positive_data_acceptance, allow_header_conformance]
 def gateway(
     mongo_server: str, amqp_url: str, tmp_path_factory: pytest.TempPathFactory
 ) -> Iterator[str]:
-    """The ingest gateway as its own process; its base URL."""
-    suffix = uuid.uuid4().hex[:10]
+    """The ingest gateway (with its sample script and table) as its own process; its
+    base URL."""
+    mongo_url, prefix = isolated_names(mongo_server)
     system = System(
-        mongo_url=f"{mongo_server}/rop_fuzz_{suffix}",
+        mongo_url=mongo_url,
         amqp_url=amqp_url,
-        prefix=f"rop-fuzz-{suffix}",
+        prefix=prefix,
         state_dir=str(tmp_path_factory.mktemp("fuzz")),
-        extra_env={
-            "ROP_API_KEY": API_KEY,
-            "ROP_ADMIN_EMAIL": ADMIN_EMAIL,
-            "ROP_ADMIN_PASSWORD": ADMIN_PASSWORD,
-        },
+        extra_env={**SERVICE_ENV, "ROP_SEED_SAMPLES": "true"},
     )
     system.start("ingest")
     try:
@@ -59,6 +63,7 @@ def gateway(
         yield base
     finally:
         system.stop_all()
+        asyncio.run(drop_isolated(mongo_url, amqp_url, prefix))
 
 
 @pytest.fixture(scope="module")

@@ -7,19 +7,22 @@ from datetime import UTC, datetime
 from services.ingest.intake.tasks import task_view
 
 AT = datetime(2026, 11, 27, 12, 0, tzinfo=UTC)
+TASK = {
+    "_id": "task_0123456789ab",
+    "call_id": "c",
+    "deal_id": "d",
+    "manager_id": "m",
+    "audio_url": "https://h/a.mp3",
+    "received_at": AT,
+    "updated_at": AT,
+}
 
 
 def test_view_shows_probe_results_and_hides_internals() -> None:
     view = task_view(
         {
-            "_id": "task_0123456789ab",
-            "call_id": "c",
-            "deal_id": "d",
-            "manager_id": "m",
-            "audio_url": "https://h/a.mp3",
+            **TASK,
             "status": "analyzing",
-            "received_at": AT,
-            "updated_at": AT,
             "timeline": [{"status": "queued", "at": AT}],
             "probed_duration_s": 312.5,
             "audio": {
@@ -48,14 +51,8 @@ def test_view_shows_probe_results_and_hides_internals() -> None:
 def test_view_says_how_the_roles_were_decided_but_not_who_decided_or_the_voices() -> None:
     view = task_view(
         {
-            "_id": "task_0123456789ab",
-            "call_id": "c",
-            "deal_id": "d",
-            "manager_id": "m",
-            "audio_url": "https://h/a.mp3",
+            **TASK,
             "status": "done",
-            "received_at": AT,
-            "updated_at": AT,
             "revision": 2,
             "roles": {
                 "method": "person",
