@@ -12,6 +12,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
 from services.ingest.backoffice import accounts
+from services.ingest.backoffice.deliveries import give_deliveries_their_manager
 from services.ingest.backoffice.samples import ensure_samples
 from services.ingest.intake.tasks import IntakeState, refresh_intake_state
 from services.ingest.metrics import IngestMetrics
@@ -74,6 +75,8 @@ async def _provision(db: AsyncDatabase[Document], settings: Settings) -> IntakeS
         )
     if settings.seed_samples and await ensure_samples(db):
         log.info("sample_script_created", hint="edit or delete it in the admin API")
+    if fixed := await give_deliveries_their_manager(db):
+        log.info("deliveries_given_their_manager", deliveries=fixed)
     state = IntakeState(connection=connection, calls_per_minute=settings.estimate_calls_per_minute)
     await refresh_intake_state(db, state)
     return state

@@ -16,6 +16,7 @@ from gridfs.asynchronous import AsyncGridFSBucket
 from pymongo import AsyncMongoClient
 
 from devtools.samples import analysed_call
+from services.ingest.backoffice.deliveries import give_deliveries_their_manager
 from shared.events import utcnow
 from shared.mongo import AUDIO_BUCKET
 from shared.settings import Settings
@@ -163,3 +164,18 @@ async def test_nobody_sees_or_touches_another_team_s_call(
         ("GET", "/calls"),
         ("GET", "/calls/task_000000000002"),
     } <= seen_by_admin
+
+
+async def test_deliveries_stored_before_they_carried_a_manager_are_given_theirs(
+    ingest_client: Client, two_teams: Any
+) -> None:
+    await two_teams.deliveries.update_many({}, {"$unset": {"manager_id": ""}})
+    assert await give_deliveries_their_manager(two_teams) == 2
+    assert await give_deliveries_their_manager(two_teams) == 0  # once done, nothing to do
+    admin_headers = await admin(ingest_client)
+    head = await user(
+        ingest_client, admin_headers, email="head@example.ru", role="supervisor",
+        team_manager_ids=["mgr_b"],
+    )  # fmt: skip
+    listed = await (await ingest_client.get("/api/v1/deliveries", headers=head)).json()
+    assert [item["id"] for item in listed["items"]] == ["msg_team_b"]
