@@ -9,7 +9,7 @@ from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
 from services.ingest.backoffice.accounts import UserView
-from services.ingest.backoffice.calls import CommentForm
+from services.ingest.backoffice.commands import CommentForm
 from services.ingest.backoffice.connection import ConnectionUpdate
 from services.ingest.backoffice.deliveries import DeliveryFilters
 from services.ingest.backoffice.exports import XLSX_TYPE

@@ -24,7 +24,7 @@ from services.analyzer.handlers import (
 )
 from services.analyzer.llm import LlmJudge
 from services.analyzer.voice_encoder import VoiceEncoder
-from services.ingest.backoffice import calls, catalog
+from services.ingest.backoffice import catalog, commands
 from services.ingest.backoffice.accounts import Role, User
 from shared import voiceprints
 from shared.amqp import Broker
@@ -482,7 +482,7 @@ async def test_swapped_roles_are_scored_again_without_the_audio(
     before = await analyse(deps, envelope, event)
     await AsyncGridFSBucket(deps.db, bucket_name="audio").delete(envelope.task_id)
     person = User("u1", "lead@test.local", Role.SUPERVISOR, None, True, "Лид")
-    await calls.swap_roles(deps.db, person, envelope.task_id)
+    await commands.swap_roles(deps.db, person, envelope.task_id)
     job = await deps.jobs.claim()
     assert job is not None
     await run_job(job, deps)

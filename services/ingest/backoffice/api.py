@@ -14,6 +14,7 @@ from services.ingest.backoffice import (
     accounts,
     calls,
     catalog,
+    commands,
     connection,
     deliveries,
     exports,
@@ -21,7 +22,7 @@ from services.ingest.backoffice import (
     users,
 )
 from services.ingest.backoffice.accounts import Role
-from services.ingest.backoffice.calls import CommentForm
+from services.ingest.backoffice.commands import CommentForm
 from services.ingest.backoffice.users import UserForm
 from services.ingest.edge import (
     INGEST,
@@ -286,13 +287,13 @@ async def add_comment(request: web.Request) -> web.Response:
     """POST /api/v1/admin/calls/{task_id}/comments."""
     session = await require_session(request)
     form = await read_model(request, CommentForm)
-    comment = await calls.add_comment(
+    comment = await commands.add_comment(
         request.app[INGEST].db, session.user, request.match_info["task_id"], form
     )
     return json_response(comment, 201)
 
 
-def _command_route(command: calls.CallCommand) -> None:
+def _command_route(command: commands.CallCommand) -> None:
     async def run(request: web.Request) -> web.Response:
         session = await require_session(request, *command.roles)
         task_id = request.match_info["task_id"]
@@ -307,7 +308,7 @@ def _command_route(command: calls.CallCommand) -> None:
     routes.post(f"/api/v1/admin/calls/{{task_id}}/{command.path}")(run)
 
 
-for _command in calls.COMMANDS:
+for _command in commands.COMMANDS:
     _command_route(_command)
 
 

@@ -1,39 +1,27 @@
-"""Calls as people see them and act on them: the filtered list, the call card and its
-audio, comments, re-analysis, swapping and confirming roles. The JSON API and the web
-pages both use these, always through the viewer's visibility."""
+"""Calls as people see them (the read side): the filtered list, the Excel rows, the call
+card and its audio, always through the viewer's visibility. What people do to a call is
+in `commands.py`."""
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from gridfs.asynchronous import AsyncGridFSBucket
 from gridfs.errors import NoFile
-from pydantic import BaseModel, ConfigDict, Field
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.ingest.backoffice.accounts import Role, User, find_visible
+from services.ingest.backoffice.accounts import User, find_visible
 from services.ingest.backoffice.filters import STATUS_LABELS, CallFilters
 from services.ingest.intake.tasks import iso, task_view
-from shared import voiceprints
-from shared.connection import load_connection_settings
-from shared.errors import Conflict, Forbidden, NotFound
-from shared.events import utcnow
+from shared.errors import Forbidden, NotFound
 from shared.mongo import AUDIO_BUCKET, COMMENTS, DELIVERIES, Document, calls
 from shared.tasks import (
     ANALYSED,
     REANALYSABLE,
-    TaskEvent,
-    TaskStatus,
-    may_enter,
-    moved,
-    timeline_entry,
 )
 
 CALL_NOT_FOUND = "Звонок не найден"
 NOT_YOURS = "Это звонок другого менеджера"
-LEADS = (Role.ADMIN, Role.SUPERVISOR)
 NO_AUDIO = "Аудио этого звонка нет в хранилище"
 EXPORT_LIMIT = 50_000
 
@@ -125,7 +113,7 @@ async def all_rows(
     return [row_view(document) for document in await cursor.limit(EXPORT_LIMIT).to_list()]
 
 
-async def _visible_task(
+async def visible_task(
     db: AsyncDatabase[Document], viewer: User, task_id: str, projection: Document | None = None
 ) -> Document:
     document = await find_visible(
@@ -138,7 +126,7 @@ async def _visible_task(
 
 async def call_card(db: AsyncDatabase[Document], viewer: User, task_id: str) -> Document:
     """Everything about one call: status, results, transcript, comments, deliveries."""
-    document = await _visible_task(
+    document = await visible_task(
         db, viewer, task_id, {"outbox": 0, "outbox_pending": 0, "voices": 0, "speech": 0}
     )
     comments = await db[COMMENTS].find({"task_id": task_id}).sort("at", 1).to_list()
@@ -206,7 +194,7 @@ async def check_delivery(
     db: AsyncDatabase[Document], viewer: User, task_id: str, delivery_id: str
 ) -> None:
     """Refuse a delivery that is not of this call, or a call the viewer cannot see."""
-    await _visible_task(db, viewer, task_id, {"_id": 1})
+    await visible_task(db, viewer, task_id, {"_id": 1})
     if not await db[DELIVERIES].count_documents({"_id": delivery_id, "task_id": task_id}, limit=1):
         raise Forbidden("Эта доставка относится к другому звонку")
 
@@ -224,7 +212,7 @@ AUDIO_TYPES = {
 
 async def open_audio(db: AsyncDatabase[Document], viewer: User, task_id: str) -> tuple[Any, str]:
     """A GridFS stream of the call's stored audio (seekable), and its media type."""
-    document = await _visible_task(db, viewer, task_id, {"audio": 1})
+    document = await visible_task(db, viewer, task_id, {"audio": 1})
     audio = document.get("audio")
     if not audio:
         raise NotFound(NO_AUDIO)
@@ -235,149 +223,3 @@ async def open_audio(db: AsyncDatabase[Document], viewer: User, task_id: str) ->
     except NoFile as exc:
         raise NotFound(NO_AUDIO) from exc
     return stream, AUDIO_TYPES.get(audio.get("container") or "", "application/octet-stream")
-
-
-class CommentForm(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, str_strip_whitespace=True)
-
-    text: str = Field(min_length=1, max_length=4000)
-
-
-async def add_comment(
-    db: AsyncDatabase[Document], viewer: User, task_id: str, form: CommentForm
-) -> Document:
-    """Add a comment to a call the viewer can see."""
-    await _visible_task(db, viewer, task_id, {"_id": 1})
-    comment = {
-        "task_id": task_id,
-        "author": viewer.name or viewer.email,
-        "author_id": viewer.id,
-        "text": form.text,
-        "at": utcnow(),
-    }
-    await db[COMMENTS].insert_one(comment)
-    return {"author": comment["author"], "text": comment["text"], "at": iso(comment["at"])}
-
-
-async def _queue_again(
-    db: AsyncDatabase[Document],
-    viewer: User,
-    task_id: str,
-    *,
-    allowed: Document,
-    job: Document,
-    event: TaskEvent,
-    refusal: str,
-) -> None:
-    """Queue a call's analysis job again; its results go to the CRM with new webhook ids."""
-    await _visible_task(db, viewer, task_id, {"_id": 1})
-    now = utcnow()
-    result = await calls(db).update_one(
-        {"_id": task_id, **allowed},
-        {
-            **moved(
-                TaskStatus.QUEUED,
-                now,
-                because=event,
-                by=viewer.email,
-                set_fields={
-                    "analysis": {"state": "queued", "attempts": 0, "queued_at": now, **job},
-                    "deliveries_closed": [],
-                },
-            ),
-            "$unset": {"error": ""},
-        },
-    )
-    if result.matched_count == 0:
-        raise Conflict(refusal)
-
-
-async def reanalyze(db: AsyncDatabase[Document], viewer: User, task_id: str) -> None:
-    """Queue the call's analysis again with today's scripts and tables."""
-    await _queue_again(
-        db,
-        viewer,
-        task_id,
-        allowed={**may_enter(TaskStatus.QUEUED), "audio": {"$ne": None}},
-        job={},
-        event=TaskEvent.REANALYSIS_REQUESTED,
-        refusal="Звонок ещё обрабатывается или его аудио нет: повторный анализ невозможен",
-    )
-
-
-def _person(viewer: User) -> Document:
-    return {"id": viewer.id, "email": viewer.email, "name": viewer.name or viewer.email}
-
-
-async def swap_roles(db: AsyncDatabase[Document], viewer: User, task_id: str) -> None:
-    """Queue the call's re-scoring with manager and client exchanged (no new transcription);
-    the CRM gets the results again as a new revision, reviewed by this person."""
-    await _queue_again(
-        db,
-        viewer,
-        task_id,
-        allowed={"status": {"$in": list(ANALYSED)}, "transcript": {"$exists": True}},
-        job={"mode": "swap_roles", "requested_by": _person(viewer)},
-        event=TaskEvent.ROLES_SWAP_REQUESTED,
-        refusal="Роли можно поменять только у проанализированного звонка",
-    )
-
-
-async def confirm_roles(db: AsyncDatabase[Document], viewer: User, task_id: str) -> None:
-    """Record that a person found a mono call's roles right; the manager's voiceprint
-    learns this call's manager voice (when voiceprints are kept). Verdicts stay."""
-    await _visible_task(db, viewer, task_id, {"_id": 1})
-    learn = (await load_connection_settings(db)).voiceprints_enabled
-    now = utcnow()
-    task = await calls(db).find_one_and_update(
-        {
-            "_id": task_id,
-            "status": {"$in": list(ANALYSED)},
-            "roles.method": {"$in": ["voiceprint", "cues", "talk_share"]},
-        },
-        {
-            "$set": {
-                "roles": {
-                    "method": "person",
-                    "confidence": 1.0,
-                    "uncertain": False,
-                    "by": viewer.email,
-                    "at": now,
-                },
-                "updated_at": now,
-            },
-            "$push": {"timeline": timeline_entry(TaskEvent.ROLES_CONFIRMED, now, by=viewer.email)},
-        },
-        projection={"manager_id": 1, "voices": 1},
-    )
-    if task is None:
-        raise Conflict("Подтвердить можно только роли, определённые автоматически на моно-записи")
-    manager_voice = (task.get("voices") or {}).get("manager")
-    if learn and manager_voice:
-        await voiceprints.learn(
-            db,
-            task["manager_id"],
-            task_id=task_id,
-            embedding=voiceprints.unpack(manager_voice["embedding"]),
-            speech_s=manager_voice["speech_s"],
-            source="confirmed",
-        )
-
-
-@dataclass(frozen=True)
-class CallCommand:
-    """An action a person takes on a call, the same from the API and from the call card."""
-
-    path: str  # the last segment of its URL
-    roles: tuple[Role, ...]  # empty: anyone who sees the call
-    run: Callable[[AsyncDatabase[Document], User, str], Awaitable[None]]
-    logged: str  # the log event
-    notice: str  # what the card says afterwards
-    queues_analysis: bool  # the call is analysed again (the API answers 202)
-
-
-COMMANDS = (
-    CallCommand("reanalyze", (), reanalyze, "reanalysis_requested", "reanalysis", True),
-    CallCommand("swap-roles", LEADS, swap_roles, "roles_swap_requested", "roles_swapped", True),
-    CallCommand("confirm-roles", LEADS, confirm_roles, "roles_confirmed", "roles_confirmed", False),
-)

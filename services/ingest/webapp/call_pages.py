@@ -8,13 +8,9 @@ from collections.abc import Mapping
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from services.ingest.backoffice import (
-    calls,
-    deliveries,
-    exports,
-)
+from services.ingest.backoffice import calls, commands, deliveries, exports
 from services.ingest.backoffice.accounts import Session
-from services.ingest.backoffice.calls import CommentForm
+from services.ingest.backoffice.commands import CommentForm
 from services.ingest.edge import (
     INGEST,
     call_filters,
@@ -128,11 +124,11 @@ async def comment_submit(
         comment = validated(CommentForm, {"text": str(form.get("text", ""))})
     except InvalidRequest as exc:
         return await _card(request, session, errors=field_errors(exc), status=400)
-    await calls.add_comment(request.app[INGEST].db, session.user, task_id, comment)
+    await commands.add_comment(request.app[INGEST].db, session.user, task_id, comment)
     return redirect(f"/calls/{task_id}#comments")
 
 
-def _command_page(command: calls.CallCommand) -> None:
+def _command_page(command: commands.CallCommand) -> None:
     async def run(
         request: web.Request, session: Session, _form: MultiDictProxy[str]
     ) -> web.StreamResponse:
@@ -145,7 +141,7 @@ def _command_page(command: calls.CallCommand) -> None:
     routes.post(f"/calls/{{task_id}}/{command.path}")(action(*command.roles)(run))
 
 
-for _command in calls.COMMANDS:
+for _command in commands.COMMANDS:
     _command_page(_command)
 
 
