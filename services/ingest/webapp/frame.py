@@ -122,19 +122,30 @@ def _to_login(request: web.Request) -> web.Response:
     return redirect(f"/login?next={quote(request.path_qs)}")
 
 
+async def _in_session(
+    request: web.Request, serve: Callable[[Session], Awaitable[web.StreamResponse]]
+) -> web.StreamResponse:
+    """Serve with the browser's session: without one, the login page; an error of the back
+    office (a role refused, a call not found) as its page."""
+    session = await browser_session(request)
+    if session is None:
+        return _to_login(request)
+    try:
+        return await serve(session)
+    except RopError as exc:
+        return _error_page(request, session, exc)
+
+
 def page(*roles: Role) -> Callable[[PageHandler], Route]:
     """A GET page for these roles: no session goes to the login page, another role gets 403."""
 
     def wrap(handler: PageHandler) -> Route:
         async def run(request: web.Request) -> web.StreamResponse:
-            session = await browser_session(request)
-            if session is None:
-                return _to_login(request)
-            try:
+            async def serve(session: Session) -> web.StreamResponse:
                 authorize(session, roles, refused="Эта страница вам недоступна")
                 return await handler(request, session)
-            except RopError as exc:
-                return _error_page(request, session, exc)
+
+            return await _in_session(request, serve)
 
         return run
 
@@ -146,10 +157,7 @@ def action(*roles: Role) -> Callable[[FormHandler], Route]:
 
     def wrap(handler: FormHandler) -> Route:
         async def run(request: web.Request) -> web.StreamResponse:
-            session = await browser_session(request)
-            if session is None:
-                return _to_login(request)
-            try:
+            async def serve(session: Session) -> web.StreamResponse:
                 form = await request.post()
                 authorize(
                     session,
@@ -159,8 +167,8 @@ def action(*roles: Role) -> Callable[[FormHandler], Route]:
                     stale="Форма устарела (нет CSRF-токена). Обновите страницу.",
                 )
                 return await handler(request, session, form)  # type: ignore[arg-type]
-            except RopError as exc:
-                return _error_page(request, session, exc)
+
+            return await _in_session(request, serve)
 
         return run
 
