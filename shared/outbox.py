@@ -16,43 +16,53 @@ import contextlib
 import math
 import time
 from collections.abc import Callable
+from datetime import datetime, timedelta
 from typing import Any
 
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.errors import PyMongoError
 
-from shared.amqp import BROKER_DOWN, Broker
-from shared.events import Envelope
+from shared.amqp import BROKER_DOWN, PUBLISH_WAIT_S, Broker
+from shared.events import Envelope, utcnow
 from shared.logging import get_logger
 from shared.mongo import Document
 
 log = get_logger(__name__)
 
 MAX_BACKOFF_S = 10.0
+# A writer that publishes its events itself (`publish_now`, which waits up to
+# PUBLISH_WAIT_S for a dropped broker connection) leaves them to the relay only after this
+# long, so that the two do not both send them.
+PUBLISH_NOW_GRACE_S = 2 * PUBLISH_WAIT_S
 
 
 def outbox_fields(*envelopes: Envelope) -> Document:
-    """Return the fields that put envelopes in a document's outbox (for insert or `$set`)."""
+    """Return the fields that put envelopes in a new document's outbox, for the relay to
+    publish at once."""
     return {
         "outbox": [envelope.model_dump(mode="json") for envelope in envelopes],
         "outbox_pending": True,
+        "outbox_due": utcnow(),
     }
 
 
-def outbox_append(*envelopes: Envelope) -> tuple[Document, Document]:
+def outbox_append(*envelopes: Envelope, relay_after_s: float = 0.0) -> tuple[Document, Document]:
     """The `$set` and the `$push` fields that add envelopes to an existing document's
-    outbox, for an update that also changes what they announce."""
+    outbox, for an update that also changes what they announce; the relay publishes them
+    once `relay_after_s` has passed (a writer that publishes them itself gives it
+    `PUBLISH_NOW_GRACE_S`)."""
     pushed = [envelope.model_dump(mode="json") for envelope in envelopes]
-    return {"outbox_pending": True}, {"outbox": {"$each": pushed}}
+    due = utcnow() + timedelta(seconds=relay_after_s)
+    return {"outbox_pending": True, "outbox_due": due}, {"outbox": {"$each": pushed}}
 
 
 async def publish_now(
     collection: AsyncCollection[Document], broker: Broker, document_id: Any, envelope: Envelope
 ) -> bool:
     """Publish an envelope just stored in a document's outbox and take it out; False when
-    the broker is away, and the envelope waits there for the relay."""
+    the broker stays away, and the envelope waits there for the relay."""
     try:
-        await broker.publish(envelope, wait_s=0)
+        await broker.publish(envelope)
     except BROKER_DOWN as exc:
         log.warning("event_left_for_the_relay", event_id=envelope.event_id, error=repr(exc))
         return False
@@ -140,10 +150,12 @@ class OutboxRelay:
         except PyMongoError as exc:
             log.warning("outbox_backlog_unknown", error=repr(exc))
 
-    async def drain_once(self) -> int:
-        """Publish one batch of pending documents; return how many documents were read."""
+    async def drain_once(self, *, as_of: datetime | None = None) -> int:
+        """Publish one batch of pending documents that are due (`as_of`: now); return how
+        many documents were read."""
+        due = {"$or": [{"outbox_due": {"$lte": as_of or utcnow()}}, {"outbox_due": None}]}
         documents = await self._collection.find(
-            {"outbox_pending": True}, {"outbox": 1}, limit=self._batch_size
+            {"outbox_pending": True, **due}, {"outbox": 1}, limit=self._batch_size
         ).to_list()
         if not documents:
             return 0

@@ -42,7 +42,7 @@ from shared.events import AudioStored, CallAnalyzed, CallFailed, Envelope, Event
 from shared.logging import get_logger
 from shared.metrics import WorkerMetrics
 from shared.mongo import AUDIO_BUCKET, BINDINGS, TABLES, TEMPLATES, Document, calls
-from shared.outbox import outbox_append, publish_now
+from shared.outbox import PUBLISH_NOW_GRACE_S, outbox_append, publish_now
 from shared.patience import patiently
 from shared.scripts import Binding, Table, Template
 from shared.tasks import TaskStatus, moved
@@ -146,7 +146,7 @@ async def _finish(
     deps: Analyzer, task_id: str, outcome: Event, fields: Document, *, claimed: bool = True
 ) -> None:
     envelope = Envelope.wrap(outcome, task_id=task_id)
-    outbox_set, outbox_push = outbox_append(envelope)
+    outbox_set, outbox_push = outbox_append(envelope, relay_after_s=PUBLISH_NOW_GRACE_S)
     status = TaskStatus.DELIVERING if isinstance(outcome, CallAnalyzed) else TaskStatus.FAILED
     now = utcnow()
     owned = (

@@ -38,7 +38,7 @@ from shared.logging import get_logger
 from shared.media import AudioInfo, NotAudio, probe_audio
 from shared.metrics import WorkerMetrics
 from shared.mongo import AUDIO_BUCKET, AUDIO_CHUNKS, AUDIO_FILES, Document, calls
-from shared.outbox import outbox_append, publish_now
+from shared.outbox import PUBLISH_NOW_GRACE_S, outbox_append, publish_now
 from shared.tasks import TaskStatus, may_enter, moved
 from shared.url_policy import UrlPolicy
 
@@ -175,7 +175,7 @@ async def _record(deps: Downloader, task_id: str, outcome: Event, fields: Docume
     """Store the outcome with its event in the outbox (unless one is stored already), then
     publish it."""
     result = Envelope.wrap(outcome, task_id=task_id)
-    outbox_set, outbox_push = outbox_append(result)
+    outbox_set, outbox_push = outbox_append(result, relay_after_s=PUBLISH_NOW_GRACE_S)
     status = {AudioStored: TaskStatus.ANALYZING, CallSkipped: TaskStatus.SKIPPED}.get(
         type(outcome), TaskStatus.FAILED
     )
