@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from enum import StrEnum
+from typing import Literal, get_args
 
 from shared.mongo import Document
 
@@ -32,6 +33,13 @@ class TaskEvent(StrEnum):
     ROLES_SWAP_REQUESTED = "roles_swap_requested"
     ROLES_CONFIRMED = "roles_confirmed"
 
+
+# How a call's manager and client were told apart: by the stereo channels, or on a mono
+# call by the manager's voiceprint, by what was said (cues) or by who talks most; or by a
+# person. The mono methods are guesses a person can confirm.
+RoleMethod = Literal["channels", "voiceprint", "cues", "talk_share", "person"]
+GUESSED_ROLE_METHODS: tuple[RoleMethod, ...] = ("voiceprint", "cues", "talk_share")
+assert set(GUESSED_ROLE_METHODS) < set(get_args(RoleMethod))
 
 IN_PROGRESS = (TaskStatus.QUEUED, TaskStatus.DOWNLOADING, TaskStatus.ANALYZING)
 ANALYSED = (TaskStatus.DELIVERING, TaskStatus.DONE)

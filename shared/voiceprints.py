@@ -13,13 +13,15 @@ voice embeddings they could be rebuilt from.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Literal
 
 import numpy as np
 import numpy.typing as npt
 from bson import Binary
+from pydantic import Field
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
+from typing_extensions import TypedDict
 
 from shared.events import utcnow
 from shared.mongo import VOICEPRINTS, Document, calls
@@ -101,7 +103,19 @@ async def voiceprint_of(db: AsyncDatabase[Document], manager_id: str) -> Vector 
     return unpack(document["embedding"])
 
 
-def summary(document: Document) -> dict[str, Any]:
+class VoiceprintSummary(TypedDict):
+    """What people may see of a voiceprint: where it came from, never the numbers."""
+
+    manager_id: str
+    calls: int
+    stereo_calls: int
+    confirmed_calls: Annotated[int, Field(description="Mono calls a person confirmed")]
+    speech_s: float
+    usable: Annotated[bool, Field(description="Learnt from enough speech to be used")]
+    updated_at: Annotated[str, Field(description="ISO 8601")]
+
+
+def summary(document: Document) -> VoiceprintSummary:
     """What people may see of a voiceprint: where it came from, never the numbers."""
     samples = document.get("samples", [])
     return {
@@ -115,7 +129,7 @@ def summary(document: Document) -> dict[str, Any]:
     }
 
 
-async def list_voiceprints(db: AsyncDatabase[Document]) -> list[dict[str, Any]]:
+async def list_voiceprints(db: AsyncDatabase[Document]) -> list[VoiceprintSummary]:
     """Every voiceprint's summary, by manager."""
     documents = await db[VOICEPRINTS].find({}, {"embedding": 0}).sort("_id", 1).to_list()
     return [summary(document) for document in documents]

@@ -19,13 +19,14 @@ from devtools.system import SERVICES, System
 from services.analyzer.asr import WhisperTranscriber
 from services.analyzer.llm import LlmJudge
 from services.analyzer.voice_encoder import VoiceEncoder
-from services.ingest.app import create_app
+from services.ingest.app import OPENAPI, create_app
 from shared.amqp import Broker
 from shared.errors import UnknownEvent
 from shared.events import Envelope, Event, parse_envelope
 from shared.settings import Settings
 from tests.fakes import FakeCrm, FakeLlm
 from tests.fileserver import FileServer
+from tests.openapi_check import AnswerChecker
 
 AMQP_URL = os.environ.get("ROP_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 API_KEY = "test-api-key-0123456789abcdef"
@@ -182,13 +183,16 @@ async def crm() -> AsyncIterator[tuple[FakeCrm, str]]:
 
 @pytest.fixture
 async def ingest_client(settings: Settings) -> AsyncIterator[TestClient[object, object]]:
-    """The ingest gateway running on 127.0.0.1 with a real database and broker."""
-    client: TestClient[object, object] = TestClient(
-        TestServer(create_app(settings), host="127.0.0.1")
-    )
+    """The ingest gateway running on 127.0.0.1 with a real database and broker; every
+    answer it gives must be one the OpenAPI document describes."""
+    app = create_app(settings)
+    checker = AnswerChecker(OPENAPI)
+    app.middlewares.insert(0, checker.middleware)
+    client: TestClient[object, object] = TestClient(TestServer(app, host="127.0.0.1"))
     await client.start_server()
     yield client
     await client.close()
+    assert checker.violations == [], "answers the OpenAPI document does not describe"
 
 
 @pytest.fixture

@@ -14,15 +14,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Literal
 
 import numpy as np
 
 from services.analyzer.phrases import find_phrase, tokenize
 from services.analyzer.speakers import Vector, Voice
 from services.analyzer.transcript import Utterance, Word
+from shared.tasks import RoleMethod
 
-RoleMethod = Literal["channels", "voiceprint", "cues", "talk_share", "person"]
 # Below this, a call's roles are shown as uncertain and can be filtered for review.
 CONFIDENT = 0.6
 CUE_WEIGHT = 2

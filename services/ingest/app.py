@@ -5,13 +5,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import Any, Literal
 
 from aiohttp import web
 from aiohttp_session import session_middleware
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from pymongo.errors import PyMongoError
+from typing_extensions import TypedDict
 
 from services.ingest import web_sessions, webapp
+from services.ingest.apidoc import Access, Answer, documented
 from services.ingest.backoffice import api as backoffice_api
 from services.ingest.bootstrap import bootstrap
 from services.ingest.edge import (
@@ -24,26 +27,45 @@ from services.ingest.edge import (
 from services.ingest.intake import api as intake_api
 from services.ingest.intake.submission import MAX_BODY_BYTES
 from services.ingest.metrics import IngestMetrics
-from services.ingest.openapi import OPENAPI
+from services.ingest.openapi import build_openapi
 from shared.mongo import WEB_SESSIONS, ping
 from shared.settings import Settings
 
 routes = web.RouteTableDef()
 
 
+class Health(TypedDict):
+    status: Literal["ok"]
+
+
+ReadyStatus = Literal["ready", "degraded", "unavailable"]
+
+
+class Readiness(TypedDict):
+    status: ReadyStatus
+    checks: dict[Literal["mongo", "broker"], Literal["ok", "down"]]
+
+
 @routes.get("/api/v1/openapi.json")
+@documented("This document", access=Access.PUBLIC, answers={200: Answer("OK", dict[str, Any])})
 async def openapi(_request: web.Request) -> web.Response:
     """GET /api/v1/openapi.json."""
     return json_response(OPENAPI)
 
 
 @routes.get("/healthz")
+@documented("Liveness", access=Access.PUBLIC, answers={200: Answer("Alive", Health)})
 async def healthz(_request: web.Request) -> web.Response:
     """GET /healthz: the process is alive."""
-    return json_response({"status": "ok"})
+    return json_response(Health(status="ok"))
 
 
 @routes.get("/readyz")
+@documented(
+    "Readiness: database reachable (broker reported, not required)",
+    access=Access.PUBLIC,
+    answers={200: Answer("Ready", Readiness), 503: Answer("Database unreachable", Readiness)},
+)
 async def readyz(request: web.Request) -> web.Response:
     """GET /readyz: 200 while calls can be accepted (the database answers).
 
@@ -57,8 +79,10 @@ async def readyz(request: web.Request) -> web.Response:
     except (TimeoutError, PyMongoError):
         mongo_ok = False
     broker_ok = ingest.broker.is_connected
-    status = "ready" if mongo_ok and broker_ok else "degraded" if mongo_ok else "unavailable"
-    body = {
+    status: ReadyStatus = (
+        "ready" if mongo_ok and broker_ok else "degraded" if mongo_ok else "unavailable"
+    )
+    body: Readiness = {
         "status": status,
         "checks": {"mongo": "ok" if mongo_ok else "down", "broker": "ok" if broker_ok else "down"},
     }
@@ -66,11 +90,18 @@ async def readyz(request: web.Request) -> web.Response:
 
 
 @routes.get("/metrics")
+@documented(
+    "Prometheus metrics",
+    access=Access.PUBLIC,
+    answers={200: Answer("Text format", media_type="text/plain")},
+)
 async def metrics(request: web.Request) -> web.Response:
     """GET /metrics: Prometheus text format."""
     body = generate_latest(request.app[METRICS].registry)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
+
+OPENAPI = build_openapi(intake_api.routes, backoffice_api.routes, routes)
 
 # On every answer: not sniffed, not framed, no version banner; API answers (some carry the
 # API key or webhook secrets) are never cached.

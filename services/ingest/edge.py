@@ -9,12 +9,13 @@ import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
-from typing import Any, TypeVar
+from typing import Annotated, Any, Literal, NotRequired, TypeVar
 
 import structlog
 from aiohttp import web
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError, WithJsonSchema
 from pymongo.errors import PyMongoError
+from typing_extensions import TypedDict
 
 from services.ingest import web_sessions
 from services.ingest.backoffice import accounts
@@ -63,6 +64,24 @@ HTTP_STATUS = {
     "unavailable": 503,
     "internal": 500,
 }
+
+
+class ErrorBody(TypedDict):
+    """Every refusal and failure answers this (`RopError.to_body`)."""
+
+    status: Literal["error"]
+    code: Annotated[str, WithJsonSchema({"type": "string", "enum": list(HTTP_STATUS)})]
+    message: Annotated[str, Field(description="Russian text for people.")]
+    details: Annotated[
+        list[dict[str, Any]], Field(description="What was wrong: `field` and `message`.")
+    ]
+    task_id: NotRequired[
+        Annotated[str, Field(description="With duplicate_call: the first submission's task.")]
+    ]
+    retry_after_s: NotRequired[
+        Annotated[int, Field(description="With rate_limited: as the Retry-After header.")]
+    ]
+
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 ModelT = TypeVar("ModelT", bound=BaseModel)

@@ -22,7 +22,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from devtools.system import System
-from services.ingest.openapi import OPENAPI
+from services.ingest.app import OPENAPI
 from tests.conftest import (
     ADMIN_EMAIL,
     ADMIN_PASSWORD,

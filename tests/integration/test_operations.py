@@ -8,12 +8,17 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from aiohttp.test_utils import TestClient, make_mocked_request
+from aiohttp import web
+from aiohttp.test_utils import TestClient, TestServer, make_mocked_request
 from openapi_spec_validator import validate
+from typing_extensions import TypedDict
 
+from services.ingest.apidoc import Access, Answer, documented
+from services.ingest.openapi import build_openapi
 from shared.logging import configure_logging
 from tests.conftest import API_KEY
 from tests.crm_client import a_call, post_form, post_json
+from tests.openapi_check import AnswerChecker
 
 Client = TestClient[Any, Any]
 
@@ -74,6 +79,50 @@ async def test_openapi_document_is_valid_and_complete(ingest_client: Client) -> 
     }
     form_schema = document["components"]["schemas"]["CallSubmission"]
     assert "duration" not in form_schema["required"]
+
+
+class Count(TypedDict):
+    count: int
+
+
+def test_an_api_route_cannot_be_served_undocumented() -> None:
+    routes = web.RouteTableDef()
+
+    @routes.get("/api/v1/forgotten")
+    async def forgotten(_request: web.Request) -> web.Response:
+        return web.json_response({})
+
+    with pytest.raises(LookupError, match="GET /api/v1/forgotten"):
+        build_openapi(routes)
+
+
+async def test_answers_the_document_does_not_describe_are_caught() -> None:
+    """The check every integration test's gateway runs under finds a wrong field, an
+    undocumented status and an undocumented content type."""
+    routes = web.RouteTableDef()
+
+    @routes.get("/api/v1/count/{what}")
+    @documented("Count", access=Access.PUBLIC, answers={200: Answer("OK", Count)})
+    async def count(request: web.Request) -> web.Response:
+        what = request.match_info["what"]
+        if what == "teapot":
+            return web.json_response({"count": 1}, status=418)
+        if what == "text":
+            return web.Response(text="1")
+        return web.json_response({"count": 1 if what == "one" else "many"})
+
+    checker = AnswerChecker(build_openapi(routes))
+    app = web.Application(middlewares=[checker.middleware])
+    app.router.add_routes(routes)
+    async with TestClient(TestServer(app, host="127.0.0.1")) as client:
+        for what in ("one", "many", "teapot", "text"):
+            await (await client.get(f"/api/v1/count/{what}")).read()
+    assert checker.checked == 4
+    assert checker.violations == [
+        "GET /api/v1/count/{what} → 200: at /count: 'many' is not of type 'integer'",
+        "GET /api/v1/count/{what} → 418: status not documented",
+        "GET /api/v1/count/{what} → 200: text/plain not documented",
+    ]
 
 
 async def test_logs_are_json_and_never_hold_the_api_key(

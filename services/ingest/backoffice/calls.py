@@ -4,21 +4,23 @@ in `commands.py`."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Annotated, Any
 
 from gridfs.asynchronous import AsyncGridFSBucket
 from gridfs.errors import NoFile
+from pydantic import Field
 from pymongo.asynchronous.database import AsyncDatabase
+from typing_extensions import TypedDict
 
+from services.ingest.apidoc import IsoTime
 from services.ingest.backoffice.accounts import User, find_visible
-from services.ingest.backoffice.filters import STATUS_LABELS, CallFilters
-from services.ingest.intake.tasks import iso, task_view
+from services.ingest.backoffice.deliveries import DeliveryView
+from services.ingest.backoffice.deliveries import view as delivery_view
+from services.ingest.backoffice.filters import CallFilters, status_label
+from services.ingest.intake.tasks import TaskFields, TaskId, iso, task_fields
 from shared.errors import Forbidden, NotFound
 from shared.mongo import AUDIO_BUCKET, COMMENTS, DELIVERIES, Document, calls
-from shared.tasks import (
-    ANALYSED,
-    REANALYSABLE,
-)
+from shared.tasks import ANALYSED, GUESSED_ROLE_METHODS, REANALYSABLE, RoleMethod, TaskStatus
 
 CALL_NOT_FOUND = "Звонок не найден"
 NOT_YOURS = "Это звонок другого менеджера"
@@ -46,7 +48,47 @@ _ROW_FIELDS = {
 }
 
 
-def row_view(document: Document) -> Document:
+Percent = Annotated[float, Field(ge=0, le=100)]
+
+
+class Score(TypedDict):
+    """The call's score across its checklists: stages passed of those that applied."""
+
+    passed: int
+    applicable: int
+    percent: Percent
+    perfect: bool
+
+
+class CallRow(TypedDict):
+    """One line of the calls list."""
+
+    task_id: TaskId
+    call_id: str
+    deal_id: str | None
+    manager_id: str | None
+    manager_name: str | None
+    stage: str | None
+    stage_id: str | None
+    deal_stage_id: str | None
+    status: TaskStatus
+    status_label: str
+    reason: Annotated[Any, Field(description="Why it failed or was skipped")]
+    score: Score | None
+    duration_s: float | None
+    talk_ratio: Annotated[float | None, Field(ge=0, le=1)]
+    roles_uncertain: bool
+    received_at: IsoTime
+
+
+class CallPage(TypedDict):
+    items: list[CallRow]
+    total: int
+    page: int
+    per_page: int
+
+
+def row_view(document: Document) -> CallRow:
     """One line of the calls list."""
     error = document.get("error") or {}
     return {
@@ -59,7 +101,7 @@ def row_view(document: Document) -> Document:
         "stage_id": document.get("stage_id"),
         "deal_stage_id": document.get("deal_stage_id"),
         "status": document["status"],
-        "status_label": STATUS_LABELS.get(document["status"], document["status"]),
+        "status_label": status_label(document["status"]),
         "reason": error.get("message") or document.get("skip_reason"),
         "score": document.get("score"),
         "duration_s": document.get("probed_duration_s") or document.get("declared_duration_s"),
@@ -87,7 +129,7 @@ async def managers_seen(
     return [{"id": row["_id"], "name": row["name"] or row["_id"]} for row in rows if row["_id"]]
 
 
-async def list_calls(db: AsyncDatabase[Document], viewer: User, filters: CallFilters) -> Document:
+async def list_calls(db: AsyncDatabase[Document], viewer: User, filters: CallFilters) -> CallPage:
     """One page of the filtered list, with the total."""
     query = filters.query(viewer)
     cursor = (
@@ -107,7 +149,7 @@ async def list_calls(db: AsyncDatabase[Document], viewer: User, filters: CallFil
 
 async def all_rows(
     db: AsyncDatabase[Document], viewer: User, filters: CallFilters
-) -> list[Document]:
+) -> list[CallRow]:
     """Every row the filters select (for the Excel export), newest first."""
     cursor = calls(db).find(filters.query(viewer), _ROW_FIELDS).sort(filters.sort_keys())
     return [row_view(document) for document in await cursor.limit(EXPORT_LIMIT).to_list()]
@@ -124,7 +166,39 @@ async def visible_task(
     return document
 
 
-async def call_card(db: AsyncDatabase[Document], viewer: User, task_id: str) -> Document:
+class RolesView(TypedDict):
+    """How the call's speakers were told apart, and what a person may do about it."""
+
+    method: RoleMethod
+    method_label: str
+    confidence: Annotated[float, Field(ge=0, le=1)]
+    uncertain: bool
+    by: Annotated[str | None, Field(description="Who decided, when a person did")]
+    swappable: bool
+    confirmable: bool
+
+
+class CommentView(TypedDict):
+    author: str
+    text: str
+    at: IsoTime
+
+
+class CallCard(TaskFields):
+    """Everything about one call."""
+
+    status_label: str
+    score: Score | None
+    transcript: Annotated[list[Document], Field(description="Utterances with speaker and times")]
+    has_audio: bool
+    reanalysable: bool
+    roles: RolesView | None
+    reviewed_by: str | None
+    comments: list[CommentView]
+    deliveries: list[DeliveryView]
+
+
+async def call_card(db: AsyncDatabase[Document], viewer: User, task_id: str) -> CallCard:
     """Everything about one call: status, results, transcript, comments, deliveries."""
     document = await visible_task(
         db, viewer, task_id, {"outbox": 0, "outbox_pending": 0, "voices": 0, "speech": 0}
@@ -137,31 +211,21 @@ async def call_card(db: AsyncDatabase[Document], viewer: User, task_id: str) -> 
         .to_list()
     )
     return {
-        **task_view(document),
-        "status_label": STATUS_LABELS.get(document["status"], document["status"]),
+        **task_fields(document),
+        "status_label": status_label(document["status"]),
         "score": document.get("score"),
         "transcript": document.get("transcript") or [],
         "has_audio": bool(document.get("audio")),
         "reanalysable": document["status"] in REANALYSABLE and bool(document.get("audio")),
         "roles": roles_view(document),
-        "revision": document.get("revision"),
         "reviewed_by": document.get("reviewed_by"),
-        "comments": [
-            {"author": c["author"], "text": c["text"], "at": iso(c["at"])} for c in comments
-        ],
-        "deliveries": [
-            {
-                "id": d["_id"],
-                "type": d["type"],
-                "url": d["url"],
-                "status": d["status"],
-                "attempts": [
-                    {**attempt, "at": iso(attempt["at"])} for attempt in d.get("attempts", [])
-                ],
-            }
-            for d in deliveries
-        ],
+        "comments": [comment_view(comment) for comment in comments],
+        "deliveries": [delivery_view(delivery) for delivery in deliveries],
     }
+
+
+def comment_view(comment: Document) -> CommentView:
+    return {"author": comment["author"], "text": comment["text"], "at": iso(comment["at"])}
 
 
 ROLE_METHODS = {
@@ -173,7 +237,7 @@ ROLE_METHODS = {
 }
 
 
-def roles_view(document: Document) -> Document | None:
+def roles_view(document: Document) -> RolesView | None:
     """How the call's speakers were told apart, for people; None before the analysis."""
     roles = document.get("roles")
     if not roles:
@@ -186,7 +250,7 @@ def roles_view(document: Document) -> Document | None:
         "uncertain": roles["uncertain"],
         "by": roles.get("by"),
         "swappable": analysed,
-        "confirmable": analysed and roles["method"] in ("voiceprint", "cues", "talk_share"),
+        "confirmable": analysed and roles["method"] in GUESSED_ROLE_METHODS,
     }
 
 

@@ -7,14 +7,16 @@ first saved; its URL cannot change afterwards (the seed: "URL для webhook-о�
 
 from __future__ import annotations
 
+import functools
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field, create_model
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
+from services.ingest.apidoc import IsoTime
 from services.ingest.backoffice.accounts import User
 from services.ingest.intake.submission import require_allowed_link
 from shared.errors import Conflict, InvalidRequest, NotFound
@@ -35,6 +37,26 @@ class Kind:
     model: type[BaseModel]
     id_prefix: str
     not_found: str
+
+    @functools.cached_property
+    def view_model(self) -> type[BaseModel]:
+        """What the API answers (`view`): the saved fields with their id and times."""
+        fields: dict[str, Any] = {
+            "id": (str, ...),
+            "created_at": (IsoTime, ...),
+            "updated_at": (IsoTime, ...),
+        }
+        if "webhook" in self.model.model_fields:
+            fields["webhook"] = (WebhookView, ...)
+        return create_model(f"{self.model.__name__}View", __base__=self.model, **fields)
+
+
+class WebhookView(BaseModel):
+    """A saved webhook endpoint: its secret only for admins, that it is set for all."""
+
+    url: str
+    secret: Annotated[str | None, Field(description="`whsec_…`; null unless admin")]
+    secret_set: bool
 
 
 TEMPLATE = Kind(TEMPLATES, Template, "tpl", "Шаблон скрипта не найден")

@@ -11,8 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.ingest.backoffice.accounts import Role, User
-from services.ingest.backoffice.calls import visible_task
-from services.ingest.intake.tasks import iso
+from services.ingest.backoffice.calls import CommentView, comment_view, visible_task
 from shared import voiceprints
 from shared.connection import load_connection_settings
 from shared.errors import Conflict
@@ -20,6 +19,7 @@ from shared.events import utcnow
 from shared.mongo import COMMENTS, Document, calls
 from shared.tasks import (
     ANALYSED,
+    GUESSED_ROLE_METHODS,
     TaskEvent,
     TaskStatus,
     may_enter,
@@ -38,7 +38,7 @@ class CommentForm(BaseModel):
 
 async def add_comment(
     db: AsyncDatabase[Document], viewer: User, task_id: str, form: CommentForm
-) -> Document:
+) -> CommentView:
     """Add a comment to a call the viewer can see."""
     await visible_task(db, viewer, task_id, {"_id": 1})
     comment = {
@@ -49,7 +49,7 @@ async def add_comment(
         "at": utcnow(),
     }
     await db[COMMENTS].insert_one(comment)
-    return {"author": comment["author"], "text": comment["text"], "at": iso(comment["at"])}
+    return comment_view(comment)
 
 
 async def _queue_again(
@@ -126,7 +126,7 @@ async def confirm_roles(db: AsyncDatabase[Document], viewer: User, task_id: str)
         {
             "_id": task_id,
             "status": {"$in": list(ANALYSED)},
-            "roles.method": {"$in": ["voiceprint", "cues", "talk_share"]},
+            "roles.method": {"$in": list(GUESSED_ROLE_METHODS)},
         },
         {
             "$set": {
@@ -167,10 +167,41 @@ class CallCommand:
     logged: str  # the log event
     notice: str  # what the card says afterwards
     queues_analysis: bool  # the call is analysed again (the API answers 202)
+    summary: str  # what it does, for the API's documentation
+    conflict: str  # when it cannot be done (409)
 
 
 COMMANDS = (
-    CallCommand("reanalyze", (), reanalyze, "reanalysis_requested", "reanalysis", True),
-    CallCommand("swap-roles", LEADS, swap_roles, "roles_swap_requested", "roles_swapped", True),
-    CallCommand("confirm-roles", LEADS, confirm_roles, "roles_confirmed", "roles_confirmed", False),
+    CallCommand(
+        "reanalyze",
+        (),
+        reanalyze,
+        "reanalysis_requested",
+        "reanalysis",
+        True,
+        "Analyse the call again; results go out with new webhook ids",
+        "still in progress, or no audio",
+    ),
+    CallCommand(
+        "swap-roles",
+        LEADS,
+        swap_roles,
+        "roles_swap_requested",
+        "roles_swapped",
+        True,
+        "Exchange manager and client and score the call again without transcribing it; the "
+        "CRM gets the results as a new `revision` with `reviewed_by` (admin, supervisor)",
+        "not analysed yet",
+    ),
+    CallCommand(
+        "confirm-roles",
+        LEADS,
+        confirm_roles,
+        "roles_confirmed",
+        "roles_confirmed",
+        False,
+        "The automatically decided roles of a mono call are right; the manager's voiceprint "
+        "learns from it (admin, supervisor)",
+        "not a mono call analysed yet",
+    ),
 )

@@ -36,16 +36,28 @@ class ConnectionUpdate(BaseModel):
         return value
 
 
+class ConnectionView(BaseModel):
+    """The Connection page: ready-made URLs with the key filled in, key, minimum, error
+    webhook, voiceprints."""
+
+    upload_url: str = Field(description="Where the CRM posts forms, with the key.")
+    json_url: str = Field(description="Where the CRM posts JSON, with the key.")
+    api_key: str
+    min_call_duration_s: float
+    error_webhook: WebhookEndpoint | None
+    voiceprints_enabled: bool
+
+
 def connection_view(settings: ConnectionSettings, *, base_url: str) -> Document:
-    """The Connection page: ready-made URLs with the key filled in, key, minimum, error webhook."""
-    return {
-        "upload_url": f"{base_url}/api/v1/calls/audio-upload?apiKey={settings.api_key}",
-        "json_url": f"{base_url}/api/v1/calls?apiKey={settings.api_key}",
-        "api_key": settings.api_key,
-        "min_call_duration_s": settings.min_call_duration_s,
-        "error_webhook": settings.error_webhook.model_dump() if settings.error_webhook else None,
-        "voiceprints_enabled": settings.voiceprints_enabled,
-    }
+    """The Connection settings as the API answers them."""
+    return ConnectionView(
+        upload_url=f"{base_url}/api/v1/calls/audio-upload?apiKey={settings.api_key}",
+        json_url=f"{base_url}/api/v1/calls?apiKey={settings.api_key}",
+        api_key=settings.api_key,
+        min_call_duration_s=settings.min_call_duration_s,
+        error_webhook=settings.error_webhook,
+        voiceprints_enabled=settings.voiceprints_enabled,
+    ).model_dump()
 
 
 async def update_connection(

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pymongo.asynchronous.database import AsyncDatabase
+from typing_extensions import TypedDict
 
+from services.ingest.apidoc import IsoTime
 from services.ingest.backoffice.accounts import User, find_visible
 from services.ingest.intake.tasks import iso
 from shared.amqp import Broker
@@ -20,9 +22,41 @@ MAX_PAGE = 200
 MAX_OFFSET = 10_000_000
 NOT_YOURS = "Это доставка звонка другого менеджера"
 _HIDDEN = {"secret": 0, "body": 0}
+DeliveryStatus = Literal["pending", "retrying", "succeeded", "dead", "stopped"]
 
 
-def view(delivery: Document) -> Document:
+class AttemptView(TypedDict):
+    """One try to send a delivery, and what the endpoint said."""
+
+    at: IsoTime
+    status_code: int | None
+    latency_ms: float | None
+    response: Annotated[str | None, Field(description="The start of the answer's body")]
+    error: Annotated[str | None, Field(description="Why no answer came, or none was tried")]
+    refused: Annotated[bool, Field(description="The URL policy refused the address")]
+
+
+class DeliveryView(TypedDict):
+    """A webhook delivery: one event for one endpoint, with every attempt."""
+
+    id: Annotated[str, Field(description="The `webhook-id` the endpoint gets")]
+    task_id: str
+    call_id: str | None
+    type: str
+    url: str
+    status: DeliveryStatus
+    next_attempt_at: IsoTime | None
+    created_at: IsoTime
+    updated_at: IsoTime
+    attempts: list[AttemptView]
+
+
+class DeliveryPage(TypedDict):
+    items: list[DeliveryView]
+    total: int
+
+
+def view(delivery: Document) -> DeliveryView:
     """A delivery as the log shows it: no secret, times in ISO."""
     return {
         "id": delivery["_id"],
@@ -34,9 +68,18 @@ def view(delivery: Document) -> Document:
         "next_attempt_at": iso(delivery.get("next_attempt_at")),
         "created_at": iso(delivery["created_at"]),
         "updated_at": iso(delivery["updated_at"]),
-        "attempts": [
-            {**attempt, "at": iso(attempt["at"])} for attempt in delivery.get("attempts", [])
-        ],
+        "attempts": [_attempt_view(attempt) for attempt in delivery.get("attempts", [])],
+    }
+
+
+def _attempt_view(attempt: Document) -> AttemptView:
+    return {
+        "at": iso(attempt["at"]),
+        "status_code": attempt.get("status_code"),
+        "latency_ms": attempt.get("latency_ms"),
+        "response": attempt.get("response"),
+        "error": attempt.get("error"),
+        "refused": bool(attempt.get("refused")),
     }
 
 
@@ -45,7 +88,7 @@ class DeliveryFilters(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True)
 
-    status: Literal["pending", "retrying", "succeeded", "dead", "stopped"] | None = None
+    status: DeliveryStatus | None = None
     endpoint: str | None = Field(None, max_length=2048, description="The webhook URL.")
     call_id: str | None = Field(None, max_length=200)
     task_id: str | None = Field(None, max_length=200)
@@ -60,7 +103,7 @@ class DeliveryFilters(BaseModel):
 
 async def list_deliveries(
     db: AsyncDatabase[Document], viewer: User, filters: DeliveryFilters
-) -> Document:
+) -> DeliveryPage:
     """The deliveries of calls the viewer may see, newest first, filtered by status,
     endpoint URL, call or task."""
     query = {"$and": [filters.query(), viewer.visibility()]}
@@ -77,7 +120,7 @@ async def list_deliveries(
 
 async def redeliver(
     db: AsyncDatabase[Document], broker: Broker, viewer: User, delivery_id: str
-) -> Document:
+) -> DeliveryView:
     """Send a delivery of a call the viewer may see again, from the first step of the
     schedule (same webhook-id)."""
     delivery = await find_visible(

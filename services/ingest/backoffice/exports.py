@@ -13,6 +13,8 @@ from openpyxl import Workbook
 from openpyxl.cell import WriteOnlyCell
 from openpyxl.styles import Font
 
+from services.ingest.backoffice.calls import CallRow
+from services.ingest.backoffice.reports import TableRow
 from shared.mongo import Document
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -67,7 +69,7 @@ def local_time(iso_time: str, zone: ZoneInfo) -> str:
     return f"{datetime.fromisoformat(iso_time).astimezone(zone):%d.%m.%Y %H:%M}"
 
 
-def calls_workbook(rows: list[Document], zone: ZoneInfo) -> bytes:
+def calls_workbook(rows: list[CallRow], zone: ZoneInfo) -> bytes:
     """The calls list as an Excel sheet, times in the zone."""
     flat = [
         {
@@ -83,7 +85,7 @@ def calls_workbook(rows: list[Document], zone: ZoneInfo) -> bytes:
     return xlsx("Коммуникации", CALL_COLUMNS, flat)
 
 
-def table_workbook(table: Document, rows: list[Document], zone: ZoneInfo) -> bytes:
+def table_workbook(table: Document, rows: list[TableRow], zone: ZoneInfo) -> bytes:
     """An analytics table's rows as an Excel sheet: the call, then the table's fields."""
     columns = [
         ("received_at", "Дата"),

@@ -33,6 +33,11 @@ STATUS_LABELS: dict[str, str] = {
 }
 
 
+def status_label(status: str) -> str:
+    """A task status as people read it."""
+    return STATUS_LABELS.get(status, status)
+
+
 class CallFilters(BaseModel):
     """The filters of the calls list; the last seven days by default."""
 

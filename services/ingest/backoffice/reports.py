@@ -5,17 +5,49 @@ from __future__ import annotations
 
 import itertools
 from datetime import timedelta
+from typing import Annotated, Any
 
+from pydantic import Field, WithJsonSchema
 from pymongo.asynchronous.database import AsyncDatabase
+from typing_extensions import TypedDict
 
+from services.ingest.apidoc import IsoTime
 from services.ingest.backoffice.accounts import User
-from services.ingest.backoffice.calls import EXPORT_LIMIT
+from services.ingest.backoffice.calls import EXPORT_LIMIT, Percent
 from services.ingest.backoffice.filters import CallFilters
-from services.ingest.intake.tasks import iso
+from services.ingest.intake.tasks import TaskId, iso
 from shared.mongo import Document, calls
 
+Day = Annotated[str, WithJsonSchema({"type": "string", "format": "date"})]
+Ratio = Annotated[float, Field(ge=0, le=1)]
 
-async def managers(db: AsyncDatabase[Document], viewer: User, filters: CallFilters) -> Document:
+
+class WeeklyAverage(TypedDict):
+    week: Annotated[Day, Field(description="The week's Monday")]
+    average: Percent | None
+
+
+class ManagerStats(TypedDict):
+    """One manager's line of the rating."""
+
+    manager_id: str
+    manager_name: str | None
+    calls: int
+    analysed: int
+    rating: Annotated[int, Field(description="Stages passed in the period")]
+    average_score: Percent | None
+    perfect: Annotated[int, Field(description="Calls with every applicable stage passed")]
+    talk_ratio: Ratio | None
+    weekly: list[WeeklyAverage]
+
+
+class ManagersReport(TypedDict):
+    items: list[ManagerStats]
+
+
+async def managers(
+    db: AsyncDatabase[Document], viewer: User, filters: CallFilters
+) -> ManagersReport:
     """Per manager in the period: rating (stages passed), calls, average score, perfect
     calls, average talk ratio; and each manager's average score by week."""
     match = filters.query(viewer)
@@ -62,7 +94,7 @@ async def managers(db: AsyncDatabase[Document], viewer: User, filters: CallFilte
             ]
         )
     ).to_list()
-    series: dict[str, list[Document]] = {}
+    series: dict[str, list[WeeklyAverage]] = {}
     for point in weekly:
         series.setdefault(point["_id"]["manager"], []).append(
             {
@@ -91,7 +123,32 @@ async def managers(db: AsyncDatabase[Document], viewer: User, filters: CallFilte
 TALK_RATIO_BUCKETS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.000001)
 
 
-async def dashboard(db: AsyncDatabase[Document], viewer: User, filters: CallFilters) -> Document:
+class DayStats(TypedDict):
+    day: Day
+    calls: int
+    average_score: Percent | None
+
+
+class FailedStage(TypedDict):
+    stage: str
+    failed: Annotated[int, Field(description="Calls where it applied and failed")]
+
+
+# `from` is a keyword, so this one is declared as a mapping.
+TalkRatioBucket = TypedDict(
+    "TalkRatioBucket", {"from": Ratio, "to": Ratio, "calls": int}, total=True
+)
+
+
+class Dashboard(TypedDict):
+    """Calls and average score per day, the stages failed most, the talk ratios."""
+
+    days: list[DayStats]
+    failed_stages: list[FailedStage]
+    talk_ratio: list[TalkRatioBucket]
+
+
+async def dashboard(db: AsyncDatabase[Document], viewer: User, filters: CallFilters) -> Dashboard:
     """Calls and average score per day, the stages failed most often, the talk ratios."""
     match = filters.query(viewer)
     daily = await (
@@ -177,9 +234,25 @@ def _round(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(value, digits)
 
 
+class TableRow(TypedDict):
+    """What one analytics table collected from one call."""
+
+    task_id: TaskId
+    call_id: str
+    deal_id: str | None
+    manager_id: str | None
+    manager_name: str | None
+    received_at: IsoTime
+    row: Annotated[dict[str, Any], Field(description="The table's fields by key")]
+
+
+class TableRows(TypedDict):
+    items: list[TableRow]
+
+
 async def table_rows(
     db: AsyncDatabase[Document], viewer: User, table_id: str, filters: CallFilters
-) -> list[Document]:
+) -> list[TableRow]:
     """The rows one analytics table collected from the calls in the filters, in list order:
     the call's identity, then the table's fields."""
     documents = await (

@@ -7,6 +7,7 @@ from collections.abc import Callable
 import structlog
 from aiohttp import web
 
+from services.ingest.apidoc import Access, Answer, documented
 from services.ingest.edge import (
     INGEST,
     json_response,
@@ -20,14 +21,25 @@ from services.ingest.intake.submission import (
     MULTIPART_TYPE,
     URLENCODED_TYPE,
     CallSubmission,
+    JsonCallSubmission,
     parse_form_submission,
     parse_json_submission,
 )
+from services.ingest.intake.tasks import Accepted, Skipped, TaskView
 from shared.errors import RopError
 from shared.logging import get_logger
 
 log = get_logger(__name__)
 routes = web.RouteTableDef()
+
+SUBMITTED = {
+    200: Answer("Accepted (or skipped: shorter than the minimum duration)", Accepted | Skipped)
+}
+SUBMISSION_ERRORS = {
+    400: "invalid_request: a field, the body or the content type is wrong",
+    409: "duplicate_call: carries the task_id of the first submission",
+}
+LOOKUP_ERRORS = {400: "invalid_request", 404: "not_found"}
 
 
 async def _submit(
@@ -60,18 +72,38 @@ async def _submit(
 
 
 @routes.post("/api/v1/calls/audio-upload")
+@documented(
+    "Submit a call as form data (duration optional)",
+    access=Access.API_KEY,
+    body={MULTIPART_TYPE: CallSubmission, URLENCODED_TYPE: CallSubmission},
+    answers=SUBMITTED,
+    errors=SUBMISSION_ERRORS,
+)
 async def submit_form(request: web.Request) -> web.Response:
     """POST /api/v1/calls/audio-upload: multipart or urlencoded form."""
     return await _submit(request, parse_form_submission, "form")
 
 
 @routes.post("/api/v1/calls")
+@documented(
+    "Submit a call as JSON",
+    access=Access.API_KEY,
+    body={JSON_TYPE: JsonCallSubmission},
+    answers=SUBMITTED,
+    errors=SUBMISSION_ERRORS,
+)
 async def submit_json(request: web.Request) -> web.Response:
     """POST /api/v1/calls: JSON."""
     return await _submit(request, lambda body, _type: parse_json_submission(body), "json")
 
 
 @routes.get("/api/v1/tasks/{task_id}")
+@documented(
+    "Status of a task",
+    access=Access.API_KEY,
+    answers={200: Answer("OK", TaskView)},
+    errors=LOOKUP_ERRORS,
+)
 async def get_task(request: web.Request) -> web.Response:
     """GET /api/v1/tasks/{task_id}."""
     require_api_key(request)
@@ -81,6 +113,12 @@ async def get_task(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/v1/calls/{call_id}")
+@documented(
+    "Status of a call by its CRM id",
+    access=Access.API_KEY,
+    answers={200: Answer("OK", TaskView)},
+    errors=LOOKUP_ERRORS,
+)
 async def get_call(request: web.Request) -> web.Response:
     """GET /api/v1/calls/{call_id}."""
     require_api_key(request)

@@ -6,26 +6,57 @@ import json
 import math
 import secrets
 from dataclasses import dataclass
-from typing import Any
+from typing import Annotated, Any, Literal, NotRequired
 
+from pydantic import Field, WithJsonSchema
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
+from typing_extensions import TypedDict
 
+from services.ingest.apidoc import IsoTime
 from services.ingest.intake.submission import CallSubmission, require_allowed_link
 from shared import connection
 from shared.connection import ConnectionSettings
 from shared.errors import DuplicateCall, NotFound
-from shared.events import CallReceived, CallSkipped, Envelope, Event, call_meta, utcnow
+from shared.events import (
+    CallReceived,
+    CallSkipped,
+    Envelope,
+    ErrorCode,
+    Event,
+    PipelineStage,
+    call_meta,
+    utcnow,
+)
 from shared.group_commit import GroupWriter
 from shared.mongo import CALLS, Document, calls
 from shared.outbox import OutboxRelay, outbox_fields
-from shared.tasks import IN_PROGRESS, TaskStatus, first_entry
+from shared.tasks import IN_PROGRESS, RoleMethod, TaskStatus, first_entry
 from shared.url_policy import UrlPolicy
 
 ACCEPTED_MESSAGE = "Звонок успешно получен и поставлен в очередь на анализ"
 TASK_NOT_FOUND = "Задача не найдена"
 CALL_NOT_FOUND = "Звонок не найден"
 BASE_ESTIMATE_MIN = (5, 15)
+
+TaskId = Annotated[str, Field(pattern=r"^task_[0-9a-f]{12}$")]
+
+
+class Accepted(TypedDict):
+    """A call accepted for analysis."""
+
+    status: Literal["success"]
+    message: Annotated[str, WithJsonSchema({"const": ACCEPTED_MESSAGE})]
+    task_id: TaskId
+    estimated_processing_time: Annotated[str, Field(pattern=r"^\d+-\d+ минут$")]
+
+
+class Skipped(TypedDict):
+    """A call accepted but not analysed: shorter than the minimum duration."""
+
+    status: Literal["skipped"]
+    message: str
+    task_id: TaskId
 
 
 def new_task_id() -> str:
@@ -67,7 +98,7 @@ class Acceptance:
     """The answer to an accepted call."""
 
     task_id: str
-    body: Document
+    body: Accepted | Skipped
 
 
 async def accept_call(
@@ -96,7 +127,7 @@ async def accept_call(
         message = skipped_message(min_duration_s)
         event = CallSkipped(**meta, reason="too_short", message=message)
         status = TaskStatus.SKIPPED
-        body = {"status": "skipped", "message": message, "task_id": task_id}
+        body: Accepted | Skipped = {"status": "skipped", "message": message, "task_id": task_id}
     else:
         event = CallReceived(
             **meta, audio_url=submission.audio_url, declared_duration_s=submission.duration
@@ -140,8 +171,88 @@ def iso(value: Any) -> Any:
     return value.isoformat() if hasattr(value, "isoformat") else value
 
 
-def task_view(document: Document) -> Document:
-    """The task as the status API shows it (no outbox, ISO times)."""
+class TaskError(TypedDict):
+    """Why a call failed, and at which step."""
+
+    code: ErrorCode
+    message: str
+    pipeline_stage: PipelineStage
+
+
+class SkipReason(TypedDict):
+    code: Literal["too_short"]
+    message: str
+
+
+class AudioView(TypedDict):
+    """What the downloader probed of the stored file."""
+
+    container: str | None
+    codec: str | None
+    sample_rate_hz: int | None
+    channels: int | None
+    size_bytes: int | None
+    sha256: str | None
+    claimed_duration_s: float | None
+
+
+class TimelineEntry(TypedDict):
+    status: str  # a TaskStatus, or a TaskEvent: a person's request
+    at: IsoTime
+    by: NotRequired[str]  # who asked
+
+
+class TaskRoles(TypedDict):
+    """How manager and client were told apart, once analysed."""
+
+    method: RoleMethod
+    confidence: Annotated[float, Field(ge=0, le=1)]
+    uncertain: bool
+
+
+class TaskFields(TypedDict):
+    """A call's task as the CRM and people see it alike."""
+
+    task_id: TaskId
+    call_id: str
+    status: TaskStatus
+    error: TaskError | None
+    skip_reason: SkipReason | None
+    deal_id: str
+    manager_id: str
+    manager_name: str | None
+    deal_stage_id: str | None
+    stage_id: str | None
+    stage: str | None
+    audio_url: str
+    declared_duration_s: float | None
+    probed_duration_s: float | None
+    audio: AudioView | None
+    parts: list[Document] | None
+    extra: Document
+    received_at: IsoTime
+    updated_at: IsoTime
+    timeline: list[TimelineEntry]
+    results: Annotated[
+        Document | None, Field(description="What the `checklist.completed` webhooks carried")
+    ]
+    revision: Annotated[
+        int | None,
+        Field(
+            description="1 for the first results, one more at every re-analysis or "
+            "correction (the webhooks carry it too)"
+        ),
+    ]
+
+
+class TaskView(TaskFields):
+    """The status API's answer."""
+
+    roles: TaskRoles | None
+
+
+def task_fields(document: Document) -> TaskFields:
+    """What the status API and the call card show of a task (no outbox, ISO times)."""
     return {
         "task_id": document["_id"],
         "call_id": document["call_id"],
@@ -162,40 +273,52 @@ def task_view(document: Document) -> Document:
         "extra": json.loads(document["extra_json"]) if document.get("extra_json") else {},
         "received_at": iso(document["received_at"]),
         "updated_at": iso(document["updated_at"]),
-        "timeline": [{**entry, "at": iso(entry["at"])} for entry in document.get("timeline", [])],
+        "timeline": [_timeline_entry(entry) for entry in document.get("timeline", [])],
         "results": document.get("results"),
         "revision": document.get("revision"),
-        "roles": _roles_view(document.get("roles")),
     }
 
 
-def _roles_view(roles: Document | None) -> Document | None:
-    """How the speakers were told apart: `channels` (stereo), `voiceprint`, `cues`,
-    `talk_share` (mono) or `person`, with a confidence."""
-    if not roles:
-        return None
-    return {key: roles[key] for key in ("method", "confidence", "uncertain")}
+def task_view(document: Document) -> TaskView:
+    """The task as the status API shows it."""
+    roles = document.get("roles")
+    return {
+        **task_fields(document),
+        "roles": {
+            "method": roles["method"],
+            "confidence": roles["confidence"],
+            "uncertain": roles["uncertain"],
+        }
+        if roles
+        else None,
+    }
 
 
-def _audio_view(audio: Document | None) -> Document | None:
+def _timeline_entry(entry: Document) -> TimelineEntry:
+    shown: TimelineEntry = {"status": entry["status"], "at": iso(entry["at"])}
+    if "by" in entry:
+        shown["by"] = entry["by"]
+    return shown
+
+
+def _audio_view(audio: Document | None) -> AudioView | None:
     if not audio:
         return None
-    keys = (
-        "container",
-        "codec",
-        "sample_rate_hz",
-        "channels",
-        "size_bytes",
-        "sha256",
-        "claimed_duration_s",
-    )
-    return {key: audio.get(key) for key in keys}
+    return {
+        "container": audio.get("container"),
+        "codec": audio.get("codec"),
+        "sample_rate_hz": audio.get("sample_rate_hz"),
+        "channels": audio.get("channels"),
+        "size_bytes": audio.get("size_bytes"),
+        "sha256": audio.get("sha256"),
+        "claimed_duration_s": audio.get("claimed_duration_s"),
+    }
 
 
 _TASK_PROJECTION = {"outbox": 0, "outbox_pending": 0}
 
 
-async def get_task(db: AsyncDatabase[Document], task_id: str) -> Document:
+async def get_task(db: AsyncDatabase[Document], task_id: str) -> TaskView:
     """Return a task's status view by task_id."""
     document = await calls(db).find_one({"_id": task_id}, _TASK_PROJECTION)
     if document is None:
@@ -203,7 +326,7 @@ async def get_task(db: AsyncDatabase[Document], task_id: str) -> Document:
     return task_view(document)
 
 
-async def get_task_by_call_id(db: AsyncDatabase[Document], call_id: str) -> Document:
+async def get_task_by_call_id(db: AsyncDatabase[Document], call_id: str) -> TaskView:
     """Return a task's status view by the CRM's call_id."""
     document = await calls(db).find_one({"call_id": call_id}, _TASK_PROJECTION)
     if document is None:
