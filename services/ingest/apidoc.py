@@ -54,6 +54,10 @@ class Operation:
     headers: Mapping[str, str] = field(default_factory=dict)  # request header: meaning
 
 
+# Errors many operations have.
+INVALID = {400: "invalid_request: names the field"}
+MISSING = {404: "not_found"}
+
 _OPERATIONS: dict[Callable[..., Any], Operation] = {}
 
 

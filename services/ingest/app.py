@@ -15,7 +15,7 @@ from typing_extensions import TypedDict
 
 from services.ingest import web_sessions, webapp
 from services.ingest.apidoc import Access, Answer, documented
-from services.ingest.backoffice import api as backoffice_api
+from services.ingest.backoffice.api import ROUTE_TABLES as BACKOFFICE_ROUTES
 from services.ingest.bootstrap import bootstrap
 from services.ingest.edge import (
     INGEST,
@@ -101,7 +101,7 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-OPENAPI = build_openapi(intake_api.routes, backoffice_api.routes, routes)
+OPENAPI = build_openapi(intake_api.routes, *BACKOFFICE_ROUTES, routes)
 
 # On every answer: not sniffed, not framed, no version banner; API answers (some carry the
 # API key or webhook secrets) are never cached.
@@ -135,7 +135,8 @@ def create_app(settings: Settings) -> web.Application:
 
     app.cleanup_ctx.append(resources)
     app.router.add_routes(intake_api.routes)
-    app.router.add_routes(backoffice_api.routes)
+    for table in BACKOFFICE_ROUTES:
+        app.router.add_routes(table)
     app.router.add_routes(routes)
     webapp.setup(app, settings.timezone)
     return app

@@ -1,0 +1,8 @@
+"""The back office's JSON API (what the web app shows), behind sessions and roles; its
+parts mirror the web app's pages."""
+
+from __future__ import annotations
+
+from services.ingest.backoffice.api import calls, login, reports, settings
+
+ROUTE_TABLES = (login.routes, settings.routes, calls.routes, reports.routes)

@@ -1,0 +1,77 @@
+"""Reports through the JSON API: the managers' rating, the dashboard, the rows an
+analytics table collected (or their Excel file)."""
+
+from __future__ import annotations
+
+import functools
+
+from aiohttp import web
+
+from services.ingest.apidoc import INVALID, MISSING, Access, Answer, documented
+from services.ingest.backoffice import catalog, exports, reports
+from services.ingest.backoffice.accounts import Role
+from services.ingest.backoffice.filters import CallFilters
+from services.ingest.edge import (
+    INGEST,
+    call_filters,
+    json_response,
+    require_session,
+    wants_xlsx,
+    xlsx_response,
+)
+
+routes = web.RouteTableDef()
+
+
+@routes.get("/api/v1/managers")
+@documented(
+    "Rating, calls, average score, perfect calls, talk ratio, weekly averages per manager "
+    "(admin, supervisor)",
+    access=Access.SESSION,
+    query=CallFilters,
+    answers={200: Answer("OK", reports.ManagersReport)},
+    errors=INVALID,
+)
+async def managers(request: web.Request) -> web.Response:
+    """GET /api/v1/managers (admin, supervisor): rating and averages in the period."""
+    session = await require_session(request, Role.ADMIN, Role.SUPERVISOR)
+    filters = call_filters(request)
+    return json_response(await reports.managers(request.app[INGEST].db, session.user, filters))
+
+
+@routes.get("/api/v1/dashboard")
+@documented(
+    "Calls and average score per day, stages failed most, talk ratios",
+    access=Access.SESSION,
+    query=CallFilters,
+    answers={200: Answer("OK", reports.Dashboard)},
+    errors=INVALID,
+)
+async def dashboard(request: web.Request) -> web.Response:
+    """GET /api/v1/dashboard: calls and scores per day, failed stages, talk ratios."""
+    session = await require_session(request)
+    filters = call_filters(request)
+    return json_response(await reports.dashboard(request.app[INGEST].db, session.user, filters))
+
+
+@routes.get("/api/v1/tables/{id}/rows")
+@documented(
+    "Rows a table collected (admin, supervisor)",
+    access=Access.SESSION,
+    query=CallFilters,
+    answers={200: Answer("OK", reports.TableRows, xlsx=True)},
+    errors={**INVALID, **MISSING},
+)
+async def table_rows(request: web.Request) -> web.Response:
+    """GET /api/v1/tables/{id}/rows (admin, supervisor): JSON, or `?format=xlsx`."""
+    session = await require_session(request, Role.ADMIN, Role.SUPERVISOR)
+    db = request.app[INGEST].db
+    table = await catalog.get(db, catalog.TABLE, request.match_info["id"])
+    filters = call_filters(request)
+    rows = await reports.table_rows(db, session.user, table["_id"], filters)
+    if not wants_xlsx(request):
+        return json_response(reports.TableRows(items=rows))
+    return await xlsx_response(
+        f"{table['_id']}.xlsx",
+        functools.partial(exports.table_workbook, table, rows, filters.zone),
+    )
