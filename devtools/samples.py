@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from shared.results import OverallScore, Results, StageResult
+
 
 def sample_call(**changes: Any) -> dict[str, Any]:
     """A valid JSON submission with a fresh call_id; a change to None removes the field."""
@@ -214,7 +216,7 @@ def analysed_call(
     """A task as the pipeline leaves it once analysed and delivered (for list and card views:
     tests and benchmarks)."""
     at = datetime.now(UTC) - timedelta(days=days_ago)
-    stages = [
+    stages: list[StageResult] = [
         {
             "name": f"Этап {n + 1}",
             "applicable": True,
@@ -227,10 +229,52 @@ def analysed_call(
             if n < passed
             else [],
             "recommendation": None if n < passed else "Назовите компанию",
+            "notes": [],
         }
         for n in range(applicable)
     ]
-    score = {"passed": passed, "applicable": applicable, "percent": 100 * passed / applicable}
+    percent = round(100 * passed / applicable, 1)
+    results: Results = {
+        "checklists": [
+            {
+                "binding_id": "bnd_1",
+                "template": {"id": "tpl_1", "name": "Первичный звонок"},
+                "score": {
+                    "passed": passed,
+                    "applicable": applicable,
+                    "percent": percent,
+                    "text": f"{passed}/{applicable}",
+                },
+                "stages": stages,
+            }
+        ],
+        "tables": [
+            {
+                "table_id": table_id,
+                "name": "Сделки",
+                "row": {"budget": 1000 * index},
+                "null_reasons": {},
+            }
+        ]
+        if table_id
+        else [],
+        "metrics": {
+            "duration_s": 60.0,
+            "talk_time_manager_s": round(40 * talk_ratio, 1),
+            "talk_time_client_s": round(40 * (1 - talk_ratio), 1),
+            "talk_ratio": talk_ratio,
+            "longest_monologue_s": 12.0,
+            "silence_s": 20.0,
+            "interruptions": 1,
+            "words_per_minute_manager": 130.0,
+        },
+    }
+    score: OverallScore = {
+        "passed": passed,
+        "applicable": applicable,
+        "percent": percent,
+        "perfect": passed == applicable,
+    }
     return {
         "_id": f"task_{index:012d}",
         "call_id": f"call_{index}",
@@ -245,21 +289,8 @@ def analysed_call(
         "received_at": at,
         "updated_at": at,
         "timeline": [{"status": "queued", "at": at}, {"status": "done", "at": at}],
-        "score": {**score, "perfect": passed == applicable},
-        "results": {
-            "checklists": [
-                {
-                    "binding_id": "bnd_1",
-                    "template": {"id": "tpl_1", "name": "Первичный звонок"},
-                    "score": score,
-                    "stages": stages,
-                }
-            ],
-            "tables": [{"table_id": table_id, "name": "Сделки", "row": {"budget": 1000 * index}}]
-            if table_id
-            else [],
-            "metrics": {"duration_s": 60.0, "talk_ratio": talk_ratio},
-        },
+        "score": score,
+        "results": results,
         "transcript": [
             {
                 "speaker": "manager",

@@ -50,11 +50,24 @@ class AnswerChecker:
             return
         if content_type != JSON_TYPE:
             return
-        schema = {**documented["content"][JSON_TYPE]["schema"], **self._components()}
-        for error in Draft202012Validator(schema).iter_errors(json.loads(response.body)):
-            place = "/".join(str(part) for part in error.absolute_path)
-            self.violations.append(f"{where}: at /{place}: {error.message[:300]}")
+        schema = documented["content"][JSON_TYPE]["schema"]
+        for problem in schema_errors(self.document, schema, json.loads(response.body)):
+            self.violations.append(f"{where}: {problem}")
 
-    def _components(self) -> dict[str, Any]:
-        # The schemas refer to `#/components/...`: carry them along as the root's.
-        return {"components": self.document["components"]}
+
+def schema_errors(document: dict[str, Any], schema: dict[str, Any], instance: Any) -> list[str]:
+    """Where `instance` breaks `schema` (which may refer to the document's components)."""
+    # The schemas refer to `#/components/...`: carry them along as the root's.
+    validator = Draft202012Validator({**schema, "components": document["components"]})
+    problems = []
+    for error in validator.iter_errors(instance):
+        while error.context:  # anyOf/oneOf: what was wrong in the branch that got furthest
+            error = max(error.context, key=lambda e: (len(e.absolute_path), e.validator != "type"))
+        place = "/".join(str(part) for part in error.absolute_path)
+        problems.append(f"at /{place}: {error.validator}: {error.message[-300:]}")
+    return problems
+
+
+def component_errors(document: dict[str, Any], name: str, instance: Any) -> list[str]:
+    """Where `instance` breaks the document's schema `name`."""
+    return schema_errors(document, {"$ref": f"#/components/schemas/{name}"}, instance)

@@ -11,7 +11,7 @@ from services.analyzer.phrases import Quote, Token, tokenize
 from services.analyzer.pipeline import Transcription
 from services.analyzer.scoring import StageVerdict, evaluate_phrases, score
 from services.analyzer.tables import LLM_NOT_CONFIGURED, build_row
-from shared.mongo import Document
+from shared.results import Checklist, Evidence, OverallScore, TableResult
 from shared.scripts import Binding, Stage, Table, Template
 
 
@@ -48,7 +48,7 @@ def table_applies(table: Table, created_at: datetime, call: Call) -> bool:
     )
 
 
-def _quote(quote: Quote) -> Document:
+def _quote(quote: Quote) -> Evidence:
     return {
         "text": quote.text,
         "start_s": round(quote.start_s, 2),
@@ -81,7 +81,7 @@ def checklist(
     template: Template,
     transcription: Transcription,
     llm_verdicts: Mapping[str, StageVerdict] | None = None,
-) -> Document:
+) -> Checklist:
     """One `checklist.completed` body: verdicts of every stage and the "X/Y" score.
 
     `llm_verdicts` holds the verdicts of the template's `llm` stages by stage name.
@@ -119,7 +119,7 @@ def table_row(
     table: Table,
     transcription: Transcription,
     llm_values: Mapping[str, Any] | None = None,
-) -> Document:
+) -> TableResult:
     """One `analytics.completed` body: the typed row, and why any value is null."""
     row = build_row(
         table.fields,
@@ -136,7 +136,7 @@ def table_row(
     }
 
 
-def overall_score(checklists: list[Document]) -> Document | None:
+def overall_score(checklists: list[Checklist]) -> OverallScore | None:
     """The call's score over all its checklists (what lists sort and filter by): stages
     passed of stages applicable, the percent, and whether every applicable stage passed."""
     passed = sum(checklist["score"]["passed"] for checklist in checklists)

@@ -44,6 +44,7 @@ from shared.metrics import WorkerMetrics
 from shared.mongo import AUDIO_BUCKET, BINDINGS, TABLES, TEMPLATES, Document, calls
 from shared.outbox import PUBLISH_NOW_GRACE_S, outbox_append, publish_now
 from shared.patience import patiently
+from shared.results import Results
 from shared.scripts import Binding, Table, Template
 from shared.tasks import TaskStatus, moved
 
@@ -368,7 +369,7 @@ async def _analyze(task: Document, meta: Document, deps: Analyzer) -> tuple[Even
         )
         for binding_id, template_id, template in bindings
     ]
-    results = {
+    results: Results = {
         "checklists": checklists,
         "tables": [
             evaluate.table_row(

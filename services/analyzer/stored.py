@@ -3,15 +3,13 @@ the audio (a person swapping the roles of a call)."""
 
 from __future__ import annotations
 
-from dataclasses import asdict
-from typing import Any
-
 from services.analyzer.pipeline import SIDES, Transcription
 from services.analyzer.roles import BY_PERSON
 from services.analyzer.speakers import Voice
 from services.analyzer.talk import talk_metrics
 from services.analyzer.transcript import SpeakerName, Utterance, Word
 from shared.mongo import Document
+from shared.results import CallMetrics
 from shared.voiceprints import pack, unpack
 
 
@@ -43,9 +41,19 @@ def transcription_fields(transcription: Transcription, *, keep_voices: bool) -> 
     return fields
 
 
-def metrics_document(transcription: Transcription) -> dict[str, Any]:
+def metrics_document(transcription: Transcription) -> CallMetrics:
     """SPEC §7 metrics."""
-    return asdict(transcription.metrics)
+    metrics = transcription.metrics
+    return {
+        "duration_s": metrics.duration_s,
+        "talk_time_manager_s": metrics.talk_time_manager_s,
+        "talk_time_client_s": metrics.talk_time_client_s,
+        "talk_ratio": metrics.talk_ratio,
+        "longest_monologue_s": metrics.longest_monologue_s,
+        "silence_s": metrics.silence_s,
+        "interruptions": metrics.interruptions,
+        "words_per_minute_manager": metrics.words_per_minute_manager,
+    }
 
 
 def _other(side: SpeakerName) -> SpeakerName:

@@ -24,6 +24,7 @@ from services.analyzer.handlers import (
 )
 from services.analyzer.llm import LlmJudge
 from services.analyzer.voice_encoder import VoiceEncoder
+from services.ingest.app import OPENAPI
 from services.ingest.backoffice import catalog, commands
 from services.ingest.backoffice.accounts import Role, User
 from shared import voiceprints
@@ -38,6 +39,7 @@ from tests.audio import GOOD_CALL, MONO_CALL, call, spoken
 from tests.conftest import EventTap
 from tests.fakes import FakeLlm, answer
 from tests.helpers import LOCAL_POLICY, wait_for
+from tests.openapi_check import component_errors
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -229,6 +231,10 @@ async def analyse(deps: Analyzer, envelope: Envelope, event: AudioStored) -> dic
     await run_job(job, deps)
     task = await deps.db.calls.find_one({"_id": envelope.task_id})
     assert task is not None
+    # What the analysis stored is what the API documents (and shows).
+    assert component_errors(OPENAPI, "Results", task["results"]) == []
+    if task["score"] is not None:  # None: no stage applied
+        assert component_errors(OPENAPI, "OverallScore", task["score"]) == []
     return task
 
 

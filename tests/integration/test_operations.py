@@ -119,7 +119,7 @@ async def test_answers_the_document_does_not_describe_are_caught() -> None:
             await (await client.get(f"/api/v1/count/{what}")).read()
     assert checker.checked == 4
     assert checker.violations == [
-        "GET /api/v1/count/{what} → 200: at /count: 'many' is not of type 'integer'",
+        "GET /api/v1/count/{what} → 200: at /count: type: 'many' is not of type 'integer'",
         "GET /api/v1/count/{what} → 418: status not documented",
         "GET /api/v1/count/{what} → 200: text/plain not documented",
     ]

@@ -20,6 +20,7 @@ from services.ingest.backoffice.filters import CallFilters, status_label
 from services.ingest.intake.tasks import TaskFields, TaskId, iso, task_fields
 from shared.errors import Forbidden, NotFound
 from shared.mongo import AUDIO_BUCKET, COMMENTS, DELIVERIES, Document, calls
+from shared.results import OverallScore
 from shared.tasks import ANALYSED, GUESSED_ROLE_METHODS, REANALYSABLE, RoleMethod, TaskStatus
 
 CALL_NOT_FOUND = "Звонок не найден"
@@ -48,18 +49,6 @@ _ROW_FIELDS = {
 }
 
 
-Percent = Annotated[float, Field(ge=0, le=100)]
-
-
-class Score(TypedDict):
-    """The call's score across its checklists: stages passed of those that applied."""
-
-    passed: int
-    applicable: int
-    percent: Percent
-    perfect: bool
-
-
 class CallRow(TypedDict):
     """One line of the calls list."""
 
@@ -74,7 +63,7 @@ class CallRow(TypedDict):
     status: TaskStatus
     status_label: str
     reason: Annotated[Any, Field(description="Why it failed or was skipped")]
-    score: Score | None
+    score: OverallScore | None
     duration_s: float | None
     talk_ratio: Annotated[float | None, Field(ge=0, le=1)]
     roles_uncertain: bool
@@ -188,7 +177,7 @@ class CallCard(TaskFields):
     """Everything about one call."""
 
     status_label: str
-    score: Score | None
+    score: OverallScore | None
     transcript: Annotated[list[Document], Field(description="Utterances with speaker and times")]
     has_audio: bool
     reanalysable: bool

@@ -13,10 +13,11 @@ from typing_extensions import TypedDict
 
 from services.ingest.apidoc import IsoTime
 from services.ingest.backoffice.accounts import User
-from services.ingest.backoffice.calls import EXPORT_LIMIT, Percent
+from services.ingest.backoffice.calls import EXPORT_LIMIT
 from services.ingest.backoffice.filters import CallFilters
 from services.ingest.intake.tasks import TaskId, iso
 from shared.mongo import Document, calls
+from shared.results import Percent
 
 Day = Annotated[str, WithJsonSchema({"type": "string", "format": "date"})]
 Ratio = Annotated[float, Field(ge=0, le=1)]

@@ -31,6 +31,7 @@ from shared.events import (
 from shared.group_commit import GroupWriter
 from shared.mongo import CALLS, Document, calls
 from shared.outbox import OutboxRelay, outbox_fields
+from shared.results import Results
 from shared.tasks import IN_PROGRESS, RoleMethod, TaskStatus, first_entry
 from shared.url_policy import UrlPolicy
 
@@ -234,7 +235,7 @@ class TaskFields(TypedDict):
     updated_at: IsoTime
     timeline: list[TimelineEntry]
     results: Annotated[
-        Document | None, Field(description="What the `checklist.completed` webhooks carried")
+        Results | None, Field(description="What the analysis found; the webhooks carry it")
     ]
     revision: Annotated[
         int | None,

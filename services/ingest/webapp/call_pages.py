@@ -84,7 +84,8 @@ async def _card(
 ) -> web.Response:
     db = request.app[INGEST].db
     card = await calls.call_card(db, session.user, request.match_info["task_id"])
-    table_ids = [row["table_id"] for row in (card["results"] or {}).get("tables", [])]
+    results = card["results"]
+    table_ids = [row["table_id"] for row in results["tables"]] if results else []
     field_names = {
         table["_id"]: {field["key"]: field.get("name") or field["key"] for field in table["fields"]}
         async for table in db[TABLES].find({"_id": {"$in": table_ids}}, {"fields": 1})
