@@ -203,19 +203,17 @@ def write_call(
     return spoken
 
 
-def analysed_call(
-    index: int,
+def analysis_results(
     *,
-    manager_id: str = "mgr_1",
+    binding_id: str = "bnd_1",
     passed: int = 1,
     applicable: int = 2,
-    days_ago: float = 0.0,
     talk_ratio: float = 0.5,
     table_id: str | None = None,
-) -> dict[str, Any]:
-    """A task as the pipeline leaves it once analysed and delivered (for list and card views:
-    tests and benchmarks)."""
-    at = datetime.now(UTC) - timedelta(days=days_ago)
+    table_row: dict[str, Any] | None = None,
+) -> Results:
+    """What the analyzer stores for a call with one checklist (`passed` of `applicable`
+    stages) and, with `table_id`, one table row."""
     stages: list[StageResult] = [
         {
             "name": f"Этап {n + 1}",
@@ -233,28 +231,22 @@ def analysed_call(
         }
         for n in range(applicable)
     ]
-    percent = round(100 * passed / applicable, 1)
-    results: Results = {
+    return {
         "checklists": [
             {
-                "binding_id": "bnd_1",
+                "binding_id": binding_id,
                 "template": {"id": "tpl_1", "name": "Первичный звонок"},
                 "score": {
                     "passed": passed,
                     "applicable": applicable,
-                    "percent": percent,
+                    "percent": round(100 * passed / applicable, 1),
                     "text": f"{passed}/{applicable}",
                 },
                 "stages": stages,
             }
         ],
         "tables": [
-            {
-                "table_id": table_id,
-                "name": "Сделки",
-                "row": {"budget": 1000 * index},
-                "null_reasons": {},
-            }
+            {"table_id": table_id, "name": "Сделки", "row": table_row or {}, "null_reasons": {}}
         ]
         if table_id
         else [],
@@ -269,10 +261,32 @@ def analysed_call(
             "words_per_minute_manager": 130.0,
         },
     }
+
+
+def analysed_call(
+    index: int,
+    *,
+    manager_id: str = "mgr_1",
+    passed: int = 1,
+    applicable: int = 2,
+    days_ago: float = 0.0,
+    talk_ratio: float = 0.5,
+    table_id: str | None = None,
+) -> dict[str, Any]:
+    """A task as the pipeline leaves it once analysed and delivered (for list and card views:
+    tests and benchmarks)."""
+    at = datetime.now(UTC) - timedelta(days=days_ago)
+    results = analysis_results(
+        passed=passed,
+        applicable=applicable,
+        talk_ratio=talk_ratio,
+        table_id=table_id,
+        table_row={"budget": 1000 * index},
+    )
     score: OverallScore = {
         "passed": passed,
         "applicable": applicable,
-        "percent": percent,
+        "percent": round(100 * passed / applicable, 1),
         "perfect": passed == applicable,
     }
     return {

@@ -83,6 +83,14 @@ class Results(TypedDict):
     metrics: CallMetrics
 
 
+class Reviewer(TypedDict):
+    """The person who corrected a call's results (swapped its roles, later its verdicts)."""
+
+    id: str
+    email: str
+    name: str
+
+
 class OverallScore(TypedDict):
     """The call's score over all its checklists (what lists sort and filter by)."""
 

@@ -11,15 +11,25 @@ import base64
 import secrets
 from collections.abc import Mapping
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
+from pydantic import BaseModel, Field
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
+
+from shared.events import CallMeta, ErrorCode, PipelineStage
+from shared.results import CallMetrics, Checklist, Reviewer
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 24
 
-__all__ = ["WebhookVerificationError", "new_webhook_secret", "signed_headers", "verify"]
+__all__ = [
+    "WEBHOOK_BODIES",
+    "WebhookVerificationError",
+    "new_webhook_secret",
+    "signed_headers",
+    "verify",
+]
 
 # A delivery is finished when it succeeded, died after its last attempt, or its endpoint
 # said 410 Gone; the others (pending, retrying) are still to be sent.
@@ -47,3 +57,61 @@ def verify(secret: str, body: bytes | str, headers: Mapping[str, str]) -> Any:
     Raises WebhookVerificationError.
     """
     return Webhook(secret).verify(body, dict(headers))
+
+
+class WebhookBody(CallMeta):
+    """What every webhook body carries: its event, the task, the CRM's facts of the call."""
+
+    event_id: str = Field(description="The `webhook-id` header: the same on every retry.")
+    occurred_at: datetime
+    task_id: str
+
+
+class Revised(WebhookBody):
+    revision: int = Field(
+        description="1 for the first results, one more at every re-analysis or correction: "
+        "keep the highest a call has had."
+    )
+    reviewed_by: Reviewer | None = Field(description="The person behind a correction.")
+
+
+class ChecklistCompleted(Revised):
+    """A bound script's verdicts on a call (to the binding's webhook)."""
+
+    type: Literal["checklist.completed"]
+    checklist: Checklist
+    metrics: CallMetrics
+
+
+class TableRowBody(BaseModel):
+    id: str
+    name: str
+    row: dict[str, Any] = Field(description="The table's fields by key.")
+
+
+class AnalyticsCompleted(Revised):
+    """The row an analytics table collected from a call (to the table's webhook)."""
+
+    type: Literal["analytics.completed"]
+    table: TableRowBody
+
+
+class FailureBody(BaseModel):
+    code: ErrorCode
+    message: str = Field(description="The reason in Russian, as shown to people.")
+    stage: PipelineStage
+
+
+class CallFailedBody(WebhookBody):
+    """A call could not be analysed (to the Connection settings' error webhook)."""
+
+    type: Literal["call.failed"]
+    error: FailureBody
+
+
+# Every webhook the system sends, by its `type`.
+WEBHOOK_BODIES: dict[str, type[WebhookBody]] = {
+    "checklist.completed": ChecklistCompleted,
+    "analytics.completed": AnalyticsCompleted,
+    "call.failed": CallFailedBody,
+}

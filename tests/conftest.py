@@ -26,7 +26,7 @@ from shared.events import Envelope, Event, parse_envelope
 from shared.settings import Settings
 from tests.fakes import FakeCrm, FakeLlm
 from tests.fileserver import FileServer
-from tests.openapi_check import AnswerChecker
+from tests.openapi_check import AnswerChecker, webhook_errors
 
 AMQP_URL = os.environ.get("ROP_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/")
 API_KEY = "test-api-key-0123456789abcdef"
@@ -171,7 +171,8 @@ async def fake_llm() -> AsyncIterator[tuple[FakeLlm, LlmJudge]]:
 
 @pytest.fixture
 async def crm() -> AsyncIterator[tuple[FakeCrm, str]]:
-    """The CRM's webhook endpoints on 127.0.0.1, and their base URL."""
+    """The CRM's webhook endpoints on 127.0.0.1, and their base URL; what they receive
+    must be webhooks as the OpenAPI document describes them."""
     fake = FakeCrm()
     app = web.Application()
     app.router.add_route("*", "/{tail:.*}", fake.receive)
@@ -179,6 +180,10 @@ async def crm() -> AsyncIterator[tuple[FakeCrm, str]]:
     await server.start_server()
     yield fake, str(server.make_url("")).rstrip("/")
     await server.close()
+    # Every webhook sent is one the OpenAPI document describes.
+    assert [
+        problem for item in fake.received for problem in webhook_errors(OPENAPI, item.body)
+    ] == []
 
 
 @pytest.fixture

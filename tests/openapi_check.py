@@ -71,3 +71,13 @@ def schema_errors(document: dict[str, Any], schema: dict[str, Any], instance: An
 def component_errors(document: dict[str, Any], name: str, instance: Any) -> list[str]:
     """Where `instance` breaks the document's schema `name`."""
     return schema_errors(document, {"$ref": f"#/components/schemas/{name}"}, instance)
+
+
+def webhook_errors(document: dict[str, Any], body: bytes) -> list[str]:
+    """Where a webhook body the system sent breaks the document's `webhooks`."""
+    sent = json.loads(body)
+    webhook = document["webhooks"].get(sent.get("type"))
+    if webhook is None:
+        return [f"a webhook of no documented type: {sent.get('type')!r}"]
+    schema = webhook["post"]["requestBody"]["content"][JSON_TYPE]["schema"]
+    return [f"{sent['type']}: {problem}" for problem in schema_errors(document, schema, sent)]

@@ -30,6 +30,7 @@ from services.ingest.metrics import IngestMetrics
 from services.ingest.openapi import build_openapi
 from shared.mongo import WEB_SESSIONS, ping
 from shared.settings import Settings
+from shared.webhooks import WEBHOOK_BODIES
 
 routes = web.RouteTableDef()
 
@@ -101,7 +102,7 @@ async def metrics(request: web.Request) -> web.Response:
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 
-OPENAPI = build_openapi(intake_api.routes, *BACKOFFICE_ROUTES, routes)
+OPENAPI = build_openapi(intake_api.routes, *BACKOFFICE_ROUTES, routes, webhooks=WEBHOOK_BODIES)
 
 # On every answer: not sniffed, not framed, no version banner; API answers (some carry the
 # API key or webhook secrets) are never cached.

@@ -5,7 +5,7 @@ one pass, so that every schema is a component and shared ones are written once."
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from typing import Any, Literal
 
 from aiohttp import web
@@ -17,6 +17,12 @@ from services.ingest.edge import ErrorBody
 from services.ingest.intake.submission import JSON_TYPE
 
 REF = "#/components/schemas/{model}"
+WEBHOOK_DELIVERY = (
+    "Signed as Standard Webhooks: `webhook-id` (the same on every retry: deduplicate on "
+    "it), `webhook-timestamp`, `webhook-signature` (`v1,` base64 HMAC-SHA256 of "
+    "`id.timestamp.body` with the endpoint's `whsec_` secret). Retried on timeouts and "
+    "errors along the configured schedule, honouring Retry-After."
+)
 JsonSchema = dict[str, Any]
 Mode = Literal["validation", "serialization"]
 
@@ -145,13 +151,32 @@ def _render(
     return rendered
 
 
-def build_openapi(*tables: web.RouteTableDef) -> JsonSchema:
-    """The document of every documented route of the tables."""
+def _webhook(body: type[BaseModel], schema: JsonSchema) -> JsonSchema:
+    return {
+        "post": {
+            "summary": (body.__doc__ or "").strip(),
+            "description": WEBHOOK_DELIVERY,
+            "requestBody": {"required": True, "content": {JSON_TYPE: {"schema": schema}}},
+            "responses": {
+                "2XX": {"description": "Received: not sent again"},
+                "410": {"description": "Gone: nothing more is sent to this URL"},
+                "default": {"description": "Sent again later, with the same `webhook-id`"},
+            },
+        }
+    }
+
+
+def build_openapi(
+    *tables: web.RouteTableDef, webhooks: Mapping[str, type[BaseModel]] | None = None
+) -> JsonSchema:
+    """The document of every documented route of the tables, and of the webhooks sent."""
     routes = documented_routes(tables)
+    webhooks = webhooks or {}
     wanted: set[tuple[Any, Mode]] = {
         typed for _, operation in routes for typed in _types(operation)
     }
-    wanted.add((ErrorBody, "serialization"))
+    for body in (ErrorBody, *webhooks.values()):
+        wanted.add((body, "serialization"))
     schemas, definitions = TypeAdapter.json_schemas(
         [(typed, mode, TypeAdapter(typed)) for typed, mode in wanted], ref_template=REF
     )
@@ -170,6 +195,9 @@ def build_openapi(*tables: web.RouteTableDef) -> JsonSchema:
             ),
         },
         "paths": paths,
+        "webhooks": {
+            name: _webhook(body, schemas[body, "serialization"]) for name, body in webhooks.items()
+        },
         "components": {
             "schemas": definitions.get("$defs", {}),
             "securitySchemes": SECURITY_SCHEMES,

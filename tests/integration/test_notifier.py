@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 
+from devtools.samples import analysis_results
 from services.notifier.bootstrap import bootstrap
 from services.notifier.handlers import Notifier, attempt_later, consume, on_event
 from shared.events import CallAnalyzed, CallFailed, Envelope, utcnow
@@ -54,24 +55,15 @@ async def analysed_task(
     await deps.db.bindings.insert_one(
         {"_id": f"bnd_{task_id}", "webhook": {"url": checklist_url, "secret": secrets["checklist"]}}
     )
-    tables = []
     if table_url:
         await deps.db.tables.insert_one(
             {"_id": f"tbl_{task_id}", "webhook": {"url": table_url, "secret": secrets["table"]}}
         )
-        tables = [{"table_id": f"tbl_{task_id}", "name": "Сделки", "row": {"budget": 500000}}]
-    results = {
-        "checklists": [
-            {
-                "binding_id": f"bnd_{task_id}",
-                "template": {"id": "t", "name": "Скрипт"},
-                "score": {"passed": 1, "applicable": 2, "percent": 50.0, "text": "1/2"},
-                "stages": [],
-            }
-        ],
-        "tables": tables,
-        "metrics": {"talk_ratio": 0.5},
-    }
+    results = analysis_results(
+        binding_id=f"bnd_{task_id}",
+        table_id=f"tbl_{task_id}" if table_url else None,
+        table_row={"budget": 500000},
+    )
     now = utcnow()
     meta = {
         "call_id": f"call_{task_id}",
@@ -94,7 +86,7 @@ async def analysed_task(
             "transcript": [{"text": "секрет"}],
         }
     )
-    event = CallAnalyzed(**meta, duration_s=60, checklists=1, tables=len(tables))
+    event = CallAnalyzed(**meta, duration_s=60, checklists=1, tables=len(results["tables"]))
     return Envelope.wrap(event, task_id=task_id), secrets
 
 

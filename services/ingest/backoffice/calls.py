@@ -20,7 +20,7 @@ from services.ingest.backoffice.filters import CallFilters, status_label
 from services.ingest.intake.tasks import TaskFields, TaskId, iso, task_fields
 from shared.errors import Forbidden, NotFound
 from shared.mongo import AUDIO_BUCKET, COMMENTS, DELIVERIES, Document, calls
-from shared.results import OverallScore
+from shared.results import OverallScore, Reviewer
 from shared.tasks import ANALYSED, GUESSED_ROLE_METHODS, REANALYSABLE, RoleMethod, TaskStatus
 
 CALL_NOT_FOUND = "Звонок не найден"
@@ -182,7 +182,7 @@ class CallCard(TaskFields):
     has_audio: bool
     reanalysable: bool
     roles: RolesView | None
-    reviewed_by: str | None
+    reviewed_by: Reviewer | None
     comments: list[CommentView]
     deliveries: list[DeliveryView]
 

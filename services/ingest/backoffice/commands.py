@@ -17,6 +17,7 @@ from shared.connection import load_connection_settings
 from shared.errors import Conflict
 from shared.events import utcnow
 from shared.mongo import COMMENTS, Document, calls
+from shared.results import Reviewer
 from shared.tasks import (
     ANALYSED,
     GUESSED_ROLE_METHODS,
@@ -98,7 +99,7 @@ async def reanalyze(db: AsyncDatabase[Document], viewer: User, task_id: str) -> 
     )
 
 
-def _person(viewer: User) -> Document:
+def _person(viewer: User) -> Reviewer:
     return {"id": viewer.id, "email": viewer.email, "name": viewer.name or viewer.email}
 
 
