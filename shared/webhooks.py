@@ -13,7 +13,7 @@ from collections.abc import Mapping
 from datetime import datetime
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
@@ -61,6 +61,9 @@ def verify(secret: str, body: bytes | str, headers: Mapping[str, str]) -> Any:
 
 class WebhookBody(CallMeta):
     """What every webhook body carries: its event, the task, the CRM's facts of the call."""
+
+    # A description of what is sent (an event refuses unknown fields; this needs not).
+    model_config = ConfigDict(extra="ignore")
 
     event_id: str = Field(description="The `webhook-id` header: the same on every retry.")
     occurred_at: datetime

@@ -177,8 +177,10 @@ def build_openapi(
     }
     for body in (ErrorBody, *webhooks.values()):
         wanted.add((body, "serialization"))
+    # In a stable order: the names pydantic gives colliding schemas depend on it.
     schemas, definitions = TypeAdapter.json_schemas(
-        [(typed, mode, TypeAdapter(typed)) for typed, mode in wanted], ref_template=REF
+        [(typed, mode, TypeAdapter(typed)) for typed, mode in sorted(wanted, key=repr)],
+        ref_template=REF,
     )
     paths: dict[str, JsonSchema] = {}
     for route, operation in routes:
