@@ -63,19 +63,24 @@ _OPERATIONS: dict[Callable[..., Any], Operation] = {}
 
 def documented(
     summary: str,
+    answer: Any = None,
     *,
-    access: Access,
-    answers: Mapping[int, Answer],
+    answers: Mapping[int, Answer] | None = None,
+    access: Access = Access.SESSION,
     errors: Mapping[int, str] | None = None,
     body: Mapping[str, Any] | None = None,
     query: type[BaseModel] | None = None,
     headers: Mapping[str, str] | None = None,
 ) -> Callable[[HandlerT], HandlerT]:
-    """Describe the handler below (it is returned unchanged)."""
+    """Describe the handler below (it is returned unchanged): `answer` is its 200 answer
+    (an Answer, or the type of an "OK" JSON body), `answers` the others."""
+    successes = dict(answers or {})
+    if answer is not None:
+        successes[200] = answer if isinstance(answer, Answer) else Answer("OK", answer)
     operation = Operation(
         summary=summary,
         access=access,
-        answers=answers,
+        answers=successes,
         errors=errors or {},
         body=body or {},
         query=query,

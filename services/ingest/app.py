@@ -48,14 +48,14 @@ class Readiness(TypedDict):
 
 
 @routes.get("/api/v1/openapi.json")
-@documented("This document", access=Access.PUBLIC, answers={200: Answer("OK", dict[str, Any])})
+@documented("This document", access=Access.PUBLIC, answer=dict[str, Any])
 async def openapi(_request: web.Request) -> web.Response:
     """GET /api/v1/openapi.json."""
     return json_response(OPENAPI)
 
 
 @routes.get("/healthz")
-@documented("Liveness", access=Access.PUBLIC, answers={200: Answer("Alive", Health)})
+@documented("Liveness", access=Access.PUBLIC, answer=Answer("Alive", Health))
 async def healthz(_request: web.Request) -> web.Response:
     """GET /healthz: the process is alive."""
     return json_response(Health(status="ok"))
@@ -94,7 +94,7 @@ async def readyz(request: web.Request) -> web.Response:
 @documented(
     "Prometheus metrics",
     access=Access.PUBLIC,
-    answers={200: Answer("Text format", media_type="text/plain")},
+    answer=Answer("Text format", media_type="text/plain"),
 )
 async def metrics(request: web.Request) -> web.Response:
     """GET /metrics: Prometheus text format."""

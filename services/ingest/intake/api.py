@@ -101,7 +101,7 @@ async def submit_json(request: web.Request) -> web.Response:
 @documented(
     "Status of a task",
     access=Access.API_KEY,
-    answers={200: Answer("OK", TaskView)},
+    answer=TaskView,
     errors=LOOKUP_ERRORS,
 )
 async def get_task(request: web.Request) -> web.Response:
@@ -116,7 +116,7 @@ async def get_task(request: web.Request) -> web.Response:
 @documented(
     "Status of a call by its CRM id",
     access=Access.API_KEY,
-    answers={200: Answer("OK", TaskView)},
+    answer=TaskView,
     errors=LOOKUP_ERRORS,
 )
 async def get_call(request: web.Request) -> web.Response:

@@ -9,7 +9,7 @@ from typing import Literal
 from aiohttp import web
 from typing_extensions import TypedDict
 
-from services.ingest.apidoc import INVALID, MISSING, Access, Answer, documented
+from services.ingest.apidoc import INVALID, MISSING, Answer, documented
 from services.ingest.backoffice import calls, commands, deliveries, exports
 from services.ingest.backoffice.accounts import Role
 from services.ingest.backoffice.commands import CommentForm
@@ -44,9 +44,8 @@ class Queued(TypedDict):
 @routes.get("/api/v1/admin/calls")
 @documented(
     "Calls the caller may see, filtered and paged",
-    access=Access.SESSION,
     query=CallFilters,
-    answers={200: Answer("OK", calls.CallPage, xlsx=True)},
+    answer=Answer("OK", calls.CallPage, xlsx=True),
     errors=INVALID,
 )
 async def list_admin_calls(request: web.Request) -> web.Response:
@@ -65,8 +64,7 @@ async def list_admin_calls(request: web.Request) -> web.Response:
 @routes.get("/api/v1/admin/calls/{task_id}")
 @documented(
     "The call card: results, transcript, comments, deliveries",
-    access=Access.SESSION,
-    answers={200: Answer("OK", calls.CallCard)},
+    answer=calls.CallCard,
     errors={**MISSING, **NOT_YOURS},
 )
 async def get_admin_call(request: web.Request) -> web.Response:
@@ -81,7 +79,6 @@ async def get_admin_call(request: web.Request) -> web.Response:
 @routes.get("/api/v1/admin/calls/{task_id}/audio")
 @documented(
     "The stored audio; honours one HTTP byte range",
-    access=Access.SESSION,
     headers={"Range": "One byte range, e.g. `bytes=0-`"},
     answers={
         200: Answer("The whole file", media_type="audio/*"),
@@ -102,7 +99,6 @@ async def call_audio(request: web.Request) -> web.StreamResponse:
 @routes.post("/api/v1/admin/calls/{task_id}/comments")
 @documented(
     "Comment on a call",
-    access=Access.SESSION,
     body={JSON_TYPE: CommentForm},
     answers={201: Answer("Added", calls.CommentView)},
     errors={**INVALID, **MISSING, **NOT_YOURS},
@@ -136,7 +132,6 @@ def _command_route(command: commands.CallCommand) -> None:
     )
     documented(
         command.summary,
-        access=Access.SESSION,
         answers={202 if command.queues_analysis else 200: answer},
         errors={**MISSING, **NOT_YOURS, 409: f"conflict: {command.conflict}"},
     )(run)
@@ -150,9 +145,8 @@ for _command in commands.COMMANDS:
 @routes.get("/api/v1/deliveries")
 @documented(
     "Webhook delivery log (admin, supervisor)",
-    access=Access.SESSION,
     query=deliveries.DeliveryFilters,
-    answers={200: Answer("OK", deliveries.DeliveryPage)},
+    answer=deliveries.DeliveryPage,
     errors=INVALID,
 )
 async def list_deliveries(request: web.Request) -> web.Response:
@@ -166,8 +160,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
 @routes.post("/api/v1/deliveries/{id}/redeliver")
 @documented(
     "Send a delivery again, same webhook-id (admin, supervisor)",
-    access=Access.SESSION,
-    answers={200: Answer("Queued to be sent", deliveries.DeliveryView)},
+    answer=Answer("Queued to be sent", deliveries.DeliveryView),
     errors={**MISSING, 503: "unavailable: the database or the broker"},
 )
 async def redeliver(request: web.Request) -> web.Response:

@@ -52,7 +52,7 @@ class LoggedOut(TypedDict):
     "Log in: sets an HttpOnly session cookie and returns a token",
     access=Access.PUBLIC,
     body={JSON_TYPE: LoginRequest},
-    answers={200: Answer("Logged in", SessionStarted)},
+    answer=Answer("Logged in", SessionStarted),
     errors={
         400: "invalid_request",
         401: "unauthorized: wrong email or password, or switched off",
@@ -90,8 +90,7 @@ async def login(request: web.Request) -> web.Response:
 @routes.post("/api/v1/auth/logout")
 @documented(
     "Log out: ends the browser session, or revokes the Bearer token",
-    access=Access.SESSION,
-    answers={200: Answer("Logged out", LoggedOut)},
+    answer=Answer("Logged out", LoggedOut),
 )
 async def logout(request: web.Request) -> web.Response:
     """POST /api/v1/auth/logout."""
@@ -106,8 +105,7 @@ async def logout(request: web.Request) -> web.Response:
 @routes.get("/api/v1/auth/me")
 @documented(
     "Who is logged in, and the CSRF token of their forms",
-    access=Access.SESSION,
-    answers={200: Answer("OK", WhoAmI)},
+    answer=WhoAmI,
 )
 async def me(request: web.Request) -> web.Response:
     """GET /api/v1/auth/me: who is logged in."""

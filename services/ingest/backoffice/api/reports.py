@@ -7,7 +7,7 @@ import functools
 
 from aiohttp import web
 
-from services.ingest.apidoc import INVALID, MISSING, Access, Answer, documented
+from services.ingest.apidoc import INVALID, MISSING, Answer, documented
 from services.ingest.backoffice import catalog, exports, reports
 from services.ingest.backoffice.accounts import Role
 from services.ingest.backoffice.filters import CallFilters
@@ -27,9 +27,8 @@ routes = web.RouteTableDef()
 @documented(
     "Rating, calls, average score, perfect calls, talk ratio, weekly averages per manager "
     "(admin, supervisor)",
-    access=Access.SESSION,
     query=CallFilters,
-    answers={200: Answer("OK", reports.ManagersReport)},
+    answer=reports.ManagersReport,
     errors=INVALID,
 )
 async def managers(request: web.Request) -> web.Response:
@@ -42,9 +41,8 @@ async def managers(request: web.Request) -> web.Response:
 @routes.get("/api/v1/dashboard")
 @documented(
     "Calls and average score per day, stages failed most, talk ratios",
-    access=Access.SESSION,
     query=CallFilters,
-    answers={200: Answer("OK", reports.Dashboard)},
+    answer=reports.Dashboard,
     errors=INVALID,
 )
 async def dashboard(request: web.Request) -> web.Response:
@@ -57,9 +55,8 @@ async def dashboard(request: web.Request) -> web.Response:
 @routes.get("/api/v1/tables/{id}/rows")
 @documented(
     "Rows a table collected (admin, supervisor)",
-    access=Access.SESSION,
     query=CallFilters,
-    answers={200: Answer("OK", reports.TableRows, xlsx=True)},
+    answer=Answer("OK", reports.TableRows, xlsx=True),
     errors={**INVALID, **MISSING},
 )
 async def table_rows(request: web.Request) -> web.Response:

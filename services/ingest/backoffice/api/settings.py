@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 from typing_extensions import TypedDict
 
-from services.ingest.apidoc import INVALID, MISSING, Access, Answer, documented
+from services.ingest.apidoc import INVALID, MISSING, Answer, documented
 from services.ingest.backoffice import catalog, connection, users
 from services.ingest.backoffice.accounts import Role
 from services.ingest.backoffice.users import UserForm, UserRecord
@@ -29,8 +29,7 @@ class Voiceprints(TypedDict):
 @routes.get("/api/v1/settings/connection")
 @documented(
     "Connection settings (admin)",
-    access=Access.SESSION,
-    answers={200: Answer("OK", connection.ConnectionView)},
+    answer=connection.ConnectionView,
 )
 async def get_connection(request: web.Request) -> web.Response:
     """GET /api/v1/settings/connection (admin)."""
@@ -46,9 +45,8 @@ async def get_connection(request: web.Request) -> web.Response:
 @routes.put("/api/v1/settings/connection")
 @documented(
     "Change the minimum call duration, the error webhook and whether voiceprints are kept (admin)",
-    access=Access.SESSION,
     body={JSON_TYPE: connection.ConnectionUpdate},
-    answers={200: Answer("Changed", connection.ConnectionView)},
+    answer=Answer("Changed", connection.ConnectionView),
     errors=INVALID,
 )
 async def put_connection(request: web.Request) -> web.Response:
@@ -70,11 +68,18 @@ async def put_connection(request: web.Request) -> web.Response:
 def _catalog_routes(path: str, kind: catalog.Kind, what: str) -> None:
     """CRUD of templates, bindings or tables for admins and supervisors (SPEC §4.1)."""
     roles = (Role.ADMIN, Role.SUPERVISOR)
+    body = {JSON_TYPE: kind.model}
+    view = kind.view_model
+    one = f"{path}/{{id}}"
 
+    @routes.get(path)
+    @documented(f"List {what}", list[view])  # type: ignore[valid-type]
     async def list_items(request: web.Request) -> web.Response:
         session = await require_session(request, *roles)
         return json_response(await catalog.list_all(request.app[INGEST].db, kind, session.user))
 
+    @routes.post(path)
+    @documented(f"Create {what}", body=body, answers={201: Answer("Created", view)}, errors=INVALID)
     async def create_item(request: web.Request) -> web.Response:
         session = await require_session(request, *roles)
         item = await read_model(request, kind.model)
@@ -83,11 +88,20 @@ def _catalog_routes(path: str, kind: catalog.Kind, what: str) -> None:
         log.info("catalog_created", kind=kind.collection, id=created["_id"], by=session.user.email)
         return json_response(catalog.view(created, session.user), 201)
 
+    @routes.get(one)
+    @documented(f"One of {what}", view, errors=MISSING)
     async def get_item(request: web.Request) -> web.Response:
         session = await require_session(request, *roles)
         document = await catalog.get(request.app[INGEST].db, kind, request.match_info["id"])
         return json_response(catalog.view(document, session.user))
 
+    @routes.put(one)
+    @documented(
+        f"Replace one of {what}",
+        Answer("Replaced", view),
+        body=body,
+        errors={**INVALID, **MISSING},
+    )
     async def replace_item(request: web.Request) -> web.Response:
         session = await require_session(request, *roles)
         item = await read_model(request, kind.model)
@@ -97,55 +111,18 @@ def _catalog_routes(path: str, kind: catalog.Kind, what: str) -> None:
         log.info("catalog_updated", kind=kind.collection, id=item_id, by=session.user.email)
         return json_response(catalog.view(updated, session.user))
 
+    @routes.delete(one)
+    @documented(
+        f"Delete one of {what}",
+        answers={204: Answer("Deleted")},
+        errors={**MISSING, 409: "conflict: still in use"},
+    )
     async def delete_item(request: web.Request) -> web.Response:
         session = await require_session(request, *roles)
         item_id = request.match_info["id"]
         await catalog.delete(request.app[INGEST].db, kind, item_id)
         log.info("catalog_deleted", kind=kind.collection, id=item_id, by=session.user.email)
         return web.Response(status=204)
-
-    body = {JSON_TYPE: kind.model}
-    view = kind.view_model
-    one = f"{path}/{{id}}"
-    routes.get(path)(
-        documented(
-            f"List {what}",
-            access=Access.SESSION,
-            answers={200: Answer("OK", list[view])},  # type: ignore[valid-type]
-        )(list_items)
-    )
-    routes.post(path)(
-        documented(
-            f"Create {what}",
-            access=Access.SESSION,
-            body=body,
-            answers={201: Answer("Created", view)},
-            errors=INVALID,
-        )(create_item)
-    )
-    routes.get(one)(
-        documented(
-            f"One of {what}",
-            access=Access.SESSION,
-            answers={200: Answer("OK", view)},
-            errors=MISSING,
-        )(get_item)
-    )
-    routes.put(one)(
-        documented(
-            f"Replace one of {what}",
-            access=Access.SESSION,
-            body=body,
-            answers={200: Answer("Replaced", view)},
-            errors={**INVALID, **MISSING},
-        )(replace_item)
-    )
-    routes.delete(one)(
-        documented(
-            f"Delete one of {what}", access=Access.SESSION, answers={204: Answer("Deleted")},
-            errors={**MISSING, 409: "conflict: still in use"},
-        )(delete_item)
-    )  # fmt: skip
 
 
 _catalog_routes("/api/v1/templates", catalog.TEMPLATE, "script templates")
@@ -157,7 +134,7 @@ _catalog_routes("/api/v1/tables", catalog.TABLE, "analytics tables")
 
 
 @routes.get("/api/v1/users")
-@documented("Users (admin)", access=Access.SESSION, answers={200: Answer("OK", list[UserRecord])})
+@documented("Users (admin)", answer=list[UserRecord])
 async def list_users(request: web.Request) -> web.Response:
     """GET /api/v1/users (admin)."""
     await require_session(request, Role.ADMIN)
@@ -167,7 +144,6 @@ async def list_users(request: web.Request) -> web.Response:
 @routes.post("/api/v1/users")
 @documented(
     "Create a user (admin)",
-    access=Access.SESSION,
     body={JSON_TYPE: UserForm},
     answers={201: Answer("Created", UserRecord)},
     errors={**INVALID, 409: "conflict: email taken"},
@@ -183,8 +159,7 @@ async def create_user(request: web.Request) -> web.Response:
 @routes.get("/api/v1/users/{id}")
 @documented(
     "One user (admin)",
-    access=Access.SESSION,
-    answers={200: Answer("OK", UserRecord)},
+    answer=UserRecord,
     errors=MISSING,
 )
 async def get_user(request: web.Request) -> web.Response:
@@ -198,9 +173,8 @@ async def get_user(request: web.Request) -> web.Response:
 @routes.put("/api/v1/users/{id}")
 @documented(
     "Change a user; password only when given (admin)",
-    access=Access.SESSION,
     body={JSON_TYPE: UserForm},
-    answers={200: Answer("Changed", UserRecord)},
+    answer=Answer("Changed", UserRecord),
     errors={**INVALID, **MISSING, 409: "conflict: the last admin, or email taken"},
 )
 async def update_user(request: web.Request) -> web.Response:
@@ -216,7 +190,6 @@ async def update_user(request: web.Request) -> web.Response:
 @routes.delete("/api/v1/users/{id}")
 @documented(
     "Delete a user (admin)",
-    access=Access.SESSION,
     answers={204: Answer("Deleted")},
     errors={**MISSING, 409: "conflict: the last admin"},
 )
@@ -232,8 +205,7 @@ async def delete_user(request: web.Request) -> web.Response:
 @routes.get("/api/v1/voiceprints")
 @documented(
     "Managers' voiceprints: calls and speech they were learnt from, never the numbers (admin)",
-    access=Access.SESSION,
-    answers={200: Answer("OK", Voiceprints)},
+    answer=Voiceprints,
 )
 async def list_voiceprints(request: web.Request) -> web.Response:
     """GET /api/v1/voiceprints (admin): whose voiceprints exist and what they came from."""
@@ -244,7 +216,6 @@ async def list_voiceprints(request: web.Request) -> web.Response:
 @routes.delete("/api/v1/voiceprints/{manager_id}")
 @documented(
     "Forget a manager's voiceprint and their calls' voice embeddings (admin)",
-    access=Access.SESSION,
     answers={204: Answer("Deleted")},
     errors=MISSING,
 )
