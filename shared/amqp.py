@@ -63,12 +63,19 @@ class ConsumerQueue:
 
     consumer: str
     routing_keys: tuple[str, ...]
+    single_active: bool = False  # one consumer at a time, whatever the replicas
 
 
 CONSUMER_QUEUES = (
     ConsumerQueue("downloader", (CallReceived.TYPE,)),
     ConsumerQueue("analyzer", (AudioStored.TYPE,)),
     ConsumerQueue("notifier", (CallAnalyzed.TYPE, CallSkipped.TYPE, CallFailed.TYPE)),
+    # The gateway's reports: every event that adds a call or changes its results.
+    ConsumerQueue(
+        "reports",
+        (CallReceived.TYPE, CallSkipped.TYPE, CallAnalyzed.TYPE, CallFailed.TYPE),
+        single_active=True,
+    ),
 )
 REQUEUE_DELAY_S = 5.0
 MAX_DELAY_QUEUES = 20
@@ -172,6 +179,7 @@ class Broker:
             arguments={
                 "x-dead-letter-exchange": self.dead_exchange_name,
                 "x-dead-letter-routing-key": spec.consumer,
+                **({"x-single-active-consumer": True} if spec.single_active else {}),
             },
         )
         for key in spec.routing_keys:

@@ -22,6 +22,7 @@ ENDPOINTS = "endpoints"
 LOGIN_FAILURES = "login_failures"
 WEB_SESSIONS = "web_sessions"
 COMMENTS = "comments"
+ROLLUPS = "call_rollups"
 VOICEPRINTS = "voiceprints"
 ANALYZER_WORKERS = "analyzer_workers"
 AUDIO_BUCKET = "audio"
@@ -63,6 +64,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     LOGIN_FAILURES: [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expiry")],
     COMMENTS: [IndexModel([("task_id", ASCENDING), ("at", ASCENDING)], name="task")],
+    ROLLUPS: [IndexModel([("day", ASCENDING), ("manager_id", ASCENDING)], name="day_manager")],
     # Records of analyzers killed without a clean stop are forgotten after a day.
     ANALYZER_WORKERS: [
         IndexModel([("seen_at", ASCENDING)], expireAfterSeconds=86400, name="forgotten")

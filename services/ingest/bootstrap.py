@@ -11,7 +11,7 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
-from services.ingest.backoffice import accounts
+from services.ingest.backoffice import accounts, rollups
 from services.ingest.backoffice.deliveries import give_deliveries_their_manager
 from services.ingest.backoffice.samples import ensure_samples
 from services.ingest.intake.tasks import IntakeState, refresh_intake_state
@@ -77,6 +77,8 @@ async def _provision(db: AsyncDatabase[Document], settings: Settings) -> IntakeS
         log.info("sample_script_created", hint="edit or delete it in the admin API")
     if fixed := await give_deliveries_their_manager(db):
         log.info("deliveries_given_their_manager", deliveries=fixed)
+    if (built := await rollups.ensure_built(db, settings.timezone)) is not None:
+        log.info("rollups_rebuilt", buckets=built, zone=settings.timezone)
     state = IntakeState(connection=connection, calls_per_minute=settings.estimate_calls_per_minute)
     await refresh_intake_state(db, state)
     return state
@@ -113,6 +115,7 @@ async def bootstrap(settings: Settings, metrics: IngestMetrics) -> AsyncIterator
         workers = [
             asyncio.create_task(relay.run(), name="outbox-relay"),
             asyncio.create_task(_refresh_forever(ingest), name="intake-state"),
+            asyncio.create_task(rollups.maintain(db, broker, settings.timezone), name="rollups"),
         ]
         try:
             yield ingest

@@ -1,6 +1,8 @@
-"""Operator commands: `python -m services.ingest.cli api-key | admin-password`.
+"""Operator commands: `python -m services.ingest.cli api-key | admin-password |
+rebuild-rollups`.
 
-They print secrets to the terminal on purpose (never to the logs).
+The first two print secrets to the terminal on purpose (never to the logs); the last
+recomputes the reports' rollups from every call.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import sys
 
 from pymongo.errors import PyMongoError
 
+from services.ingest.backoffice import rollups
 from services.ingest.backoffice.accounts import INITIAL_PASSWORD_FILE
 from shared.connection import load_connection_settings
 from shared.mongo import connect_mongo, database
@@ -34,14 +37,29 @@ async def _print_api_key(mongo_url: str) -> int:
     return 0
 
 
+async def _rebuild_rollups(mongo_url: str, timezone: str) -> int:
+    client = connect_mongo(mongo_url, timeout_s=3)
+    try:
+        buckets = await rollups.rebuild(database(client), timezone)
+    except PyMongoError as exc:
+        print(f"Cannot rebuild the rollups ({type(exc).__name__}).", file=sys.stderr)
+        return 1
+    finally:
+        await client.close()
+    print(f"{buckets} day × manager rollups rebuilt ({timezone})")
+    return 0
+
+
 def main() -> None:
     """Dispatch the sub-command."""
     parser = argparse.ArgumentParser(prog="python -m services.ingest.cli")
-    parser.add_argument("command", choices=["api-key", "admin-password"])
+    parser.add_argument("command", choices=["api-key", "admin-password", "rebuild-rollups"])
     command = parser.parse_args().command
     settings = load_settings()
     if command == "api-key":
         sys.exit(asyncio.run(_print_api_key(settings.mongo_url)))
+    if command == "rebuild-rollups":
+        sys.exit(asyncio.run(_rebuild_rollups(settings.mongo_url, settings.timezone)))
     password_file = settings.state_dir / INITIAL_PASSWORD_FILE
     if not password_file.exists():
         sys.exit(

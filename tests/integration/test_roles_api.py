@@ -11,6 +11,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from devtools.samples import analysed_call
+from services.ingest.backoffice import rollups
 from shared import voiceprints
 from shared.settings import Settings
 from tests.api_client import Client, admin, user
@@ -43,6 +44,7 @@ async def db(settings: Settings, ingest_client: Client) -> AsyncIterator[Any]:
     await database.calls.insert_many(
         [_mono(1, "mgr_1", uncertain=True), _mono(2, "mgr_2", uncertain=False), failed]
     )
+    await rollups.rebuild(database, settings.timezone)  # stored here, not through events
     yield database
     await client.close()
 

@@ -16,6 +16,7 @@ from gridfs.asynchronous import AsyncGridFSBucket
 from pymongo import AsyncMongoClient
 
 from devtools.samples import analysed_call
+from services.ingest.backoffice import rollups
 from services.ingest.backoffice.deliveries import give_deliveries_their_manager
 from shared.events import utcnow
 from shared.mongo import AUDIO_BUCKET
@@ -91,6 +92,7 @@ async def two_teams(settings: Settings, ingest_client: Client) -> AsyncIterator[
         await db.comments.insert_one(
             {"task_id": call["_id"], "author": "head@example.ru", "text": "заметка", "at": now}
         )
+    await rollups.rebuild(db, settings.timezone)  # stored here, not through events
     yield db
     await client.close()
 

@@ -10,6 +10,7 @@ from playwright.async_api import Browser, expect
 from pymongo import AsyncMongoClient
 
 from devtools.samples import analysed_call
+from services.ingest.backoffice import rollups
 from services.ingest.backoffice.accounts import hash_password, new_user_id
 from shared.events import utcnow
 from shared.settings import Settings
@@ -49,6 +50,7 @@ async def people(settings: Settings, live_ingest: str) -> AsyncIterator[Any]:
             analysed_call(2, manager_id="mgr_2", passed=0, applicable=2, days_ago=1),
         ]
     )
+    await rollups.rebuild(db, settings.timezone)  # stored here, not through events
     await db.tables.insert_one(
         {
             "_id": "tbl_1",

@@ -4,7 +4,7 @@ rows an analytics table collected, always within the viewer's visibility."""
 from __future__ import annotations
 
 import itertools
-from datetime import timedelta
+from datetime import date, timedelta
 from typing import Annotated, Any
 
 from pydantic import Field, WithJsonSchema
@@ -12,6 +12,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from typing_extensions import TypedDict
 
 from services.ingest.apidoc import IsoTime
+from services.ingest.backoffice import rollups
 from services.ingest.backoffice.accounts import User
 from services.ingest.backoffice.calls import EXPORT_LIMIT
 from services.ingest.backoffice.filters import CallFilters
@@ -47,10 +48,13 @@ class ManagersReport(TypedDict):
 
 
 async def managers(
-    db: AsyncDatabase[Document], viewer: User, filters: CallFilters
+    db: AsyncDatabase[Document], viewer: User, filters: CallFilters, *, rollup_zone: str
 ) -> ManagersReport:
     """Per manager in the period: rating (stages passed), calls, average score, perfect
-    calls, average talk ratio; and each manager's average score by week."""
+    calls, average talk ratio; and each manager's average score by week. From the
+    rollups when they hold the filters (kept in `rollup_zone`)."""
+    if rollups.answers(filters, rollup_zone):
+        return _managers_of(await rollups.buckets(db, viewer, filters))
     match = filters.query(viewer)
     rows = await (
         await calls(db).aggregate(
@@ -121,7 +125,39 @@ async def managers(
     }
 
 
-TALK_RATIO_BUCKETS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.000001)
+def _managers_of(buckets: list[Document]) -> ManagersReport:
+    """The rating from buckets (by day): a manager's sums, and their sums by week."""
+    totals: dict[str, tuple[str | None, rollups.Sums]] = {}
+    weekly: dict[str, dict[date, rollups.Sums]] = {}
+    week_of = rollups.weeks(date.fromisoformat(bucket["day"]) for bucket in buckets)
+    for bucket in buckets:
+        manager_id, sums = bucket["manager_id"], rollups.Sums.of(bucket)
+        name, total = totals.get(manager_id, (None, rollups.Sums()))
+        total.add(sums)
+        totals[manager_id] = (bucket["manager_name"] or name, total)
+        week = week_of[date.fromisoformat(bucket["day"])]
+        weekly.setdefault(manager_id, {}).setdefault(week, rollups.Sums()).add(sums)
+    order = sorted(totals, key=lambda manager_id: (-totals[manager_id][1].rating, manager_id))
+    return {
+        "items": [
+            {
+                "manager_id": manager_id,
+                "manager_name": totals[manager_id][0],
+                "calls": totals[manager_id][1].calls,
+                "analysed": totals[manager_id][1].analysed,
+                "rating": totals[manager_id][1].rating,
+                "average_score": _round(totals[manager_id][1].average_score()),
+                "perfect": totals[manager_id][1].perfect,
+                "talk_ratio": _round(totals[manager_id][1].average_talk_ratio(), 2),
+                "weekly": [
+                    {"week": week.isoformat(), "average": _round(sums.average_score())}
+                    for week, sums in sorted(weekly[manager_id].items())
+                    if sums.analysed
+                ],
+            }
+            for manager_id in order
+        ]
+    }
 
 
 class DayStats(TypedDict):
@@ -149,8 +185,13 @@ class Dashboard(TypedDict):
     talk_ratio: list[TalkRatioBucket]
 
 
-async def dashboard(db: AsyncDatabase[Document], viewer: User, filters: CallFilters) -> Dashboard:
-    """Calls and average score per day, the stages failed most often, the talk ratios."""
+async def dashboard(
+    db: AsyncDatabase[Document], viewer: User, filters: CallFilters, *, rollup_zone: str
+) -> Dashboard:
+    """Calls and average score per day, the stages failed most often, the talk ratios;
+    from the rollups when they hold the filters (kept in `rollup_zone`)."""
+    if rollups.answers(filters, rollup_zone):
+        return _dashboard_of(await rollups.buckets(db, viewer, filters), filters)
     match = filters.query(viewer)
     daily = await (
         await calls(db).aggregate(
@@ -198,7 +239,7 @@ async def dashboard(db: AsyncDatabase[Document], viewer: User, filters: CallFilt
                 {
                     "$bucket": {
                         "groupBy": "$results.metrics.talk_ratio",
-                        "boundaries": list(TALK_RATIO_BUCKETS),
+                        "boundaries": list(rollups.TALK_RATIO_BUCKETS),
                         "default": "other",
                         "output": {"calls": {"$sum": 1}},
                     }
@@ -206,9 +247,7 @@ async def dashboard(db: AsyncDatabase[Document], viewer: User, filters: CallFilt
             ]
         )
     ).to_list()
-    counts = {bucket["_id"]: bucket["calls"] for bucket in ratios}
-    first, last = filters.days()
-    days = [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+    lows = list(rollups.TALK_RATIO_BUCKETS)
     by_day = {row["_id"]: row for row in daily}
     return {
         "days": [
@@ -217,18 +256,48 @@ async def dashboard(db: AsyncDatabase[Document], viewer: User, filters: CallFilt
                 "calls": by_day.get(day, {}).get("calls", 0),
                 "average_score": _round(by_day.get(day, {}).get("average")),
             }
-            for day in days
+            for day in _days(filters)
         ],
         "failed_stages": [{"stage": row["_id"], "failed": row["failed"]} for row in failed_stages],
-        "talk_ratio": [
-            {
-                "from": low,
-                "to": min(high, 1.0),
-                "calls": counts.get(low, 0),
-            }
-            for low, high in itertools.pairwise(TALK_RATIO_BUCKETS)
-        ],
+        "talk_ratio": _talk_ratio(
+            {lows.index(row["_id"]): row["calls"] for row in ratios if row["_id"] in lows}
+        ),
     }
+
+
+def _dashboard_of(buckets: list[Document], filters: CallFilters) -> Dashboard:
+    by_day: dict[str, rollups.Sums] = {}
+    total = rollups.Sums()
+    for bucket in buckets:
+        sums = rollups.Sums.of(bucket)
+        by_day.setdefault(bucket["day"], rollups.Sums()).add(sums)
+        total.add(sums)
+    failed = sorted(total.failed_stages.items(), key=lambda item: (-item[1], item[0]))
+    return {
+        "days": [
+            {
+                "day": day,
+                "calls": by_day[day].calls if day in by_day else 0,
+                "average_score": _round(by_day[day].average_score()) if day in by_day else None,
+            }
+            for day in _days(filters)
+        ],
+        "failed_stages": [{"stage": name, "failed": count} for name, count in failed[:10]],
+        "talk_ratio": _talk_ratio(dict(enumerate(total.talk_buckets))),
+    }
+
+
+def _days(filters: CallFilters) -> list[str]:
+    first, last = filters.days()
+    return [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
+
+
+def _talk_ratio(counts: dict[int, int]) -> list[TalkRatioBucket]:
+    """The talk-ratio histogram from the calls in each bucket (by its index)."""
+    return [
+        {"from": low, "to": min(high, 1.0), "calls": counts.get(index, 0)}
+        for index, (low, high) in enumerate(itertools.pairwise(rollups.TALK_RATIO_BUCKETS))
+    ]
 
 
 def _round(value: float | None, digits: int = 1) -> float | None:

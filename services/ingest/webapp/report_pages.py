@@ -52,7 +52,12 @@ def _day_month(iso_day: str) -> str:
 async def managers_page(request: web.Request, session: Session) -> web.StreamResponse:
     """GET /managers: the rating, and each manager's average score by week."""
     filters, errors = _weeks_back(request, 8)
-    rating = await reports.managers(request.app[INGEST].db, session.user, filters)
+    rating = await reports.managers(
+        request.app[INGEST].db,
+        session.user,
+        filters,
+        rollup_zone=request.app[INGEST].settings.timezone,
+    )
     weeks = sorted({point["week"] for item in rating["items"] for point in item["weekly"]})
     series = [
         charts.Series(
@@ -84,7 +89,12 @@ async def managers_page(request: web.Request, session: Session) -> web.StreamRes
 async def dashboard_page(request: web.Request, session: Session) -> web.StreamResponse:
     """GET /dashboard: the period at a glance."""
     filters, errors = page_filters(request)
-    board = await reports.dashboard(request.app[INGEST].db, session.user, filters)
+    board = await reports.dashboard(
+        request.app[INGEST].db,
+        session.user,
+        filters,
+        rollup_zone=request.app[INGEST].settings.timezone,
+    )
     days = board["days"]
     labels = [_day_month(day["day"]) for day in days]
     scores = charts.Series("Средняя оценка", [day["average_score"] for day in days])

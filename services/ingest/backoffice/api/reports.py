@@ -35,7 +35,14 @@ async def managers(request: web.Request) -> web.Response:
     """GET /api/v1/managers (admin, supervisor): rating and averages in the period."""
     session = await require_session(request, Role.ADMIN, Role.SUPERVISOR)
     filters = call_filters(request)
-    return json_response(await reports.managers(request.app[INGEST].db, session.user, filters))
+    return json_response(
+        await reports.managers(
+            request.app[INGEST].db,
+            session.user,
+            filters,
+            rollup_zone=request.app[INGEST].settings.timezone,
+        )
+    )
 
 
 @routes.get("/api/v1/dashboard")
@@ -49,7 +56,14 @@ async def dashboard(request: web.Request) -> web.Response:
     """GET /api/v1/dashboard: calls and scores per day, failed stages, talk ratios."""
     session = await require_session(request)
     filters = call_filters(request)
-    return json_response(await reports.dashboard(request.app[INGEST].db, session.user, filters))
+    return json_response(
+        await reports.dashboard(
+            request.app[INGEST].db,
+            session.user,
+            filters,
+            rollup_zone=request.app[INGEST].settings.timezone,
+        )
+    )
 
 
 @routes.get("/api/v1/tables/{id}/rows")
