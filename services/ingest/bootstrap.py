@@ -11,11 +11,12 @@ from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import PyMongoError
 
-from services.ingest.backoffice import accounts, rollups
+from services.ingest.backoffice import accounts
 from services.ingest.backoffice.deliveries import give_deliveries_their_manager
 from services.ingest.backoffice.samples import ensure_samples
 from services.ingest.intake.tasks import IntakeState, refresh_intake_state
 from services.ingest.metrics import IngestMetrics
+from shared import rollups
 from shared.amqp import Broker
 from shared.connection import ensure_connection_settings
 from shared.group_commit import GroupWriter

@@ -13,8 +13,8 @@ import sys
 
 from pymongo.errors import PyMongoError
 
-from services.ingest.backoffice import rollups
 from services.ingest.backoffice.accounts import INITIAL_PASSWORD_FILE
+from shared import rollups
 from shared.connection import load_connection_settings
 from shared.mongo import connect_mongo, database
 from shared.settings import load_settings

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from services.notifier.bootstrap import bootstrap
 from services.notifier.handlers import consume
+from shared import rollups
 from shared.health import serve_worker, worker_health
 from shared.logging import get_logger
 from shared.settings import Settings
@@ -12,13 +15,17 @@ log = get_logger("services.notifier")
 
 
 async def run(settings: Settings) -> None:
-    """Turn results into deliveries and attempt them until cancelled."""
+    """Turn results into deliveries and attempt them, and keep the reports' rollups in
+    step with the calls, until cancelled."""
     async with (
         bootstrap(settings) as deps,
         worker_health(settings, deps.db, deps.broker, deps.metrics),
     ):
         log.info("notifier_started")
-        await consume(deps, prefetch=settings.notifier_prefetch)
+        await asyncio.gather(
+            consume(deps, prefetch=settings.notifier_prefetch),
+            rollups.maintain(deps.db, deps.broker, settings.timezone),
+        )
 
 
 def main() -> None:

@@ -15,7 +15,7 @@ from openpyxl import load_workbook
 from pymongo import AsyncMongoClient
 
 from devtools.samples import analysed_call
-from services.ingest.backoffice import rollups
+from shared import rollups
 from shared.mongo import AUDIO_BUCKET
 from shared.settings import Settings
 from tests.api_client import admin, user

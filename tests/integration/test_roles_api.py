@@ -11,8 +11,7 @@ import pytest
 from pymongo import AsyncMongoClient
 
 from devtools.samples import analysed_call
-from services.ingest.backoffice import rollups
-from shared import voiceprints
+from shared import rollups, voiceprints
 from shared.settings import Settings
 from tests.api_client import Client, admin, user
 

@@ -3,24 +3,26 @@ after a rebuild, and kept in step by the call events, each counted once."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from zoneinfo import ZoneInfo
 
 import pytest
-from aiohttp.test_utils import TestClient
 from pymongo import AsyncMongoClient
 
 from devtools.samples import analysed_call
-from services.ingest.backoffice import reports, rollups
+from services.ingest.backoffice import reports
 from services.ingest.backoffice.accounts import Role, User
 from services.ingest.backoffice.filters import CallFilters
+from services.ingest.backoffice.rollups import answers
+from shared import rollups
 from shared.amqp import Broker
 from shared.events import CallAnalyzed, Envelope
 from shared.settings import Settings
 from tests.helpers import wait_for
 
-Client = TestClient[Any, Any]
 ADMIN = User(id="u1", email="admin@example.ru", role=Role.ADMIN, manager_id=None, active=True)
 TEAM = User(
     id="u2",
@@ -75,7 +77,7 @@ async def test_reports_from_rollups_equal_aggregating_the_calls(
     db: Any, settings: Settings, viewer: User, period: dict[str, str]
 ) -> None:
     filters = CallFilters.from_query(period, tz=settings.timezone)
-    assert rollups.answers(filters, settings.timezone)
+    assert answers(filters, settings.timezone)
     zone = settings.timezone
     # No zone matches "": the reports aggregate the calls themselves.
     assert await reports.dashboard(db, viewer, filters, rollup_zone=zone) == (
@@ -89,13 +91,13 @@ async def test_reports_from_rollups_equal_aggregating_the_calls(
 
 async def test_filters_the_rollups_do_not_hold_aggregate_the_calls(settings: Settings) -> None:
     zone = settings.timezone
-    assert not rollups.answers(CallFilters.from_query({"status": "done"}, tz=zone), zone)
-    assert not rollups.answers(CallFilters.from_query({"score_min": "50"}, tz=zone), zone)
-    assert not rollups.answers(CallFilters.from_query({}, tz="UTC"), zone)
+    assert not answers(CallFilters.from_query({"status": "done"}, tz=zone), zone)
+    assert not answers(CallFilters.from_query({"score_min": "50"}, tz=zone), zone)
+    assert not answers(CallFilters.from_query({}, tz="UTC"), zone)
 
 
 async def test_a_rebuild_from_scratch_gives_the_same_buckets(db: Any, settings: Settings) -> None:
-    zone = rollups.ZoneInfo(settings.timezone)
+    zone = ZoneInfo(settings.timezone)
     for bucket in await db.call_rollups.find({}).to_list():
         day = datetime.fromisoformat(bucket["day"]).date()
         await rollups.refresh_bucket(db, zone, day, bucket["manager_id"])
@@ -112,15 +114,14 @@ async def _buckets(db: Any) -> list[dict[str, Any]]:
     return list(documents)
 
 
-async def test_call_events_keep_the_rollups_in_step_and_count_once(
-    ingest_client: Client, settings: Settings
-) -> None:
-    """The gateway refreshes a call's bucket on its events: a new call counts, a
-    re-analysis replaces its numbers, and an event delivered twice counts once."""
+async def test_call_events_keep_the_rollups_in_step_and_count_once(settings: Settings) -> None:
+    """What the notifier runs refreshes a call's bucket on its events: a new call counts,
+    a re-analysis replaces its numbers, and an event delivered twice counts once."""
     client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url, tz_aware=True)
     db = client.get_default_database()
     broker = Broker(settings.amqp_url, prefix=settings.amqp_prefix)
     await broker.connect()
+    maintaining = asyncio.create_task(rollups.maintain(db, broker, settings.timezone))
     try:
         call = analysed_call(1, manager_id="mgr_7", passed=1, applicable=2)
         await db.calls.insert_one(call)
@@ -154,5 +155,7 @@ async def test_call_events_keep_the_rollups_in_step_and_count_once(
         again = await wait_for(reanalysed, timeout_s=10)
         assert (again["calls"], again["analysed"], again["score_sum"]) == (1, 1, 100.0)
     finally:
+        maintaining.cancel()
+        await asyncio.gather(maintaining, return_exceptions=True)
         await broker.close()
         await client.close()

@@ -16,8 +16,8 @@ from gridfs.asynchronous import AsyncGridFSBucket
 from pymongo import AsyncMongoClient
 
 from devtools.samples import analysed_call
-from services.ingest.backoffice import rollups
 from services.ingest.backoffice.deliveries import give_deliveries_their_manager
+from shared import rollups
 from shared.events import utcnow
 from shared.mongo import AUDIO_BUCKET
 from shared.settings import Settings

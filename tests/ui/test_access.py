@@ -10,8 +10,8 @@ from playwright.async_api import Browser, expect
 from pymongo import AsyncMongoClient
 
 from devtools.samples import analysed_call
-from services.ingest.backoffice import rollups
 from services.ingest.backoffice.accounts import hash_password, new_user_id
+from shared import rollups
 from shared.events import utcnow
 from shared.settings import Settings
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD

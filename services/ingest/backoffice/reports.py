@@ -19,6 +19,7 @@ from services.ingest.backoffice.filters import CallFilters
 from services.ingest.intake.tasks import TaskId, iso
 from shared.mongo import Document, calls
 from shared.results import Percent
+from shared.rollups import TALK_RATIO_BUCKETS, Sums
 
 Day = Annotated[str, WithJsonSchema({"type": "string", "format": "date"})]
 Ratio = Annotated[float, Field(ge=0, le=1)]
@@ -127,16 +128,16 @@ async def managers(
 
 def _managers_of(buckets: list[Document]) -> ManagersReport:
     """The rating from buckets (by day): a manager's sums, and their sums by week."""
-    totals: dict[str, tuple[str | None, rollups.Sums]] = {}
-    weekly: dict[str, dict[date, rollups.Sums]] = {}
+    totals: dict[str, tuple[str | None, Sums]] = {}
+    weekly: dict[str, dict[date, Sums]] = {}
     week_of = rollups.weeks(date.fromisoformat(bucket["day"]) for bucket in buckets)
     for bucket in buckets:
-        manager_id, sums = bucket["manager_id"], rollups.Sums.of(bucket)
-        name, total = totals.get(manager_id, (None, rollups.Sums()))
+        manager_id, sums = bucket["manager_id"], Sums.of(bucket)
+        name, total = totals.get(manager_id, (None, Sums()))
         total.add(sums)
         totals[manager_id] = (bucket["manager_name"] or name, total)
         week = week_of[date.fromisoformat(bucket["day"])]
-        weekly.setdefault(manager_id, {}).setdefault(week, rollups.Sums()).add(sums)
+        weekly.setdefault(manager_id, {}).setdefault(week, Sums()).add(sums)
     order = sorted(totals, key=lambda manager_id: (-totals[manager_id][1].rating, manager_id))
     return {
         "items": [
@@ -239,7 +240,7 @@ async def dashboard(
                 {
                     "$bucket": {
                         "groupBy": "$results.metrics.talk_ratio",
-                        "boundaries": list(rollups.TALK_RATIO_BUCKETS),
+                        "boundaries": list(TALK_RATIO_BUCKETS),
                         "default": "other",
                         "output": {"calls": {"$sum": 1}},
                     }
@@ -247,7 +248,7 @@ async def dashboard(
             ]
         )
     ).to_list()
-    lows = list(rollups.TALK_RATIO_BUCKETS)
+    lows = list(TALK_RATIO_BUCKETS)
     by_day = {row["_id"]: row for row in daily}
     return {
         "days": [
@@ -266,11 +267,11 @@ async def dashboard(
 
 
 def _dashboard_of(buckets: list[Document], filters: CallFilters) -> Dashboard:
-    by_day: dict[str, rollups.Sums] = {}
-    total = rollups.Sums()
+    by_day: dict[str, Sums] = {}
+    total = Sums()
     for bucket in buckets:
-        sums = rollups.Sums.of(bucket)
-        by_day.setdefault(bucket["day"], rollups.Sums()).add(sums)
+        sums = Sums.of(bucket)
+        by_day.setdefault(bucket["day"], Sums()).add(sums)
         total.add(sums)
     failed = sorted(total.failed_stages.items(), key=lambda item: (-item[1], item[0]))
     return {
@@ -296,7 +297,7 @@ def _talk_ratio(counts: dict[int, int]) -> list[TalkRatioBucket]:
     """The talk-ratio histogram from the calls in each bucket (by its index)."""
     return [
         {"from": low, "to": min(high, 1.0), "calls": counts.get(index, 0)}
-        for index, (low, high) in enumerate(itertools.pairwise(rollups.TALK_RATIO_BUCKETS))
+        for index, (low, high) in enumerate(itertools.pairwise(TALK_RATIO_BUCKETS))
     ]
 
 

@@ -1,0 +1,311 @@
+"""What the reports (the dashboard, the managers' rating) add up, kept per day × manager,
+so that a report costs the days and managers it shows, not every call of its period.
+
+A bucket (one manager's calls of one day, days in the configured zone) is always
+recomputed from its calls, never incremented: recomputing twice gives the same numbers,
+so an event delivered twice counts once and a lost race is mended by the next refresh.
+The notifier refreshes the bucket of every call event (`call.received`, `.skipped`,
+`.analyzed`, `.failed`: a new call, results, results again), coalescing a burst into one
+refresh per bucket (a worker's job: the gateway's intake does not pay for it); `rebuild`
+recomputes them all (at the gateway's first start, when the zone changes, by a CLI
+command). The back office reads them (`services/ingest/backoffice/rollups.py`).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, time, timedelta
+from time import monotonic
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from pymongo import UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+
+from shared.amqp import Broker
+from shared.events import Envelope, Event, utcnow
+from shared.logging import get_logger
+from shared.mongo import ROLLUPS, SETTINGS, Document, calls
+
+log = get_logger(__name__)
+
+CONSUMER = "reports"
+META_ID = "rollups"
+FLUSH_DELAY_S = 0.2  # a burst of events for the same buckets becomes one refresh each
+IDLE_PER_BUSY = 9  # after refreshing for a second, wait nine
+BUCKET_CALLS_PER_S = 200
+PREFETCH = 500
+TALK_RATIO_BUCKETS = (0.0, 0.2, 0.4, 0.6, 0.8, 1.000001)
+# What a bucket reads of each call.
+_FIELDS = {
+    "manager_id": 1,
+    "manager_name": 1,
+    "received_at": 1,
+    "score": 1,
+    "results.metrics.talk_ratio": 1,
+    "results.checklists.stages.name": 1,
+    "results.checklists.stages.applicable": 1,
+    "results.checklists.stages.passed": 1,
+}
+
+
+def talk_bucket(ratio: Any) -> int | None:
+    """Which talk-ratio bucket a ratio falls in (None: not a number, or out of range)."""
+    if not isinstance(ratio, int | float) or isinstance(ratio, bool):
+        return None
+    for index, (low, high) in enumerate(itertools.pairwise(TALK_RATIO_BUCKETS)):
+        if low <= ratio < high:
+            return index
+    return None
+
+
+@dataclass
+class Sums:
+    """What a set of calls adds up to, for the reports."""
+
+    calls: int = 0
+    analysed: int = 0  # with a score
+    rating: int = 0  # stages passed
+    perfect: int = 0
+    score_sum: float = 0.0
+    talk_sum: float = 0.0
+    talk_n: int = 0
+    talk_buckets: list[int] = field(default_factory=lambda: [0] * 5)
+    failed_stages: Counter[str] = field(default_factory=Counter)
+
+    def add_call(self, call: Document) -> None:
+        self.calls += 1
+        score = call.get("score")
+        if score is not None:
+            self.analysed += 1
+            self.rating += score.get("passed") or 0
+            self.perfect += score.get("perfect") is True
+            self.score_sum += score["percent"]
+        results = call.get("results") or {}
+        ratio = (results.get("metrics") or {}).get("talk_ratio")
+        bucket = talk_bucket(ratio)
+        if bucket is not None:
+            self.talk_buckets[bucket] += 1
+        if isinstance(ratio, int | float) and not isinstance(ratio, bool):
+            self.talk_sum += ratio
+            self.talk_n += 1
+        for checklist in results.get("checklists") or []:
+            for stage in checklist.get("stages") or []:
+                if stage.get("applicable") is True and stage.get("passed") is False:
+                    self.failed_stages[stage["name"]] += 1
+
+    def add(self, other: Sums) -> None:
+        self.calls += other.calls
+        self.analysed += other.analysed
+        self.rating += other.rating
+        self.perfect += other.perfect
+        self.score_sum += other.score_sum
+        self.talk_sum += other.talk_sum
+        self.talk_n += other.talk_n
+        self.talk_buckets = [
+            a + b for a, b in zip(self.talk_buckets, other.talk_buckets, strict=True)
+        ]
+        self.failed_stages.update(other.failed_stages)
+
+    def average_score(self) -> float | None:
+        return self.score_sum / self.analysed if self.analysed else None
+
+    def average_talk_ratio(self) -> float | None:
+        return self.talk_sum / self.talk_n if self.talk_n else None
+
+    def document(self) -> Document:
+        return {
+            "calls": self.calls,
+            "analysed": self.analysed,
+            "rating": self.rating,
+            "perfect": self.perfect,
+            "score_sum": self.score_sum,
+            "talk_sum": self.talk_sum,
+            "talk_n": self.talk_n,
+            "talk_buckets": self.talk_buckets,
+            # Stage names may hold dots, so not as field names.
+            "failed_stages": [
+                {"stage": name, "failed": count} for name, count in self.failed_stages.items()
+            ],
+        }
+
+    @classmethod
+    def of(cls, document: Document) -> Sums:
+        return cls(
+            calls=document["calls"],
+            analysed=document["analysed"],
+            rating=document["rating"],
+            perfect=document["perfect"],
+            score_sum=document["score_sum"],
+            talk_sum=document["talk_sum"],
+            talk_n=document["talk_n"],
+            talk_buckets=list(document["talk_buckets"]),
+            failed_stages=Counter(
+                {row["stage"]: row["failed"] for row in document["failed_stages"]}
+            ),
+        )
+
+
+def local_day(moment: datetime, zone: ZoneInfo) -> date:
+    return moment.replace(tzinfo=moment.tzinfo or UTC).astimezone(zone).date()
+
+
+def _day_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
+    start = datetime.combine(day, time.min, zone).astimezone(UTC)
+    return start, datetime.combine(day + timedelta(days=1), time.min, zone).astimezone(UTC)
+
+
+def _bucket_id(day: date, manager_id: str) -> str:
+    return f"{day.isoformat()}|{manager_id}"
+
+
+def _bucket_document(day: date, manager_id: str, name: str | None, sums: Sums) -> Document:
+    return {
+        "day": day.isoformat(),
+        "manager_id": manager_id,
+        "manager_name": name,
+        **sums.document(),
+        "computed_at": utcnow(),
+    }
+
+
+async def refresh_bucket(
+    db: AsyncDatabase[Document], zone: ZoneInfo, day: date, manager_id: str
+) -> int:
+    """Recompute one manager's day from its calls (an empty day is deleted); how many
+    calls it has."""
+    start, end = _day_bounds(day, zone)
+    cursor = calls(db).find(
+        {"manager_id": manager_id, "received_at": {"$gte": start, "$lt": end}}, _FIELDS
+    )
+    sums, name = Sums(), None
+    async for call in cursor.sort("received_at", 1):
+        sums.add_call(call)
+        name = call.get("manager_name") or name
+    bucket_id = _bucket_id(day, manager_id)
+    if not sums.calls:
+        await db[ROLLUPS].delete_one({"_id": bucket_id})
+        return 0
+    document = _bucket_document(day, manager_id, name, sums)
+    await db[ROLLUPS].replace_one({"_id": bucket_id}, document, upsert=True)
+    return sums.calls
+
+
+async def rebuild(db: AsyncDatabase[Document], timezone: str) -> int:
+    """Recompute every bucket from all the calls (in the zone); how many there are."""
+    zone = ZoneInfo(timezone)
+    buckets: dict[tuple[date, str], tuple[str | None, Sums]] = {}
+    async for call in calls(db).find({}, _FIELDS).sort("received_at", 1):
+        key = (local_day(call["received_at"], zone), call["manager_id"])
+        name, sums = buckets.get(key, (None, Sums()))
+        sums.add_call(call)
+        buckets[key] = (call.get("manager_name") or name, sums)
+    await db[ROLLUPS].delete_many({})
+    writes = [
+        UpdateOne(
+            {"_id": _bucket_id(day, manager_id)},
+            {"$set": _bucket_document(day, manager_id, name, sums)},
+            upsert=True,
+        )
+        for (day, manager_id), (name, sums) in buckets.items()
+    ]
+    for start in range(0, len(writes), 1000):
+        await db[ROLLUPS].bulk_write(writes[start : start + 1000], ordered=False)
+    await db[SETTINGS].replace_one(
+        {"_id": META_ID}, {"zone": timezone, "built_at": utcnow()}, upsert=True
+    )
+    return len(buckets)
+
+
+async def ensure_built(db: AsyncDatabase[Document], timezone: str) -> int | None:
+    """Rebuild when the rollups were never built, or for another zone; buckets made."""
+    meta = await db[SETTINGS].find_one({"_id": META_ID})
+    if meta is not None and meta.get("zone") == timezone:
+        return None
+    return await rebuild(db, timezone)
+
+
+class Refresher:
+    """Refreshes the buckets of the calls whose events arrive, a burst at a time: an event
+    is acknowledged once its call's bucket was recomputed after the event arrived.
+
+    Under a heavy intake the reports lag a little rather than slow the intake down: at
+    most a tenth of the time goes to refreshing, and a bucket of n calls is refreshed at
+    most every n / BUCKET_CALLS_PER_S seconds (a manager's day of 100 calls: half a
+    second; thousands of calls under one manager id: seconds)."""
+
+    def __init__(self, db: AsyncDatabase[Document], timezone: str) -> None:
+        self._db = db
+        self._zone = ZoneInfo(timezone)
+        self._waiting: dict[str, asyncio.Future[None]] = {}  # by task id
+        self._not_before: dict[tuple[date, str], float] = {}  # by bucket
+        self._wake = asyncio.Event()
+
+    async def handle(self, envelope: Envelope, _event: Event) -> None:
+        if envelope.task_id not in self._waiting:
+            self._waiting[envelope.task_id] = asyncio.get_running_loop().create_future()
+        self._wake.set()
+        await asyncio.shield(self._waiting[envelope.task_id])
+
+    async def run(self) -> None:
+        while True:
+            await self._wake.wait()
+            await asyncio.sleep(FLUSH_DELAY_S)
+            self._wake.clear()
+            waiting, self._waiting = self._waiting, {}
+            started = monotonic()
+            try:
+                deferred = await self._refresh(list(waiting))
+            except Exception as exc:  # the events are requeued and come back
+                log.warning("rollup_refresh_failed", error=repr(exc))
+                for done in waiting.values():
+                    done.set_exception(exc)
+            else:
+                for task_id, done in waiting.items():
+                    if task_id in deferred:
+                        self._wait_again(task_id, done)
+                    else:
+                        done.set_result(None)
+            await asyncio.sleep((monotonic() - started) * IDLE_PER_BUSY)
+
+    def _wait_again(self, task_id: str, done: asyncio.Future[None]) -> None:
+        later = self._waiting.setdefault(task_id, done)
+        if later is not done:  # the same call's event came again meanwhile
+            later.add_done_callback(lambda _: done.set_result(None))
+
+    async def _refresh(self, task_ids: list[str]) -> set[str]:
+        """Refresh the buckets of these calls that are due; the calls whose bucket is not."""
+        found = calls(self._db).find(
+            {"_id": {"$in": task_ids}}, {"manager_id": 1, "received_at": 1}
+        )
+        by_bucket: dict[tuple[date, str], list[str]] = {}
+        async for call in found:  # a call not stored: nothing counted
+            key = (local_day(call["received_at"], self._zone), call["manager_id"])
+            by_bucket.setdefault(key, []).append(call["_id"])
+        now = monotonic()
+        self._not_before = {key: at for key, at in self._not_before.items() if at > now}
+        deferred: set[str] = set()
+        for key in sorted(by_bucket):
+            if key in self._not_before:
+                deferred.update(by_bucket[key])
+                continue
+            size = await refresh_bucket(self._db, self._zone, *key)
+            self._not_before[key] = monotonic() + size / BUCKET_CALLS_PER_S
+        if deferred:
+            due_in = min(self._not_before.values()) - monotonic()
+            asyncio.get_running_loop().call_later(max(0.0, due_in), self._wake.set)
+        return deferred
+
+
+async def maintain(db: AsyncDatabase[Document], broker: Broker, timezone: str) -> None:
+    """Keep the rollups in step with the call events, until cancelled."""
+    refresher = Refresher(db, timezone)
+    flushing = asyncio.create_task(refresher.run(), name="rollup-refresh")
+    try:
+        await broker.consume(CONSUMER, refresher.handle, prefetch=PREFETCH)
+    finally:
+        flushing.cancel()
+        await asyncio.gather(flushing, return_exceptions=True)
