@@ -19,7 +19,6 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from time import monotonic
-from typing import Any
 from zoneinfo import ZoneInfo
 
 from pymongo import UpdateOne
@@ -52,10 +51,8 @@ _FIELDS = {
 }
 
 
-def talk_bucket(ratio: Any) -> int | None:
-    """Which talk-ratio bucket a ratio falls in (None: not a number, or out of range)."""
-    if not isinstance(ratio, int | float) or isinstance(ratio, bool):
-        return None
+def talk_bucket(ratio: float) -> int | None:
+    """Which talk-ratio bucket a ratio falls in (None: out of range)."""
     for index, (low, high) in enumerate(itertools.pairwise(TALK_RATIO_BUCKETS)):
         if low <= ratio < high:
             return index
@@ -75,9 +72,12 @@ class Sums:
     talk_n: int = 0
     talk_buckets: list[int] = field(default_factory=lambda: [0] * 5)
     failed_stages: Counter[str] = field(default_factory=Counter)
+    manager_name: str | None = None  # the latest the calls gave
 
     def add_call(self, call: Document) -> None:
+        """Count a call (calls in the order they were received)."""
         self.calls += 1
+        self.manager_name = call.get("manager_name") or self.manager_name
         score = call.get("score")
         if score is not None:
             self.analysed += 1
@@ -86,18 +86,20 @@ class Sums:
             self.score_sum += score["percent"]
         results = call.get("results") or {}
         ratio = (results.get("metrics") or {}).get("talk_ratio")
-        bucket = talk_bucket(ratio)
-        if bucket is not None:
-            self.talk_buckets[bucket] += 1
         if isinstance(ratio, int | float) and not isinstance(ratio, bool):
             self.talk_sum += ratio
             self.talk_n += 1
+            bucket = talk_bucket(ratio)
+            if bucket is not None:
+                self.talk_buckets[bucket] += 1
         for checklist in results.get("checklists") or []:
             for stage in checklist.get("stages") or []:
                 if stage.get("applicable") is True and stage.get("passed") is False:
                     self.failed_stages[stage["name"]] += 1
 
     def add(self, other: Sums) -> None:
+        """Add what later calls added up to."""
+        self.manager_name = other.manager_name or self.manager_name
         self.calls += other.calls
         self.analysed += other.analysed
         self.rating += other.rating
@@ -118,6 +120,7 @@ class Sums:
 
     def document(self) -> Document:
         return {
+            "manager_name": self.manager_name,
             "calls": self.calls,
             "analysed": self.analysed,
             "rating": self.rating,
@@ -146,6 +149,7 @@ class Sums:
             failed_stages=Counter(
                 {row["stage"]: row["failed"] for row in document["failed_stages"]}
             ),
+            manager_name=document["manager_name"],
         )
 
 
@@ -162,11 +166,10 @@ def _bucket_id(day: date, manager_id: str) -> str:
     return f"{day.isoformat()}|{manager_id}"
 
 
-def _bucket_document(day: date, manager_id: str, name: str | None, sums: Sums) -> Document:
+def _bucket_document(day: date, manager_id: str, sums: Sums) -> Document:
     return {
         "day": day.isoformat(),
         "manager_id": manager_id,
-        "manager_name": name,
         **sums.document(),
         "computed_at": utcnow(),
     }
@@ -181,15 +184,14 @@ async def refresh_bucket(
     cursor = calls(db).find(
         {"manager_id": manager_id, "received_at": {"$gte": start, "$lt": end}}, _FIELDS
     )
-    sums, name = Sums(), None
+    sums = Sums()
     async for call in cursor.sort("received_at", 1):
         sums.add_call(call)
-        name = call.get("manager_name") or name
     bucket_id = _bucket_id(day, manager_id)
     if not sums.calls:
         await db[ROLLUPS].delete_one({"_id": bucket_id})
         return 0
-    document = _bucket_document(day, manager_id, name, sums)
+    document = _bucket_document(day, manager_id, sums)
     await db[ROLLUPS].replace_one({"_id": bucket_id}, document, upsert=True)
     return sums.calls
 
@@ -197,20 +199,18 @@ async def refresh_bucket(
 async def rebuild(db: AsyncDatabase[Document], timezone: str) -> int:
     """Recompute every bucket from all the calls (in the zone); how many there are."""
     zone = ZoneInfo(timezone)
-    buckets: dict[tuple[date, str], tuple[str | None, Sums]] = {}
+    buckets: dict[tuple[date, str], Sums] = {}
     async for call in calls(db).find({}, _FIELDS).sort("received_at", 1):
         key = (local_day(call["received_at"], zone), call["manager_id"])
-        name, sums = buckets.get(key, (None, Sums()))
-        sums.add_call(call)
-        buckets[key] = (call.get("manager_name") or name, sums)
+        buckets.setdefault(key, Sums()).add_call(call)
     await db[ROLLUPS].delete_many({})
     writes = [
         UpdateOne(
             {"_id": _bucket_id(day, manager_id)},
-            {"$set": _bucket_document(day, manager_id, name, sums)},
+            {"$set": _bucket_document(day, manager_id, sums)},
             upsert=True,
         )
-        for (day, manager_id), (name, sums) in buckets.items()
+        for (day, manager_id), sums in buckets.items()
     ]
     for start in range(0, len(writes), 1000):
         await db[ROLLUPS].bulk_write(writes[start : start + 1000], ordered=False)
@@ -273,8 +273,8 @@ class Refresher:
 
     def _wait_again(self, task_id: str, done: asyncio.Future[None]) -> None:
         later = self._waiting.setdefault(task_id, done)
-        if later is not done:  # the same call's event came again meanwhile
-            later.add_done_callback(lambda _: done.set_result(None))
+        if later is not done:  # the same call's event came again meanwhile: share its fate
+            later.add_done_callback(lambda refreshed: _settle_like(done, refreshed))
 
     async def _refresh(self, task_ids: list[str]) -> set[str]:
         """Refresh the buckets of these calls that are due; the calls whose bucket is not."""
@@ -298,6 +298,14 @@ class Refresher:
             due_in = min(self._not_before.values()) - monotonic()
             asyncio.get_running_loop().call_later(max(0.0, due_in), self._wake.set)
         return deferred
+
+
+def _settle_like(future: asyncio.Future[None], settled: asyncio.Future[None]) -> None:
+    error = settled.exception()
+    if error is None:
+        future.set_result(None)
+    else:
+        future.set_exception(error)
 
 
 async def maintain(db: AsyncDatabase[Document], broker: Broker, timezone: str) -> None:

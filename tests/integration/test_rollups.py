@@ -159,3 +159,17 @@ async def test_call_events_keep_the_rollups_in_step_and_count_once(settings: Set
         await asyncio.gather(maintaining, return_exceptions=True)
         await broker.close()
         await client.close()
+
+
+async def test_an_event_waiting_on_a_later_refresh_shares_its_failure(settings: Settings) -> None:
+    """A call whose bucket was not due waits for the next refresh; when the same call's
+    event came again meanwhile it waits on that one, and is not acknowledged if it fails."""
+    refresher = rollups.Refresher(None, settings.timezone)  # type: ignore[arg-type]
+    loop = asyncio.get_running_loop()
+    later: asyncio.Future[None] = loop.create_future()
+    refresher._waiting["task_1"] = later
+    deferred: asyncio.Future[None] = loop.create_future()
+    refresher._wait_again("task_1", deferred)
+    later.set_exception(ConnectionError("database away"))
+    with pytest.raises(ConnectionError):
+        await deferred

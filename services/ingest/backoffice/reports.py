@@ -128,35 +128,33 @@ async def managers(
 
 def _managers_of(buckets: list[Document]) -> ManagersReport:
     """The rating from buckets (by day): a manager's sums, and their sums by week."""
-    totals: dict[str, tuple[str | None, Sums]] = {}
+    totals: dict[str, Sums] = {}
     weekly: dict[str, dict[date, Sums]] = {}
     week_of = rollups.weeks(date.fromisoformat(bucket["day"]) for bucket in buckets)
     for bucket in buckets:
         manager_id, sums = bucket["manager_id"], Sums.of(bucket)
-        name, total = totals.get(manager_id, (None, Sums()))
-        total.add(sums)
-        totals[manager_id] = (bucket["manager_name"] or name, total)
+        totals.setdefault(manager_id, Sums()).add(sums)
         week = week_of[date.fromisoformat(bucket["day"])]
         weekly.setdefault(manager_id, {}).setdefault(week, Sums()).add(sums)
-    order = sorted(totals, key=lambda manager_id: (-totals[manager_id][1].rating, manager_id))
+    by_rating = sorted(totals.items(), key=lambda item: (-item[1].rating, item[0]))
     return {
         "items": [
             {
                 "manager_id": manager_id,
-                "manager_name": totals[manager_id][0],
-                "calls": totals[manager_id][1].calls,
-                "analysed": totals[manager_id][1].analysed,
-                "rating": totals[manager_id][1].rating,
-                "average_score": _round(totals[manager_id][1].average_score()),
-                "perfect": totals[manager_id][1].perfect,
-                "talk_ratio": _round(totals[manager_id][1].average_talk_ratio(), 2),
+                "manager_name": total.manager_name,
+                "calls": total.calls,
+                "analysed": total.analysed,
+                "rating": total.rating,
+                "average_score": _round(total.average_score()),
+                "perfect": total.perfect,
+                "talk_ratio": _round(total.average_talk_ratio(), 2),
                 "weekly": [
                     {"week": week.isoformat(), "average": _round(sums.average_score())}
                     for week, sums in sorted(weekly[manager_id].items())
                     if sums.analysed
                 ],
             }
-            for manager_id in order
+            for manager_id, total in by_rating
         ]
     }
 
