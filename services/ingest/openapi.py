@@ -100,12 +100,13 @@ def _query_parameters(model: type[BaseModel]) -> list[JsonSchema]:
     ]
 
 
+def _json_content(schema: JsonSchema) -> JsonSchema:
+    return {JSON_TYPE: {"schema": schema}}
+
+
 def _render(
     path: str, operation: Operation, schemas: dict[tuple[Any, Mode], JsonSchema]
 ) -> JsonSchema:
-    def json_content(schema: JsonSchema) -> JsonSchema:
-        return {JSON_TYPE: {"schema": schema}}
-
     parameters = [
         {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
         for name in re.findall(r"\{(\w+)\}", path)
@@ -122,7 +123,7 @@ def _render(
         response: JsonSchema = {"description": answer.description}
         content: JsonSchema = {}
         if answer.schema is not None:
-            content = json_content(schemas[answer.schema, "serialization"])
+            content = _json_content(schemas[answer.schema, "serialization"])
         if answer.media_type is not None:
             content[answer.media_type] = {"schema": {"type": "string"}}
         if answer.xlsx:
@@ -131,7 +132,7 @@ def _render(
         if content:
             response["content"] = content
         responses[str(status)] = response
-    error = json_content(schemas[ErrorBody, "serialization"])
+    error = _json_content(schemas[ErrorBody, "serialization"])
     for status, meaning in sorted({**_ACCESS_ERRORS[operation.access], **operation.errors}.items()):
         responses.setdefault(str(status), {"description": meaning, "content": error})
     rendered: JsonSchema = {"summary": operation.summary}
@@ -156,7 +157,7 @@ def _webhook(body: type[BaseModel], schema: JsonSchema) -> JsonSchema:
         "post": {
             "summary": (body.__doc__ or "").strip(),
             "description": WEBHOOK_DELIVERY,
-            "requestBody": {"required": True, "content": {JSON_TYPE: {"schema": schema}}},
+            "requestBody": {"required": True, "content": _json_content(schema)},
             "responses": {
                 "2XX": {"description": "Received: not sent again"},
                 "410": {"description": "Gone: nothing more is sent to this URL"},
