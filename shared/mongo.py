@@ -23,6 +23,7 @@ LOGIN_FAILURES = "login_failures"
 WEB_SESSIONS = "web_sessions"
 COMMENTS = "comments"
 ROLLUPS = "call_rollups"
+SCORE_VALUES = "score_values"
 VOICEPRINTS = "voiceprints"
 ANALYZER_WORKERS = "analyzer_workers"
 AUDIO_BUCKET = "audio"
@@ -40,9 +41,10 @@ INDEXES: dict[str, list[IndexModel]] = {
         ),
         IndexModel([("status", ASCENDING), ("received_at", DESCENDING)], name="status_received"),
         IndexModel([("received_at", DESCENDING)], name="received_at"),
-        # A manager's (or a team's) calls by date. Sorting by score needs no index of its
-        # own: the date range comes first, and a week of calls sorts in memory.
+        # A manager's (or a team's) calls by date.
         IndexModel([("manager_id", ASCENDING), ("received_at", DESCENDING)], name="manager"),
+        # The score sorts: one score's calls by date (`services/ingest/backoffice/seek.py`).
+        IndexModel([("score.percent", ASCENDING), ("received_at", DESCENDING)], name="score"),
         IndexModel(
             [("analysis.state", ASCENDING), ("analysis.lease_until", ASCENDING)],
             partialFilterExpression={"analysis.state": {"$exists": True}},
@@ -101,6 +103,24 @@ async def ensure_indexes(db: AsyncDatabase[Document]) -> None:
 async def ping(db: AsyncDatabase[Document]) -> None:
     """Round-trip to the server; raises when it cannot be reached."""
     await db.command("ping")
+
+
+def all_of(*conditions: Document) -> Document:
+    """Conditions that must all hold, as one filter with its fields at the top, in the
+    order given: SecantusDB plans no index for a filter under a top-level `$and` (it
+    scans the collection), and tries the fields in order, so the most selective indexed
+    field goes first. A field two conditions restrict is combined under `$and`."""
+    merged: Document = {}
+    again: list[Document] = []
+    for condition in conditions:
+        for field, value in condition.items():
+            if field in merged:
+                again.append({field: value})
+            else:
+                merged[field] = value
+    if again:
+        merged["$and"] = again
+    return merged
 
 
 def calls(db: AsyncDatabase[Document]) -> AsyncCollection[Document]:

@@ -27,12 +27,13 @@ from pymongo.asynchronous.database import AsyncDatabase
 from shared.amqp import Broker
 from shared.events import Envelope, Event, utcnow
 from shared.logging import get_logger
-from shared.mongo import ROLLUPS, SETTINGS, Document, calls
+from shared.mongo import ROLLUPS, SCORE_VALUES, SETTINGS, Document, calls
 
 log = get_logger(__name__)
 
 CONSUMER = "reports"
 META_ID = "rollups"
+VERSION = 2  # what a rebuild makes: the buckets and the score values
 FLUSH_DELAY_S = 0.2  # a burst of events for the same buckets becomes one refresh each
 IDLE_PER_BUSY = 9  # after refreshing for a second, wait nine
 BUCKET_CALLS_PER_S = 200
@@ -196,13 +197,30 @@ async def refresh_bucket(
     return sums.calls
 
 
+async def remember_score(db: AsyncDatabase[Document], percent: float) -> None:
+    """Note a score a call has, before the call is stored with it: the score sorts walk
+    the scores there are (a few dozen at most: passed of applicable stages)."""
+    await db[SCORE_VALUES].replace_one({"_id": percent}, {"_id": percent}, upsert=True)
+
+
+async def score_values(db: AsyncDatabase[Document]) -> list[float]:
+    """Every score a call has had, lowest first."""
+    return sorted(value["_id"] for value in await db[SCORE_VALUES].find({}).to_list())
+
+
 async def rebuild(db: AsyncDatabase[Document], timezone: str) -> int:
-    """Recompute every bucket from all the calls (in the zone); how many there are."""
+    """Recompute every bucket from all the calls (in the zone), and note every score they
+    have; how many buckets there are."""
     zone = ZoneInfo(timezone)
     buckets: dict[tuple[date, str], Sums] = {}
+    scores: set[float] = set()
     async for call in calls(db).find({}, _FIELDS).sort("received_at", 1):
         key = (local_day(call["received_at"], zone), call["manager_id"])
         buckets.setdefault(key, Sums()).add_call(call)
+        if call.get("score") is not None:
+            scores.add(call["score"]["percent"])
+    for percent in scores:
+        await remember_score(db, percent)
     await db[ROLLUPS].delete_many({})
     writes = [
         UpdateOne(
@@ -215,15 +233,18 @@ async def rebuild(db: AsyncDatabase[Document], timezone: str) -> int:
     for start in range(0, len(writes), 1000):
         await db[ROLLUPS].bulk_write(writes[start : start + 1000], ordered=False)
     await db[SETTINGS].replace_one(
-        {"_id": META_ID}, {"zone": timezone, "built_at": utcnow()}, upsert=True
+        {"_id": META_ID},
+        {"zone": timezone, "version": VERSION, "built_at": utcnow()},
+        upsert=True,
     )
     return len(buckets)
 
 
 async def ensure_built(db: AsyncDatabase[Document], timezone: str) -> int | None:
-    """Rebuild when the rollups were never built, or for another zone; buckets made."""
+    """Rebuild when the rollups were never built, by an older version, or for another
+    zone; buckets made."""
     meta = await db[SETTINGS].find_one({"_id": META_ID})
-    if meta is not None and meta.get("zone") == timezone:
+    if meta is not None and (meta.get("zone"), meta.get("version")) == (timezone, VERSION):
         return None
     return await rebuild(db, timezone)
 

@@ -35,7 +35,7 @@ from services.analyzer.scoring import StageVerdict
 from services.analyzer.stored import metrics_document, transcription_fields, with_roles_swapped
 from services.analyzer.voice_encoder import VoiceEncoder
 from services.analyzer.workers import Heartbeat
-from shared import voiceprints
+from shared import rollups, voiceprints
 from shared.amqp import TRANSIENT_ERRORS, Broker
 from shared.connection import load_connection_settings
 from shared.events import AudioStored, CallAnalyzed, CallFailed, Envelope, Event, call_meta, utcnow
@@ -149,6 +149,9 @@ async def _finish(
     envelope = Envelope.wrap(outcome, task_id=task_id)
     outbox_set, outbox_push = outbox_append(envelope, relay_after_s=PUBLISH_NOW_GRACE_S)
     status = TaskStatus.DELIVERING if isinstance(outcome, CallAnalyzed) else TaskStatus.FAILED
+    score = fields.get("score")
+    if score is not None:  # known to the score sorts before any call has it
+        await _patiently(lambda: rollups.remember_score(deps.db, score["percent"]))
     now = utcnow()
     owned = (
         {"analysis.worker": deps.worker_id, "analysis.state": "running"}

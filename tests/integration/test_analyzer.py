@@ -27,7 +27,7 @@ from services.analyzer.voice_encoder import VoiceEncoder
 from services.ingest.app import OPENAPI
 from services.ingest.backoffice import catalog, commands
 from services.ingest.backoffice.accounts import Role, User
-from shared import voiceprints
+from shared import rollups, voiceprints
 from shared.amqp import Broker
 from shared.connection import ensure_connection_settings
 from shared.events import AudioStored, CallAnalyzed, CallFailed, Envelope, utcnow
@@ -235,6 +235,8 @@ async def analyse(deps: Analyzer, envelope: Envelope, event: AudioStored) -> dic
     assert component_errors(OPENAPI, "Results", task["results"]) == []
     if task["score"] is not None:  # None: no stage applied
         assert component_errors(OPENAPI, "OverallScore", task["score"]) == []
+        # The score sorts walk the scores there are: this one is among them.
+        assert task["score"]["percent"] in await rollups.score_values(deps.db)
     return task
 
 

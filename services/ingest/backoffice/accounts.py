@@ -30,7 +30,7 @@ from pymongo.errors import DuplicateKeyError
 
 from shared.errors import Forbidden, TooManyRequests, Unauthorized
 from shared.events import utcnow
-from shared.mongo import LOGIN_FAILURES, SESSIONS, USERS, Document
+from shared.mongo import LOGIN_FAILURES, SESSIONS, USERS, Document, all_of
 
 INITIAL_PASSWORD_FILE = "initial-admin-password"
 BAD_CREDENTIALS = "Неверный email или пароль"
@@ -57,6 +57,9 @@ class UserView(BaseModel):
     manager_id: str | None = Field(description="A manager's CRM `manager_id`.")
     team_manager_ids: list[str] = Field(description="A supervisor's team; empty: every manager.")
     active: bool = Field(description="False: switched off, cannot log in.")
+
+
+_NOTHING: Document = {"_id": {"$in": []}}
 
 
 @dataclass(frozen=True)
@@ -101,17 +104,27 @@ class User:
         """Webhook signing secrets are shown to admins only (SPEC §4.1)."""
         return self.role is Role.ADMIN
 
-    def visibility(self) -> Document:
+    def visibility(self, manager_id: str = "") -> Document:
         """The one rule of what this user may see and act on, as a Mongo filter: calls and
         what belongs to a call (its deliveries carry the call's `manager_id`). A manager
         their own, a supervisor their team's (all managers when no team is set), an admin
-        everything."""
+        everything; narrowed to one manager when `manager_id` is given."""
+        if manager_id:
+            return {"manager_id": manager_id} if self.sees_manager(manager_id) else _NOTHING
         if self.role is Role.MANAGER:
             # A manager not linked to a CRM manager id sees nothing.
-            return {"manager_id": self.manager_id} if self.manager_id else {"_id": {"$in": []}}
+            return {"manager_id": self.manager_id} if self.manager_id else _NOTHING
         if self.role is Role.SUPERVISOR and self.team_manager_ids:
             return {"manager_id": {"$in": list(self.team_manager_ids)}}
         return {}
+
+    def sees_manager(self, manager_id: str) -> bool:
+        """Whether this manager's calls are the user's to see."""
+        if self.role is Role.MANAGER:
+            return bool(self.manager_id) and manager_id == self.manager_id
+        if self.role is Role.SUPERVISOR and self.team_manager_ids:
+            return manager_id in self.team_manager_ids
+        return True
 
 
 async def find_visible(
@@ -124,9 +137,7 @@ async def find_visible(
 ) -> Document | None:
     """The document with this id if the viewer may see it; None if there is none;
     Forbidden (`not_yours`) if there is one they may not see."""
-    document = await collection.find_one(
-        {"$and": [{"_id": item_id}, viewer.visibility()]}, projection
-    )
+    document = await collection.find_one(all_of({"_id": item_id}, viewer.visibility()), projection)
     if document is None and await collection.count_documents({"_id": item_id}, limit=1):
         raise Forbidden(not_yours)
     return document

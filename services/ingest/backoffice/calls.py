@@ -4,6 +4,7 @@ in `commands.py`."""
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from gridfs.asynchronous import AsyncGridFSBucket
@@ -13,10 +14,12 @@ from pymongo.asynchronous.database import AsyncDatabase
 from typing_extensions import TypedDict
 
 from services.ingest.apidoc import IsoTime
+from services.ingest.backoffice import rollups
 from services.ingest.backoffice.accounts import User, find_visible
 from services.ingest.backoffice.deliveries import DeliveryView
 from services.ingest.backoffice.deliveries import view as delivery_view
-from services.ingest.backoffice.filters import CallFilters, status_label
+from services.ingest.backoffice.filters import CallFilters, Position, status_label
+from services.ingest.backoffice.seek import Seek
 from services.ingest.intake.tasks import TaskFields, TaskId, iso, task_fields
 from shared.errors import Forbidden, NotFound
 from shared.mongo import AUDIO_BUCKET, COMMENTS, DELIVERIES, Document, calls
@@ -27,6 +30,7 @@ CALL_NOT_FOUND = "Звонок не найден"
 NOT_YOURS = "Это звонок другого менеджера"
 NO_AUDIO = "Аудио этого звонка нет в хранилище"
 EXPORT_LIMIT = 50_000
+EXPORT_BATCH = 1000
 
 
 _ROW_FIELDS = {
@@ -72,9 +76,9 @@ class CallRow(TypedDict):
 
 class CallPage(TypedDict):
     items: list[CallRow]
-    total: int
-    page: int
+    total: Annotated[int, Field(description="Calls the filters select, on every page")]
     per_page: int
+    next: Annotated[str | None, Field(description="`after` for the next page; null on the last")]
 
 
 def row_view(document: Document) -> CallRow:
@@ -101,47 +105,72 @@ def row_view(document: Document) -> CallRow:
 
 
 async def managers_seen(
-    db: AsyncDatabase[Document], viewer: User, filters: CallFilters
+    db: AsyncDatabase[Document], viewer: User, filters: CallFilters, *, rollup_zone: str
 ) -> list[dict[str, str]]:
-    """The managers with calls in the period that the viewer can see, for the filter
-    (the period keeps this on the date index, whatever the size of the history)."""
+    """The managers with calls in the period that the viewer can see, for the filter: from
+    the rollups when the days are theirs (kept in `rollup_zone`)."""
     in_period = CallFilters(date_from=filters.date_from, date_to=filters.date_to, tz=filters.tz)
-    rows = await (
-        await calls(db).aggregate(
-            [
-                {"$match": in_period.query(viewer)},
-                {"$group": {"_id": "$manager_id", "name": {"$last": "$manager_name"}}},
-                {"$sort": {"_id": 1}},
-            ]
-        )
-    ).to_list()
-    return [{"id": row["_id"], "name": row["name"] or row["_id"]} for row in rows if row["_id"]]
+    if rollups.answers(in_period, rollup_zone):
+        names = {
+            bucket["manager_id"]: bucket["manager_name"]
+            for bucket in await rollups.buckets(db, viewer, in_period)
+        }
+    else:
+        rows = await (
+            await calls(db).aggregate(
+                [
+                    {"$match": in_period.query(viewer)},
+                    {"$sort": {"received_at": 1}},
+                    {"$group": {"_id": "$manager_id", "name": {"$last": "$manager_name"}}},
+                ]
+            )
+        ).to_list()
+        names = {row["_id"]: row["name"] for row in rows}
+    return [
+        {"id": manager_id, "name": names[manager_id] or manager_id}
+        for manager_id in sorted(names)
+        if manager_id
+    ]
 
 
-async def list_calls(db: AsyncDatabase[Document], viewer: User, filters: CallFilters) -> CallPage:
-    """One page of the filtered list, with the total."""
-    query = filters.query(viewer)
-    cursor = (
-        calls(db)
-        .find(query, _ROW_FIELDS)
-        .sort(filters.sort_keys())
-        .skip((filters.page - 1) * filters.per_page)
-        .limit(filters.per_page)
-    )
+async def count_calls(
+    db: AsyncDatabase[Document], viewer: User, filters: CallFilters, *, rollup_zone: str
+) -> int:
+    """How many calls the filters select: from the rollups when they hold the filters."""
+    if rollups.answers(filters, rollup_zone):
+        return sum(bucket["calls"] for bucket in await rollups.buckets(db, viewer, filters))
+    return await calls(db).count_documents(filters.query(viewer))
+
+
+async def list_calls(
+    db: AsyncDatabase[Document], viewer: User, filters: CallFilters, *, rollup_zone: str
+) -> CallPage:
+    """One page of the filtered list from where the filters say it starts, the total, and
+    where the next page starts."""
+    total = await count_calls(db, viewer, filters, rollup_zone=rollup_zone)
+    seek = Seek(db, viewer, filters, _ROW_FIELDS, expected=total)
+    rows = await seek.rows(filters.start, filters.per_page + 1)
+    page = rows[: filters.per_page]
     return {
-        "items": [row_view(document) for document in await cursor.to_list()],
-        "total": await calls(db).count_documents(query),
-        "page": filters.page,
+        "items": [row_view(document) for document in page],
+        "total": total,
         "per_page": filters.per_page,
+        "next": Position.of(page[-1]).encode() if len(rows) > len(page) else None,
     }
 
 
 async def all_rows(
     db: AsyncDatabase[Document], viewer: User, filters: CallFilters
-) -> list[CallRow]:
-    """Every row the filters select (for the Excel export), newest first."""
-    cursor = calls(db).find(filters.query(viewer), _ROW_FIELDS).sort(filters.sort_keys())
-    return [row_view(document) for document in await cursor.limit(EXPORT_LIMIT).to_list()]
+) -> AsyncIterator[CallRow]:
+    """Every row the filters select, in list order (for the Excel export), read a window
+    at a time."""
+    count = 0
+    async for batch in Seek(db, viewer, filters, _ROW_FIELDS).batches(None, EXPORT_BATCH):
+        for document in batch[: EXPORT_LIMIT - count]:
+            yield row_view(document)
+        count += len(batch)
+        if count >= EXPORT_LIMIT:
+            return
 
 
 async def visible_task(

@@ -14,7 +14,7 @@ from services.ingest.intake.tasks import iso
 from shared.amqp import Broker
 from shared.errors import NotFound, Unavailable
 from shared.events import DeliveryDue, Envelope, utcnow
-from shared.mongo import DELIVERIES, ENDPOINTS, Document, calls
+from shared.mongo import DELIVERIES, ENDPOINTS, Document, all_of, calls
 from shared.tasks import TaskStatus
 from shared.webhooks import DELIVERY_FINISHED
 
@@ -106,7 +106,7 @@ async def list_deliveries(
 ) -> DeliveryPage:
     """The deliveries of calls the viewer may see, newest first, filtered by status,
     endpoint URL, call or task."""
-    query = {"$and": [filters.query(), viewer.visibility()]}
+    query = all_of(filters.query(), viewer.visibility())
     cursor = (
         db[DELIVERIES]
         .find(query, _HIDDEN)

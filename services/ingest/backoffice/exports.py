@@ -1,12 +1,14 @@
 """Excel exports of the calls list and of an analytics table: one sheet with a header
-row, written in openpyxl's streaming mode; text always as text."""
+row, written in openpyxl's streaming mode a batch of rows at a time, off the event loop,
+into a temporary file (memory holds a batch, not the export); text always as text."""
 
 from __future__ import annotations
 
-import io
-from collections.abc import Iterable, Sequence
+import asyncio
+import tempfile
+from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
 from datetime import datetime
-from typing import Any
+from typing import IO, Any
 from zoneinfo import ZoneInfo
 
 from openpyxl import Workbook
@@ -30,8 +32,14 @@ def _cell(sheet: Any, value: Any) -> Any:
     return cell
 
 
-def xlsx(title: str, columns: Sequence[tuple[str, str]], rows: Iterable[dict[str, Any]]) -> bytes:
-    """A workbook whose columns are (key, header) pairs and whose rows are dicts by key."""
+BATCH = 1000
+
+
+async def xlsx(
+    title: str, columns: Sequence[tuple[str, str]], rows: AsyncIterable[dict[str, Any]]
+) -> IO[bytes]:
+    """A workbook whose columns are (key, header) pairs and whose rows are dicts by key,
+    as a temporary file read from its start."""
     book = Workbook(write_only=True)
     sheet = book.create_sheet(title[:31])
     header = []
@@ -40,11 +48,27 @@ def xlsx(title: str, columns: Sequence[tuple[str, str]], rows: Iterable[dict[str
         cell.font = Font(bold=True)
         header.append(cell)
     sheet.append(header)
+
+    def append(batch: list[dict[str, Any]]) -> None:
+        for row in batch:
+            sheet.append([_cell(sheet, row.get(key)) for key, _ in columns])
+
+    batch: list[dict[str, Any]] = []
+    async for row in rows:
+        batch.append(row)
+        if len(batch) >= BATCH:
+            await asyncio.to_thread(append, batch)
+            batch = []
+    await asyncio.to_thread(append, batch)
+    file = tempfile.TemporaryFile()  # noqa: SIM115 (the response closes it)
+    await asyncio.to_thread(book.save, file)
+    file.seek(0)
+    return file
+
+
+async def _each(rows: Iterable[Any]) -> AsyncIterator[Any]:
     for row in rows:
-        sheet.append([_cell(sheet, row.get(key)) for key, _ in columns])
-    buffer = io.BytesIO()
-    book.save(buffer)
-    return buffer.getvalue()
+        yield row
 
 
 CALL_COLUMNS = (
@@ -69,9 +93,9 @@ def local_time(iso_time: str, zone: ZoneInfo) -> str:
     return f"{datetime.fromisoformat(iso_time).astimezone(zone):%d.%m.%Y %H:%M}"
 
 
-def calls_workbook(rows: list[CallRow], zone: ZoneInfo) -> bytes:
+async def calls_workbook(rows: AsyncIterable[CallRow], zone: ZoneInfo) -> IO[bytes]:
     """The calls list as an Excel sheet, times in the zone."""
-    flat = [
+    flat = (
         {
             **row,
             "received_at": local_time(row["received_at"], zone),
@@ -80,12 +104,12 @@ def calls_workbook(rows: list[CallRow], zone: ZoneInfo) -> bytes:
             else None,
             "score_percent": row["score"]["percent"] if row["score"] else None,
         }
-        for row in rows
-    ]
-    return xlsx("Коммуникации", CALL_COLUMNS, flat)
+        async for row in rows
+    )
+    return await xlsx("Коммуникации", CALL_COLUMNS, flat)
 
 
-def table_workbook(table: Document, rows: list[TableRow], zone: ZoneInfo) -> bytes:
+async def table_workbook(table: Document, rows: list[TableRow], zone: ZoneInfo) -> IO[bytes]:
     """An analytics table's rows as an Excel sheet: the call, then the table's fields."""
     columns = [
         ("received_at", "Дата"),
@@ -101,4 +125,4 @@ def table_workbook(table: Document, rows: list[TableRow], zone: ZoneInfo) -> byt
         }
         for row in rows
     ]
-    return xlsx(table["name"], columns, flat)
+    return await xlsx(table["name"], columns, _each(flat))

@@ -1,9 +1,12 @@
 """The filters of the calls list, the reports and the exports: days in a zone, manager,
-client, funnel, status, score, uncertain roles; sorting and paging."""
+client, funnel, status, score, uncertain roles; sorting, and where a page starts."""
 
 from __future__ import annotations
 
+import base64
+import json
 import re
+from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any, Literal
 from zoneinfo import ZoneInfo
@@ -13,7 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 from services.ingest.backoffice.accounts import User
 from services.ingest.intake.submission import validated
 from shared.events import utcnow
-from shared.mongo import Document
+from shared.mongo import Document, all_of
 from shared.settings import is_zone
 from shared.tasks import TaskStatus
 
@@ -21,6 +24,7 @@ DEFAULT_DAYS = 7
 ISO_DATE = re.compile(r"\d{4}-\d{2}-\d{2}")
 FIRST_DAY, LAST_DAY = date(1970, 1, 1), date(9998, 12, 31)  # so that every zone's day is in UTC
 MAX_PER_PAGE = 200
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 STATUS_LABELS: dict[str, str] = {
     TaskStatus.QUEUED: "В очереди",
@@ -36,6 +40,38 @@ STATUS_LABELS: dict[str, str] = {
 def status_label(status: str) -> str:
     """A task status as people read it."""
     return STATUS_LABELS.get(status, status)
+
+
+@dataclass(frozen=True)
+class Position:
+    """Where a page of the list starts: after this call (its sort keys), whatever was
+    added or changed before it since (keyset paging)."""
+
+    received_at: datetime
+    task_id: str
+    score: float | None = None  # the score sorts only
+
+    @classmethod
+    def of(cls, row: Document) -> Position:
+        return cls(row["received_at"], row["_id"], (row.get("score") or {}).get("percent"))
+
+    def encode(self) -> str:
+        """As the `after` parameter carries it (opaque to clients)."""
+        milliseconds = round((self.received_at - EPOCH) / timedelta(milliseconds=1))
+        text = json.dumps([milliseconds, self.task_id, self.score], separators=(",", ":"))
+        return base64.urlsafe_b64encode(text.encode()).decode().rstrip("=")
+
+    @classmethod
+    def decode(cls, text: str) -> Position:
+        try:
+            milliseconds, task_id, score = json.loads(
+                base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+            )
+            if not isinstance(task_id, str) or not isinstance(score, int | float | None):
+                raise TypeError(task_id)
+            return cls(EPOCH + timedelta(milliseconds=milliseconds), task_id, score)
+        except (ValueError, TypeError, OverflowError) as exc:
+            raise ValueError("не начало страницы списка (возьмите его из поля next)") from exc
 
 
 class CallFilters(BaseModel):
@@ -57,7 +93,11 @@ class CallFilters(BaseModel):
         description="`uncertain`: mono calls whose roles were decided with little confidence.",
     )
     sort: Literal["new", "old", "score_desc", "score_asc"] = "new"
-    page: int = Field(1, ge=1, le=100_000)
+    after: str = Field(
+        "",
+        max_length=200,
+        description="Where the page starts: the previous page's `next` (empty: the first).",
+    )
     per_page: int = Field(50, ge=1, le=MAX_PER_PAGE)
     tz: str = Field("UTC", description="IANA zone whose days the dates mean.")
 
@@ -76,6 +116,13 @@ class CallFilters(BaseModel):
     def _known_status(cls, value: str) -> str:
         if value and value not in STATUS_LABELS:
             raise ValueError(f"один из: {', '.join(STATUS_LABELS)}")
+        return value
+
+    @field_validator("after")
+    @classmethod
+    def _known_position(cls, value: str) -> str:
+        if value:
+            Position.decode(value)  # a ValueError names the field
         return value
 
     @field_validator("tz")
@@ -110,36 +157,67 @@ class CallFilters(BaseModel):
             datetime.combine(last + timedelta(days=1), time.min, self.zone).astimezone(UTC),
         )
 
-    def query(self, viewer: User) -> Document:
-        """The Mongo filter: these filters within what the viewer may see."""
+    def query(
+        self,
+        viewer: User,
+        *,
+        received: Document | datetime | None = None,
+        score: float | Literal["range"] | None = "range",
+    ) -> Document:
+        """The Mongo filter: these filters within what the viewer may see; a page's seek
+        narrows `received_at` to a window of the period, and the score from the filters'
+        range to one value (None: no score). The time comes first (the index every query
+        can use), every field at the top."""
         start, end = self.period()
-        conditions: list[Document] = [
-            {"received_at": {"$gte": start, "$lt": end}},
-            viewer.visibility(),
-        ]
         exact = {
-            "manager_id": self.manager_id,
             "stage_id": self.stage_id,
             "deal_stage_id": self.deal_stage_id,
             "status": self.status,
             "deal_id": self.client,
         }
-        conditions.extend({field: value} for field, value in exact.items() if value)
+        return all_of(
+            {"received_at": {"$gte": start, "$lt": end} if received is None else received},
+            viewer.visibility(self.manager_id),
+            {field: value for field, value in exact.items() if value},
+            self.score_range() if score == "range" else {"score.percent": score},
+            {"roles.uncertain": True} if self.roles == "uncertain" else {},
+        )
+
+    def score_range(self) -> Document:
+        """The condition on the score (empty: any score, or none)."""
         score: Document = {}
         if self.score_min is not None:
             score["$gte"] = self.score_min
         if self.score_max is not None:
             score["$lte"] = self.score_max
-        if score:
-            conditions.append({"score.percent": score})
-        if self.roles == "uncertain":
-            conditions.append({"roles.uncertain": True})
-        return {"$and": [condition for condition in conditions if condition]}
+        return {"score.percent": score} if score else {}
+
+    def admits_score(self, percent: float | None) -> bool:
+        """Whether a call with this score (None: none) is within the filters' range."""
+        if percent is None:
+            return self.score_min is None and self.score_max is None
+        return (self.score_min is None or percent >= self.score_min) and (
+            self.score_max is None or percent <= self.score_max
+        )
+
+    @property
+    def start(self) -> Position | None:
+        """Where the page starts (None: the first page)."""
+        return Position.decode(self.after) if self.after else None
+
+    @property
+    def by_score(self) -> bool:
+        return self.sort in ("score_desc", "score_asc")
+
+    @property
+    def newest_first(self) -> bool:
+        """Whether calls go from the newest (within a score, for the score sorts)."""
+        return self.sort != "old"
 
     def sort_keys(self) -> list[tuple[str, int]]:
-        return {
-            "new": [("received_at", -1)],
-            "old": [("received_at", 1)],
-            "score_desc": [("score.percent", -1), ("received_at", -1)],
-            "score_asc": [("score.percent", 1), ("received_at", -1)],
-        }[self.sort]
+        """The order of the list; the task id decides between calls received together."""
+        time = -1 if self.newest_first else 1
+        keys = [("received_at", time), ("_id", time)]
+        if self.by_score:
+            return [("score.percent", -1 if self.sort == "score_desc" else 1), *keys]
+        return keys

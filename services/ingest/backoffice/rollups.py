@@ -10,7 +10,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.ingest.backoffice.accounts import User
 from services.ingest.backoffice.filters import CallFilters
-from shared.mongo import ROLLUPS, Document
+from shared.mongo import ROLLUPS, Document, all_of
 
 
 def answers(filters: CallFilters, timezone: str) -> bool:
@@ -32,13 +32,10 @@ async def buckets(
 ) -> list[Document]:
     """The buckets of the filters' days and manager that the viewer may see, by day."""
     first, last = filters.days()
-    conditions: list[Document] = [
+    query = all_of(
         {"day": {"$gte": first.isoformat(), "$lte": last.isoformat()}},
-        viewer.visibility(),
-    ]
-    if filters.manager_id:
-        conditions.append({"manager_id": filters.manager_id})
-    query = {"$and": [condition for condition in conditions if condition]}
+        viewer.visibility(filters.manager_id),
+    )
     return await db[ROLLUPS].find(query).sort([("day", 1), ("manager_id", 1)]).to_list()
 
 

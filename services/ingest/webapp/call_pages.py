@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Mapping
 
 from aiohttp import web
@@ -43,8 +42,8 @@ routes = web.RouteTableDef()
 async def calls_page(request: web.Request, session: Session) -> web.StreamResponse:
     """GET /calls: the filtered, sorted, paged list."""
     filters, errors = page_filters(request)
-    listing = await calls.list_calls(request.app[INGEST].db, session.user, filters)
-    pages = max(1, -(-listing["total"] // filters.per_page))
+    db, zone = request.app[INGEST].db, request.app[INGEST].settings.timezone
+    listing = await calls.list_calls(db, session.user, filters, rollup_zone=zone)
     first, last = filters.days()
     return render(
         request,
@@ -55,10 +54,9 @@ async def calls_page(request: web.Request, session: Session) -> web.StreamRespon
             "period": {"from": first, "to": last},
             "errors": errors,
             "listing": listing,
-            "pages": pages,
-            "managers": await calls.managers_seen(request.app[INGEST].db, session.user, filters),
-            "page_query": query_without(request, "page"),
-            "export_query": query_without(request, "page", "per_page"),
+            "managers": await calls.managers_seen(db, session.user, filters, rollup_zone=zone),
+            "page_query": query_without(request, "after"),
+            "export_query": query_without(request, "after", "per_page"),
         },
     )
 
@@ -68,10 +66,9 @@ async def calls_page(request: web.Request, session: Session) -> web.StreamRespon
 async def calls_export(request: web.Request, session: Session) -> web.StreamResponse:
     """GET /calls/export.xlsx: the filtered list as Excel."""
     filters = call_filters(request, form=True)
-    rows = await calls.all_rows(request.app[INGEST].db, session.user, filters)
+    rows = calls.all_rows(request.app[INGEST].db, session.user, filters)
     return await xlsx_response(
-        f"calls-{utcnow():%Y-%m-%d}.xlsx",
-        functools.partial(exports.calls_workbook, rows, filters.zone),
+        request, f"calls-{utcnow():%Y-%m-%d}.xlsx", exports.calls_workbook(rows, filters.zone)
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import functools
 from datetime import timedelta
 
 from aiohttp import web
@@ -134,8 +133,7 @@ async def table_rows_page(request: web.Request, session: Session) -> web.StreamR
     rows = await reports.table_rows(db, session.user, table["_id"], filters)
     if wants_xlsx(request):
         return await xlsx_response(
-            f"{table['_id']}.xlsx",
-            functools.partial(exports.table_workbook, table, rows, filters.zone),
+            request, f"{table['_id']}.xlsx", exports.table_workbook(table, rows, filters.zone)
         )
     first, last = filters.days()
     return render(

@@ -3,7 +3,6 @@ comments, the commands on a call, and the webhook delivery log with replay."""
 
 from __future__ import annotations
 
-import functools
 from typing import Literal
 
 from aiohttp import web
@@ -48,17 +47,18 @@ class Queued(TypedDict):
     answer=Answer("OK", calls.CallPage, xlsx=True),
     errors=INVALID,
 )
-async def list_admin_calls(request: web.Request) -> web.Response:
+async def list_admin_calls(request: web.Request) -> web.StreamResponse:
     """GET /api/v1/admin/calls: filters and paging, or the whole selection as `?format=xlsx`."""
     session = await require_session(request)
     filters = call_filters(request)
     db = request.app[INGEST].db
     if wants_xlsx(request):
-        rows = await calls.all_rows(db, session.user, filters)
+        rows = calls.all_rows(db, session.user, filters)
         return await xlsx_response(
-            "calls.xlsx", functools.partial(exports.calls_workbook, rows, filters.zone)
+            request, "calls.xlsx", exports.calls_workbook(rows, filters.zone)
         )
-    return json_response(await calls.list_calls(db, session.user, filters))
+    zone = request.app[INGEST].settings.timezone
+    return json_response(await calls.list_calls(db, session.user, filters, rollup_zone=zone))
 
 
 @routes.get("/api/v1/admin/calls/{task_id}")

@@ -3,8 +3,6 @@ analytics table collected (or their Excel file)."""
 
 from __future__ import annotations
 
-import functools
-
 from aiohttp import web
 
 from services.ingest.apidoc import INVALID, MISSING, Answer, documented
@@ -73,7 +71,7 @@ async def dashboard(request: web.Request) -> web.Response:
     answer=Answer("OK", reports.TableRows, xlsx=True),
     errors={**INVALID, **MISSING},
 )
-async def table_rows(request: web.Request) -> web.Response:
+async def table_rows(request: web.Request) -> web.StreamResponse:
     """GET /api/v1/tables/{id}/rows (admin, supervisor): JSON, or `?format=xlsx`."""
     session = await require_session(request, Role.ADMIN, Role.SUPERVISOR)
     db = request.app[INGEST].db
@@ -83,6 +81,5 @@ async def table_rows(request: web.Request) -> web.Response:
     if not wants_xlsx(request):
         return json_response(reports.TableRows(items=rows))
     return await xlsx_response(
-        f"{table['_id']}.xlsx",
-        functools.partial(exports.table_workbook, table, rows, filters.zone),
+        request, f"{table['_id']}.xlsx", exports.table_workbook(table, rows, filters.zone)
     )
