@@ -48,7 +48,7 @@ bench-notify: $(STAMP) ## deliveries/s from 1,000 queued results vs a bare inser
 bench-e2e: $(STAMP) ## POST to checklist webhook for one call, and 20 calls at once
 	$(PY) -m bench.e2e
 
-bench-web: $(STAMP) ## server and browser time of the calls page with 1,000 calls, page weight
+bench-web: $(STAMP) ## back-office pages and export at 1k, 10k, 50k calls: median, p95, growth
 	$(PY) -m bench.webapp
 
 api-key: $(STAMP) ## print the CRM API key (the system must be running)

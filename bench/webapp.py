@@ -1,9 +1,17 @@
-"""`make bench-web`: the calls page with 1,000 calls in the database.
+"""`make bench-web`: the back office as the calls grow.
 
-The gateway runs as its own process on one SecantusDB holding 1,000 analysed calls of
-the last week. Prints the server time of the pages a head of sales opens (median and
-p95 of sequential requests), the weight of the calls page (HTML, stylesheet, script),
-and, when Chromium is installed, the browser's time to the load event.
+For each size (1,000, 10,000 and 50,000 calls by default; at most 20,000 of them in the
+default week, the rest in the two months before), the gateway runs as its own process
+on a fresh SecantusDB and answers the pages a head of sales opens, one request at a
+time: the calls list, sorted by score, a deep page (100, or the last there is), the
+dashboard and the managers' rating (median and p95 of the server time), and the Excel
+export of the week (time, and how far the gateway's memory rose above what it held
+before). Then the growth of each page's cost from the smallest size to the largest, the
+weight of the calls page and, when Chromium is installed, the browser's time to the load
+event of /calls at the largest size.
+
+The calls are stored as the analyzer leaves them: the call, and its transcript with word
+times apart (`call_details`, about 6 KiB each).
 """
 
 from __future__ import annotations
@@ -17,33 +25,89 @@ import statistics
 import sys
 import tempfile
 import time
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import aiohttp
 
 from bench.ingest import AMQP_URL, wait_listening
 from devtools.processes import free_port, spawn, start_secantus, stop
-from devtools.samples import analysed_call
+from devtools.samples import analysed_call, sample_details
+from services.ingest.backoffice.filters import Position
 from shared.mongo import connect_mongo, database
 
 EMAIL, PASSWORD = "bench@rop.local", "bench password 1"
-PAGES = ("/calls", "/calls?sort=score_asc", "/dashboard", "/managers")
+IN_WEEK = 20_000
+PER_PAGE = 50
+DEEP_PAGE = 100
+MANAGERS = 100
+TARGET_MEDIAN_MS, TARGET_P95_MS, TARGET_GROWTH = 300, 500, 1.5
+WORDS = ["добрый", "день", "меня", "зовут", "анна", "компания", "ромашка", "удобно", "говорить"]
 
 
-async def seed(mongo_url: str, count: int) -> None:
-    client = connect_mongo(mongo_url)
-    calls = [
-        analysed_call(
-            index,
-            manager_id=f"mgr_{index % 12}",
-            passed=index % 5,
-            applicable=4,
-            days_ago=(index % 168) / 24,
-            talk_ratio=(index % 10) / 10,
+def _transcript() -> list[dict[str, Any]]:
+    """Thirty lines of eight words each, with word times (what the analyzer stores)."""
+    lines = []
+    for line in range(30):
+        start = line * 6.0
+        texts = [WORDS[(line + n) % len(WORDS)] for n in range(8)]
+        lines.append(
+            {
+                "speaker": "manager" if line % 2 == 0 else "client",
+                "start_s": start,
+                "end_s": start + 5.0,
+                "text": " ".join(texts),
+                "words": [
+                    [text, start + n * 0.6, start + n * 0.6 + 0.5] for n, text in enumerate(texts)
+                ],
+            }
         )
-        for index in range(1, count + 1)
-    ]
-    await database(client).calls.insert_many(calls)
+    return lines
+
+
+def _call(index: int, total: int) -> dict[str, Any]:
+    in_week = min(total, IN_WEEK)
+    days_ago = (
+        7 * (index / in_week) if index < in_week else 7 + 60 * (index - in_week) / (total - in_week)
+    )
+    call = analysed_call(
+        index + 1,
+        manager_id=f"mgr_{index % MANAGERS}",
+        passed=index % 5,
+        applicable=4,
+        days_ago=days_ago,
+        talk_ratio=(index % 10) / 10,
+    )
+    return call
+
+
+async def seed(mongo_url: str, total: int) -> list[Position]:
+    """Store the calls with their details, as the analyzer leaves them; the position of
+    each call of the last six days (inside the default week in any zone)."""
+    client = connect_mongo(mongo_url)
+    db = database(client)
+    since = datetime.now(UTC) - timedelta(days=6)
+    recent = []
+    for start in range(0, total, 2000):
+        batch = [_call(index, total) for index in range(start, min(total, start + 2000))]
+        for call in batch:  # as stored: milliseconds
+            at = call["received_at"]
+            call["received_at"] = at.replace(microsecond=at.microsecond // 1000 * 1000)
+        await db.calls.insert_many(batch)
+        await db.call_details.insert_many(
+            [sample_details(call, transcript=_transcript()) for call in batch]
+        )
+        recent += [Position.of(call) for call in batch if call["received_at"] >= since]
     await client.close()
+    return recent
+
+
+def deep_page(recent: list[Position]) -> tuple[int, str]:
+    """The page DEEP_PAGE of the newest-first list (or the last one) and its `after`,
+    where following `next` from the first page gets to."""
+    rows = sorted(recent, key=lambda row: (row.received_at, row.task_id), reverse=True)
+    page = min(DEEP_PAGE, len(rows) // PER_PAGE)
+    return page, rows[(page - 1) * PER_PAGE - 1].encode()
 
 
 async def log_in(session: aiohttp.ClientSession, base: str) -> None:
@@ -56,18 +120,47 @@ async def log_in(session: aiohttp.ClientSession, base: str) -> None:
         assert response.status == 303, response.status
 
 
-async def server_times(base: str, rounds: int) -> dict[str, list[float]]:
-    times: dict[str, list[float]] = {page: [] for page in PAGES}
+def _rss_kib(pid: int, field: str) -> int:
+    with open(f"/proc/{pid}/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise LookupError(field)
+
+
+def _reset_peak(pid: int) -> None:
+    """Make the process's peak RSS its current RSS (Linux: writing 5 to clear_refs)."""
+    with open(f"/proc/{pid}/clear_refs", "w") as refs:
+        refs.write("5")
+
+
+async def server_times(base: str, pages: dict[str, str], rounds: int) -> dict[str, list[float]]:
+    times: dict[str, list[float]] = {name: [] for name in pages}
     async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
         await log_in(session, base)
         for _ in range(rounds):
-            for page in PAGES:
+            for name, path in pages.items():
                 started = time.perf_counter()
-                async with session.get(f"{base}{page}", allow_redirects=False) as response:
+                async with session.get(f"{base}{path}", allow_redirects=False) as response:
                     await response.read()
-                    assert response.status == 200, (page, response.status)
-                times[page].append((time.perf_counter() - started) * 1000)
+                    assert response.status == 200, (path, response.status)
+                times[name].append((time.perf_counter() - started) * 1000)
     return times
+
+
+async def export(base: str, pid: int) -> tuple[float, int, int]:
+    """Seconds to download the week's Excel file, its bytes, and KiB the gateway's memory
+    rose above what it held before."""
+    async with aiohttp.ClientSession(cookie_jar=aiohttp.CookieJar(unsafe=True)) as session:
+        await log_in(session, base)
+        before = _rss_kib(pid, "VmRSS")
+        _reset_peak(pid)
+        started = time.perf_counter()
+        async with session.get(f"{base}/calls/export.xlsx") as response:
+            body = await response.read()
+            assert response.status == 200, response.status
+        seconds = time.perf_counter() - started
+        return seconds, len(body), _rss_kib(pid, "VmHWM") - before
 
 
 async def page_weight(base: str) -> dict[str, int]:
@@ -99,7 +192,7 @@ async def browser_load_ms(base: str, rounds: int) -> list[float] | None:
         await page.fill("#password", PASSWORD)
         await page.click("button[type=submit]")
         await page.wait_for_url(f"{base}/calls")
-        assert await page.locator("tbody tr").count() == 50
+        assert await page.locator("tbody tr").count() == PER_PAGE
         loads = []
         for _ in range(rounds):
             await page.goto(f"{base}/calls", wait_until="load")
@@ -116,11 +209,8 @@ def _p95(values: list[float]) -> float:
     return sorted(values)[max(0, round(len(values) * 0.95) - 1)]
 
 
-async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--calls", type=int, default=1000)
-    parser.add_argument("--rounds", type=int, default=30)
-    args = parser.parse_args()
+async def measure(total: int, rounds: int, *, last: bool) -> dict[str, Any]:
+    """One size: a fresh database and gateway."""
     storage = tempfile.mkdtemp(prefix="rop-bench-web-")
     mongo_port, http_port = free_port(), free_port()
     mongo = start_secantus(mongo_port, storage)
@@ -137,29 +227,97 @@ async def main() -> None:
         "ROP_SEED_SAMPLES": "false",
         "ROP_LOG_LEVEL": "warning",
     }
-    await seed(mongo_url, args.calls)
-    gateway = spawn([sys.executable, "-m", "services.ingest"], env)
-    base = f"http://127.0.0.1:{http_port}"
+    gateway = None
     try:
-        wait_listening(http_port, gateway)
-        times = await server_times(base, args.rounds)
-        weights = await page_weight(base)
-        loads = await browser_load_ms(base, 10)
+        started = time.perf_counter()
+        recent = await seed(mongo_url, total)
+        seeded_s = time.perf_counter() - started
+        number, after = deep_page(recent)
+        gateway = spawn([sys.executable, "-m", "services.ingest"], env)
+        base = f"http://127.0.0.1:{http_port}"
+        wait_listening(http_port, gateway)  # after the first start's rollup rebuild
+        pages = {
+            "/calls": "/calls",
+            "/calls?sort=score_asc": "/calls?sort=score_asc",
+            "/calls page N": f"/calls?after={after}",
+            "/dashboard": "/dashboard",
+            "/managers": "/managers",
+        }
+        result: dict[str, Any] = {
+            "times": await server_times(base, pages, rounds),
+            "deep_page": number,
+            "export": await export(base, gateway.pid),
+            "seeded_s": seeded_s,
+        }
+        if last:
+            result["weights"] = await page_weight(base)
+            result["loads"] = await browser_load_ms(base, 10)
+        return result
     finally:
-        stop(gateway)
+        if gateway is not None:
+            stop(gateway)
         stop(mongo)
-    print(f"\n{args.calls} calls in the database; {args.rounds} sequential requests per page")
-    for page, values in times.items():
+        shutil.rmtree(storage, ignore_errors=True)
+
+
+def report(sizes: list[int], results: dict[int, dict[str, Any]], rounds: int) -> None:
+    print(f"\nserver time of each page, {rounds} sequential requests: median / p95 ms")
+    names = list(results[sizes[0]]["times"])
+    header = "".join(f"{size:>18,}" for size in sizes)
+    print(f"  {'calls in the database':24}{header}   growth")
+    for name in names:
+        cells = ""
+        for size in sizes:
+            values = results[size]["times"][name]
+            cells += f"{statistics.median(values):9.0f} /{_p95(values):6.0f}"
+        first = statistics.median(results[sizes[0]]["times"][name])
+        growth = statistics.median(results[sizes[-1]]["times"][name]) / first
+        print(f"  {name:24}{cells}   {growth:5.2f}×")
+    deep = ", ".join(f"{size:,}: {results[size]['deep_page']}" for size in sizes)
+    print(f"  (page N is the page {DEEP_PAGE} or the last there is: {deep})")
+    print("Excel export of the week: seconds, rows' file size, gateway memory above before")
+    for size in sizes:
+        seconds, size_bytes, rise_kib = results[size]["export"]
+        rows = min(size, IN_WEEK)
         print(
-            f"  {page:24} median {statistics.median(values):6.1f} ms   p95 {_p95(values):6.1f} ms"
+            f"  {size:>7,} calls ({rows:,} in the week): {seconds:6.2f} s, "
+            f"{size_bytes / 1024:7.0f} KiB, +{rise_kib / 1024:5.1f} MiB"
         )
-    total = sum(weights.values())
+    largest = results[sizes[-1]]
+    worst = max(statistics.median(values) for values in largest["times"].values())
+    worst_p95 = max(_p95(values) for values in largest["times"].values())
+    growth = max(
+        statistics.median(largest["times"][name])
+        / statistics.median(results[sizes[0]]["times"][name])
+        for name in names
+    )
+    print(
+        f"at {sizes[-1]:,} calls: slowest median {worst:.0f} ms (target ≤ {TARGET_MEDIAN_MS}), "
+        f"slowest p95 {worst_p95:.0f} ms (target ≤ {TARGET_P95_MS}), "
+        f"largest growth {growth:.2f}× (target ≤ {TARGET_GROWTH})"
+    )
+    weights = largest["weights"]
     parts = ", ".join(f"{kind} {size / 1024:.1f} KiB" for kind, size in weights.items())
-    print(f"calls page weight: {total / 1024:.1f} KiB ({parts}; nothing from other hosts)")
-    if loads is None:
+    print(
+        f"calls page weight: {sum(weights.values()) / 1024:.1f} KiB ({parts}; nothing from "
+        "other hosts)"
+    )
+    if largest["loads"] is None:
         print("browser load time: skipped (chromium is not installed)")
     else:
-        print(f"browser load event of /calls: median {statistics.median(loads):.0f} ms")
+        print(f"browser load event of /calls: median {statistics.median(largest['loads']):.0f} ms")
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10_000, 50_000])
+    parser.add_argument("--rounds", type=int, default=20)
+    args = parser.parse_args()
+    results = {}
+    for size in args.sizes:
+        results[size] = await measure(size, args.rounds, last=size == args.sizes[-1])
+        print(f"{size:,} calls measured (seeded in {results[size]['seeded_s']:.0f} s)", flush=True)
+    report(args.sizes, results, args.rounds)
 
 
 if __name__ == "__main__":

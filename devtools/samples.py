@@ -305,20 +305,15 @@ def analysed_call(
         "timeline": [{"status": "queued", "at": at}, {"status": "done", "at": at}],
         "score": score,
         "results": results,
-        "transcript": [
-            {
-                "speaker": "manager",
-                "start_s": 1.0,
-                "end_s": 2.0,
-                "text": "добрый день",
-                "words": [],
-            },
-            {
-                "speaker": "client",
-                "start_s": 2.5,
-                "end_s": 4.0,
-                "text": "здравствуйте",
-                "words": [],
-            },
-        ],
+        "details_id": f"details_{index:012d}",
     }
+
+
+def sample_details(call: dict[str, Any], **heavy: Any) -> dict[str, Any]:
+    """The heavy parts of an `analysed_call` (`shared/call_details.py`): a two-line
+    transcript unless `heavy` gives one, and whatever else `heavy` holds."""
+    transcript = [
+        {"speaker": "manager", "start_s": 1.0, "end_s": 2.0, "text": "добрый день", "words": []},
+        {"speaker": "client", "start_s": 2.5, "end_s": 4.0, "text": "здравствуйте", "words": []},
+    ]
+    return {"_id": call["details_id"], "task_id": call["_id"], "transcript": transcript, **heavy}

@@ -11,6 +11,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 Document = dict[str, Any]
 
 CALLS = "calls"
+CALL_DETAILS = "call_details"
 SETTINGS = "settings"
 USERS = "users"
 SESSIONS = "sessions"
@@ -45,12 +46,15 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("manager_id", ASCENDING), ("received_at", DESCENDING)], name="manager"),
         # The score sorts: one score's calls by date (`services/ingest/backoffice/seek.py`).
         IndexModel([("score.percent", ASCENDING), ("received_at", DESCENDING)], name="score"),
+        # Sparse, not partial: SecantusDB does not see that `analysis.state` equal to a
+        # value implies it exists, and scanned every call for every job claimed.
         IndexModel(
             [("analysis.state", ASCENDING), ("analysis.lease_until", ASCENDING)],
-            partialFilterExpression={"analysis.state": {"$exists": True}},
-            name="analysis_jobs",
+            sparse=True,
+            name="analysis_jobs_sparse",
         ),
     ],
+    CALL_DETAILS: [IndexModel([("task_id", ASCENDING)], name="task")],
     USERS: [IndexModel([("email", ASCENDING)], unique=True, name="email_unique")],
     BINDINGS: [IndexModel([("template_id", ASCENDING)], name="template")],
     DELIVERIES: [
@@ -78,6 +82,10 @@ INDEXES: dict[str, list[IndexModel]] = {
 }
 
 
+# Indexes an earlier version made that nothing uses now, dropped at start.
+RETIRED_INDEXES: dict[str, list[str]] = {CALLS: ["analysis_jobs"]}
+
+
 def connect_mongo(url: str, *, timeout_s: float = 5.0) -> AsyncMongoClient[Document]:
     """Create a client; it connects lazily, so this never blocks."""
     return AsyncMongoClient(
@@ -96,6 +104,10 @@ def database(client: AsyncMongoClient[Document]) -> AsyncDatabase[Document]:
 
 async def ensure_indexes(db: AsyncDatabase[Document]) -> None:
     """Create every index (idempotent); run by each service at start."""
+    for collection, names in RETIRED_INDEXES.items():
+        existing = await db[collection].index_information()
+        for name in set(names) & set(existing):
+            await db[collection].drop_index(name)
     for collection, indexes in INDEXES.items():
         await db[collection].create_indexes(indexes)
 

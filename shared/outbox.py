@@ -153,9 +153,11 @@ class OutboxRelay:
     async def drain_once(self, *, as_of: datetime | None = None) -> int:
         """Publish one batch of pending documents that are due (`as_of`: now); return how
         many documents were read."""
-        due = {"$or": [{"outbox_due": {"$lte": as_of or utcnow()}}, {"outbox_due": None}]}
+        # Due, or never given a time; not a top-level `$or`, under which SecantusDB plans no
+        # index (it would scan every call at every poll).
+        due = {"$not": {"$gt": as_of or utcnow()}}
         documents = await self._collection.find(
-            {"outbox_pending": True, **due}, {"outbox": 1}, limit=self._batch_size
+            {"outbox_pending": True, "outbox_due": due}, {"outbox": 1}, limit=self._batch_size
         ).to_list()
         if not documents:
             return 0

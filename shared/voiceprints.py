@@ -23,8 +23,9 @@ from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 from typing_extensions import TypedDict
 
+from shared import call_details
 from shared.events import utcnow
-from shared.mongo import VOICEPRINTS, Document, calls
+from shared.mongo import VOICEPRINTS, Document
 
 Vector = npt.NDArray[np.float32]
 Source = Literal["stereo", "confirmed"]
@@ -138,13 +139,11 @@ async def list_voiceprints(db: AsyncDatabase[Document]) -> list[VoiceprintSummar
 async def forget(db: AsyncDatabase[Document], manager_id: str) -> bool:
     """Delete a manager's voiceprint and the voice embeddings of their calls."""
     deleted = await db[VOICEPRINTS].delete_one({"_id": manager_id})
-    await calls(db).update_many(
-        {"manager_id": manager_id, "voices": {"$exists": True}}, {"$unset": {"voices": ""}}
-    )
+    await call_details.forget_voices(db, {"manager_id": manager_id})
     return deleted.deleted_count > 0
 
 
 async def forget_all(db: AsyncDatabase[Document]) -> None:
     """Delete every voiceprint and every call's voice embeddings."""
     await db[VOICEPRINTS].delete_many({})
-    await calls(db).update_many({"voices": {"$exists": True}}, {"$unset": {"voices": ""}})
+    await call_details.forget_voices(db, {})

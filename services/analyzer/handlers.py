@@ -35,7 +35,7 @@ from services.analyzer.scoring import StageVerdict
 from services.analyzer.stored import metrics_document, transcription_fields, with_roles_swapped
 from services.analyzer.voice_encoder import VoiceEncoder
 from services.analyzer.workers import Heartbeat
-from shared import rollups, voiceprints
+from shared import call_details, rollups, voiceprints
 from shared.amqp import TRANSIENT_ERRORS, Broker
 from shared.connection import load_connection_settings
 from shared.events import AudioStored, CallAnalyzed, CallFailed, Envelope, Event, call_meta, utcnow
@@ -152,6 +152,11 @@ async def _finish(
     score = fields.get("score")
     if score is not None:  # known to the score sorts before any call has it
         await _patiently(lambda: rollups.remember_score(deps.db, score["percent"]))
+    heavy = call_details.split(fields)
+    details_id = None
+    if heavy:
+        details_id = await _patiently(lambda: call_details.store(deps.db, task_id, heavy))
+        fields["details_id"] = details_id
     now = utcnow()
     owned = (
         {"analysis.worker": deps.worker_id, "analysis.state": "running"}
@@ -179,7 +184,11 @@ async def _finish(
     )
     if result.modified_count == 0:
         log.warning("analysis_lease_lost")  # another worker took the job over; it reports
+        if details_id is not None:
+            await _patiently(lambda: call_details.discard(deps.db, details_id))
         return
+    if details_id is not None:
+        await _patiently(lambda: call_details.keep_only(deps.db, task_id, details_id))
     log.info("analysis_finished", outcome=outcome.TYPE)
     deps.metrics.count_outcome("analysis", outcome)
     await _patiently(lambda: publish_now(calls(deps.db), deps.broker, task_id, envelope))
@@ -330,7 +339,7 @@ async def _analyze(task: Document, meta: Document, deps: Analyzer) -> tuple[Even
     fields: Document = {}
     if task["analysis"].get("mode") == "swap_roles":
         person = task["analysis"]["requested_by"]
-        transcription = with_roles_swapped(task)
+        transcription = with_roles_swapped(task | await call_details.of(deps.db, task))
         fields["reviewed_by"] = person
         roles_by = {"by": person["email"], "at": utcnow()}
     else:

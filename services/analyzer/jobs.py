@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
@@ -41,23 +41,25 @@ class JobQueue:
         )
 
     async def claim(self) -> Document | None:
-        """Take the oldest queued job, or one whose worker is gone (no heartbeat lately) or
-        stopped renewing its lease."""
+        """Take a job whose worker stopped renewing its lease or is gone (no heartbeat
+        lately), else the oldest queued one: each by a query the jobs index serves
+        (SecantusDB plans no index under a top-level `$or`)."""
         now = utcnow()
         alive = await self.heartbeat.alive()
-        orphaned = (
-            [{"analysis.state": "running", "analysis.worker": {"$nin": alive}}]
-            if alive is not None
-            else []
-        )
+        claimable: list[Document] = [
+            {"analysis.state": "running", "analysis.lease_until": {"$lt": now}}
+        ]
+        if alive is not None:
+            claimable.append({"analysis.state": "running", "analysis.worker": {"$nin": alive}})
+        claimable.append({"analysis.state": "queued"})
+        for jobs in claimable:
+            if (job := await self._take(jobs, now)) is not None:
+                return job
+        return None
+
+    async def _take(self, jobs: Document, now: datetime) -> Document | None:
         return await calls(self.db).find_one_and_update(
-            {
-                "$or": [
-                    {"analysis.state": "queued"},
-                    {"analysis.state": "running", "analysis.lease_until": {"$lt": now}},
-                    *orphaned,
-                ]
-            },
+            jobs,
             {
                 "$set": {
                     "analysis.state": "running",

@@ -15,7 +15,8 @@ from shared.voiceprints import pack, unpack
 
 def transcription_fields(transcription: Transcription, *, keep_voices: bool) -> Document:
     """The task fields of a transcription: the transcript by speaker with word times, each
-    side's speech, how the roles were decided, and (if kept) each side's voice."""
+    side's speech, how the roles were decided, and (if kept) each side's voice (all but
+    the roles are stored apart from the call: `shared/call_details.py`)."""
     fields: Document = {
         "transcript": [
             {

@@ -16,7 +16,7 @@ from services.ingest.backoffice.deliveries import give_deliveries_their_manager
 from services.ingest.backoffice.samples import ensure_samples
 from services.ingest.intake.tasks import IntakeState, refresh_intake_state
 from services.ingest.metrics import IngestMetrics
-from shared import rollups
+from shared import call_details, rollups
 from shared.amqp import Broker
 from shared.connection import ensure_connection_settings
 from shared.group_commit import GroupWriter
@@ -78,6 +78,8 @@ async def _provision(db: AsyncDatabase[Document], settings: Settings) -> IntakeS
         log.info("sample_script_created", hint="edit or delete it in the admin API")
     if fixed := await give_deliveries_their_manager(db):
         log.info("deliveries_given_their_manager", deliveries=fixed)
+    if moved := await call_details.move_inline(db):
+        log.info("call_details_moved", calls=moved)
     if (built := await rollups.ensure_built(db, settings.timezone)) is not None:
         log.info("rollups_rebuilt", buckets=built, zone=settings.timezone)
     state = IntakeState(connection=connection, calls_per_minute=settings.estimate_calls_per_minute)

@@ -27,7 +27,7 @@ from services.analyzer.voice_encoder import VoiceEncoder
 from services.ingest.app import OPENAPI
 from services.ingest.backoffice import catalog, commands
 from services.ingest.backoffice.accounts import Role, User
-from shared import rollups, voiceprints
+from shared import call_details, rollups, voiceprints
 from shared.amqp import Broker
 from shared.connection import ensure_connection_settings
 from shared.events import AudioStored, CallAnalyzed, CallFailed, Envelope, utcnow
@@ -229,8 +229,7 @@ async def analyse(deps: Analyzer, envelope: Envelope, event: AudioStored) -> dic
     assert job is not None
     assert job["_id"] == envelope.task_id
     await run_job(job, deps)
-    task = await deps.db.calls.find_one({"_id": envelope.task_id})
-    assert task is not None
+    task = await stored_task(deps, envelope.task_id)
     # What the analysis stored is what the API documents (and shows).
     assert component_errors(OPENAPI, "Results", task["results"]) == []
     if task["score"] is not None:  # None: no stage applied
@@ -238,6 +237,17 @@ async def analyse(deps: Analyzer, envelope: Envelope, event: AudioStored) -> dic
         # The score sorts walk the scores there are: this one is among them.
         assert task["score"]["percent"] in await rollups.score_values(deps.db)
     return task
+
+
+async def stored_task(deps: Analyzer, task_id: str) -> dict[str, Any]:
+    """The call as stored, with the heavy parts kept apart from it (and nothing else of
+    its analyses' left there)."""
+    task = await deps.db.calls.find_one({"_id": task_id})
+    assert task is not None
+    assert not set(call_details.HEAVY) & set(task)
+    details = await deps.db.call_details.find({"task_id": task_id}).to_list()
+    assert [found["_id"] for found in details] == ([task["details_id"]] if details else [])
+    return task | (details[0] if details else {})
 
 
 def stages(task: dict[str, Any]) -> dict[str, dict[str, Any]]:
@@ -346,6 +356,30 @@ async def test_a_dead_workers_job_is_taken_over_then_given_up(
     assert event_failed.pipeline_stage == "analysis"
 
 
+async def test_a_worker_that_lost_its_job_leaves_the_call_its_successor_s_transcript(
+    deps: Analyzer, catalog_items: dict[str, str]
+) -> None:
+    envelope, event = await stored_call(deps, GOOD_CALL)
+    await queue_analysis(envelope, event, deps=deps)
+    slow = dataclasses.replace(deps, worker_id="analyzer-slow")
+    slow_job = await slow.jobs.claim()
+    assert slow_job is not None
+    await deps.db.calls.update_one(
+        {"_id": envelope.task_id},
+        {"$set": {"analysis.lease_until": utcnow() - timedelta(seconds=1)}},
+    )
+    job = await deps.jobs.claim()
+    assert job is not None
+    await run_job(job, deps)
+    successor = await stored_task(deps, envelope.task_id)
+    await run_job(slow_job, slow)  # it finishes after all, the job no longer its own
+    after = await stored_task(deps, envelope.task_id)  # one transcript: the call's
+    assert (after["details_id"], after["revision"]) == (
+        successor["details_id"],
+        successor["revision"],
+    )
+
+
 async def test_an_outcome_the_broker_was_away_for_is_published_by_the_relay(
     deps: Analyzer, settings: Settings, tap: EventTap
 ) -> None:
@@ -432,7 +466,7 @@ async def test_a_voiceprint_from_stereo_calls_decides_a_mono_call(
 
     assert await voiceprints.forget(deps.db, "mgr_voice")
     assert await voiceprints.list_voiceprints(deps.db) == []
-    assert await deps.db.calls.count_documents({"voices": {"$exists": True}}) == 0
+    assert await deps.db.call_details.count_documents({"voices": {"$exists": True}}) == 0
     await deps.db.calls.update_one(
         {"_id": envelope.task_id}, {"$set": {"analysis": {"state": "queued", "attempts": 0}}}
     )
@@ -497,8 +531,7 @@ async def test_swapped_roles_are_scored_again_without_the_audio(
     job = await deps.jobs.claim()
     assert job is not None
     await run_job(job, deps)
-    after = await deps.db.calls.find_one({"_id": envelope.task_id})
-    assert after is not None
+    after = await stored_task(deps, envelope.task_id)
 
     assert after["status"] == "delivering"
     assert after["revision"] == 2

@@ -14,8 +14,8 @@ from gridfs.asynchronous import AsyncGridFSBucket
 from openpyxl import load_workbook
 from pymongo import AsyncMongoClient
 
-from devtools.samples import analysed_call
-from shared import rollups
+from devtools.samples import analysed_call, sample_details
+from shared import call_details, rollups
 from shared.mongo import AUDIO_BUCKET
 from shared.settings import Settings
 from tests.api_client import admin, user
@@ -38,6 +38,7 @@ async def db(settings: Settings, ingest_client: Client) -> AsyncIterator[Any]:
     ]
     documents[0]["audio"] = {"file_id": documents[0]["_id"], "container": "wav"}
     await database.calls.insert_many(documents)
+    await database.call_details.insert_many([sample_details(call) for call in documents])
     await rollups.rebuild(database, settings.timezone)  # stored here, not through events
     bucket = AsyncGridFSBucket(database, bucket_name=AUDIO_BUCKET)
     await bucket.upload_from_stream_with_id(documents[0]["_id"], "call.wav", AUDIO)
@@ -88,6 +89,33 @@ async def test_list_filters_sorts_and_pages_within_the_last_week(
         )
         assert refused.status == 400, (name, value)
         assert [d["field"] for d in (await refused.json())["details"]] == [name]
+
+
+async def test_calls_an_earlier_version_stored_whole_are_moved_apart_once(
+    ingest_client: Client, db: Any
+) -> None:
+    legacy = analysed_call(9, manager_id="mgr_1")
+    del legacy["details_id"]
+    legacy |= {
+        "transcript": [{"speaker": "manager", "start_s": 0.5, "end_s": 1.0, "text": "алло"}],
+        "speech": {"manager": [[0.5, 1.0]], "client": []},
+        "voices": {"manager": {"embedding": b"\0" * 1024, "speech_s": 0.5}},
+    }
+    await db.calls.insert_one(legacy)
+    await db.settings.delete_one({"_id": call_details.MOVED_ID})  # as that version left it
+
+    assert await call_details.move_inline(db) == 1
+    stored = await db.calls.find_one({"_id": legacy["_id"]})
+    assert not set(call_details.HEAVY) & set(stored)
+    details = await db.call_details.find_one({"_id": stored["details_id"]})
+    assert (details["task_id"], details["speech"]) == (legacy["_id"], legacy["speech"])
+    card = await (
+        await ingest_client.get(
+            f"/api/v1/admin/calls/{legacy['_id']}", headers=await admin(ingest_client)
+        )
+    ).json()
+    assert [line["text"] for line in card["transcript"]] == ["алло"]
+    assert await call_details.move_inline(db) == 0  # once
 
 
 async def test_a_manager_sees_only_own_calls_and_gets_403_for_others(

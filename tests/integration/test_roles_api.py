@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from pymongo import AsyncMongoClient
 
-from devtools.samples import analysed_call
+from devtools.samples import analysed_call, sample_details
 from shared import rollups, voiceprints
 from shared.settings import Settings
 from tests.api_client import Client, admin, user
@@ -26,11 +26,17 @@ def _mono(index: int, manager_id: str, *, uncertain: bool) -> dict[str, Any]:
         "confidence": 0.55 if uncertain else 0.8,
         "uncertain": uncertain,
     }
-    call["voices"] = {
-        "manager": {"embedding": voiceprints.pack(VOICE), "speech_s": 30.0},
-        "client": {"embedding": voiceprints.pack(-VOICE), "speech_s": 20.0},
-    }
     return call
+
+
+def _voices(call: dict[str, Any]) -> dict[str, Any]:
+    return sample_details(
+        call,
+        voices={
+            "manager": {"embedding": voiceprints.pack(VOICE), "speech_s": 30.0},
+            "client": {"embedding": voiceprints.pack(-VOICE), "speech_s": 20.0},
+        },
+    )
 
 
 @pytest.fixture
@@ -40,9 +46,9 @@ async def db(settings: Settings, ingest_client: Client) -> AsyncIterator[Any]:
     database = client.get_default_database()
     failed = analysed_call(3, manager_id="mgr_1")
     failed["status"] = "failed"
-    await database.calls.insert_many(
-        [_mono(1, "mgr_1", uncertain=True), _mono(2, "mgr_2", uncertain=False), failed]
-    )
+    mono = [_mono(1, "mgr_1", uncertain=True), _mono(2, "mgr_2", uncertain=False)]
+    await database.calls.insert_many([*mono, failed])
+    await database.call_details.insert_many([_voices(call) for call in mono])
     await rollups.rebuild(database, settings.timezone)  # stored here, not through events
     yield database
     await client.close()
@@ -138,15 +144,15 @@ async def test_voiceprints_are_listed_and_forgotten_by_the_admin_only(
     gone = await ingest_client.delete("/api/v1/voiceprints/mgr_1", headers=headers)
     assert gone.status == 204
     assert (await ingest_client.delete("/api/v1/voiceprints/mgr_1", headers=headers)).status == 404
-    assert await db.calls.count_documents({"manager_id": "mgr_1", "voices": {"$exists": True}}) == 0
-    assert await db.calls.count_documents({"manager_id": "mgr_2", "voices": {"$exists": True}}) == 1
+    voiced = await db.call_details.find({"voices": {"$exists": True}}).to_list()
+    assert [found["task_id"] for found in voiced] == ["task_000000000002"]  # mgr_2's
 
     await user(ingest_client, headers, email="m2@example.ru", role="manager", manager_id="mgr_2")
     users = await (await ingest_client.get("/api/v1/users", headers=headers)).json()
     (m2,) = [u for u in users if u["email"] == "m2@example.ru"]
     assert (await ingest_client.delete(f"/api/v1/users/{m2['id']}", headers=headers)).status == 204
     assert await voiceprints.list_voiceprints(db) == []  # deleted with the manager's user
-    assert await db.calls.count_documents({"voices": {"$exists": True}}) == 0
+    assert await db.call_details.count_documents({"voices": {"$exists": True}}) == 0
 
 
 async def test_switching_voiceprints_off_forgets_them_all(ingest_client: Client, db: Any) -> None:
@@ -164,7 +170,7 @@ async def test_switching_voiceprints_off_forgets_them_all(ingest_client: Client,
     assert answer.status == 200
     assert (await answer.json())["voiceprints_enabled"] is False
     assert await voiceprints.list_voiceprints(db) == []
-    assert await db.calls.count_documents({"voices": {"$exists": True}}) == 0
+    assert await db.call_details.count_documents({"voices": {"$exists": True}}) == 0
     # Confirming roles now learns nothing.
     await ingest_client.post(CONFIRM.format("task_000000000002"), headers=headers)
     assert await voiceprints.list_voiceprints(db) == []

@@ -21,6 +21,7 @@ from services.ingest.backoffice.deliveries import view as delivery_view
 from services.ingest.backoffice.filters import CallFilters, Position, status_label
 from services.ingest.backoffice.seek import Seek
 from services.ingest.intake.tasks import TaskFields, TaskId, iso, task_fields
+from shared import call_details
 from shared.errors import Forbidden, NotFound
 from shared.mongo import AUDIO_BUCKET, COMMENTS, DELIVERIES, Document, calls
 from shared.results import OverallScore, Reviewer
@@ -218,9 +219,8 @@ class CallCard(TaskFields):
 
 async def call_card(db: AsyncDatabase[Document], viewer: User, task_id: str) -> CallCard:
     """Everything about one call: status, results, transcript, comments, deliveries."""
-    document = await visible_task(
-        db, viewer, task_id, {"outbox": 0, "outbox_pending": 0, "voices": 0, "speech": 0}
-    )
+    document = await visible_task(db, viewer, task_id, {"outbox": 0, "outbox_pending": 0})
+    details = await call_details.of(db, document, {"transcript": 1})
     comments = await db[COMMENTS].find({"task_id": task_id}).sort("at", 1).to_list()
     deliveries = (
         await db[DELIVERIES]
@@ -232,7 +232,7 @@ async def call_card(db: AsyncDatabase[Document], viewer: User, task_id: str) -> 
         **task_fields(document),
         "status_label": status_label(document["status"]),
         "score": document.get("score"),
-        "transcript": document.get("transcript") or [],
+        "transcript": details.get("transcript") or [],
         "has_audio": bool(document.get("audio")),
         "reanalysable": document["status"] in REANALYSABLE and bool(document.get("audio")),
         "roles": roles_view(document),

@@ -12,7 +12,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.ingest.backoffice.accounts import Role, User
 from services.ingest.backoffice.calls import CommentView, comment_view, visible_task
-from shared import voiceprints
+from shared import call_details, voiceprints
 from shared.connection import load_connection_settings
 from shared.errors import Conflict
 from shared.events import utcnow
@@ -110,7 +110,7 @@ async def swap_roles(db: AsyncDatabase[Document], viewer: User, task_id: str) ->
         db,
         viewer,
         task_id,
-        allowed={"status": {"$in": list(ANALYSED)}, "transcript": {"$exists": True}},
+        allowed={"status": {"$in": list(ANALYSED)}, "details_id": {"$exists": True}},
         job={"mode": "swap_roles", "requested_by": _person(viewer)},
         event=TaskEvent.ROLES_SWAP_REQUESTED,
         refusal="Роли можно поменять только у проанализированного звонка",
@@ -142,11 +142,12 @@ async def confirm_roles(db: AsyncDatabase[Document], viewer: User, task_id: str)
             },
             "$push": {"timeline": timeline_entry(TaskEvent.ROLES_CONFIRMED, now, by=viewer.email)},
         },
-        projection={"manager_id": 1, "voices": 1},
+        projection={"manager_id": 1, "details_id": 1},
     )
     if task is None:
         raise Conflict("Подтвердить можно только роли, определённые автоматически на моно-записи")
-    manager_voice = (task.get("voices") or {}).get("manager")
+    heavy = await call_details.of(db, task, {"voices": 1})
+    manager_voice = (heavy.get("voices") or {}).get("manager")
     if learn and manager_voice:
         await voiceprints.learn(
             db,
