@@ -70,7 +70,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     LOGIN_FAILURES: [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expiry")],
     COMMENTS: [IndexModel([("task_id", ASCENDING), ("at", ASCENDING)], name="task")],
-    ROLLUPS: [IndexModel([("day", ASCENDING), ("manager_id", ASCENDING)], name="day_manager")],
+    ROLLUPS: [IndexModel([("day", ASCENDING)], name="day")],
     # Records of analyzers killed without a clean stop are forgotten after a day.
     ANALYZER_WORKERS: [
         IndexModel([("seen_at", ASCENDING)], expireAfterSeconds=86400, name="forgotten")
@@ -83,7 +83,7 @@ INDEXES: dict[str, list[IndexModel]] = {
 
 
 # Indexes an earlier version made that nothing uses now, dropped at start.
-RETIRED_INDEXES: dict[str, list[str]] = {CALLS: ["analysis_jobs"]}
+RETIRED_INDEXES: dict[str, list[str]] = {CALLS: ["analysis_jobs"], ROLLUPS: ["day_manager"]}
 
 
 def connect_mongo(url: str, *, timeout_s: float = 5.0) -> AsyncMongoClient[Document]:

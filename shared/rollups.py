@@ -1,5 +1,7 @@
 """What the reports (the dashboard, the managers' rating) add up, kept per day × manager,
-so that a report costs the days and managers it shows, not every call of its period.
+so that a report costs the days and managers it shows, not every call of its period: one
+document per day holding every manager's bucket of it (a report of eight weeks reads 57
+documents, whatever the number of managers or calls).
 
 A bucket (one manager's calls of one day, days in the configured zone) is always
 recomputed from its calls, never incremented: recomputing twice gives the same numbers,
@@ -21,7 +23,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from time import monotonic
 from zoneinfo import ZoneInfo
 
-from pymongo import UpdateOne
+from pymongo import ReplaceOne
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.amqp import Broker
@@ -33,7 +35,7 @@ log = get_logger(__name__)
 
 CONSUMER = "reports"
 META_ID = "rollups"
-VERSION = 2  # what a rebuild makes: the buckets and the score values
+VERSION = 3  # what a rebuild makes: a document per day, and the score values
 FLUSH_DELAY_S = 0.2  # a burst of events for the same buckets becomes one refresh each
 IDLE_PER_BUSY = 9  # after refreshing for a second, wait nine
 BUCKET_CALLS_PER_S = 200
@@ -163,17 +165,18 @@ def _day_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
     return start, datetime.combine(day + timedelta(days=1), time.min, zone).astimezone(UTC)
 
 
-def _bucket_id(day: date, manager_id: str) -> str:
-    return f"{day.isoformat()}|{manager_id}"
+def _bucket(manager_id: str, sums: Sums) -> Document:
+    return {"manager_id": manager_id, **sums.document(), "computed_at": utcnow()}
 
 
-def _bucket_document(day: date, manager_id: str, sums: Sums) -> Document:
-    return {
-        "day": day.isoformat(),
-        "manager_id": manager_id,
-        **sums.document(),
-        "computed_at": utcnow(),
-    }
+async def buckets_of_days(db: AsyncDatabase[Document], first: date, last: date) -> list[Document]:
+    """Every manager's bucket of these days, by day and manager (each with its `day`)."""
+    days = db[ROLLUPS].find({"day": {"$gte": first.isoformat(), "$lte": last.isoformat()}})
+    return [
+        {"day": document["day"], **bucket}
+        for document in await days.sort("day", 1).to_list()
+        for bucket in sorted(document["managers"], key=lambda bucket: bucket["manager_id"])
+    ]
 
 
 async def refresh_bucket(
@@ -188,12 +191,23 @@ async def refresh_bucket(
     sums = Sums()
     async for call in cursor.sort("received_at", 1):
         sums.add_call(call)
-    bucket_id = _bucket_id(day, manager_id)
-    if not sums.calls:
-        await db[ROLLUPS].delete_one({"_id": bucket_id})
-        return 0
-    document = _bucket_document(day, manager_id, sums)
-    await db[ROLLUPS].replace_one({"_id": bucket_id}, document, upsert=True)
+    others = {
+        "$filter": {
+            "input": {"$ifNull": ["$managers", []]},
+            "as": "bucket",
+            "cond": {"$ne": ["$$bucket.manager_id", manager_id]},
+        }
+    }
+    managers = (
+        {"$concatArrays": [others, [{"$literal": _bucket(manager_id, sums)}]]}
+        if sums.calls
+        else others  # an empty bucket is no bucket
+    )
+    await db[ROLLUPS].update_one(
+        {"_id": day.isoformat()},
+        [{"$set": {"day": day.isoformat(), "managers": managers}}],
+        upsert=True,
+    )
     return sums.calls
 
 
@@ -221,17 +235,17 @@ async def rebuild(db: AsyncDatabase[Document], timezone: str) -> int:
             scores.add(call["score"]["percent"])
     for percent in scores:
         await remember_score(db, percent)
+    days: dict[date, list[Document]] = {}
+    for (day, manager_id), sums in sorted(buckets.items()):
+        days.setdefault(day, []).append(_bucket(manager_id, sums))
     await db[ROLLUPS].delete_many({})
-    writes = [
-        UpdateOne(
-            {"_id": _bucket_id(day, manager_id)},
-            {"$set": _bucket_document(day, manager_id, sums)},
-            upsert=True,
-        )
-        for (day, manager_id), sums in buckets.items()
+    documents = [
+        {"_id": day.isoformat(), "day": day.isoformat(), "managers": managers}
+        for day, managers in days.items()
     ]
-    for start in range(0, len(writes), 1000):
-        await db[ROLLUPS].bulk_write(writes[start : start + 1000], ordered=False)
+    writes = [ReplaceOne({"_id": document["_id"]}, document, upsert=True) for document in documents]
+    for start in range(0, len(writes), 100):  # a refresh meanwhile is replaced, not refused
+        await db[ROLLUPS].bulk_write(writes[start : start + 100], ordered=False)
     await db[SETTINGS].replace_one(
         {"_id": META_ID},
         {"zone": timezone, "version": VERSION, "built_at": utcnow()},

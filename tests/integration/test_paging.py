@@ -13,6 +13,7 @@ from aiohttp.test_utils import TestClient
 from pymongo import AsyncMongoClient
 
 from devtools.samples import analysed_call
+from services.ingest.backoffice import calls
 from shared import rollups
 from shared.settings import Settings
 from tests.api_client import admin, user
@@ -162,3 +163,29 @@ async def test_the_calls_page_links_to_the_next_and_back_to_the_first(
             break
         path = following.group(1).replace("&amp;", "&")
     assert seen == _order("old", stored)
+
+
+async def test_a_count_the_rollups_cannot_give_stops_past_its_cap(
+    ingest_client: Client, db: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(calls, "COUNT_CAP", 10)
+    headers = await admin(ingest_client)
+    stored = await db.calls.find({}).to_list()
+    failed = [call for call in stored if call["status"] == "failed"]
+    assert 0 < len(failed) <= 10 < len(stored) - len(failed)
+
+    async def listed(**params: str) -> dict[str, Any]:
+        answer = await ingest_client.get("/api/v1/admin/calls", params=params, headers=headers)
+        assert answer.status == 200
+        page: dict[str, Any] = await answer.json()
+        return page
+
+    done = await listed(status="done")
+    assert (done["total"], done["total_capped"]) == (10, True)
+    assert len(done["items"]) == len(stored) - len(failed)  # the page holds every one
+    few = await listed(status="failed")
+    assert (few["total"], few["total_capped"]) == (len(failed), False)
+    every = await listed()  # the period alone: the rollups count it exactly
+    assert (every["total"], every["total_capped"]) == (len(stored), False)
+    html = await (await ingest_client.get("/calls?status=done", headers=headers)).text()
+    assert '<strong id="total">более 10</strong>' in html

@@ -32,6 +32,8 @@ NOT_YOURS = "Это звонок другого менеджера"
 NO_AUDIO = "Аудио этого звонка нет в хранилище"
 EXPORT_LIMIT = 50_000
 EXPORT_BATCH = 1000
+# Filters the rollups do not hold are counted this far (shown as «более 10 000»).
+COUNT_CAP = 10_000
 
 
 _ROW_FIELDS = {
@@ -78,6 +80,10 @@ class CallRow(TypedDict):
 class CallPage(TypedDict):
     items: list[CallRow]
     total: Annotated[int, Field(description="Calls the filters select, on every page")]
+    total_capped: Annotated[
+        bool,
+        Field(description=f"More calls than `total` match (counting stops at {COUNT_CAP:,})"),
+    ]
     per_page: int
     next: Annotated[str | None, Field(description="`after` for the next page; null on the last")]
 
@@ -136,11 +142,14 @@ async def managers_seen(
 
 async def count_calls(
     db: AsyncDatabase[Document], viewer: User, filters: CallFilters, *, rollup_zone: str
-) -> int:
-    """How many calls the filters select: from the rollups when they hold the filters."""
+) -> tuple[int, bool]:
+    """How many calls the filters select, and whether there are more than that: from the
+    rollups when they hold the filters, else counted up to COUNT_CAP."""
     if rollups.answers(filters, rollup_zone):
-        return sum(bucket["calls"] for bucket in await rollups.buckets(db, viewer, filters))
-    return await calls(db).count_documents(filters.query(viewer))
+        buckets = await rollups.buckets(db, viewer, filters)
+        return sum(bucket["calls"] for bucket in buckets), False
+    counted = await Seek(db, viewer, filters, {"_id": 1}).count(COUNT_CAP)
+    return min(counted, COUNT_CAP), counted > COUNT_CAP
 
 
 async def list_calls(
@@ -148,13 +157,14 @@ async def list_calls(
 ) -> CallPage:
     """One page of the filtered list from where the filters say it starts, the total, and
     where the next page starts."""
-    total = await count_calls(db, viewer, filters, rollup_zone=rollup_zone)
+    total, capped = await count_calls(db, viewer, filters, rollup_zone=rollup_zone)
     seek = Seek(db, viewer, filters, _ROW_FIELDS, expected=total)
     rows = await seek.rows(filters.start, filters.per_page + 1)
     page = rows[: filters.per_page]
     return {
         "items": [row_view(document) for document in page],
         "total": total,
+        "total_capped": capped,
         "per_page": filters.per_page,
         "next": Position.of(page[-1]).encode() if len(rows) > len(page) else None,
     }

@@ -10,7 +10,8 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.ingest.backoffice.accounts import User
 from services.ingest.backoffice.filters import CallFilters
-from shared.mongo import ROLLUPS, Document, all_of
+from shared.mongo import Document
+from shared.rollups import buckets_of_days
 
 
 def answers(filters: CallFilters, timezone: str) -> bool:
@@ -31,12 +32,12 @@ async def buckets(
     db: AsyncDatabase[Document], viewer: User, filters: CallFilters
 ) -> list[Document]:
     """The buckets of the filters' days and manager that the viewer may see, by day."""
-    first, last = filters.days()
-    query = all_of(
-        {"day": {"$gte": first.isoformat(), "$lte": last.isoformat()}},
-        viewer.visibility(filters.manager_id),
-    )
-    return await db[ROLLUPS].find(query).sort([("day", 1), ("manager_id", 1)]).to_list()
+    return [
+        bucket
+        for bucket in await buckets_of_days(db, *filters.days())
+        if viewer.sees_manager(bucket["manager_id"])
+        and filters.manager_id in ("", bucket["manager_id"])
+    ]
 
 
 def weeks(days: Iterable[date]) -> dict[date, date]:

@@ -78,6 +78,21 @@ class Seek:
                 yield batch
             self._window = FIRST_WINDOW  # the next score's calls are spread otherwise
 
+    async def count(self, cap: int) -> int:
+        """How many calls the filters select, counted a window at a time from the newest;
+        once past `cap`, no further."""
+        counted, edge = 0, self._end
+        while self._start < edge and counted <= cap:
+            low = max(self._start, edge - self._window)
+            window = {"$gte": low, "$lt": edge}
+            found = await calls(self._db).count_documents(
+                self._filters.query(self._viewer, received=window)
+            )
+            counted += found
+            self._grow(found, cap + 1 - counted)
+            edge = low
+        return counted
+
     async def _scores(self, after: Position | None) -> list[float | None]:
         """The scores to walk, in the sort's order, from the position's; None (no score)
         first in ascending order and last in descending, as MongoDB sorts a missing field."""
