@@ -12,7 +12,7 @@ the page they fall in).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from datetime import datetime, timedelta
 from typing import Literal
 
@@ -81,16 +81,15 @@ class Seek:
     async def count(self, cap: int) -> int:
         """How many calls the filters select, counted a window at a time from the newest;
         once past `cap`, no further."""
-        counted, edge = 0, self._end
-        while self._start < edge and counted <= cap:
-            low = max(self._start, edge - self._window)
-            window = {"$gte": low, "$lt": edge}
+        counted = 0
+        for window in self._windows(self._end, newest_first=True):
             found = await calls(self._db).count_documents(
                 self._filters.query(self._viewer, received=window)
             )
             counted += found
+            if counted > cap:
+                break
             self._grow(found, cap + 1 - counted)
-            edge = low
         return counted
 
     async def _scores(self, after: Position | None) -> list[float | None]:
@@ -124,19 +123,28 @@ class Seek:
             if ties:
                 yield ties
         edge = after.received_at if after else (self._end if newest_first else self._start)
-        open_edge = after is not None  # the position's own millisecond is read already
-        while self._start < edge if newest_first else edge < self._end:
-            if newest_first:
-                low, high = max(self._start, edge - self._window), edge
-                window: Document = {"$gte": low, "$lt": high}
-            else:
-                low, high = edge, min(self._end, edge + self._window)
-                window = {"$gt" if open_edge else "$gte": low, "$lt": high}
+        # The position's own millisecond is read already.
+        windows = self._windows(edge, newest_first=newest_first, open_edge=after is not None)
+        for window in windows:
             batch = await self._find(window, score_condition, wanted)
             if batch:
                 yield batch
             self._grow(len(batch), wanted)
-            edge, open_edge = (low if newest_first else high), False
+
+    def _windows(
+        self, edge: datetime, *, newest_first: bool, open_edge: bool = False
+    ) -> Iterator[Document]:
+        """Ranges of `received_at` from `edge` to the end of the period the walk goes to,
+        each as wide as the window is when it is asked for (`_grow` sizes it)."""
+        while self._start < edge if newest_first else edge < self._end:
+            if newest_first:
+                low = max(self._start, edge - self._window)
+                yield {"$gte": low, "$lt": edge}
+                edge = low
+            else:
+                high = min(self._end, edge + self._window)
+                yield {"$gt" if open_edge else "$gte": edge, "$lt": high}
+                edge, open_edge = high, False
 
     async def _find(
         self,
