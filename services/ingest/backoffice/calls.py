@@ -175,13 +175,9 @@ async def all_rows(
 ) -> AsyncIterator[CallRow]:
     """Every row the filters select, in list order (for the Excel export), read a window
     at a time."""
-    count = 0
-    async for batch in Seek(db, viewer, filters, _ROW_FIELDS).batches(None, EXPORT_BATCH):
-        for document in batch[: EXPORT_LIMIT - count]:
-            yield row_view(document)
-        count += len(batch)
-        if count >= EXPORT_LIMIT:
-            return
+    seek = Seek(db, viewer, filters, _ROW_FIELDS)
+    async for document in seek.each(None, EXPORT_LIMIT, batch=EXPORT_BATCH):
+        yield row_view(document)
 
 
 async def visible_task(

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import AsyncIterable, AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterable, Sequence
 from datetime import datetime
 from typing import IO, Any
 from zoneinfo import ZoneInfo
@@ -66,11 +66,6 @@ async def xlsx(
     return file
 
 
-async def _each(rows: Iterable[Any]) -> AsyncIterator[Any]:
-    for row in rows:
-        yield row
-
-
 CALL_COLUMNS = (
     ("received_at", "Дата"),
     ("call_id", "ID звонка"),
@@ -109,7 +104,9 @@ async def calls_workbook(rows: AsyncIterable[CallRow], zone: ZoneInfo) -> IO[byt
     return await xlsx("Коммуникации", CALL_COLUMNS, flat)
 
 
-async def table_workbook(table: Document, rows: list[TableRow], zone: ZoneInfo) -> IO[bytes]:
+async def table_workbook(
+    table: Document, rows: AsyncIterable[TableRow], zone: ZoneInfo
+) -> IO[bytes]:
     """An analytics table's rows as an Excel sheet: the call, then the table's fields."""
     columns = [
         ("received_at", "Дата"),
@@ -117,12 +114,12 @@ async def table_workbook(table: Document, rows: list[TableRow], zone: ZoneInfo) 
         ("deal_id", "Сделка"),
         ("manager_name", "Менеджер"),
     ] + [(f"row.{field['key']}", field.get("name") or field["key"]) for field in table["fields"]]
-    flat = [
+    flat = (
         {
             **row,
             "received_at": local_time(row["received_at"], zone),
             **{f"row.{key}": value for key, value in row["row"].items()},
         }
-        for row in rows
-    ]
-    return await xlsx(table["name"], columns, _each(flat))
+        async for row in rows
+    )
+    return await xlsx(table["name"], columns, flat)

@@ -4,6 +4,7 @@ rows an analytics table collected, always within the viewer's visibility."""
 from __future__ import annotations
 
 import itertools
+from collections.abc import AsyncIterator
 from datetime import date, timedelta
 from typing import Annotated, Any
 
@@ -14,8 +15,9 @@ from typing_extensions import TypedDict
 from services.ingest.apidoc import IsoTime
 from services.ingest.backoffice import rollups
 from services.ingest.backoffice.accounts import User
-from services.ingest.backoffice.calls import EXPORT_LIMIT
+from services.ingest.backoffice.calls import EXPORT_BATCH, EXPORT_LIMIT
 from services.ingest.backoffice.filters import CallFilters
+from services.ingest.backoffice.seek import Seek
 from services.ingest.intake.tasks import TaskId, iso
 from shared.mongo import Document, calls
 from shared.results import Percent
@@ -319,41 +321,30 @@ class TableRows(TypedDict):
     items: list[TableRow]
 
 
+_TABLE_ROW_FIELDS = {
+    "call_id": 1,
+    "deal_id": 1,
+    "manager_id": 1,
+    "manager_name": 1,
+    "results.tables": 1,
+}
+
+
 async def table_rows(
     db: AsyncDatabase[Document], viewer: User, table_id: str, filters: CallFilters
-) -> list[TableRow]:
-    """The rows one analytics table collected from the calls in the filters, in list order:
-    the call's identity, then the table's fields."""
-    documents = await (
-        await calls(db).aggregate(
-            [
-                {"$match": {**filters.query(viewer), "results.tables.table_id": table_id}},
-                {"$sort": dict(filters.sort_keys())},
-                {"$limit": EXPORT_LIMIT},
-                {"$unwind": "$results.tables"},
-                {"$match": {"results.tables.table_id": table_id}},
-                {
-                    "$project": {
-                        "call_id": 1,
-                        "deal_id": 1,
-                        "manager_id": 1,
-                        "manager_name": 1,
-                        "received_at": 1,
-                        "row": "$results.tables.row",
-                    }
-                },
-            ]
-        )
-    ).to_list()
-    return [
-        {
-            "task_id": document["_id"],
-            "call_id": document["call_id"],
-            "deal_id": document.get("deal_id"),
-            "manager_id": document.get("manager_id"),
-            "manager_name": document.get("manager_name"),
-            "received_at": iso(document["received_at"]),
-            "row": document.get("row") or {},
-        }
-        for document in documents
-    ]
+) -> AsyncIterator[TableRow]:
+    """The rows one analytics table collected from the calls in the filters, in list order
+    (read a window at a time): the call's identity, then the table's fields."""
+    seek = Seek(db, viewer, filters, _TABLE_ROW_FIELDS, where={"results.tables.table_id": table_id})
+    async for document in seek.each(None, EXPORT_LIMIT, batch=EXPORT_BATCH):
+        for table in document["results"]["tables"]:
+            if table.get("table_id") == table_id:
+                yield {
+                    "task_id": document["_id"],
+                    "call_id": document["call_id"],
+                    "deal_id": document.get("deal_id"),
+                    "manager_id": document.get("manager_id"),
+                    "manager_name": document.get("manager_name"),
+                    "received_at": iso(document["received_at"]),
+                    "row": table.get("row") or {},
+                }

@@ -42,10 +42,14 @@ class Seek:
         projection: Document,
         *,
         expected: int | None = None,
+        where: Document | None = None,
     ) -> None:
+        """`expected`: how many calls the filters select, when known; `where`: what else
+        the calls must hold."""
         self._db = db
         self._viewer = viewer
         self._filters = filters
+        self._where = where or {}
         self._projection = {**projection, "received_at": 1, "score": 1}  # its position
         self._start, end = filters.period()
         self._end = min(end, utcnow() + CLOCK_SKEW)
@@ -59,12 +63,19 @@ class Seek:
 
     async def rows(self, after: Position | None, limit: int) -> list[Document]:
         """Up to `limit` calls after `after` (None: from the first)."""
-        found: list[Document] = []
-        async for batch in self.batches(after, limit):
-            found.extend(batch)
-            if len(found) >= limit:
-                break
-        return found[:limit]
+        return [document async for document in self.each(after, limit, batch=limit)]
+
+    async def each(
+        self, after: Position | None, limit: int, *, batch: int
+    ) -> AsyncIterator[Document]:
+        """Up to `limit` calls after `after` in list order, read about `batch` at a time."""
+        left = limit
+        async for found in self.batches(after, min(batch, limit)):
+            for document in found[:left]:
+                yield document
+            left -= len(found)
+            if left <= 0:
+                return
 
     async def batches(self, after: Position | None, wanted: int) -> AsyncIterator[list[Document]]:
         """The calls after `after` in list order, a window at a time, each window sized for
@@ -84,7 +95,7 @@ class Seek:
         counted = 0
         for window in self._windows(self._end, newest_first=True):
             found = await calls(self._db).count_documents(
-                self._filters.query(self._viewer, received=window)
+                all_of(self._filters.query(self._viewer, received=window), self._where)
             )
             counted += found
             if counted > cap:
@@ -154,7 +165,7 @@ class Seek:
         extra: Document | None = None,
     ) -> list[Document]:
         query = self._filters.query(self._viewer, received=received, score=score)
-        cursor = calls(self._db).find(all_of(query, extra or {}), self._projection)
+        cursor = calls(self._db).find(all_of(query, self._where, extra or {}), self._projection)
         return await cursor.sort(self._filters.sort_keys()).limit(limit).to_list()
 
     def _grow(self, found: int, wanted: int) -> None:

@@ -130,7 +130,7 @@ async def table_rows_page(request: web.Request, session: Session) -> web.StreamR
     db = request.app[INGEST].db
     table = await catalog.get(db, catalog.TABLE, request.match_info["id"])
     filters, errors = _weeks_back(request, 4)
-    rows = await reports.table_rows(db, session.user, table["_id"], filters)
+    rows = reports.table_rows(db, session.user, table["_id"], filters)
     if wants_xlsx(request):
         return await xlsx_response(
             request, f"{table['_id']}.xlsx", exports.table_workbook(table, rows, filters.zone)
@@ -142,7 +142,7 @@ async def table_rows_page(request: web.Request, session: Session) -> web.StreamR
         "table_rows.html",
         {
             "table": table,
-            "rows": rows,
+            "rows": [row async for row in rows],
             "errors": errors,
             "period": {"from": first, "to": last},
             "export_query": query_without(request, "format"),

@@ -77,9 +77,9 @@ async def table_rows(request: web.Request) -> web.StreamResponse:
     db = request.app[INGEST].db
     table = await catalog.get(db, catalog.TABLE, request.match_info["id"])
     filters = call_filters(request)
-    rows = await reports.table_rows(db, session.user, table["_id"], filters)
+    rows = reports.table_rows(db, session.user, table["_id"], filters)
     if not wants_xlsx(request):
-        return json_response(reports.TableRows(items=rows))
+        return json_response(reports.TableRows(items=[row async for row in rows]))
     return await xlsx_response(
         request, f"{table['_id']}.xlsx", exports.table_workbook(table, rows, filters.zone)
     )
