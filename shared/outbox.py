@@ -84,7 +84,9 @@ class OutboxRelay:
         broker: Broker,
         *,
         poll_interval_s: float = 1.0,
-        batch_size: int = 200,
+        # Small enough that the process's requests are served between batches (the
+        # gateway's intake p99: 243-256 ms in `make bench-ingest`, 309-510 ms with 200).
+        batch_size: int = 50,
         on_backlog: Callable[[int], Any] | None = None,
     ) -> None:
         self._collection = collection
