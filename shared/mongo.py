@@ -24,6 +24,7 @@ LOGIN_FAILURES = "login_failures"
 WEB_SESSIONS = "web_sessions"
 COMMENTS = "comments"
 ROLLUPS = "call_rollups"
+ROLLUP_WEEKS = "call_rollups_weekly"
 SCORE_VALUES = "score_values"
 VOICEPRINTS = "voiceprints"
 ANALYZER_WORKERS = "analyzer_workers"
@@ -71,6 +72,7 @@ INDEXES: dict[str, list[IndexModel]] = {
     LOGIN_FAILURES: [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expiry")],
     COMMENTS: [IndexModel([("task_id", ASCENDING), ("at", ASCENDING)], name="task")],
     ROLLUPS: [IndexModel([("day", ASCENDING)], name="day")],
+    ROLLUP_WEEKS: [IndexModel([("week", ASCENDING)], name="week")],
     # Records of analyzers killed without a clean stop are forgotten after a day.
     ANALYZER_WORKERS: [
         IndexModel([("seen_at", ASCENDING)], expireAfterSeconds=86400, name="forgotten")

@@ -1,7 +1,8 @@
 """What the reports (the dashboard, the managers' rating) add up, kept per day × manager,
 so that a report costs the days and managers it shows, not every call of its period: one
-document per day holding every manager's bucket of it (a report of eight weeks reads 57
-documents, whatever the number of managers or calls).
+document per day holding every manager's bucket of it, and one per week (Sunday to
+Saturday) adding its days up, so that eight weeks of the managers' rating read ten or so
+documents, whatever the number of managers or calls.
 
 A bucket (one manager's calls of one day, days in the configured zone) is always
 recomputed from its calls, never incremented: recomputing twice gives the same numbers,
@@ -29,13 +30,13 @@ from pymongo.asynchronous.database import AsyncDatabase
 from shared.amqp import Broker
 from shared.events import Envelope, Event, utcnow
 from shared.logging import get_logger
-from shared.mongo import ROLLUPS, SCORE_VALUES, SETTINGS, Document, calls
+from shared.mongo import ROLLUP_WEEKS, ROLLUPS, SCORE_VALUES, SETTINGS, Document, calls
 
 log = get_logger(__name__)
 
 CONSUMER = "reports"
 META_ID = "rollups"
-VERSION = 3  # what a rebuild makes: a document per day, and the score values
+VERSION = 4  # what a rebuild makes: a document per day and per week, and the score values
 FLUSH_DELAY_S = 0.2  # a burst of events for the same buckets becomes one refresh each
 IDLE_PER_BUSY = 9  # after refreshing for a second, wait nine
 BUCKET_CALLS_PER_S = 200
@@ -165,18 +166,76 @@ def _day_bounds(day: date, zone: ZoneInfo) -> tuple[datetime, datetime]:
     return start, datetime.combine(day + timedelta(days=1), time.min, zone).astimezone(UTC)
 
 
+def week_of(day: date) -> date:
+    """The first day of a day's week (Sunday, as MongoDB's `$dateTrunc`)."""
+    return day - timedelta(days=(day.weekday() + 1) % 7)
+
+
 def _bucket(manager_id: str, sums: Sums) -> Document:
     return {"manager_id": manager_id, **sums.document(), "computed_at": utcnow()}
 
 
-async def buckets_of_days(db: AsyncDatabase[Document], first: date, last: date) -> list[Document]:
-    """Every manager's bucket of these days, by day and manager (each with its `day`)."""
-    days = db[ROLLUPS].find({"day": {"$gte": first.isoformat(), "$lte": last.isoformat()}})
+async def _read(
+    db: AsyncDatabase[Document], collection: str, key: str, first: date, last: date
+) -> list[Document]:
+    found = db[collection].find({key: {"$gte": first.isoformat(), "$lte": last.isoformat()}})
     return [
-        {"day": document["day"], **bucket}
-        for document in await days.sort("day", 1).to_list()
+        {"day": document[key], **bucket}
+        for document in await found.sort(key, 1).to_list()
         for bucket in sorted(document["managers"], key=lambda bucket: bucket["manager_id"])
     ]
+
+
+async def buckets_of_days(db: AsyncDatabase[Document], first: date, last: date) -> list[Document]:
+    """Every manager's bucket of these days, by day and manager (each with its `day`)."""
+    return await _read(db, ROLLUPS, "day", first, last)
+
+
+async def buckets_of_weeks(db: AsyncDatabase[Document], first: date, last: date) -> list[Document]:
+    """Every manager's buckets of these days by day and manager, a whole week within them
+    as one bucket dated by its first day."""
+    weeks_from = week_of(first + timedelta(days=6))  # the first Sunday from `first` on
+    weeks_to = week_of(last + timedelta(days=1))  # the Sunday after the last whole week
+    if weeks_from >= weeks_to:
+        return await buckets_of_days(db, first, last)
+    before = await buckets_of_days(db, first, weeks_from - timedelta(days=1))
+    weeks = await _read(db, ROLLUP_WEEKS, "week", weeks_from, weeks_to - timedelta(days=7))
+    return before + weeks + await buckets_of_days(db, weeks_to, last)
+
+
+def _week_documents(buckets: list[Document]) -> list[Document]:
+    """The week documents adding these buckets of days up."""
+    weeks: dict[date, dict[str, Sums]] = {}
+    for bucket in buckets:  # by day: the latest manager name last
+        week = weeks.setdefault(week_of(date.fromisoformat(bucket["day"])), {})
+        week.setdefault(bucket["manager_id"], Sums()).add(Sums.of(bucket))
+    return [
+        {
+            "_id": week.isoformat(),
+            "week": week.isoformat(),
+            "managers": [
+                _bucket(manager_id, sums) for manager_id, sums in sorted(managers.items())
+            ],
+        }
+        for week, managers in sorted(weeks.items())
+    ]
+
+
+async def refresh_weeks(db: AsyncDatabase[Document], weeks: set[date]) -> None:
+    """Add up these weeks again from their days (after refreshing buckets of them)."""
+    for week in sorted(weeks):
+        documents = _week_documents(await buckets_of_days(db, week, week + timedelta(days=6))) or [
+            {"_id": week.isoformat(), "week": week.isoformat(), "managers": []}
+        ]
+        await _replace_all(db, ROLLUP_WEEKS, documents)
+
+
+async def _replace_all(
+    db: AsyncDatabase[Document], collection: str, documents: list[Document]
+) -> None:
+    writes = [ReplaceOne({"_id": document["_id"]}, document, upsert=True) for document in documents]
+    for start in range(0, len(writes), 100):  # a refresh meanwhile is replaced, not refused
+        await db[collection].bulk_write(writes[start : start + 100], ordered=False)
 
 
 async def refresh_bucket(
@@ -238,14 +297,24 @@ async def rebuild(db: AsyncDatabase[Document], timezone: str) -> int:
     days: dict[date, list[Document]] = {}
     for (day, manager_id), sums in sorted(buckets.items()):
         days.setdefault(day, []).append(_bucket(manager_id, sums))
-    await db[ROLLUPS].delete_many({})
-    documents = [
+    documents: list[Document] = [
         {"_id": day.isoformat(), "day": day.isoformat(), "managers": managers}
         for day, managers in days.items()
     ]
-    writes = [ReplaceOne({"_id": document["_id"]}, document, upsert=True) for document in documents]
-    for start in range(0, len(writes), 100):  # a refresh meanwhile is replaced, not refused
-        await db[ROLLUPS].bulk_write(writes[start : start + 100], ordered=False)
+    await db[ROLLUPS].delete_many({})
+    await db[ROLLUP_WEEKS].delete_many({})
+    await _replace_all(db, ROLLUPS, documents)
+    await _replace_all(
+        db,
+        ROLLUP_WEEKS,
+        _week_documents(
+            [
+                {"day": document["day"], **bucket}
+                for document in documents
+                for bucket in document["managers"]
+            ]
+        ),
+    )
     await db[SETTINGS].replace_one(
         {"_id": META_ID},
         {"zone": timezone, "version": VERSION, "built_at": utcnow()},
@@ -323,12 +392,15 @@ class Refresher:
         now = monotonic()
         self._not_before = {key: at for key, at in self._not_before.items() if at > now}
         deferred: set[str] = set()
+        weeks: set[date] = set()
         for key in sorted(by_bucket):
             if key in self._not_before:
                 deferred.update(by_bucket[key])
                 continue
             size = await refresh_bucket(self._db, self._zone, *key)
             self._not_before[key] = monotonic() + size / BUCKET_CALLS_PER_S
+            weeks.add(week_of(key[0]))
+        await refresh_weeks(self._db, weeks)
         if deferred:
             due_in = min(self._not_before.values()) - monotonic()
             asyncio.get_running_loop().call_later(max(0.0, due_in), self._wake.set)

@@ -70,8 +70,14 @@ async def db(settings: Settings) -> AsyncIterator[Any]:
 @pytest.mark.parametrize("viewer", [ADMIN, TEAM], ids=["admin", "supervisor"])
 @pytest.mark.parametrize(
     "period",
-    [{}, {"date_from": "2000-01-01"}, {"manager_id": "mgr_1"}, {"date_to": "2000-01-01"}],
-    ids=["week", "all", "manager", "empty"],
+    [
+        {},
+        {"date_from": "2000-01-01"},
+        {"date_from": (datetime.now(UTC) - timedelta(weeks=8)).date().isoformat()},
+        {"manager_id": "mgr_1"},
+        {"date_to": "2000-01-01"},
+    ],
+    ids=["week", "all", "eight weeks", "manager", "empty"],
 )
 async def test_reports_from_rollups_equal_aggregating_the_calls(
     db: Any, settings: Settings, viewer: User, period: dict[str, str]
@@ -156,6 +162,20 @@ async def test_call_events_keep_the_rollups_in_step_and_count_once(settings: Set
 
         again = await wait_for(reanalysed, timeout_s=10)
         assert (again["calls"], again["analysed"], again["score_sum"]) == (1, 1, 100.0)
+        # Its week, whole to its Saturday, is added up again from its days too.
+        today = datetime.now(ZoneInfo(settings.timezone)).date()
+        saturday = rollups.week_of(today) + timedelta(days=6)
+        filters = CallFilters.from_query(
+            {"date_from": "2000-01-01", "date_to": saturday.isoformat()}, tz=settings.timezone
+        )
+
+        async def weekly() -> dict[str, Any] | None:
+            rating = await reports.managers(db, ADMIN, filters, rollup_zone=settings.timezone)
+            return dict(rating) if rating["items"] and rating["items"][0]["rating"] == 2 else None
+
+        assert await wait_for(weekly, timeout_s=10) == dict(
+            await reports.managers(db, ADMIN, filters, rollup_zone="")
+        )
     finally:
         maintaining.cancel()
         await asyncio.gather(maintaining, return_exceptions=True)

@@ -57,7 +57,7 @@ async def managers(
     calls, average talk ratio; and each manager's average score by week. From the
     rollups when they hold the filters (kept in `rollup_zone`)."""
     if rollups.answers(filters, rollup_zone):
-        return _managers_of(await rollups.buckets(db, viewer, filters))
+        return _managers_of(await rollups.buckets(db, viewer, filters, weekly=True))
     match = filters.query(viewer)
     rows = await (
         await calls(db).aggregate(

@@ -4,14 +4,14 @@ filters select, and the buckets a viewer may see."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from datetime import date, timedelta
+from datetime import date
 
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.ingest.backoffice.accounts import User
 from services.ingest.backoffice.filters import CallFilters
 from shared.mongo import Document
-from shared.rollups import buckets_of_days
+from shared.rollups import buckets_of_days, buckets_of_weeks, week_of
 
 
 def answers(filters: CallFilters, timezone: str) -> bool:
@@ -29,12 +29,14 @@ def answers(filters: CallFilters, timezone: str) -> bool:
 
 
 async def buckets(
-    db: AsyncDatabase[Document], viewer: User, filters: CallFilters
+    db: AsyncDatabase[Document], viewer: User, filters: CallFilters, *, weekly: bool = False
 ) -> list[Document]:
-    """The buckets of the filters' days and manager that the viewer may see, by day."""
+    """The buckets of the filters' days and manager that the viewer may see, by day (with
+    `weekly`, a whole week of them as one, dated by its first day)."""
+    read = buckets_of_weeks if weekly else buckets_of_days
     return [
         bucket
-        for bucket in await buckets_of_days(db, *filters.days())
+        for bucket in await read(db, *filters.days())
         if viewer.sees_manager(bucket["manager_id"])
         and filters.manager_id in ("", bucket["manager_id"])
     ]
@@ -42,4 +44,4 @@ async def buckets(
 
 def weeks(days: Iterable[date]) -> dict[date, date]:
     """Each day's week, by the week's first day (Sunday, as MongoDB's `$dateTrunc`)."""
-    return {day: day - timedelta(days=(day.weekday() + 1) % 7) for day in days}
+    return {day: week_of(day) for day in days}
