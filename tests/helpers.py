@@ -9,12 +9,23 @@ import uuid
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
+from services.ingest.backoffice.accounts import Role, User
 from shared.events import CallReceived, Envelope, utcnow
 from shared.url_policy import UrlPolicy
 
 T = TypeVar("T")
 # What tests save links under: the fakes of third parties listen on 127.0.0.1.
 LOCAL_POLICY = UrlPolicy(allow_loopback=True)
+# People the back office answers, without logging in: an admin, and a team's supervisor.
+ADMIN = User(id="u1", email="admin@example.ru", role=Role.ADMIN, manager_id=None, active=True)
+TEAM = User(
+    id="u2",
+    email="head@example.ru",
+    role=Role.SUPERVISOR,
+    manager_id=None,
+    active=True,
+    team_manager_ids=("mgr_1", "mgr_3"),
+)
 
 
 async def wait_for(

@@ -14,24 +14,14 @@ from pymongo import AsyncMongoClient
 
 from devtools.samples import analysed_call
 from services.ingest.backoffice import reports
-from services.ingest.backoffice.accounts import Role, User
+from services.ingest.backoffice.accounts import User
 from services.ingest.backoffice.filters import CallFilters
 from services.ingest.backoffice.rollups import answers
 from shared import rollups
 from shared.amqp import Broker
 from shared.events import CallAnalyzed, Envelope
 from shared.settings import Settings
-from tests.helpers import wait_for
-
-ADMIN = User(id="u1", email="admin@example.ru", role=Role.ADMIN, manager_id=None, active=True)
-TEAM = User(
-    id="u2",
-    email="head@example.ru",
-    role=Role.SUPERVISOR,
-    manager_id=None,
-    active=True,
-    team_manager_ids=("mgr_1", "mgr_3"),
-)
+from tests.helpers import ADMIN, TEAM, wait_for
 
 
 def _seeded() -> list[dict[str, Any]]:

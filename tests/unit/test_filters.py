@@ -12,16 +12,8 @@ from services.ingest.backoffice.accounts import Role, User
 from services.ingest.backoffice.filters import CallFilters, Position
 from shared.errors import InvalidRequest
 from shared.mongo import all_of
+from tests.helpers import ADMIN, TEAM
 
-ADMIN = User(id="u1", email="a@example.ru", role=Role.ADMIN, manager_id=None, active=True)
-TEAM = User(
-    id="u2",
-    email="h@example.ru",
-    role=Role.SUPERVISOR,
-    manager_id=None,
-    active=True,
-    team_manager_ids=("mgr_1", "mgr_2"),
-)
 OWN = User(id="u3", email="m@example.ru", role=Role.MANAGER, manager_id="mgr_1", active=True)
 UNLINKED = User(id="u4", email="n@example.ru", role=Role.MANAGER, manager_id=None, active=True)
 
@@ -46,10 +38,10 @@ def test_a_manager_filter_narrows_the_visibility_and_never_widens_it() -> None:
     def managers(viewer: User, manager_id: str) -> object:
         return CallFilters(manager_id=manager_id).query(viewer).get("manager_id")
 
-    assert managers(TEAM, "mgr_2") == "mgr_2"
-    assert managers(TEAM, "") == {"$in": ["mgr_1", "mgr_2"]}
+    assert managers(TEAM, "mgr_3") == "mgr_3"
+    assert managers(TEAM, "") == {"$in": ["mgr_1", "mgr_3"]}
     assert managers(OWN, "mgr_1") == "mgr_1"
-    for viewer, other in ((TEAM, "mgr_3"), (OWN, "mgr_2"), (UNLINKED, "mgr_1")):
+    for viewer, other in ((TEAM, "mgr_2"), (OWN, "mgr_2"), (UNLINKED, "mgr_1")):
         query = CallFilters(manager_id=other).query(viewer)
         assert "manager_id" not in query
         assert query["_id"] == {"$in": []}  # nothing

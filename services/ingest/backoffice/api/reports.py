@@ -3,11 +3,14 @@ analytics table collected (or their Excel file)."""
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
+from typing import Any
+
 from aiohttp import web
 
 from services.ingest.apidoc import INVALID, MISSING, Answer, documented
 from services.ingest.backoffice import catalog, exports, reports
-from services.ingest.backoffice.accounts import Role
+from services.ingest.backoffice.accounts import Role, Session
 from services.ingest.backoffice.filters import CallFilters
 from services.ingest.edge import (
     INGEST,
@@ -32,15 +35,7 @@ routes = web.RouteTableDef()
 async def managers(request: web.Request) -> web.Response:
     """GET /api/v1/managers (admin, supervisor): rating and averages in the period."""
     session = await require_session(request, Role.ADMIN, Role.SUPERVISOR)
-    filters = call_filters(request)
-    return json_response(
-        await reports.managers(
-            request.app[INGEST].db,
-            session.user,
-            filters,
-            rollup_zone=request.app[INGEST].settings.timezone,
-        )
-    )
+    return await _report(request, session, reports.managers)
 
 
 @routes.get("/api/v1/dashboard")
@@ -53,15 +48,18 @@ async def managers(request: web.Request) -> web.Response:
 async def dashboard(request: web.Request) -> web.Response:
     """GET /api/v1/dashboard: calls and scores per day, failed stages, talk ratios."""
     session = await require_session(request)
-    filters = call_filters(request)
-    return json_response(
-        await reports.dashboard(
-            request.app[INGEST].db,
-            session.user,
-            filters,
-            rollup_zone=request.app[INGEST].settings.timezone,
-        )
+    return await _report(request, session, reports.dashboard)
+
+
+async def _report(
+    request: web.Request, session: Session, report: Callable[..., Awaitable[Any]]
+) -> web.Response:
+    """A report of the query's filters (from the rollups where they hold them)."""
+    ingest = request.app[INGEST]
+    answer = await report(
+        ingest.db, session.user, call_filters(request), rollup_zone=ingest.settings.timezone
     )
+    return json_response(answer)
 
 
 @routes.get("/api/v1/tables/{id}/rows")
