@@ -28,16 +28,21 @@ from services.ingest.webapp.frame import (
     render,
 )
 from shared.logging import get_logger
+from shared.rollups import week_of
 
 log = get_logger(__name__)
 routes = web.RouteTableDef()
 
 
 def _weeks_back(request: web.Request, weeks: int) -> tuple[CallFilters, dict[str, str]]:
+    """The query's filters, by default from the start of the week `weeks` weeks ago: whole
+    weeks (a weekly chart's first point is not part of a week; the rollups add whole
+    weeks up once)."""
     filters, errors = page_filters(request)
     if filters.date_from is None and not errors:
         _, last = filters.days()
-        filters = filters.model_copy(update={"date_from": last - timedelta(weeks=weeks)})
+        start = week_of(last) - timedelta(weeks=weeks)
+        filters = filters.model_copy(update={"date_from": start})
     return filters, errors
 
 
