@@ -28,9 +28,9 @@ def split(fields: Document) -> Document:
 async def store(db: AsyncDatabase[Document], task_id: str, heavy: Document) -> str:
     """Store one analysis's heavy parts of a call; their id, for the call to point to."""
     details_id = uuid.uuid4().hex
-    document = {"task_id": task_id, **heavy}
-    # A retry after a lost answer writes the same document again.
-    await db[CALL_DETAILS].replace_one({"_id": details_id}, document, upsert=True)
+    # A try whose answer was lost leaves a document no call points to: `keep_only` removes
+    # it with the call's earlier ones.
+    await db[CALL_DETAILS].insert_one({"_id": details_id, "task_id": task_id, **heavy})
     return details_id
 
 
