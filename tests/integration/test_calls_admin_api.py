@@ -326,15 +326,29 @@ async def test_table_rows_as_json_and_excel(ingest_client: Client, db: Any) -> N
     await db.calls.update_one(
         {"_id": "task_000000000001"}, {"$set": {"results.tables.0.table_id": created["id"]}}
     )
-    rows = await (
-        await ingest_client.get(f"/api/v1/tables/{created['id']}/rows", headers=headers)
+    older = {"table_id": created["id"], "row": {"budget": 2000}}
+    await db.calls.update_one({"_id": "task_000000000002"}, {"$set": {"results.tables": [older]}})
+    url = f"/api/v1/tables/{created['id']}/rows"
+    rows = await (await ingest_client.get(url, headers=headers)).json()
+    assert [row["row"] for row in rows["items"]] == [{"budget": 1000}, {"budget": 2000}]
+    assert rows["next"] is None
+    first = await (await ingest_client.get(url, params={"per_page": "1"}, headers=headers)).json()
+    assert [row["call_id"] for row in first["items"]] == ["call_1"]
+    second = await (
+        await ingest_client.get(
+            url, params={"per_page": "1", "after": first["next"]}, headers=headers
+        )
     ).json()
-    assert [row["row"] for row in rows["items"]] == [{"budget": 1000}]
+    assert ([row["call_id"] for row in second["items"]], second["next"]) == (["call_2"], None)
+    page = await ingest_client.get(
+        f"/settings/tables/{created['id']}/rows", params={"per_page": "1"}, headers=headers
+    )
+    assert 'rel="next"' in await page.text()
     response = await ingest_client.get(
         f"/api/v1/tables/{created['id']}/rows", params={"format": "xlsx"}, headers=headers
     )
     sheet = load_workbook(io.BytesIO(await response.read())).active
-    assert list(sheet.iter_rows(values_only=True))[1][-1] == 1000
+    assert [row[-1] for row in sheet.iter_rows(min_row=2, values_only=True)] == [1000, 2000]
 
 
 async def test_days_are_the_days_of_the_configured_zone(

@@ -16,7 +16,7 @@ from services.ingest.apidoc import IsoTime
 from services.ingest.backoffice import rollups
 from services.ingest.backoffice.accounts import User
 from services.ingest.backoffice.calls import EXPORT_BATCH, EXPORT_LIMIT
-from services.ingest.backoffice.filters import CallFilters
+from services.ingest.backoffice.filters import CallFilters, Position
 from services.ingest.backoffice.seek import Seek
 from services.ingest.intake.tasks import TaskId, iso
 from shared.mongo import Document, calls
@@ -319,6 +319,7 @@ class TableRow(TypedDict):
 
 class TableRows(TypedDict):
     items: list[TableRow]
+    next: Annotated[str | None, Field(description="`after` for the next page; null on the last")]
 
 
 _TABLE_ROW_FIELDS = {
@@ -330,21 +331,47 @@ _TABLE_ROW_FIELDS = {
 }
 
 
+def _table_seek(
+    db: AsyncDatabase[Document], viewer: User, table_id: str, filters: CallFilters
+) -> Seek:
+    """The calls in the filters that this table collected a row from, in list order."""
+    where = {"results.tables.table_id": table_id}
+    return Seek(db, viewer, filters, _TABLE_ROW_FIELDS, where=where)
+
+
+def _table_row(document: Document, table_id: str) -> TableRow:
+    (table,) = [t for t in document["results"]["tables"] if t.get("table_id") == table_id]
+    return {
+        "task_id": document["_id"],
+        "call_id": document["call_id"],
+        "deal_id": document.get("deal_id"),
+        "manager_id": document.get("manager_id"),
+        "manager_name": document.get("manager_name"),
+        "received_at": iso(document["received_at"]),
+        "row": table.get("row") or {},
+    }
+
+
+async def table_page(
+    db: AsyncDatabase[Document], viewer: User, table_id: str, filters: CallFilters
+) -> TableRows:
+    """One page of the rows one analytics table collected, from where the filters say it
+    starts, and where the next page starts."""
+    seek = _table_seek(db, viewer, table_id, filters)
+    documents = await seek.rows(filters.start, filters.per_page + 1)
+    page = documents[: filters.per_page]
+    return {
+        "items": [_table_row(document, table_id) for document in page],
+        "next": Position.of(page[-1]).encode() if len(documents) > len(page) else None,
+    }
+
+
 async def table_rows(
     db: AsyncDatabase[Document], viewer: User, table_id: str, filters: CallFilters
 ) -> AsyncIterator[TableRow]:
-    """The rows one analytics table collected from the calls in the filters, in list order
-    (read a window at a time): the call's identity, then the table's fields."""
-    seek = Seek(db, viewer, filters, _TABLE_ROW_FIELDS, where={"results.tables.table_id": table_id})
+    """Every row one analytics table collected from the calls in the filters, in list
+    order (read a window at a time, for the Excel file): the call's identity, then the
+    table's fields."""
+    seek = _table_seek(db, viewer, table_id, filters)
     async for document in seek.each(None, EXPORT_LIMIT, batch=EXPORT_BATCH):
-        for table in document["results"]["tables"]:
-            if table.get("table_id") == table_id:
-                yield {
-                    "task_id": document["_id"],
-                    "call_id": document["call_id"],
-                    "deal_id": document.get("deal_id"),
-                    "manager_id": document.get("manager_id"),
-                    "manager_name": document.get("manager_name"),
-                    "received_at": iso(document["received_at"]),
-                    "row": table.get("row") or {},
-                }
+        yield _table_row(document, table_id)

@@ -135,11 +135,12 @@ async def table_rows_page(request: web.Request, session: Session) -> web.StreamR
     db = request.app[INGEST].db
     table = await catalog.get(db, catalog.TABLE, request.match_info["id"])
     filters, errors = _weeks_back(request, 4)
-    rows = reports.table_rows(db, session.user, table["_id"], filters)
     if wants_xlsx(request):
+        rows = reports.table_rows(db, session.user, table["_id"], filters)
         return await xlsx_response(
             request, f"{table['_id']}.xlsx", exports.table_workbook(table, rows, filters.zone)
         )
+    listing = await reports.table_page(db, session.user, table["_id"], filters)
     first, last = filters.days()
     return render(
         request,
@@ -147,9 +148,12 @@ async def table_rows_page(request: web.Request, session: Session) -> web.StreamR
         "table_rows.html",
         {
             "table": table,
-            "rows": [row async for row in rows],
+            "rows": listing["items"],
+            "next": listing["next"],
+            "after": filters.after,
             "errors": errors,
             "period": {"from": first, "to": last},
-            "export_query": query_without(request, "format"),
+            "page_query": query_without(request, "after", "format"),
+            "export_query": query_without(request, "after", "format"),
         },
     )

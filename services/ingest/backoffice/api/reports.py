@@ -64,7 +64,8 @@ async def _report(
 
 @routes.get("/api/v1/tables/{id}/rows")
 @documented(
-    "Rows a table collected (admin, supervisor)",
+    "Rows a table collected, a page at a time; every row of the filters as Excel "
+    "(admin, supervisor)",
     query=CallFilters,
     answer=Answer("OK", reports.TableRows, xlsx=True),
     errors={**INVALID, **MISSING},
@@ -75,9 +76,9 @@ async def table_rows(request: web.Request) -> web.StreamResponse:
     db = request.app[INGEST].db
     table = await catalog.get(db, catalog.TABLE, request.match_info["id"])
     filters = call_filters(request)
-    rows = reports.table_rows(db, session.user, table["_id"], filters)
     if not wants_xlsx(request):
-        return json_response(reports.TableRows(items=[row async for row in rows]))
+        return json_response(await reports.table_page(db, session.user, table["_id"], filters))
+    rows = reports.table_rows(db, session.user, table["_id"], filters)
     return await xlsx_response(
         request, f"{table['_id']}.xlsx", exports.table_workbook(table, rows, filters.zone)
     )
