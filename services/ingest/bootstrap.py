@@ -118,7 +118,6 @@ async def bootstrap(settings: Settings, metrics: IngestMetrics) -> AsyncIterator
         workers = [
             asyncio.create_task(relay.run(), name="outbox-relay"),
             asyncio.create_task(_refresh_forever(ingest), name="intake-state"),
-            asyncio.create_task(rollups.maintain(db, broker, settings.timezone), name="rollups"),
         ]
         try:
             yield ingest
