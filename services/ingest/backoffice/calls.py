@@ -56,14 +56,31 @@ _ROW_FIELDS = {
 }
 
 
-class CallRow(TypedDict):
-    """One line of the calls list."""
+class CallIdentity(TypedDict):
+    """Which call a line is: what the calls list and a table's rows both show of it."""
 
     task_id: TaskId
     call_id: str
     deal_id: str | None
     manager_id: str | None
     manager_name: str | None
+    received_at: IsoTime
+
+
+def identity(document: Document) -> CallIdentity:
+    return {
+        "task_id": document["_id"],
+        "call_id": document["call_id"],
+        "deal_id": document.get("deal_id"),
+        "manager_id": document.get("manager_id"),
+        "manager_name": document.get("manager_name"),
+        "received_at": iso(document["received_at"]),
+    }
+
+
+class CallRow(CallIdentity):
+    """One line of the calls list."""
+
     stage: str | None
     stage_id: str | None
     deal_stage_id: str | None
@@ -74,7 +91,6 @@ class CallRow(TypedDict):
     duration_s: float | None
     talk_ratio: Annotated[float | None, Field(ge=0, le=1)]
     roles_uncertain: bool
-    received_at: IsoTime
 
 
 class CallPage(TypedDict):
@@ -92,11 +108,7 @@ def row_view(document: Document) -> CallRow:
     """One line of the calls list."""
     error = document.get("error") or {}
     return {
-        "task_id": document["_id"],
-        "call_id": document["call_id"],
-        "deal_id": document.get("deal_id"),
-        "manager_id": document.get("manager_id"),
-        "manager_name": document.get("manager_name"),
+        **identity(document),
         "stage": document.get("stage"),
         "stage_id": document.get("stage_id"),
         "deal_stage_id": document.get("deal_stage_id"),
@@ -107,7 +119,6 @@ def row_view(document: Document) -> CallRow:
         "duration_s": document.get("probed_duration_s") or document.get("declared_duration_s"),
         "talk_ratio": ((document.get("results") or {}).get("metrics") or {}).get("talk_ratio"),
         "roles_uncertain": bool((document.get("roles") or {}).get("uncertain")),
-        "received_at": iso(document["received_at"]),
     }
 
 

@@ -12,13 +12,11 @@ from pydantic import Field, WithJsonSchema
 from pymongo.asynchronous.database import AsyncDatabase
 from typing_extensions import TypedDict
 
-from services.ingest.apidoc import IsoTime
 from services.ingest.backoffice import rollups
 from services.ingest.backoffice.accounts import User
-from services.ingest.backoffice.calls import EXPORT_BATCH, EXPORT_LIMIT
+from services.ingest.backoffice.calls import EXPORT_BATCH, EXPORT_LIMIT, CallIdentity, identity
 from services.ingest.backoffice.filters import CallFilters, Position
 from services.ingest.backoffice.seek import Seek
-from services.ingest.intake.tasks import TaskId, iso
 from shared.mongo import Document, calls
 from shared.results import Percent
 from shared.rollups import TALK_RATIO_BUCKETS, Sums
@@ -305,15 +303,9 @@ def _round(value: float | None, digits: int = 1) -> float | None:
     return None if value is None else round(value, digits)
 
 
-class TableRow(TypedDict):
+class TableRow(CallIdentity):
     """What one analytics table collected from one call."""
 
-    task_id: TaskId
-    call_id: str
-    deal_id: str | None
-    manager_id: str | None
-    manager_name: str | None
-    received_at: IsoTime
     row: Annotated[dict[str, Any], Field(description="The table's fields by key")]
 
 
@@ -340,16 +332,9 @@ def _table_seek(
 
 
 def _table_row(document: Document, table_id: str) -> TableRow:
-    (table,) = [t for t in document["results"]["tables"] if t.get("table_id") == table_id]
-    return {
-        "task_id": document["_id"],
-        "call_id": document["call_id"],
-        "deal_id": document.get("deal_id"),
-        "manager_id": document.get("manager_id"),
-        "manager_name": document.get("manager_name"),
-        "received_at": iso(document["received_at"]),
-        "row": table.get("row") or {},
-    }
+    """The call's row of this table (the seek selects calls that have one)."""
+    table = next(t for t in document["results"]["tables"] if t.get("table_id") == table_id)
+    return {**identity(document), "row": table.get("row") or {}}
 
 
 async def table_page(
