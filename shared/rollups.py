@@ -111,10 +111,10 @@ class Sums:
         self.score_sum += other.score_sum
         self.talk_sum += other.talk_sum
         self.talk_n += other.talk_n
-        self.talk_buckets = [
-            a + b for a, b in zip(self.talk_buckets, other.talk_buckets, strict=True)
-        ]
-        self.failed_stages.update(other.failed_stages)
+        for index, count in enumerate(other.talk_buckets):
+            self.talk_buckets[index] += count
+        for stage, count in other.failed_stages.items():  # faster than Counter.update
+            self.failed_stages[stage] += count
 
     def average_score(self) -> float | None:
         return self.score_sum / self.analysed if self.analysed else None
@@ -191,16 +191,25 @@ async def buckets_of_days(db: AsyncDatabase[Document], first: date, last: date) 
     return await _read(db, ROLLUPS, "day", first, last)
 
 
-async def buckets_of_weeks(db: AsyncDatabase[Document], first: date, last: date) -> list[Document]:
+async def buckets_of_weeks(
+    db: AsyncDatabase[Document], first: date, last: date, *, today: date
+) -> list[Document]:
     """Every manager's buckets of these days by day and manager, a whole week within them
-    as one bucket dated by its first day."""
+    as one bucket dated by its first day. So is the week of `today` when they reach it:
+    its days still to come hold no calls."""
     weeks_from = week_of(first + timedelta(days=6))  # the first Sunday from `first` on
-    weeks_to = week_of(last + timedelta(days=1))  # the Sunday after the last whole week
+    end = last if last < today else week_of(last) + timedelta(days=6)
+    weeks_to = week_of(end + timedelta(days=1))  # the Sunday after the last whole week
     if weeks_from >= weeks_to:
         return await buckets_of_days(db, first, last)
-    before = await buckets_of_days(db, first, weeks_from - timedelta(days=1))
+    before = (
+        await buckets_of_days(db, first, weeks_from - timedelta(days=1))
+        if first < weeks_from
+        else []
+    )
     weeks = await _read(db, ROLLUP_WEEKS, "week", weeks_from, weeks_to - timedelta(days=7))
-    return before + weeks + await buckets_of_days(db, weeks_to, last)
+    after = await buckets_of_days(db, weeks_to, last) if weeks_to <= last else []
+    return before + weeks + after
 
 
 def _week_documents(buckets: list[Document]) -> list[Document]:

@@ -23,6 +23,8 @@ from shared.events import CallAnalyzed, Envelope
 from shared.settings import Settings
 from tests.helpers import ADMIN, TEAM, wait_for
 
+MOSCOW = ZoneInfo("Europe/Moscow")  # the test settings' zone
+
 
 def _seeded() -> list[dict[str, Any]]:
     """Calls over twelve days of five managers, some at the edges of Moscow's days, some
@@ -64,10 +66,11 @@ async def db(settings: Settings) -> AsyncIterator[Any]:
         {},
         {"date_from": "2000-01-01"},
         {"date_from": (datetime.now(UTC) - timedelta(weeks=8)).date().isoformat()},
+        {"date_from": rollups.week_of(datetime.now(MOSCOW).date()).isoformat()},
         {"manager_id": "mgr_1"},
         {"date_to": "2000-01-01"},
     ],
-    ids=["week", "all", "eight weeks", "manager", "empty"],
+    ids=["week", "all", "eight weeks", "this week", "manager", "empty"],
 )
 async def test_reports_from_rollups_equal_aggregating_the_calls(
     db: Any, settings: Settings, viewer: User, period: dict[str, str]

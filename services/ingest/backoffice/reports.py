@@ -134,8 +134,11 @@ def _managers_of(buckets: list[Document]) -> ManagersReport:
     for bucket in buckets:
         manager_id, sums = bucket["manager_id"], Sums.of(bucket)
         totals.setdefault(manager_id, Sums()).add(sums)
-        week = week_of[date.fromisoformat(bucket["day"])]
-        weekly.setdefault(manager_id, {}).setdefault(week, Sums()).add(sums)
+        weeks, week = weekly.setdefault(manager_id, {}), week_of[date.fromisoformat(bucket["day"])]
+        if week in weeks:
+            weeks[week].add(sums)
+        else:  # a bucket of a whole week is the week (most are)
+            weeks[week] = sums
     by_rating = sorted(totals.items(), key=lambda item: (-item[1].rating, item[0]))
     return {
         "items": [

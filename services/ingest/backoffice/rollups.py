@@ -10,6 +10,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 
 from services.ingest.backoffice.accounts import User
 from services.ingest.backoffice.filters import CallFilters
+from shared.events import utcnow
 from shared.mongo import Document
 from shared.rollups import buckets_of_days, buckets_of_weeks, week_of
 
@@ -33,10 +34,15 @@ async def buckets(
 ) -> list[Document]:
     """The buckets of the filters' days and manager that the viewer may see, by day (with
     `weekly`, a whole week of them as one, dated by its first day)."""
-    read = buckets_of_weeks if weekly else buckets_of_days
+    first, last = filters.days()
+    if weekly:
+        today = utcnow().astimezone(filters.zone).date()
+        found = await buckets_of_weeks(db, first, last, today=today)
+    else:
+        found = await buckets_of_days(db, first, last)
     return [
         bucket
-        for bucket in await read(db, *filters.days())
+        for bucket in found
         if viewer.sees_manager(bucket["manager_id"])
         and filters.manager_id in ("", bucket["manager_id"])
     ]
