@@ -48,6 +48,7 @@ from services.analyzer.talk import speech_intervals, talk_metrics
 from services.analyzer.voice_encoder import VoiceEncoder
 from services.ingest.backoffice.samples import SAMPLE_TABLE, SAMPLE_TEMPLATE
 from shared.media import decoded_duration_s
+from shared.results import TemplateRef
 from shared.settings import Settings
 
 GREETING = "Good afternoon, my name is Anna, calling from the flower company."
@@ -152,7 +153,8 @@ def bench_stereo(listening: Listening, duration_s: float) -> Path:
             source, channels=2, duration_s=duration_s, listening=listening, work_dir=Path(temp)
         )
         scoring_started = time.perf_counter()
-        evaluate.checklist("bench", "bench", SAMPLE_TEMPLATE, transcription)
+        ref: TemplateRef = {"id": "bench", "name": SAMPLE_TEMPLATE.name, "version": 1}
+        evaluate.checklist("bench", ref, SAMPLE_TEMPLATE, transcription)
         evaluate.table_row("bench", SAMPLE_TABLE, transcription)
         finished = time.perf_counter()
     stages = {**transcription.stage_seconds, "scoring": finished - scoring_started}

@@ -16,6 +16,7 @@ SETTINGS = "settings"
 USERS = "users"
 SESSIONS = "sessions"
 TEMPLATES = "templates"
+TEMPLATE_VERSIONS = "template_versions"
 BINDINGS = "bindings"
 TABLES = "tables"
 DELIVERIES = "deliveries"
@@ -58,6 +59,9 @@ INDEXES: dict[str, list[IndexModel]] = {
     CALL_DETAILS: [IndexModel([("task_id", ASCENDING)], name="task")],
     USERS: [IndexModel([("email", ASCENDING)], unique=True, name="email_unique")],
     BINDINGS: [IndexModel([("template_id", ASCENDING)], name="template")],
+    TEMPLATE_VERSIONS: [
+        IndexModel([("template_id", ASCENDING), ("version", DESCENDING)], name="template")
+    ],
     DELIVERIES: [
         IndexModel([("task_id", ASCENDING), ("status", ASCENDING)], name="task_status"),
         IndexModel([("status", ASCENDING), ("created_at", DESCENDING)], name="status_created"),

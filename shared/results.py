@@ -5,7 +5,8 @@ OpenAPI document describes them from here."""
 
 from __future__ import annotations
 
-from typing import Annotated, Any, Literal
+from collections.abc import Sequence
+from typing import Annotated, Any, Literal, NotRequired
 
 from pydantic import Field
 from typing_extensions import TypedDict
@@ -23,10 +24,39 @@ class Evidence(TypedDict):
     speaker: Literal["manager", "client"]
 
 
+class Reviewer(TypedDict):
+    """The person who corrected a call's results (swapped its roles, corrected a verdict)."""
+
+    id: str
+    email: str
+    name: str
+
+
+class MachineVerdict(TypedDict):
+    """What the analysis decided of a stage, kept when a person corrects it."""
+
+    applicable: bool
+    completion: Percent
+    passed: bool
+    evaluated: bool
+
+
+class StageReview(TypedDict):
+    """A person's correction of a stage: the stage's fields are theirs, the machine's
+    verdict is kept here."""
+
+    review_id: str
+    by: Reviewer
+    at: Annotated[str, Field(description="ISO time of the correction")]
+    reason: str
+    machine: MachineVerdict
+
+
 class StageResult(TypedDict):
     """One stage of a script, judged."""
 
     name: str
+    method: NotRequired[Literal["phrases", "llm"]]
     applicable: Annotated[bool, Field(description="False: skipped by its `ignore_when`")]
     completion: Annotated[Percent, Field(description="The weight of its points met, of 100")]
     passed: bool
@@ -34,6 +64,7 @@ class StageResult(TypedDict):
     evidence: list[Evidence]
     recommendation: str | None
     notes: list[str]
+    review: NotRequired[Annotated[StageReview, Field(description="Set when a person corrected it")]]
 
 
 class ChecklistScore(TypedDict):
@@ -46,6 +77,7 @@ class ChecklistScore(TypedDict):
 class TemplateRef(TypedDict):
     id: str
     name: str
+    version: NotRequired[Annotated[int, Field(ge=1, description="The version scored with")]]
 
 
 class Checklist(TypedDict):
@@ -83,14 +115,6 @@ class Results(TypedDict):
     metrics: CallMetrics
 
 
-class Reviewer(TypedDict):
-    """The person who corrected a call's results (swapped its roles, later its verdicts)."""
-
-    id: str
-    email: str
-    name: str
-
-
 class OverallScore(TypedDict):
     """The call's score over all its checklists (what lists sort and filter by)."""
 
@@ -98,3 +122,30 @@ class OverallScore(TypedDict):
     applicable: int
     percent: Percent
     perfect: Annotated[bool, Field(description="Every applicable stage passed")]
+
+
+def checklist_score(stages: Sequence[StageResult]) -> ChecklistScore:
+    """ "X/Y": stages passed out of applicable evaluated stages, and the percent."""
+    counted = [stage for stage in stages if stage["applicable"] and stage["evaluated"]]
+    passed = sum(1 for stage in counted if stage["passed"])
+    return {
+        "passed": passed,
+        "applicable": len(counted),
+        "percent": round(100.0 * passed / len(counted), 1) if counted else 0.0,
+        "text": f"{passed}/{len(counted)}",
+    }
+
+
+def overall_score(checklists: Sequence[Checklist]) -> OverallScore | None:
+    """The call's score over all its checklists (what lists sort and filter by): stages
+    passed of stages applicable, the percent, and whether every applicable stage passed."""
+    passed = sum(checklist["score"]["passed"] for checklist in checklists)
+    applicable = sum(checklist["score"]["applicable"] for checklist in checklists)
+    if not applicable:
+        return None
+    return {
+        "passed": passed,
+        "applicable": applicable,
+        "percent": round(100 * passed / applicable, 1),
+        "perfect": passed == applicable,
+    }

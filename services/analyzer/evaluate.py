@@ -9,9 +9,16 @@ from typing import Any
 
 from services.analyzer.phrases import Quote, Token, tokenize
 from services.analyzer.pipeline import Transcription
-from services.analyzer.scoring import StageVerdict, evaluate_phrases, score
+from services.analyzer.scoring import StageVerdict, evaluate_phrases
 from services.analyzer.tables import LLM_NOT_CONFIGURED, build_row
-from shared.results import Checklist, Evidence, OverallScore, TableResult
+from shared.results import (
+    Checklist,
+    Evidence,
+    StageResult,
+    TableResult,
+    TemplateRef,
+    checklist_score,
+)
 from shared.scripts import Binding, Stage, Table, Template
 
 
@@ -75,9 +82,24 @@ def _verdict(
     return StageVerdict.not_evaluated(stage.name, LLM_NOT_CONFIGURED)
 
 
+def stage_result(verdict: StageVerdict, method: str) -> StageResult:
+    """A verdict as the results carry it."""
+    return {
+        "name": verdict.name,
+        "method": "llm" if method == "llm" else "phrases",
+        "applicable": verdict.applicable,
+        "completion": verdict.completion,
+        "passed": verdict.passed,
+        "evaluated": verdict.evaluated,
+        "evidence": [_quote(quote) for quote in verdict.evidence],
+        "recommendation": verdict.recommendation,
+        "notes": verdict.notes,
+    }
+
+
 def checklist(
     binding_id: str,
-    template_id: str,
+    template_ref: TemplateRef,
     template: Template,
     transcription: Transcription,
     llm_verdicts: Mapping[str, StageVerdict] | None = None,
@@ -87,30 +109,15 @@ def checklist(
     `llm_verdicts` holds the verdicts of the template's `llm` stages by stage name.
     """
     tokens = tokenize(transcription.utterances)
-    verdicts = [_verdict(stage, tokens, transcription, llm_verdicts) for stage in template.stages]
-    result = score(verdicts)
+    stages = [
+        stage_result(_verdict(stage, tokens, transcription, llm_verdicts), stage.method)
+        for stage in template.stages
+    ]
     return {
         "binding_id": binding_id,
-        "template": {"id": template_id, "name": template.name},
-        "score": {
-            "passed": result.passed,
-            "applicable": result.applicable,
-            "percent": result.percent,
-            "text": f"{result.passed}/{result.applicable}",
-        },
-        "stages": [
-            {
-                "name": verdict.name,
-                "applicable": verdict.applicable,
-                "completion": verdict.completion,
-                "passed": verdict.passed,
-                "evaluated": verdict.evaluated,
-                "evidence": [_quote(quote) for quote in verdict.evidence],
-                "recommendation": verdict.recommendation,
-                "notes": verdict.notes,
-            }
-            for verdict in verdicts
-        ],
+        "template": template_ref,
+        "score": checklist_score(stages),
+        "stages": stages,
     }
 
 
@@ -133,19 +140,4 @@ def table_row(
         "name": table.name,
         "row": row.values,
         "null_reasons": row.reasons,
-    }
-
-
-def overall_score(checklists: list[Checklist]) -> OverallScore | None:
-    """The call's score over all its checklists (what lists sort and filter by): stages
-    passed of stages applicable, the percent, and whether every applicable stage passed."""
-    passed = sum(checklist["score"]["passed"] for checklist in checklists)
-    applicable = sum(checklist["score"]["applicable"] for checklist in checklists)
-    if not applicable:
-        return None
-    return {
-        "passed": passed,
-        "applicable": applicable,
-        "percent": round(100 * passed / applicable, 1),
-        "perfect": passed == applicable,
     }

@@ -44,7 +44,7 @@ from shared.metrics import WorkerMetrics
 from shared.mongo import AUDIO_BUCKET, BINDINGS, TABLES, TEMPLATES, Document, calls
 from shared.outbox import PUBLISH_NOW_GRACE_S, outbox_append, publish_now
 from shared.patience import patiently
-from shared.results import Results
+from shared.results import Results, TemplateRef, overall_score
 from shared.scripts import Binding, Table, Template
 from shared.tasks import TaskStatus, moved
 
@@ -205,6 +205,7 @@ async def _download(db: AsyncDatabase[Document], file_id: str, path: Path) -> No
 
 
 ModelT = TypeVar("ModelT", Binding, Table, Template)
+Bound = tuple[str, TemplateRef, Template]  # a binding that applies: its id, its template
 
 
 def _stored(model: type[ModelT], document: Document) -> ModelT:
@@ -215,23 +216,20 @@ def _stored(model: type[ModelT], document: Document) -> ModelT:
     return model.model_validate(fields)
 
 
-async def _applying(
-    deps: Analyzer, call: Call
-) -> tuple[list[tuple[str, str, Template]], list[tuple[str, Table]]]:
-    bindings: list[tuple[str, str, Template]] = []
+async def _applying(deps: Analyzer, call: Call) -> tuple[list[Bound], list[tuple[str, Table]]]:
+    bindings: list[Bound] = []
     for document in await deps.db[BINDINGS].find({}).to_list():
         binding = _stored(Binding, document)
         if not binding_applies(binding, document["created_at"], call):
             continue
         template = await deps.db[TEMPLATES].find_one({"_id": binding.template_id})
         if template is not None:
-            bindings.append(
-                (
-                    document["_id"],
-                    binding.template_id,
-                    _stored(Template, template),
-                )
-            )
+            ref: TemplateRef = {
+                "id": template["_id"],
+                "name": template["name"],
+                "version": template.get("version", 1),
+            }
+            bindings.append((document["_id"], ref, _stored(Template, template)))
     tables = [
         (document["_id"], table)
         for document in await deps.db[TABLES].find({}).to_list()
@@ -244,7 +242,7 @@ async def _applying(
     return bindings, tables
 
 
-def _manager_phrases(bindings: list[tuple[str, str, Template]]) -> tuple[str, ...]:
+def _manager_phrases(bindings: list[Bound]) -> tuple[str, ...]:
     """What the call's scripts expect the manager to say (cues to who is the manager)."""
     return tuple(
         dict.fromkeys(
@@ -259,7 +257,9 @@ def _manager_phrases(bindings: list[tuple[str, str, Template]]) -> tuple[str, ..
 
 
 def _vocabulary(
-    bindings: list[tuple[str, str, Template]], tables: list[tuple[str, Table]], cues: Sequence[str]
+    bindings: list[Bound],
+    tables: list[tuple[str, Table]],
+    cues: Sequence[str],
 ) -> tuple[str, ...]:
     """What the call's scripts and tables listen for, most telling first (the ASR keeps
     only as much as its prompt holds): the manager's phrases, the other points' phrases,
@@ -287,7 +287,7 @@ def _vocabulary(
 async def _transcribe(
     task: Document,
     deps: Analyzer,
-    bindings: list[tuple[str, str, Template]],
+    bindings: list[Bound],
     tables: list[tuple[str, Table]],
     *,
     learn: bool,
@@ -358,9 +358,9 @@ async def _analyze(task: Document, meta: Document, deps: Analyzer) -> tuple[Even
     llm_verdicts: dict[str, dict[str, StageVerdict]] = {}
     llm_values: dict[str, dict[str, Any]] = {}
     if deps.llm is not None:
-        for _, template_id, template in bindings:
-            if template_id not in llm_verdicts:
-                llm_verdicts[template_id] = {
+        for _, ref, template in bindings:
+            if ref["id"] not in llm_verdicts:
+                llm_verdicts[ref["id"]] = {
                     stage.name: await deps.llm.judge_stage(stage, transcription.utterances)
                     for stage in template.stages
                     if stage.method == "llm"
@@ -374,12 +374,12 @@ async def _analyze(task: Document, meta: Document, deps: Analyzer) -> tuple[Even
     checklists = [
         evaluate.checklist(
             binding_id,
-            template_id,
+            ref,
             template,
             transcription,
-            llm_verdicts.get(template_id) if configured else None,
+            llm_verdicts.get(ref["id"]) if configured else None,
         )
-        for binding_id, template_id, template in bindings
+        for binding_id, ref, template in bindings
     ]
     results: Results = {
         "checklists": checklists,
@@ -393,7 +393,7 @@ async def _analyze(task: Document, meta: Document, deps: Analyzer) -> tuple[Even
     }
     stored = transcription_fields(transcription, keep_voices=learn)
     stored["roles"] |= roles_by
-    fields |= stored | {"results": results, "score": evaluate.overall_score(checklists)}
+    fields |= stored | {"results": results, "score": overall_score(checklists)}
     if learn:
         await _learn_voice(deps, task, transcription)
     outcome = CallAnalyzed(

@@ -39,15 +39,6 @@ class StageVerdict:
         )
 
 
-@dataclass(frozen=True)
-class Score:
-    """Stages passed out of stages applicable, and the percent."""
-
-    passed: int
-    applicable: int
-    percent: float
-
-
 def ignored_as_short(ignore_when: str, duration_s: float) -> bool:
     """True when `ignore_when` says "shorter than N" and the call is."""
     match = _SHORT_CALL.search(ignore_when)
@@ -110,11 +101,3 @@ def evaluate_phrases(
         recommendation="; ".join(missed) if missed else None,
         notes=notes,
     )
-
-
-def score(verdicts: Sequence[StageVerdict]) -> Score:
-    """ "X/Y": stages passed out of applicable evaluated stages, and the percent."""
-    counted = [v for v in verdicts if v.applicable and v.evaluated]
-    passed = sum(1 for v in counted if v.passed)
-    percent = round(100.0 * passed / len(counted), 1) if counted else 0.0
-    return Score(passed=passed, applicable=len(counted), percent=percent)

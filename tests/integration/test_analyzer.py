@@ -265,8 +265,13 @@ async def test_good_call_is_scored_as_scripted(
     assert task["analysis"]["state"] == "done"
     (checklist,) = task["results"]["checklists"]
     assert checklist["binding_id"] == catalog_items["binding"]
+    assert checklist["template"]["version"] == 1  # the version it was scored with
     verdicts = stages(task)
     assert verdicts["Greeting"]["completion"] == 100
+    assert (verdicts["Greeting"]["method"], verdicts["Decision maker"]["method"]) == (
+        "phrases",
+        "llm",
+    )
     assert verdicts["Next step"]["passed"]
     assert verdicts["Politeness"]["passed"]
     assert verdicts["Decision maker"]["evaluated"] is False

@@ -59,10 +59,19 @@ async def test_template_lifecycle(ingest_client: Client, admin: dict[str, str]) 
     assert created.status == 201
     assert body["id"].startswith("tpl_")
     assert body["stages"][0]["points"][0]["speaker"] == "manager"  # default filled in
+    assert body["version"] == 1
 
     changed = {**TEMPLATE, "name": "Повторный звонок"}
     put = await ingest_client.put(f"/api/v1/templates/{body['id']}", json=changed, headers=admin)
     assert (await put.json())["name"] == "Повторный звонок"
+    assert (await put.json())["version"] == 2
+    versions = await ingest_client.get(f"/api/v1/templates/{body['id']}/versions", headers=admin)
+    items = (await versions.json())["items"]
+    assert [(v["version"], v["name"]) for v in items] == [
+        (2, "Повторный звонок"),
+        (1, "Первичный звонок"),
+    ]
+    assert items[1]["stages"][0]["name"] == "Приветствие"
     listed = await (await ingest_client.get("/api/v1/templates", headers=admin)).json()
     assert [item["id"] for item in listed] == [body["id"]]
 

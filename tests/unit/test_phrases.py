@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import pytest
 
+from services.analyzer.evaluate import stage_result
 from services.analyzer.phrases import find_phrase
-from services.analyzer.scoring import ROLES_UNCERTAIN, evaluate_phrases, ignored_as_short, score
+from services.analyzer.scoring import ROLES_UNCERTAIN, evaluate_phrases, ignored_as_short
+from shared.results import checklist_score
 from shared.scripts import Stage
 from tests.transcripts import said
 
@@ -147,8 +149,11 @@ def test_score_counts_applicable_evaluated_stages() -> None:
         CALL,
         duration_s=10,
     )
-    result = score([done, failed, short])
-    assert (result.passed, result.applicable, result.percent) == (1, 2, 50.0)
+    result = checklist_score(
+        [stage_result(verdict, "phrases") for verdict in (done, failed, short)]
+    )
+    assert (result["passed"], result["applicable"], result["percent"]) == (1, 2, 50.0)
+    assert result["text"] == "1/2"
 
 
 def test_a_longer_phrase_is_found_as_a_whole_through_telephone_slips() -> None:

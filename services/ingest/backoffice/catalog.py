@@ -2,7 +2,9 @@
 
 Bindings and tables own a webhook endpoint whose secret is generated when it is
 first saved; its URL cannot change afterwards (the seed: "URL для webhook-ов нельзя
-изменить после настройки"). A template in use by a binding cannot be deleted.
+изменить после настройки"). A template in use by a binding cannot be deleted. Every save
+of a template is a new version (1, 2, …), kept in `template_versions`: results name the
+version they were scored with, and reviews are judged per version.
 """
 
 from __future__ import annotations
@@ -13,16 +15,18 @@ from dataclasses import dataclass
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, create_model
+from pymongo import ReturnDocument
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
+from typing_extensions import TypedDict
 
 from services.ingest.apidoc import IsoTime
 from services.ingest.backoffice.accounts import User
 from services.ingest.intake.submission import require_allowed_link
 from shared.errors import Conflict, InvalidRequest, NotFound
 from shared.events import utcnow
-from shared.mongo import BINDINGS, TABLES, TEMPLATES, Document
-from shared.scripts import Binding, Table, Template
+from shared.mongo import BINDINGS, TABLES, TEMPLATE_VERSIONS, TEMPLATES, Document
+from shared.scripts import Binding, Stage, Table, Template
 from shared.url_policy import UrlPolicy
 from shared.webhooks import new_webhook_secret
 
@@ -48,6 +52,8 @@ class Kind:
         }
         if "webhook" in self.model.model_fields:
             fields["webhook"] = (WebhookView, ...)
+        if self.model is Template:
+            fields["version"] = (int, Field(ge=1, description="1 when created, one more a save"))
         return create_model(f"{self.model.__name__}View", __base__=self.model, **fields)
 
 
@@ -57,6 +63,17 @@ class WebhookView(BaseModel):
     url: str
     secret: Annotated[str | None, Field(description="`whsec_…`; null unless admin")]
     secret_set: bool
+
+
+class TemplateVersion(TypedDict):
+    version: int
+    name: str
+    stages: list[Stage]
+    saved_at: IsoTime
+
+
+class TemplateVersions(TypedDict):
+    items: list[TemplateVersion]
 
 
 TEMPLATE = Kind(TEMPLATES, Template, "tpl", "Шаблон скрипта не найден")
@@ -135,11 +152,45 @@ async def create(
         "created_at": now,
         "updated_at": now,
     }
+    if kind is TEMPLATE:
+        document["version"] = 1
     try:
         await db[kind.collection].insert_one(document)
     except DuplicateKeyError as exc:  # a 48-bit id collision: let the client retry
         raise Conflict("Повторите запрос") from exc
+    await _keep_version(db, kind, document)
     return document
+
+
+async def _keep_version(db: AsyncDatabase[Document], kind: Kind, document: Document) -> None:
+    """A template's saved version, as it was (saving the same version again changes
+    nothing: a retried save)."""
+    if kind is not TEMPLATE:
+        return
+    version = {
+        "_id": f"{document['_id']}@{document['version']}",
+        "template_id": document["_id"],
+        "version": document["version"],
+        "name": document["name"],
+        "stages": document["stages"],
+        "saved_at": document["updated_at"],
+    }
+    await db[TEMPLATE_VERSIONS].replace_one({"_id": version["_id"]}, version, upsert=True)
+
+
+async def versions(db: AsyncDatabase[Document], template_id: str) -> list[TemplateVersion]:
+    """Every saved version of a template, newest first."""
+    await get(db, TEMPLATE, template_id)
+    found = db[TEMPLATE_VERSIONS].find({"template_id": template_id}).sort("version", -1)
+    return [
+        {
+            "version": version["version"],
+            "name": version["name"],
+            "stages": version["stages"],
+            "saved_at": version["saved_at"].isoformat(),
+        }
+        for version in await found.to_list()
+    ]
 
 
 async def replace(
@@ -151,8 +202,18 @@ async def replace(
     await _check_references(db, item)
     fields: dict[str, Any] = _with_webhook_secret(item.model_dump(mode="json"), previous, policy)
     fields["updated_at"] = utcnow()
-    await db[kind.collection].update_one({"_id": item_id}, {"$set": fields})
-    return await get(db, kind, item_id)
+    update: Document = {"$set": fields}
+    if kind is TEMPLATE:  # saved before versions were kept: that was version 1
+        update["$inc" if "version" in previous else "$set"] = {
+            "version": 1 if "version" in previous else 2
+        }
+    document = await db[kind.collection].find_one_and_update(
+        {"_id": item_id}, update, return_document=ReturnDocument.AFTER
+    )
+    if document is None:
+        raise NotFound(kind.not_found)
+    await _keep_version(db, kind, document)
+    return document
 
 
 async def delete(db: AsyncDatabase[Document], kind: Kind, item_id: str) -> None:

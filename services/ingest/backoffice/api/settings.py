@@ -130,6 +130,19 @@ _catalog_routes("/api/v1/bindings", catalog.BINDING, "script bindings")
 _catalog_routes("/api/v1/tables", catalog.TABLE, "analytics tables")
 
 
+@routes.get("/api/v1/templates/{id}/versions")
+@documented(
+    "Every saved version of a script template, newest first (admin, supervisor)",
+    catalog.TemplateVersions,
+    errors=MISSING,
+)
+async def template_versions(request: web.Request) -> web.Response:
+    """GET /api/v1/templates/{id}/versions: what each version said."""
+    await require_session(request, Role.ADMIN, Role.SUPERVISOR)
+    items = await catalog.versions(request.app[INGEST].db, request.match_info["id"])
+    return json_response({"items": items})
+
+
 # --- users (admin) ----------------------------------------------------------
 
 
