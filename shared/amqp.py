@@ -38,6 +38,7 @@ from shared.events import (
     CallAnalyzed,
     CallFailed,
     CallReceived,
+    CallReviewed,
     CallSkipped,
     Envelope,
     Event,
@@ -69,11 +70,19 @@ class ConsumerQueue:
 CONSUMER_QUEUES = (
     ConsumerQueue("downloader", (CallReceived.TYPE,)),
     ConsumerQueue("analyzer", (AudioStored.TYPE,)),
-    ConsumerQueue("notifier", (CallAnalyzed.TYPE, CallSkipped.TYPE, CallFailed.TYPE)),
-    # The gateway's reports: every event that adds a call or changes its results.
+    ConsumerQueue(
+        "notifier", (CallAnalyzed.TYPE, CallReviewed.TYPE, CallSkipped.TYPE, CallFailed.TYPE)
+    ),
+    # The reports: every event that adds a call or changes its results.
     ConsumerQueue(
         "reports",
-        (CallReceived.TYPE, CallSkipped.TYPE, CallAnalyzed.TYPE, CallFailed.TYPE),
+        (
+            CallReceived.TYPE,
+            CallSkipped.TYPE,
+            CallAnalyzed.TYPE,
+            CallReviewed.TYPE,
+            CallFailed.TYPE,
+        ),
         single_active=True,
     ),
 )

@@ -106,6 +106,15 @@ class CallAnalyzed(CallMeta):
     tables: int = Field(description="How many analytics tables applied (webhooks to send).")
 
 
+class CallReviewed(CallMeta):
+    """A person corrected stage verdicts: the results of these bindings are a new revision."""
+
+    TYPE: ClassVar[str] = "call.reviewed"
+
+    binding_ids: list[str] = Field(description="The bindings whose checklists changed.")
+    revision: int = Field(ge=1, description="The results' revision after the correction.")
+
+
 class CallFailed(CallMeta):
     """Processing stopped for good; the reason goes to the CRM's error webhook."""
 
@@ -126,7 +135,15 @@ class DeliveryDue(Event):
 
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.TYPE: cls
-    for cls in (CallReceived, CallSkipped, AudioStored, CallAnalyzed, CallFailed, DeliveryDue)
+    for cls in (
+        CallReceived,
+        CallSkipped,
+        AudioStored,
+        CallAnalyzed,
+        CallReviewed,
+        CallFailed,
+        DeliveryDue,
+    )
 }
 
 

@@ -32,6 +32,7 @@ class TaskEvent(StrEnum):
     REANALYSIS_REQUESTED = "reanalysis_requested"
     ROLES_SWAP_REQUESTED = "roles_swap_requested"
     ROLES_CONFIRMED = "roles_confirmed"
+    VERDICT_CORRECTED = "verdict_corrected"
 
 
 # How a call's manager and client were told apart: by the stereo channels, or on a mono

@@ -45,6 +45,7 @@ from shared.mongo import AUDIO_BUCKET, BINDINGS, TABLES, TEMPLATES, Document, ca
 from shared.outbox import PUBLISH_NOW_GRACE_S, outbox_append, publish_now
 from shared.patience import patiently
 from shared.results import Results, TemplateRef, overall_score
+from shared.reviews import with_corrections
 from shared.scripts import Binding, Table, Template
 from shared.tasks import TaskStatus, moved
 
@@ -381,6 +382,10 @@ async def _analyze(task: Document, meta: Document, deps: Analyzer) -> tuple[Even
         )
         for binding_id, ref, template in bindings
     ]
+    # What people corrected stays corrected, next to the new machine verdicts.
+    checklists, last_correction = with_corrections(checklists, task.get("corrections") or [])
+    if last_correction is not None and fields["reviewed_by"] is None:
+        fields["reviewed_by"] = last_correction["by"]
     results: Results = {
         "checklists": checklists,
         "tables": [

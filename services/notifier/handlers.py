@@ -32,6 +32,7 @@ from shared.connection import load_connection_settings
 from shared.events import (
     CallAnalyzed,
     CallFailed,
+    CallReviewed,
     CallSkipped,
     DeliveryDue,
     Envelope,
@@ -78,9 +79,10 @@ async def plan_deliveries(envelope: Envelope, event: Event, *, deps: Notifier) -
     if task is None:
         log.error("task_missing")
         return []
-    if isinstance(event, CallAnalyzed):
+    if isinstance(event, CallAnalyzed | CallReviewed):
         webhooks = await deps.directory.webhooks_for(deps.db, payloads.owners(task))
-        return payloads.analysis_deliveries(envelope, task, webhooks)
+        reviewed = event.binding_ids if isinstance(event, CallReviewed) else None
+        return payloads.analysis_deliveries(envelope, task, webhooks, reviewed=reviewed)
     if isinstance(event, CallFailed):
         connection = await load_connection_settings(deps.db)
         if connection.error_webhook is None:
@@ -103,7 +105,7 @@ async def on_event(envelope: Envelope, event: Event, *, deps: Notifier) -> None:
     if isinstance(event, CallSkipped):
         return  # reported on the task only
     deliveries = await plan_deliveries(envelope, event, deps=deps)
-    if isinstance(event, CallAnalyzed) and not deliveries:
+    if isinstance(event, CallAnalyzed | CallReviewed) and not deliveries:
         await _close_task(deps, envelope.task_id)
         return
     await asyncio.gather(*(_store_and_attempt(deps, delivery) for delivery in deliveries))

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 
 from shared.events import CallFailed, CallMeta, Envelope, call_meta, utcnow
 from shared.mongo import Document
@@ -36,7 +36,7 @@ def common(envelope: Envelope, task: Document, kind: str, webhook_id: str) -> Do
 
 def revision(task: Document) -> Document:
     """Which version of the call's results this is: 1 first, one more at every re-analysis
-    or correction; `reviewed_by` names the person behind a correction."""
+    or correction; `reviewed_by` names the person behind the latest correction."""
     return {"revision": task.get("revision") or 1, "reviewed_by": task.get("reviewed_by")}
 
 
@@ -49,15 +49,22 @@ def owners(task: Document) -> list[str]:
 
 
 def analysis_deliveries(
-    envelope: Envelope, task: Document, webhooks: Mapping[str, Document]
+    envelope: Envelope,
+    task: Document,
+    webhooks: Mapping[str, Document],
+    *,
+    reviewed: Collection[str] | None = None,
 ) -> list[Document]:
     """A checklist delivery per binding and a row delivery per table of the results, to
-    the owners' webhooks (an owner deleted since the analysis gets nothing)."""
+    the owners' webhooks (an owner deleted since the analysis gets nothing); after a
+    correction, only the checklists of the `reviewed` bindings."""
     results = task.get("results") or {}
     planned = []
     for checklist in results.get("checklists", []):
         if checklist["binding_id"] not in webhooks:
             continue  # deleted since the analysis: nowhere to send
+        if reviewed is not None and checklist["binding_id"] not in reviewed:
+            continue
         webhook_id = delivery_id(envelope.event_id, checklist["binding_id"])
         body = {
             **common(envelope, task, "checklist.completed", webhook_id),
@@ -66,7 +73,7 @@ def analysis_deliveries(
             "metrics": results.get("metrics"),
         }
         planned.append((webhook_id, "checklist.completed", webhooks[checklist["binding_id"]], body))
-    for row in results.get("tables", []):
+    for row in results.get("tables", []) if reviewed is None else []:
         if row["table_id"] not in webhooks:
             continue
         webhook_id = delivery_id(envelope.event_id, row["table_id"])

@@ -25,8 +25,9 @@ from services.analyzer.handlers import (
 from services.analyzer.llm import LlmJudge
 from services.analyzer.voice_encoder import VoiceEncoder
 from services.ingest.app import OPENAPI
-from services.ingest.backoffice import catalog, commands
+from services.ingest.backoffice import catalog, commands, corrections
 from services.ingest.backoffice.accounts import Role, User
+from services.ingest.backoffice.corrections import CorrectionForm
 from shared import call_details, rollups, voiceprints
 from shared.amqp import Broker
 from shared.connection import ensure_connection_settings
@@ -313,6 +314,53 @@ async def test_rude_call_fails_the_stages_it_missed(
     assert politeness["evidence"][0]["speaker"] == "manager"
     assert politeness["evidence"][0]["start_s"] == pytest.approx(7.0, abs=1.5)
     assert politeness["recommendation"] == "Нарушено: No rudeness"
+
+
+async def test_a_reanalysed_call_keeps_what_people_corrected(
+    deps: Analyzer, catalog_items: dict[str, str]
+) -> None:
+    envelope, event = await stored_call(deps, RUDE_CALL)
+    await analyse(deps, envelope, event)
+    lead = User("u1", "lead@test.local", Role.SUPERVISOR, None, True, "Лид")
+    form = CorrectionForm(
+        binding_id=catalog_items["binding"],
+        stage="Politeness",
+        verdict="passed",
+        reason="Это была цитата клиента",
+    )
+    await corrections.correct(deps.db, lead, envelope.task_id, form)
+
+    async def analysed_again() -> dict[str, Any]:
+        await commands.reanalyze(deps.db, lead, envelope.task_id)
+        job = await deps.jobs.claim()
+        assert job is not None
+        await run_job(job, deps)
+        return await stored_task(deps, envelope.task_id)
+
+    again = await analysed_again()
+    politeness = stages(again)["Politeness"]
+    assert politeness["passed"]  # the person's verdict, over the new machine one
+    assert politeness["review"]["machine"]["passed"] is False
+    assert again["results"]["checklists"][0]["score"]["passed"] == 1
+    assert again["reviewed_by"]["email"] == "lead@test.local"
+    assert len(again["corrections"]) == 1
+
+    # Saved again, the script is a new version: its stages are the machine's to judge.
+    template_id = again["results"]["checklists"][0]["template"]["id"]
+    template = await catalog.get(deps.db, catalog.TEMPLATE, template_id)
+    await catalog.replace(
+        deps.db,
+        catalog.TEMPLATE,
+        template_id,
+        Template.model_validate({"name": template["name"], "stages": template["stages"]}),
+        policy=LOCAL_POLICY,
+    )
+    newer = await analysed_again()
+    assert newer["results"]["checklists"][0]["template"]["version"] == 2
+    assert not stages(newer)["Politeness"]["passed"]
+    assert "review" not in stages(newer)["Politeness"]
+    assert newer["reviewed_by"] is None
+    assert len(newer["corrections"]) == 1  # kept, for what version 1 was judged by
 
 
 async def test_bindings_apply_by_funnel_and_only_to_later_calls(

@@ -12,6 +12,7 @@ from email.utils import format_datetime
 from typing import Any
 
 import pytest
+from aiohttp.test_utils import TestClient
 
 from devtools.samples import analysis_results
 from services.notifier.bootstrap import bootstrap
@@ -27,6 +28,7 @@ from tests.fakes import FakeCrm, reply
 from tests.helpers import wait_for
 
 pytestmark = pytest.mark.timeout(120)
+Client = TestClient[Any, Any]
 
 FAST = {
     "fetch_allow_loopback": True,
@@ -159,6 +161,48 @@ async def test_a_corrected_call_says_its_revision_and_who_reviewed_it(
     (request,) = fake.at("/checklist")
     payload = verify(secrets["checklist"], request.body, request.headers)
     assert (payload["revision"], payload["reviewed_by"]) == (3, reviewer)
+
+
+async def test_a_correction_reaches_the_crm_signed_as_a_new_revision(
+    notifier: Notifier, crm: tuple[FakeCrm, str], ingest_client: Client
+) -> None:
+    fake, base = crm
+    envelope, secrets = await analysed_task(notifier, f"{base}/checklist", f"{base}/table")
+    await notifier.broker.publish(envelope)
+    await settled(notifier, envelope.task_id, "succeeded")
+    headers = bearer(await log_in(ingest_client, ADMIN_EMAIL, ADMIN_PASSWORD))
+    correction = {
+        "binding_id": f"bnd_{envelope.task_id}",
+        "stage": "Этап 2",
+        "verdict": "passed",
+        "reason": "Назвал компанию",
+    }
+    response = await ingest_client.post(
+        f"/api/v1/admin/calls/{envelope.task_id}/corrections", json=correction, headers=headers
+    )
+    assert response.status == 200, await response.text()
+
+    requests = await wait_for(lambda: _when(len(fake.at("/checklist")) == 2, fake.at("/checklist")))
+    first, revised = (verify(secrets["checklist"], r.body, r.headers) for r in requests)
+    assert revised["type"] == "checklist.completed"
+    assert requests[1].headers["webhook-id"] != requests[0].headers["webhook-id"]
+    assert (first["revision"], revised["revision"]) == (1, 2)
+    assert revised["reviewed_by"]["email"] == ADMIN_EMAIL
+    assert revised["checklist"]["score"]["text"] == "2/2"
+    stage = revised["checklist"]["stages"][1]
+    assert stage["passed"]
+    assert stage["review"]["machine"]["passed"] is False
+    assert len(fake.at("/table")) == 1  # the table's row did not change
+
+    async def done_again() -> bool:
+        task = await notifier.db.calls.find_one({"_id": envelope.task_id})
+        return bool(task and task["status"] == "done" and task["revision"] == 2)
+
+    await wait_for(done_again)
+
+
+async def _when(condition: bool, value: Any) -> Any:
+    return value if condition else None
 
 
 async def test_500_500_200_is_three_attempts_of_one_webhook_id(

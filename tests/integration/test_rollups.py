@@ -19,7 +19,7 @@ from services.ingest.backoffice.filters import CallFilters
 from services.ingest.backoffice.rollups import answers
 from shared import rollups
 from shared.amqp import Broker
-from shared.events import CallAnalyzed, Envelope
+from shared.events import CallAnalyzed, CallReviewed, Envelope
 from shared.settings import Settings
 from tests.helpers import ADMIN, TEAM, wait_for
 
@@ -169,6 +169,19 @@ async def test_call_events_keep_the_rollups_in_step_and_count_once(settings: Set
         assert await wait_for(weekly, timeout_s=10) == dict(
             await reports.managers(db, ADMIN, filters, rollup_zone="")
         )
+
+        # A person's correction changes the score: its event refreshes the bucket too.
+        await db.calls.update_one(
+            {"_id": call["_id"]}, {"$set": {"score.passed": 1, "score.percent": 50.0}}
+        )
+        reviewed = CallReviewed(**meta, binding_ids=["bnd_1"], revision=3)
+        await broker.publish(Envelope.wrap(reviewed, task_id=call["_id"]))
+
+        async def corrected() -> dict[str, Any] | None:
+            found = await bucket()
+            return found if found and found["rating"] == 1 else None
+
+        assert (await wait_for(corrected, timeout_s=10))["score_sum"] == 50.0
     finally:
         maintaining.cancel()
         await asyncio.gather(maintaining, return_exceptions=True)

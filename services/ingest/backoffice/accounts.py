@@ -31,6 +31,7 @@ from pymongo.errors import DuplicateKeyError
 from shared.errors import Forbidden, TooManyRequests, Unauthorized
 from shared.events import utcnow
 from shared.mongo import LOGIN_FAILURES, SESSIONS, USERS, Document, all_of
+from shared.results import Reviewer
 
 INITIAL_PASSWORD_FILE = "initial-admin-password"
 BAD_CREDENTIALS = "Неверный email или пароль"
@@ -98,6 +99,10 @@ class User:
             team_manager_ids=list(self.team_manager_ids),
             active=self.active,
         ).model_dump(mode="json")
+
+    def reviewer(self) -> Reviewer:
+        """Who this user is on what they corrected."""
+        return {"id": self.id, "email": self.email, "name": self.name or self.email}
 
     @property
     def sees_secrets(self) -> bool:

@@ -24,7 +24,8 @@ from services.ingest.intake.tasks import TaskFields, TaskId, iso, task_fields
 from shared import call_details
 from shared.errors import Forbidden, NotFound
 from shared.mongo import AUDIO_BUCKET, COMMENTS, DELIVERIES, Document, calls
-from shared.results import OverallScore, Reviewer
+from shared.results import OverallScore, Percent, Reviewer, TemplateRef
+from shared.reviews import Correction, Verdict, verdict_of
 from shared.tasks import ANALYSED, GUESSED_ROLE_METHODS, REANALYSABLE, RoleMethod, TaskStatus
 
 CALL_NOT_FOUND = "Звонок не найден"
@@ -220,6 +221,38 @@ class CommentView(TypedDict):
     at: IsoTime
 
 
+class CorrectionView(TypedDict):
+    """A person's correction of a stage (the call's history of them, oldest first)."""
+
+    id: str
+    binding_id: str
+    template: TemplateRef
+    stage: str
+    verdict: Verdict
+    completion: Percent | None
+    machine_verdict: Annotated[Verdict | None, Field(description="null: not evaluated")]
+    reason: str
+    by: Reviewer
+    at: IsoTime
+    dispute_id: str | None
+
+
+def correction_view(correction: Correction) -> CorrectionView:
+    return {
+        "id": correction["id"],
+        "binding_id": correction["binding_id"],
+        "template": correction["template"],
+        "stage": correction["stage"],
+        "verdict": correction["verdict"],
+        "completion": correction["completion"],
+        "machine_verdict": verdict_of(correction["machine"]),
+        "reason": correction["reason"],
+        "by": correction["by"],
+        "at": iso(correction["at"]),
+        "dispute_id": correction["dispute_id"],
+    }
+
+
 class CallCard(TaskFields):
     """Everything about one call."""
 
@@ -230,6 +263,7 @@ class CallCard(TaskFields):
     reanalysable: bool
     roles: RolesView | None
     reviewed_by: Reviewer | None
+    corrections: list[CorrectionView]
     comments: list[CommentView]
     deliveries: list[DeliveryView]
 
@@ -254,6 +288,7 @@ async def call_card(db: AsyncDatabase[Document], viewer: User, task_id: str) -> 
         "reanalysable": document["status"] in REANALYSABLE and bool(document.get("audio")),
         "roles": roles_view(document),
         "reviewed_by": document.get("reviewed_by"),
+        "corrections": [correction_view(c) for c in document.get("corrections") or []],
         "comments": [comment_view(comment) for comment in comments],
         "deliveries": [delivery_view(delivery) for delivery in deliveries],
     }

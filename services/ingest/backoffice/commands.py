@@ -17,7 +17,6 @@ from shared.connection import load_connection_settings
 from shared.errors import Conflict
 from shared.events import utcnow
 from shared.mongo import COMMENTS, Document, calls
-from shared.results import Reviewer
 from shared.tasks import (
     ANALYSED,
     GUESSED_ROLE_METHODS,
@@ -99,10 +98,6 @@ async def reanalyze(db: AsyncDatabase[Document], viewer: User, task_id: str) -> 
     )
 
 
-def _person(viewer: User) -> Reviewer:
-    return {"id": viewer.id, "email": viewer.email, "name": viewer.name or viewer.email}
-
-
 async def swap_roles(db: AsyncDatabase[Document], viewer: User, task_id: str) -> None:
     """Queue the call's re-scoring with manager and client exchanged (no new transcription);
     the CRM gets the results again as a new revision, reviewed by this person."""
@@ -111,7 +106,7 @@ async def swap_roles(db: AsyncDatabase[Document], viewer: User, task_id: str) ->
         viewer,
         task_id,
         allowed={"status": {"$in": list(ANALYSED)}, "details_id": {"$exists": True}},
-        job={"mode": "swap_roles", "requested_by": _person(viewer)},
+        job={"mode": "swap_roles", "requested_by": viewer.reviewer()},
         event=TaskEvent.ROLES_SWAP_REQUESTED,
         refusal="Роли можно поменять только у проанализированного звонка",
     )

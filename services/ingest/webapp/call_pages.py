@@ -7,9 +7,10 @@ from collections.abc import Mapping
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from services.ingest.backoffice import calls, commands, deliveries, exports
+from services.ingest.backoffice import calls, commands, corrections, deliveries, exports
 from services.ingest.backoffice.accounts import Session
 from services.ingest.backoffice.commands import CommentForm
+from services.ingest.backoffice.corrections import CorrectionForm
 from services.ingest.edge import (
     INGEST,
     call_filters,
@@ -32,6 +33,8 @@ from shared.errors import InvalidRequest
 from shared.events import utcnow
 from shared.logging import get_logger
 from shared.mongo import TABLES
+from shared.reviews import VERDICT_LABELS
+from shared.tasks import ANALYSED
 
 log = get_logger(__name__)
 routes = web.RouteTableDef()
@@ -99,6 +102,8 @@ async def _card(
             "notice": request.query.get("notice"),
             "can_replay": session.user.role in LEADS,
             "can_set_roles": session.user.role in LEADS,
+            "can_correct": session.user.role in LEADS and card["status"] in ANALYSED,
+            "verdict_labels": VERDICT_LABELS,
         },
         status=status,
     )
@@ -124,6 +129,27 @@ async def comment_submit(
         return await _card(request, session, errors=field_errors(exc), status=400)
     await commands.add_comment(request.app[INGEST].db, session.user, task_id, comment)
     return redirect(f"/calls/{task_id}#comments")
+
+
+@routes.post("/calls/{task_id}/corrections")
+@action(*LEADS)
+async def correction_submit(
+    request: web.Request, session: Session, form: MultiDictProxy[str]
+) -> web.StreamResponse:
+    """POST /calls/{task_id}/corrections: a stage's «Исправить вердикт» form."""
+    task_id = request.match_info["task_id"]
+    fields = {key: str(form.get(key, "")) for key in ("binding_id", "stage", "verdict", "reason")}
+    completion = str(form.get("completion", "")).strip()
+    try:
+        correction = validated(CorrectionForm, {**fields, "completion": completion or None})
+    except InvalidRequest as exc:
+        errors = {**field_errors(exc), "correcting": fields["stage"]}
+        return await _card(request, session, errors=errors, status=400)
+    ingest = request.app[INGEST]
+    await corrections.correct(ingest.db, session.user, task_id, correction)
+    ingest.relay.wake()
+    log.info("verdict_corrected", task_id=task_id, stage=correction.stage, by=session.user.email)
+    return redirect(f"/calls/{task_id}?notice=verdict_corrected")
 
 
 def _command_page(command: commands.CallCommand) -> None:

@@ -44,6 +44,7 @@ TIMELINE_LABELS: dict[str, str] = {
     TaskEvent.REANALYSIS_REQUESTED: "Запрошен повторный анализ",
     TaskEvent.ROLES_SWAP_REQUESTED: "Роли менеджера и клиента поменяны местами",
     TaskEvent.ROLES_CONFIRMED: "Роли подтверждены",
+    TaskEvent.VERDICT_CORRECTED: "Вердикт этапа исправлен",
 }
 ROLE_LABELS = {"admin": "Администратор", "supervisor": "Руководитель", "manager": "Менеджер"}
 METRIC_LABELS: dict[str, str] = {

@@ -3,6 +3,6 @@ parts mirror the web app's pages."""
 
 from __future__ import annotations
 
-from services.ingest.backoffice.api import calls, login, reports, settings
+from services.ingest.backoffice.api import calls, login, reports, reviews, settings
 
-ROUTE_TABLES = (login.routes, settings.routes, calls.routes, reports.routes)
+ROUTE_TABLES = (login.routes, settings.routes, calls.routes, reviews.routes, reports.routes)

@@ -1,0 +1,125 @@
+"""People's verdicts on script stages: corrections of what the analysis decided, kept on
+the call next to the machine's verdict and applied again whenever the call is scored
+(SPEC §5.1). Pure: the gateway applies a new correction with these functions, the
+analyzer applies the call's corrections to a new analysis."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import datetime
+from typing import Literal
+
+from typing_extensions import TypedDict
+
+from shared.results import (
+    Checklist,
+    MachineVerdict,
+    Reviewer,
+    StageResult,
+    TemplateRef,
+    checklist_score,
+)
+
+Verdict = Literal["passed", "failed", "not_applicable"]
+VERDICTS: tuple[Verdict, ...] = ("passed", "failed", "not_applicable")
+VERDICT_LABELS: dict[str, str] = {
+    "passed": "выполнен",
+    "failed": "не выполнен",
+    "not_applicable": "не применим",
+}
+
+
+class Correction(TypedDict):
+    """One correction of one stage, as the call keeps it (`corrections`, oldest first)."""
+
+    id: str
+    binding_id: str
+    template: TemplateRef
+    stage: str
+    method: str
+    verdict: Verdict
+    completion: float | None  # None: the machine's completion stays
+    machine: MachineVerdict  # what the analysis said when the person corrected it
+    reason: str
+    by: Reviewer
+    at: datetime
+    dispute_id: str | None
+
+
+def verdict_of(stage: StageResult | MachineVerdict) -> Verdict | None:
+    """A stage's verdict in one word; None when it could not be judged (no LLM)."""
+    if not stage["applicable"]:
+        return "not_applicable"
+    if not stage["evaluated"]:
+        return None
+    return "passed" if stage["passed"] else "failed"
+
+
+def machine_of(stage: StageResult) -> MachineVerdict:
+    """What the analysis decided of a stage, corrected since or not."""
+    review = stage.get("review")
+    if review is not None:
+        return review["machine"]
+    return {
+        "applicable": stage["applicable"],
+        "completion": stage["completion"],
+        "passed": stage["passed"],
+        "evaluated": stage["evaluated"],
+    }
+
+
+def _version(template: TemplateRef) -> int:
+    return template.get("version", 1)
+
+
+def _latest(corrections: Iterable[Correction]) -> dict[tuple[str, int, str], Correction]:
+    """The correction in force for each stage: the latest, by binding, version and name."""
+    latest: dict[tuple[str, int, str], Correction] = {}
+    for correction in corrections:  # oldest first
+        key = (correction["binding_id"], _version(correction["template"]), correction["stage"])
+        latest[key] = correction
+    return latest
+
+
+def corrected(stage: StageResult, correction: Correction) -> StageResult:
+    """The stage as the person judged it, the machine's verdict kept in `review`."""
+    machine = machine_of(stage)
+    completion = correction["completion"]
+    return {
+        **stage,
+        "applicable": correction["verdict"] != "not_applicable",
+        "passed": correction["verdict"] == "passed",
+        "evaluated": True,
+        "completion": machine["completion"] if completion is None else completion,
+        "review": {
+            "review_id": correction["id"],
+            "by": correction["by"],
+            "at": correction["at"].isoformat(),
+            "reason": correction["reason"],
+            "machine": machine,
+        },
+    }
+
+
+def with_corrections(
+    checklists: Sequence[Checklist], corrections: Iterable[Correction]
+) -> tuple[list[Checklist], Correction | None]:
+    """The checklists with the corrections in force applied to the stages they were made
+    on (same binding, template version and stage name) and scored again; and the latest
+    correction applied (who the results were last reviewed by), if any."""
+    latest = _latest(corrections)
+    applied: list[Correction] = []
+    result: list[Checklist] = []
+    for checklist in checklists:
+        stages: list[StageResult] = []
+        for stage in checklist["stages"]:
+            key = (checklist["binding_id"], _version(checklist["template"]), stage["name"])
+            correction = latest.get(key)
+            if correction is None:
+                stages.append(stage)
+            else:
+                stages.append(corrected(stage, correction))
+                applied.append(correction)
+        result.append({**checklist, "stages": stages, "score": checklist_score(stages)})
+    last = max(applied, key=lambda correction: correction["at"], default=None)
+    return result, last

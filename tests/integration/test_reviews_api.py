@@ -1,0 +1,176 @@
+"""People in the loop through the admin API (SPEC §5.1): corrections of stage verdicts,
+by role; the score computed again, the machine's verdict kept, the history recorded."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import pytest
+from aiohttp.test_utils import TestClient
+from pymongo import AsyncMongoClient
+
+from devtools.samples import analysed_call, sample_details
+from shared.events import CallReviewed
+from shared.settings import Settings
+from tests.api_client import admin, user
+from tests.conftest import EventTap
+from tests.helpers import wait_for
+
+Client = TestClient[Any, Any]
+
+
+@pytest.fixture
+async def db(settings: Settings, ingest_client: Client) -> AsyncIterator[Any]:
+    """Analysed calls of two managers (1 of 2 stages passed each), and one in progress."""
+    client: AsyncMongoClient[dict[str, Any]] = AsyncMongoClient(settings.mongo_url, tz_aware=True)
+    database = client.get_default_database()
+    documents = [
+        analysed_call(1, manager_id="mgr_1", passed=1, applicable=2),
+        analysed_call(2, manager_id="mgr_2", passed=1, applicable=2),
+        {**analysed_call(3, manager_id="mgr_1"), "status": "analyzing"},
+    ]
+    await database.calls.insert_many(documents)
+    await database.call_details.insert_many([sample_details(call) for call in documents])
+    yield database
+    await client.close()
+
+
+@pytest.fixture
+async def people(ingest_client: Client, db: Any) -> dict[str, dict[str, str]]:
+    """Headers of an admin, mgr_1's supervisor, another team's supervisor, mgr_1."""
+    headers = await admin(ingest_client)
+    return {
+        "admin": headers,
+        "lead": await user(
+            ingest_client,
+            headers,
+            email="lead@example.ru",
+            name="Ирина",
+            role="supervisor",
+            team_manager_ids=["mgr_1"],
+        ),
+        "other lead": await user(
+            ingest_client,
+            headers,
+            email="other@example.ru",
+            role="supervisor",
+            team_manager_ids=["mgr_2"],
+        ),
+        "manager": await user(
+            ingest_client, headers, email="anna@example.ru", role="manager", manager_id="mgr_1"
+        ),
+    }
+
+
+FAILED_STAGE = {
+    "binding_id": "bnd_1",
+    "stage": "Этап 2",
+    "verdict": "passed",
+    "completion": 80,
+    "reason": "Компанию назвал, ASR не расслышал",
+}
+
+
+async def correct(
+    client: Client, headers: dict[str, str], task: str = "task_000000000001", **change: Any
+) -> Any:
+    return await client.post(
+        f"/api/v1/admin/calls/{task}/corrections", json={**FAILED_STAGE, **change}, headers=headers
+    )
+
+
+async def test_a_supervisor_corrects_a_stage_and_the_score_follows(
+    ingest_client: Client, db: Any, people: dict[str, dict[str, str]], tap: EventTap
+) -> None:
+    response = await correct(ingest_client, people["lead"])
+    assert response.status == 200, await response.text()
+    body = await response.json()
+    assert body["revision"] == 2
+    assert body["checklist"]["score"] == {
+        "passed": 2,
+        "applicable": 2,
+        "percent": 100.0,
+        "text": "2/2",
+    }
+    assert body["score"]["perfect"] is True
+    corrected = body["checklist"]["stages"][1]
+    assert (corrected["passed"], corrected["completion"]) == (True, 80)
+    review = corrected["review"]
+    assert review["machine"] == {
+        "applicable": True,
+        "completion": 0.0,
+        "passed": False,
+        "evaluated": True,
+    }
+    assert (review["by"]["email"], review["reason"]) == ("lead@example.ru", FAILED_STAGE["reason"])
+
+    card = await (
+        await ingest_client.get("/api/v1/admin/calls/task_000000000001", headers=people["manager"])
+    ).json()
+    assert card["score"]["percent"] == 100.0  # what lists sort by, too
+    assert card["reviewed_by"]["name"] == "Ирина"
+    (history,) = card["corrections"]
+    assert (history["stage"], history["verdict"], history["machine_verdict"]) == (
+        "Этап 2",
+        "passed",
+        "failed",
+    )
+    assert card["timeline"][-1]["status"] == "verdict_corrected"
+    assert card["status"] == "delivering"  # the corrected checklist goes to the CRM
+
+    # Corrected again: the machine's verdict stays the one kept, the history grows.
+    again = await correct(ingest_client, people["admin"], verdict="not_applicable", completion=None)
+    stage = (await again.json())["checklist"]["stages"][1]
+    assert (stage["applicable"], stage["review"]["machine"]["passed"]) == (False, False)
+    assert (await again.json())["checklist"]["score"]["text"] == "1/1"
+    task = await db.calls.find_one({"_id": "task_000000000001"})
+    assert [c["verdict"] for c in task["corrections"]] == ["passed", "not_applicable"]
+    assert task["revision"] == 3
+
+    async def announced() -> list[int]:  # through the call's outbox, each
+        return [e.revision for _, e in tap.events() if isinstance(e, CallReviewed)]
+
+    assert await wait_for(lambda: _at_least(announced, 2)) == [2, 3]
+
+
+async def _at_least(found: Callable[[], Awaitable[list[int]]], count: int) -> list[int] | None:
+    values = await found()
+    return values if len(values) >= count else None
+
+
+@pytest.mark.parametrize(
+    ("who", "task", "status"),
+    [
+        ("manager", "task_000000000001", 403),  # a manager cannot correct
+        ("other lead", "task_000000000001", 403),  # another team's call
+        ("lead", "task_000000000002", 403),
+        ("lead", "task_000000000003", 409),  # not analysed yet
+        ("lead", "task_000000000404", 404),
+    ],
+)
+async def test_who_may_correct_what(
+    ingest_client: Client, people: dict[str, dict[str, str]], who: str, task: str, status: int
+) -> None:
+    response = await correct(ingest_client, people[who], task)
+    assert response.status == status, await response.text()
+
+
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"stage": "Нет такого"}, "stage"),
+        ({"binding_id": "bnd_x"}, "binding_id"),
+        ({"verdict": "maybe"}, "verdict"),
+        ({"completion": 120}, "completion"),
+        ({"reason": ""}, "reason"),
+    ],
+)
+async def test_a_bad_correction_is_400_naming_the_field(
+    ingest_client: Client, people: dict[str, dict[str, str]], change: dict[str, Any], field: str
+) -> None:
+    response = await correct(ingest_client, people["admin"], **change)
+    assert response.status == 400
+    body = await response.json()
+    assert body["code"] == "invalid_request"
+    assert field in {detail["field"] for detail in body["details"]}
