@@ -24,6 +24,7 @@ ENDPOINTS = "endpoints"
 LOGIN_FAILURES = "login_failures"
 WEB_SESSIONS = "web_sessions"
 COMMENTS = "comments"
+DISPUTES = "disputes"
 ROLLUPS = "call_rollups"
 ROLLUP_WEEKS = "call_rollups_weekly"
 SCORE_VALUES = "score_values"
@@ -75,6 +76,13 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     LOGIN_FAILURES: [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expiry")],
     COMMENTS: [IndexModel([("task_id", ASCENDING), ("at", ASCENDING)], name="task")],
+    DISPUTES: [
+        # One open dispute per stage: the key is there while it is open.
+        IndexModel([("open_key", ASCENDING)], unique=True, sparse=True, name="open_key"),
+        IndexModel([("status", ASCENDING), ("_id", DESCENDING)], name="status"),
+        IndexModel([("manager_id", ASCENDING), ("_id", DESCENDING)], name="manager"),
+        IndexModel([("task_id", ASCENDING)], name="task"),
+    ],
     ROLLUPS: [IndexModel([("day", ASCENDING)], name="day")],
     ROLLUP_WEEKS: [IndexModel([("week", ASCENDING)], name="week")],
     # Records of analyzers killed without a clean stop are forgotten after a day.

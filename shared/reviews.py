@@ -29,6 +29,10 @@ VERDICT_LABELS: dict[str, str] = {
 }
 
 
+# A person's verdict without a completion: done is done.
+_DEFAULT_COMPLETION: dict[str, float] = {"passed": 100.0, "failed": 0.0, "not_applicable": 0.0}
+
+
 class Correction(TypedDict):
     """One correction of one stage, as the call keeps it (`corrections`, oldest first)."""
 
@@ -38,7 +42,7 @@ class Correction(TypedDict):
     stage: str
     method: str
     verdict: Verdict
-    completion: float | None  # None: the machine's completion stays
+    completion: float | None  # None: 100 when passed, else 0
     machine: MachineVerdict  # what the analysis said when the person corrected it
     reason: str
     by: Reviewer
@@ -90,7 +94,9 @@ def corrected(stage: StageResult, correction: Correction) -> StageResult:
         "applicable": correction["verdict"] != "not_applicable",
         "passed": correction["verdict"] == "passed",
         "evaluated": True,
-        "completion": machine["completion"] if completion is None else completion,
+        "completion": _DEFAULT_COMPLETION[correction["verdict"]]
+        if completion is None
+        else completion,
         "review": {
             "review_id": correction["id"],
             "by": correction["by"],

@@ -21,6 +21,7 @@ from typing_extensions import TypedDict
 from services.ingest import web_sessions
 from services.ingest.backoffice import accounts
 from services.ingest.backoffice.accounts import Role, Session
+from services.ingest.backoffice.disputes import DisputeFilters
 from services.ingest.backoffice.exports import XLSX_TYPE
 from services.ingest.backoffice.filters import CallFilters
 from services.ingest.bootstrap import Ingest
@@ -29,6 +30,7 @@ from services.ingest.intake.submission import (
     MAX_BODY_BYTES,
     invalid_fields,
     media_type,
+    validated,
     validation_error,
 )
 from services.ingest.metrics import IngestMetrics
@@ -361,6 +363,13 @@ def wants_xlsx(request: web.Request) -> bool:
     if any(value != "xlsx" for value in formats):
         raise invalid_fields([{"field": "format", "message": "только xlsx"}])
     return bool(formats)
+
+
+def dispute_filters(request: web.Request, *, form: bool = False) -> DisputeFilters:
+    """The disputes queue's filters of the query (a form's fields left empty mean "any",
+    the status too); days in the configured zone unless `tz` is given."""
+    values = {k: v for k, v in request.query.items() if not (form and v == "" and k != "status")}
+    return validated(DisputeFilters, {"tz": request.app[INGEST].settings.timezone, **values})
 
 
 def call_filters(request: web.Request, *, form: bool = False) -> CallFilters:

@@ -174,3 +174,101 @@ async def test_a_bad_correction_is_400_naming_the_field(
     body = await response.json()
     assert body["code"] == "invalid_request"
     assert field in {detail["field"] for detail in body["details"]}
+
+
+async def dispute(
+    client: Client, headers: dict[str, str], task: str = "task_000000000001", **change: Any
+) -> Any:
+    body = {"binding_id": "bnd_1", "stage": "Этап 2", "comment": "Я назвал компанию", **change}
+    return await client.post(f"/api/v1/admin/calls/{task}/disputes", json=body, headers=headers)
+
+
+async def test_a_dispute_goes_to_the_team_lead_who_accepts_it(
+    ingest_client: Client, people: dict[str, dict[str, str]]
+) -> None:
+    opened = await dispute(ingest_client, people["manager"])
+    assert opened.status == 201, await opened.text()
+    body = await opened.json()
+    assert (body["status"], body["disputed_verdict"], body["by"]["email"]) == (
+        "open",
+        "failed",
+        "anna@example.ru",
+    )
+    again = await dispute(ingest_client, people["manager"], comment="Ещё раз")
+    assert again.status == 409  # one open dispute per stage
+    assert (await dispute(ingest_client, people["manager"], stage="Этап 1")).status == 201
+
+    async def queue(who: str, **params: str) -> Any:
+        response = await ingest_client.get("/api/v1/disputes", params=params, headers=people[who])
+        assert response.status == 200, await response.text()
+        return await response.json()
+
+    assert [d["stage"] for d in (await queue("lead"))["items"]] == ["Этап 1", "Этап 2"]
+    assert (await queue("other lead"))["items"] == []  # not their team's
+    first = await queue("lead", per_page="1")
+    assert [d["stage"] for d in (await queue("lead", after=first["next"]))["items"]] == ["Этап 2"]
+
+    path = f"/api/v1/disputes/{body['id']}"
+    answer = {"answer": "Согласна, компания названа"}
+    refused = await ingest_client.post(f"{path}/accept", json=answer, headers=people["other lead"])
+    assert refused.status == 403
+    by_manager = await ingest_client.post(f"{path}/accept", json=answer, headers=people["manager"])
+    assert by_manager.status == 403
+    accepted = await ingest_client.post(f"{path}/accept", json=answer, headers=people["lead"])
+    assert accepted.status == 200, await accepted.text()
+    assert (await accepted.json())["status"] == "accepted"
+    twice = await ingest_client.post(f"{path}/accept", json=answer, headers=people["lead"])
+    assert twice.status == 409
+
+    card = await (
+        await ingest_client.get("/api/v1/admin/calls/task_000000000001", headers=people["manager"])
+    ).json()
+    stage = card["results"]["checklists"][0]["stages"][1]
+    assert stage["passed"]  # the opposite of the disputed verdict
+    assert card["corrections"][0]["dispute_id"] == body["id"]
+    outcome = {d["stage"]: (d["status"], d["answer"]) for d in card["disputes"]}
+    assert outcome["Этап 2"] == ("accepted", answer["answer"])
+    listing = await (
+        await ingest_client.get("/api/v1/admin/calls", headers=people["manager"])
+    ).json()
+    disputed = {row["call_id"]: row["dispute"] for row in listing["items"]}
+    assert disputed["call_1"] == "open"  # «Этап 1» waits still
+    assert [d["stage"] for d in (await queue("lead"))["items"]] == ["Этап 1"]
+    assert [d["status"] for d in (await queue("lead", status=""))["items"]] == ["open", "accepted"]
+
+
+async def test_a_rejected_dispute_keeps_the_verdict_and_may_be_raised_again(
+    ingest_client: Client, people: dict[str, dict[str, str]]
+) -> None:
+    opened = await (await dispute(ingest_client, people["manager"])).json()
+    reply = {"answer": "В записи этого нет"}
+    rejected = await ingest_client.post(
+        f"/api/v1/disputes/{opened['id']}/reject", json=reply, headers=people["admin"]
+    )
+    assert (await rejected.json())["status"] == "rejected"
+    card = await (
+        await ingest_client.get("/api/v1/admin/calls/task_000000000001", headers=people["manager"])
+    ).json()
+    assert card["results"]["checklists"][0]["stages"][1]["passed"] is False
+    assert card["corrections"] == []
+    assert (card["disputes"][0]["status"], card["disputes"][0]["answer"]) == (
+        "rejected",
+        reply["answer"],
+    )
+    assert (await dispute(ingest_client, people["manager"])).status == 201
+
+
+@pytest.mark.parametrize(
+    ("who", "task", "status"),
+    [
+        ("lead", "task_000000000001", 403),  # a supervisor corrects instead
+        ("admin", "task_000000000001", 403),
+        ("manager", "task_000000000002", 403),  # another manager's call
+        ("manager", "task_000000000003", 409),  # not analysed yet
+    ],
+)
+async def test_who_may_dispute_what(
+    ingest_client: Client, people: dict[str, dict[str, str]], who: str, task: str, status: int
+) -> None:
+    response = await dispute(ingest_client, people[who], task)
+    assert response.status == status, await response.text()

@@ -28,9 +28,10 @@ from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
 from pymongo.errors import DuplicateKeyError
 
-from shared.errors import Forbidden, TooManyRequests, Unauthorized
+from services.ingest.intake.tasks import CALL_NOT_FOUND
+from shared.errors import Forbidden, NotFound, TooManyRequests, Unauthorized
 from shared.events import utcnow
-from shared.mongo import LOGIN_FAILURES, SESSIONS, USERS, Document, all_of
+from shared.mongo import LOGIN_FAILURES, SESSIONS, USERS, Document, all_of, calls
 from shared.results import Reviewer
 
 INITIAL_PASSWORD_FILE = "initial-admin-password"
@@ -61,6 +62,7 @@ class UserView(BaseModel):
 
 
 _NOTHING: Document = {"_id": {"$in": []}}
+CALL_NOT_YOURS = "Это звонок другого менеджера"
 
 
 @dataclass(frozen=True)
@@ -145,6 +147,18 @@ async def find_visible(
     document = await collection.find_one(all_of({"_id": item_id}, viewer.visibility()), projection)
     if document is None and await collection.count_documents({"_id": item_id}, limit=1):
         raise Forbidden(not_yours)
+    return document
+
+
+async def visible_task(
+    db: AsyncDatabase[Document], viewer: User, task_id: str, projection: Document | None = None
+) -> Document:
+    """A call the viewer may see and act on (404 if there is none, 403 if not theirs)."""
+    document = await find_visible(
+        calls(db), viewer, task_id, not_yours=CALL_NOT_YOURS, projection=projection
+    )
+    if document is None:
+        raise NotFound(CALL_NOT_FOUND)
     return document
 
 

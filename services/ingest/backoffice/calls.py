@@ -14,10 +14,11 @@ from pymongo.asynchronous.database import AsyncDatabase
 from typing_extensions import TypedDict
 
 from services.ingest.apidoc import IsoTime
-from services.ingest.backoffice import rollups
-from services.ingest.backoffice.accounts import User, find_visible
+from services.ingest.backoffice import disputes, rollups
+from services.ingest.backoffice.accounts import User, visible_task
 from services.ingest.backoffice.deliveries import DeliveryView
 from services.ingest.backoffice.deliveries import view as delivery_view
+from services.ingest.backoffice.disputes import DisputeStatus, DisputeView
 from services.ingest.backoffice.filters import CallFilters, Position, status_label
 from services.ingest.backoffice.seek import Seek
 from services.ingest.intake.tasks import TaskFields, TaskId, iso, task_fields
@@ -28,8 +29,6 @@ from shared.results import OverallScore, Percent, Reviewer, TemplateRef
 from shared.reviews import Correction, Verdict, verdict_of
 from shared.tasks import ANALYSED, GUESSED_ROLE_METHODS, REANALYSABLE, RoleMethod, TaskStatus
 
-CALL_NOT_FOUND = "Звонок не найден"
-NOT_YOURS = "Это звонок другого менеджера"
 NO_AUDIO = "Аудио этого звонка нет в хранилище"
 EXPORT_LIMIT = 50_000
 EXPORT_BATCH = 1000
@@ -49,6 +48,7 @@ _ROW_FIELDS = {
     "score": 1,
     "error": 1,
     "skip_reason": 1,
+    "dispute": 1,
     "received_at": 1,
     "probed_duration_s": 1,
     "declared_duration_s": 1,
@@ -92,6 +92,9 @@ class CallRow(CallIdentity):
     duration_s: float | None
     talk_ratio: Annotated[float | None, Field(ge=0, le=1)]
     roles_uncertain: bool
+    dispute: Annotated[
+        DisputeStatus | None, Field(description="The status of the call's latest dispute")
+    ]
 
 
 class CallPage(TypedDict):
@@ -120,6 +123,7 @@ def row_view(document: Document) -> CallRow:
         "duration_s": document.get("probed_duration_s") or document.get("declared_duration_s"),
         "talk_ratio": ((document.get("results") or {}).get("metrics") or {}).get("talk_ratio"),
         "roles_uncertain": bool((document.get("roles") or {}).get("uncertain")),
+        "dispute": document.get("dispute"),
     }
 
 
@@ -192,17 +196,6 @@ async def all_rows(
         yield row_view(document)
 
 
-async def visible_task(
-    db: AsyncDatabase[Document], viewer: User, task_id: str, projection: Document | None = None
-) -> Document:
-    document = await find_visible(
-        calls(db), viewer, task_id, not_yours=NOT_YOURS, projection=projection
-    )
-    if document is None:
-        raise NotFound(CALL_NOT_FOUND)
-    return document
-
-
 class RolesView(TypedDict):
     """How the call's speakers were told apart, and what a person may do about it."""
 
@@ -264,6 +257,7 @@ class CallCard(TaskFields):
     roles: RolesView | None
     reviewed_by: Reviewer | None
     corrections: list[CorrectionView]
+    disputes: list[DisputeView]
     comments: list[CommentView]
     deliveries: list[DeliveryView]
 
@@ -289,6 +283,7 @@ async def call_card(db: AsyncDatabase[Document], viewer: User, task_id: str) -> 
         "roles": roles_view(document),
         "reviewed_by": document.get("reviewed_by"),
         "corrections": [correction_view(c) for c in document.get("corrections") or []],
+        "disputes": await disputes.of_call(db, task_id),
         "comments": [comment_view(comment) for comment in comments],
         "deliveries": [delivery_view(delivery) for delivery in deliveries],
     }

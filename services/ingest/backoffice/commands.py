@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from pydantic import BaseModel, ConfigDict, Field
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.ingest.backoffice.accounts import Role, User
-from services.ingest.backoffice.calls import CommentView, comment_view, visible_task
+from services.ingest.backoffice.accounts import Role, User, visible_task
+from services.ingest.backoffice.calls import CommentView, comment_view
 from shared import call_details, voiceprints
 from shared.connection import load_connection_settings
 from shared.errors import Conflict

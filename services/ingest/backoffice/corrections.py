@@ -13,13 +13,12 @@ from pydantic import BaseModel, ConfigDict, Field
 from pymongo.asynchronous.database import AsyncDatabase
 from typing_extensions import TypedDict
 
-from services.ingest.backoffice.accounts import Role, User
-from services.ingest.backoffice.calls import visible_task
+from services.ingest.backoffice.accounts import Role, User, visible_task
 from shared.errors import Conflict, Forbidden, InvalidRequest
 from shared.events import CallMeta, CallReviewed, Envelope, call_meta, utcnow
 from shared.mongo import Document, calls
 from shared.outbox import outbox_append
-from shared.results import Checklist, OverallScore, overall_score
+from shared.results import Checklist, OverallScore, StageResult, overall_score
 from shared.reviews import Correction, Verdict, machine_of, with_corrections
 from shared.rollups import remember_score
 from shared.tasks import ANALYSED, TaskEvent, TaskStatus, moved
@@ -38,7 +37,7 @@ class CorrectionForm(BaseModel):
     stage: str = Field(min_length=1, max_length=200, description="The stage's name")
     verdict: Verdict
     completion: float | None = Field(
-        None, ge=0, le=100, description="Completion percent; null keeps the machine's"
+        None, ge=0, le=100, description="Completion percent; null: 100 if passed, else 0"
     )
     reason: str = Field(min_length=1, max_length=2000, description="Why, for the manager")
 
@@ -60,12 +59,14 @@ _FIELDS = {
 }
 
 
-def _stage_of(results: Document | None, form: CorrectionForm) -> tuple[Checklist, Document]:
+def stage_of(results: Document | None, binding_id: str, name: str) -> tuple[Checklist, StageResult]:
+    """A stage of the call's results, by its checklist's binding and its name; a 400
+    naming the field when there is none."""
     for checklist in (results or {}).get("checklists", []):
-        if checklist["binding_id"] != form.binding_id:
+        if checklist["binding_id"] != binding_id:
             continue
         for stage in checklist["stages"]:
-            if stage["name"] == form.stage:
+            if stage["name"] == name:
                 return checklist, stage
         raise InvalidRequest(
             "Такого этапа нет в чек-листе звонка",
@@ -91,7 +92,7 @@ async def correct(
     task = await visible_task(db, viewer, task_id, _FIELDS)
     if task["status"] not in ANALYSED:
         raise Conflict(NOT_ANALYSED)
-    checklist, stage = _stage_of(task.get("results"), form)
+    checklist, stage = stage_of(task.get("results"), form.binding_id, form.stage)
     now = utcnow()
     correction: Correction = {
         "id": f"cor_{secrets.token_hex(8)}",
@@ -101,7 +102,7 @@ async def correct(
         "method": stage.get("method", "phrases"),
         "verdict": form.verdict,
         "completion": form.completion,
-        "machine": machine_of(stage),  # type: ignore[arg-type]
+        "machine": machine_of(stage),
         "reason": form.reason,
         "by": viewer.reviewer(),
         "at": now,

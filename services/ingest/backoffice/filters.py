@@ -8,10 +8,10 @@ import json
 import re
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
 
 from services.ingest.backoffice.accounts import User
 from services.ingest.intake.submission import validated
@@ -74,6 +74,17 @@ class Position:
             raise ValueError("не начало страницы списка (возьмите его из поля next)") from exc
 
 
+def _known_zone(value: str) -> str:
+    if not is_zone(value):
+        raise ValueError("неизвестный часовой пояс (например, Europe/Moscow)")
+    return value
+
+
+ZoneName = Annotated[
+    str, AfterValidator(_known_zone), Field(description="IANA zone whose days the dates mean.")
+]
+
+
 class CallFilters(BaseModel):
     """The filters of the calls list; the last seven days by default."""
 
@@ -99,7 +110,7 @@ class CallFilters(BaseModel):
         description="Where the page starts: the previous page's `next` (empty: the first).",
     )
     per_page: int = Field(50, ge=1, le=MAX_PER_PAGE)
-    tz: str = Field("UTC", description="IANA zone whose days the dates mean.")
+    tz: ZoneName = "UTC"
 
     @field_validator("date_from", "date_to", mode="before")
     @classmethod
@@ -123,13 +134,6 @@ class CallFilters(BaseModel):
     def _known_position(cls, value: str) -> str:
         if value:
             Position.decode(value)  # a ValueError names the field
-        return value
-
-    @field_validator("tz")
-    @classmethod
-    def _known_zone(cls, value: str) -> str:
-        if not is_zone(value):
-            raise ValueError("неизвестный часовой пояс (например, Europe/Moscow)")
         return value
 
     @classmethod

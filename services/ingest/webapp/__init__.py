@@ -10,7 +10,13 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from services.ingest.webapp import call_pages, login_pages, report_pages, settings_pages
+from services.ingest.webapp import (
+    call_pages,
+    login_pages,
+    report_pages,
+    review_pages,
+    settings_pages,
+)
 
 STATIC_DIR = Path(__file__).parent / "static"
 
@@ -49,5 +55,5 @@ def setup(app: web.Application, timezone: str) -> None:
     )
     environment.filters.update(when=when, clock=_clock, percent=_percent)
     app.router.add_static("/static", STATIC_DIR, name="static", append_version=True)
-    for pages in (login_pages, call_pages, report_pages, settings_pages):
+    for pages in (login_pages, call_pages, review_pages, report_pages, settings_pages):
         app.router.add_routes(pages.routes)

@@ -7,10 +7,11 @@ from collections.abc import Mapping
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from services.ingest.backoffice import calls, commands, corrections, deliveries, exports
-from services.ingest.backoffice.accounts import Session
+from services.ingest.backoffice import calls, commands, corrections, deliveries, disputes, exports
+from services.ingest.backoffice.accounts import Role, Session
 from services.ingest.backoffice.commands import CommentForm
 from services.ingest.backoffice.corrections import CorrectionForm
+from services.ingest.backoffice.disputes import DisputeForm
 from services.ingest.edge import (
     INGEST,
     call_filters,
@@ -60,6 +61,7 @@ async def calls_page(request: web.Request, session: Session) -> web.StreamRespon
             "managers": await calls.managers_seen(db, session.user, filters, rollup_zone=zone),
             "page_query": query_without(request, "after"),
             "export_query": query_without(request, "after", "per_page"),
+            "dispute_labels": disputes.STATUS_LABELS,
         },
     )
 
@@ -103,7 +105,9 @@ async def _card(
             "can_replay": session.user.role in LEADS,
             "can_set_roles": session.user.role in LEADS,
             "can_correct": session.user.role in LEADS and card["status"] in ANALYSED,
+            "can_dispute": session.user.role is Role.MANAGER and card["status"] in ANALYSED,
             "verdict_labels": VERDICT_LABELS,
+            "dispute_labels": disputes.STATUS_LABELS,
         },
         status=status,
     )
@@ -150,6 +154,24 @@ async def correction_submit(
     ingest.relay.wake()
     log.info("verdict_corrected", task_id=task_id, stage=correction.stage, by=session.user.email)
     return redirect(f"/calls/{task_id}?notice=verdict_corrected")
+
+
+@routes.post("/calls/{task_id}/disputes")
+@action(Role.MANAGER)
+async def dispute_submit(
+    request: web.Request, session: Session, form: MultiDictProxy[str]
+) -> web.StreamResponse:
+    """POST /calls/{task_id}/disputes: a stage's «Оспорить вердикт» form (the manager)."""
+    task_id = request.match_info["task_id"]
+    fields = {key: str(form.get(key, "")) for key in ("binding_id", "stage", "comment")}
+    try:
+        dispute = validated(DisputeForm, fields)
+    except InvalidRequest as exc:
+        errors = {**field_errors(exc), "correcting": fields["stage"]}
+        return await _card(request, session, errors=errors, status=400)
+    await disputes.open_dispute(request.app[INGEST].db, session.user, task_id, dispute)
+    log.info("dispute_opened", task_id=task_id, stage=dispute.stage, by=session.user.email)
+    return redirect(f"/calls/{task_id}?notice=disputed")
 
 
 def _command_page(command: commands.CallCommand) -> None:

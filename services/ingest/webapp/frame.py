@@ -11,6 +11,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from services.ingest.backoffice import disputes
 from services.ingest.backoffice.accounts import Role, Session, User
 from services.ingest.backoffice.filters import STATUS_LABELS, CallFilters
 from services.ingest.edge import HTTP_STATUS, INGEST, authorize, browser_session, call_filters
@@ -28,6 +29,7 @@ MENU = (
     ("/calls", "Коммуникации", ALL),
     ("/managers", "Менеджеры", LEADS),
     ("/dashboard", "Дашборд", ALL),
+    ("/disputes", "Оспаривания", ALL),
 )
 SETTINGS_MENU = (
     ("/settings/connection", "Подключение", ADMIN),
@@ -74,9 +76,17 @@ PageHandler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
 FormHandler = Callable[[web.Request, Session, MultiDictProxy[str]], Awaitable[web.StreamResponse]]
 
 
-def _menu(user: User) -> dict[str, Any]:
-    def visible(items: tuple[tuple[str, str, tuple[Role, ...]], ...]) -> list[dict[str, str]]:
-        return [{"path": p, "label": label} for p, label, roles in items if user.role in roles]
+# What waits for the user, counted beside a menu item (set by `_in_session`).
+MENU_COUNTS = web.RequestKey("menu_counts", dict)
+
+
+def _menu(user: User, counts: Mapping[str, int]) -> dict[str, Any]:
+    def visible(items: tuple[tuple[str, str, tuple[Role, ...]], ...]) -> list[dict[str, Any]]:
+        return [
+            {"path": p, "label": label, "count": counts.get(p, 0)}
+            for p, label, roles in items
+            if user.role in roles
+        ]
 
     return {"main": visible(MENU), "settings": visible(SETTINGS_MENU)}
 
@@ -99,7 +109,7 @@ def render(
         base |= {
             "user": session.user,
             "role_label": ROLE_LABELS[session.user.role.value],
-            "menu": _menu(session.user),
+            "menu": _menu(session.user, request.get(MENU_COUNTS, {})),
             "csrf_token": session.csrf_token,
         }
     response = aiohttp_jinja2.render_template(
@@ -132,6 +142,8 @@ async def _in_session(
     if session is None:
         return _to_login(request)
     try:
+        db = request.app[INGEST].db
+        request[MENU_COUNTS] = {"/disputes": await disputes.open_count(db, session.user)}
         return await serve(session)
     except RopError as exc:
         return _error_page(request, session, exc)

@@ -1,14 +1,21 @@
-"""People in the loop through the JSON API (SPEC §5.1): corrections of stage verdicts."""
+"""People in the loop through the JSON API (SPEC §5.1): corrections of stage verdicts,
+disputes and their queue."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
 from services.ingest.apidoc import INVALID, MISSING, Answer, documented
-from services.ingest.backoffice import corrections
+from services.ingest.backoffice import corrections, disputes
 from services.ingest.backoffice.accounts import Role
 from services.ingest.backoffice.corrections import CorrectionForm
-from services.ingest.edge import INGEST, json_response, read_model, require_session
+from services.ingest.edge import (
+    INGEST,
+    dispute_filters,
+    json_response,
+    read_model,
+    require_session,
+)
 from services.ingest.intake.submission import JSON_TYPE
 from shared.logging import get_logger
 
@@ -37,3 +44,73 @@ async def correct(request: web.Request) -> web.Response:
     ingest.relay.wake()
     log.info("verdict_corrected", task_id=task_id, stage=form.stage, by=session.user.email)
     return json_response(result)
+
+
+DISPUTE_ERRORS = {**MISSING, 403: "forbidden: not the caller's to dispute or answer"}
+
+
+@routes.post("/api/v1/admin/calls/{task_id}/disputes")
+@documented(
+    "Dispute a stage verdict of an own call (manager); one open dispute per stage",
+    body={JSON_TYPE: disputes.DisputeForm},
+    answers={201: Answer("Opened", disputes.DisputeView)},
+    errors={**INVALID, **DISPUTE_ERRORS, 409: "conflict: not analysed, or already disputed"},
+)
+async def open_dispute(request: web.Request) -> web.Response:
+    """POST /api/v1/admin/calls/{task_id}/disputes."""
+    session = await require_session(request, Role.MANAGER)
+    form = await read_model(request, disputes.DisputeForm)
+    task_id = request.match_info["task_id"]
+    opened = await disputes.open_dispute(request.app[INGEST].db, session.user, task_id, form)
+    log.info("dispute_opened", task_id=task_id, stage=form.stage, by=session.user.email)
+    return json_response(opened, 201)
+
+
+@routes.get("/api/v1/disputes")
+@documented(
+    "Disputes the caller may see, newest first: a supervisor's team's, a manager's own",
+    query=disputes.DisputeFilters,
+    answer=disputes.DisputePage,
+    errors=INVALID,
+)
+async def list_disputes(request: web.Request) -> web.Response:
+    """GET /api/v1/disputes: `status` (open by default; empty: any), manager, days, paging."""
+    session = await require_session(request)
+    filters = dispute_filters(request)
+    return json_response(await disputes.page(request.app[INGEST].db, session.user, filters))
+
+
+@routes.post("/api/v1/disputes/{id}/accept")
+@documented(
+    "Accept a dispute (admin, the manager's supervisor): the verdict is corrected (by "
+    "default to the opposite) and the manager gets the answer",
+    body={JSON_TYPE: disputes.AcceptForm},
+    answer=Answer("Accepted", disputes.DisputeView),
+    errors={**INVALID, **DISPUTE_ERRORS, 409: "conflict: already answered"},
+)
+async def accept_dispute(request: web.Request) -> web.Response:
+    """POST /api/v1/disputes/{id}/accept."""
+    session = await require_session(request, *LEADS)
+    form = await read_model(request, disputes.AcceptForm)
+    ingest = request.app[INGEST]
+    answered = await disputes.accept(ingest.db, session.user, request.match_info["id"], form)
+    ingest.relay.wake()
+    log.info("dispute_accepted", dispute_id=answered["id"], by=session.user.email)
+    return json_response(answered)
+
+
+@routes.post("/api/v1/disputes/{id}/reject")
+@documented(
+    "Reject a dispute with an answer (admin, the manager's supervisor); the verdict stays",
+    body={JSON_TYPE: disputes.RejectForm},
+    answer=Answer("Rejected", disputes.DisputeView),
+    errors={**INVALID, **DISPUTE_ERRORS, 409: "conflict: already answered"},
+)
+async def reject_dispute(request: web.Request) -> web.Response:
+    """POST /api/v1/disputes/{id}/reject."""
+    session = await require_session(request, *LEADS)
+    form = await read_model(request, disputes.RejectForm)
+    db = request.app[INGEST].db
+    answered = await disputes.reject(db, session.user, request.match_info["id"], form)
+    log.info("dispute_rejected", dispute_id=answered["id"], by=session.user.email)
+    return json_response(answered)
