@@ -1,5 +1,5 @@
 """The connection settings of SPEC §4: API key, minimum call duration, error webhook,
-and whether managers' voiceprints are kept.
+whether managers' voiceprints are kept, and the share of calls picked for blind review.
 
 Stored as one document; the API key is made once, on the first start of any
 service, and never changes afterwards.
@@ -37,6 +37,13 @@ class ConnectionSettings(BaseModel):
     error_webhook: WebhookEndpoint | None = None
     voiceprints_enabled: bool = Field(
         True, description="Learn managers' voiceprints to tell who is who on mono calls."
+    )
+    blind_review_percent: float = Field(
+        5.0,
+        ge=0,
+        le=100,
+        description="Share of each manager's analysed calls a week, at least one, picked for "
+        "blind review (0: none)",
     )
 
 

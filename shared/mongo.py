@@ -25,6 +25,8 @@ LOGIN_FAILURES = "login_failures"
 WEB_SESSIONS = "web_sessions"
 COMMENTS = "comments"
 DISPUTES = "disputes"
+REVIEWS = "reviews"
+REVIEW_SAMPLES = "review_samples"
 ROLLUPS = "call_rollups"
 ROLLUP_WEEKS = "call_rollups_weekly"
 SCORE_VALUES = "score_values"
@@ -56,6 +58,12 @@ INDEXES: dict[str, list[IndexModel]] = {
             sparse=True,
             name="analysis_jobs_sparse",
         ),
+        # The calls waiting for a blind review, by date (few: the others lack the field).
+        IndexModel(
+            [("blind_review.state", ASCENDING), ("received_at", DESCENDING)],
+            sparse=True,
+            name="blind_review",
+        ),
     ],
     CALL_DETAILS: [IndexModel([("task_id", ASCENDING)], name="task")],
     USERS: [IndexModel([("email", ASCENDING)], unique=True, name="email_unique")],
@@ -76,6 +84,11 @@ INDEXES: dict[str, list[IndexModel]] = {
     ],
     LOGIN_FAILURES: [IndexModel([("expires_at", ASCENDING)], expireAfterSeconds=0, name="expiry")],
     COMMENTS: [IndexModel([("task_id", ASCENDING), ("at", ASCENDING)], name="task")],
+    # People's verdicts the trust page counts, by when they were given.
+    REVIEWS: [
+        IndexModel([("at", DESCENDING)], name="at"),
+        IndexModel([("task_id", ASCENDING)], name="task"),
+    ],
     DISPUTES: [
         # One open dispute per stage: the key is there while it is open.
         IndexModel([("open_key", ASCENDING)], unique=True, sparse=True, name="open_key"),

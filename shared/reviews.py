@@ -1,16 +1,21 @@
-"""People's verdicts on script stages: corrections of what the analysis decided, kept on
-the call next to the machine's verdict and applied again whenever the call is scored
-(SPEC §5.1). Pure: the gateway applies a new correction with these functions, the
-analyzer applies the call's corrections to a new analysis."""
+"""People's verdicts on script stages (SPEC §5.1): corrections of what the analysis decided,
+kept on the call next to the machine's verdict and applied again whenever the call is
+scored (the gateway applies a new correction with these functions, the analyzer a call's
+corrections to a new analysis); the calls picked for blind review; and the `reviews`
+records the trust page counts: one per blind review of a stage, one per correction."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
+from pymongo import ReturnDocument
+from pymongo.asynchronous.database import AsyncDatabase
 from typing_extensions import TypedDict
 
+from shared.mongo import REVIEW_SAMPLES, REVIEWS, Document
 from shared.results import (
     Checklist,
     MachineVerdict,
@@ -129,3 +134,56 @@ def with_corrections(
         result.append({**checklist, "stages": stages, "score": checklist_score(stages)})
     last = max(applied, key=lambda correction: correction["at"], default=None)
     return result, last
+
+
+async def pick_for_blind_review(
+    db: AsyncDatabase[Document], manager_id: str, received_at: datetime, percent: float
+) -> bool:
+    """Whether a newly analysed call goes to blind review: `percent` of the manager's
+    analysed calls of its week (UTC, from Monday), at least one, the first ones first."""
+    if percent <= 0:
+        return False
+    day = received_at.date()
+    key = f"{manager_id}:{day - timedelta(days=day.weekday())}"
+    counter = await db[REVIEW_SAMPLES].find_one_and_update(
+        {"_id": key}, {"$inc": {"analysed": 1}}, upsert=True, return_document=ReturnDocument.AFTER
+    )
+    assert counter is not None  # upserted
+    wanted = max(1, math.ceil(percent / 100 * counter["analysed"]))
+    picked = await db[REVIEW_SAMPLES].update_one(
+        {"_id": key, "picked": {"$not": {"$gte": wanted}}}, {"$inc": {"picked": 1}}
+    )
+    return picked.modified_count == 1
+
+
+def correction_records(call: Document) -> list[Document]:
+    """The `reviews` records of a call's corrections: the latest of each stage counts."""
+    corrections: list[Correction] = call.get("corrections") or []
+    current = {correction["id"] for correction in _latest(corrections).values()}
+    return [
+        {
+            "_id": correction["id"],
+            "kind": "correction",
+            "current": correction["id"] in current,
+            "task_id": call["_id"],
+            "call_id": call.get("call_id"),
+            "manager_id": call["manager_id"],
+            "binding_id": correction["binding_id"],
+            "template": correction["template"],
+            "stage": correction["stage"],
+            "method": correction["method"],
+            "machine": verdict_of(correction["machine"]),
+            "human": correction["verdict"],
+            "by": correction["by"],
+            "at": correction["at"],
+            "dispute_id": correction["dispute_id"],
+        }
+        for correction in corrections
+    ]
+
+
+async def record_corrections(db: AsyncDatabase[Document], found: Iterable[Document]) -> None:
+    """Keep the `reviews` records of these calls' corrections in step (idempotent)."""
+    for call in found:
+        for record in correction_records(call):
+            await db[REVIEWS].replace_one({"_id": record["_id"]}, record, upsert=True)

@@ -31,6 +31,7 @@ from shared.amqp import Broker
 from shared.events import Envelope, Event, utcnow
 from shared.logging import get_logger
 from shared.mongo import ROLLUP_WEEKS, ROLLUPS, SCORE_VALUES, SETTINGS, Document, calls
+from shared.reviews import record_corrections
 
 log = get_logger(__name__)
 
@@ -343,7 +344,8 @@ async def ensure_built(db: AsyncDatabase[Document], timezone: str) -> int | None
 
 class Refresher:
     """Refreshes the buckets of the calls whose events arrive, a burst at a time: an event
-    is acknowledged once its call's bucket was recomputed after the event arrived.
+    is acknowledged once its call's bucket was recomputed after the event arrived (and
+    its corrections recorded for the trust page, `shared/reviews.py`).
 
     Under a heavy intake the reports lag a little rather than slow the intake down: at
     most a tenth of the time goes to refreshing, and a bucket of n calls is refreshed at
@@ -392,12 +394,17 @@ class Refresher:
     async def _refresh(self, task_ids: list[str]) -> set[str]:
         """Refresh the buckets of these calls that are due; the calls whose bucket is not."""
         found = calls(self._db).find(
-            {"_id": {"$in": task_ids}}, {"manager_id": 1, "received_at": 1}
+            {"_id": {"$in": task_ids}},
+            {"manager_id": 1, "received_at": 1, "call_id": 1, "corrections": 1},
         )
         by_bucket: dict[tuple[date, str], list[str]] = {}
+        corrected = []
         async for call in found:  # a call not stored: nothing counted
             key = (local_day(call["received_at"], self._zone), call["manager_id"])
             by_bucket.setdefault(key, []).append(call["_id"])
+            if call.get("corrections"):
+                corrected.append(call)
+        await record_corrections(self._db, corrected)  # for the trust page
         now = monotonic()
         self._not_before = {key: at for key, at in self._not_before.items() if at > now}
         deferred: set[str] = set()

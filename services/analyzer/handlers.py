@@ -45,7 +45,7 @@ from shared.mongo import AUDIO_BUCKET, BINDINGS, TABLES, TEMPLATES, Document, ca
 from shared.outbox import PUBLISH_NOW_GRACE_S, outbox_append, publish_now
 from shared.patience import patiently
 from shared.results import Results, TemplateRef, overall_score
-from shared.reviews import with_corrections
+from shared.reviews import pick_for_blind_review, with_corrections
 from shared.scripts import Binding, Table, Template
 from shared.tasks import TaskStatus, moved
 
@@ -336,7 +336,8 @@ async def _analyze(task: Document, meta: Document, deps: Analyzer) -> tuple[Even
         deal_stage_id=task.get("deal_stage_id"),
     )
     bindings, tables = await _applying(deps, call)
-    learn = (await load_connection_settings(deps.db)).voiceprints_enabled
+    connection = await load_connection_settings(deps.db)
+    learn = connection.voiceprints_enabled
     fields: Document = {}
     if task["analysis"].get("mode") == "swap_roles":
         person = task["analysis"]["requested_by"]
@@ -382,6 +383,10 @@ async def _analyze(task: Document, meta: Document, deps: Analyzer) -> tuple[Even
         )
         for binding_id, ref, template in bindings
     ]
+    if checklists and task.get("revision") is None and "blind_review" not in task:
+        percent = connection.blind_review_percent
+        if await pick_for_blind_review(deps.db, task["manager_id"], task["received_at"], percent):
+            fields["blind_review"] = {"state": "waiting", "picked_at": utcnow()}
     # What people corrected stays corrected, next to the new machine verdicts.
     checklists, last_correction = with_corrections(checklists, task.get("corrections") or [])
     if last_correction is not None and fields["reviewed_by"] is None:

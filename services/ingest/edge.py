@@ -24,6 +24,7 @@ from services.ingest.backoffice.accounts import Role, Session
 from services.ingest.backoffice.disputes import DisputeFilters
 from services.ingest.backoffice.exports import XLSX_TYPE
 from services.ingest.backoffice.filters import CallFilters
+from services.ingest.backoffice.trust import TrustFilters
 from services.ingest.bootstrap import Ingest
 from services.ingest.intake.submission import (
     JSON_TYPE,
@@ -370,6 +371,12 @@ def dispute_filters(request: web.Request, *, form: bool = False) -> DisputeFilte
     the status too); days in the configured zone unless `tz` is given."""
     values = {k: v for k, v in request.query.items() if not (form and v == "" and k != "status")}
     return validated(DisputeFilters, {"tz": request.app[INGEST].settings.timezone, **values})
+
+
+def trust_filters(request: web.Request, *, form: bool = False) -> TrustFilters:
+    """The trust report's filters of the query; days in the configured zone by default."""
+    values = {k: v for k, v in request.query.items() if not (form and v == "")}
+    return validated(TrustFilters, {"tz": request.app[INGEST].settings.timezone, **values})
 
 
 def call_filters(request: web.Request, *, form: bool = False) -> CallFilters:

@@ -267,6 +267,7 @@ async def test_good_call_is_scored_as_scripted(
     (checklist,) = task["results"]["checklists"]
     assert checklist["binding_id"] == catalog_items["binding"]
     assert checklist["template"]["version"] == 1  # the version it was scored with
+    assert task["blind_review"]["state"] == "waiting"  # the manager's first call this week
     verdicts = stages(task)
     assert verdicts["Greeting"]["completion"] == 100
     assert (verdicts["Greeting"]["method"], verdicts["Decision maker"]["method"]) == (
@@ -344,6 +345,7 @@ async def test_a_reanalysed_call_keeps_what_people_corrected(
     assert again["results"]["checklists"][0]["score"]["passed"] == 1
     assert again["reviewed_by"]["email"] == "lead@test.local"
     assert len(again["corrections"]) == 1
+    assert again["blind_review"] == (await stored_task(deps, envelope.task_id))["blind_review"]
 
     # Saved again, the script is a new version: its stages are the machine's to judge.
     template_id = again["results"]["checklists"][0]["template"]["id"]

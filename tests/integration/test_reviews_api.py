@@ -3,15 +3,19 @@ by role; the score computed again, the machine's verdict kept, the history recor
 
 from __future__ import annotations
 
+import io
 from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestClient
+from openpyxl import load_workbook
 from pymongo import AsyncMongoClient
 
 from devtools.samples import analysed_call, sample_details
 from shared.events import CallReviewed
+from shared.reviews import pick_for_blind_review, record_corrections
 from shared.settings import Settings
 from tests.api_client import admin, user
 from tests.conftest import EventTap
@@ -272,3 +276,84 @@ async def test_who_may_dispute_what(
 ) -> None:
     response = await dispute(ingest_client, people[who], task)
     assert response.status == status, await response.text()
+
+
+async def test_blind_review_shows_the_machine_only_after_the_person_judged(
+    ingest_client: Client, db: Any, people: dict[str, dict[str, str]]
+) -> None:
+    await db.calls.update_one(
+        {"_id": "task_000000000001"}, {"$set": {"blind_review": {"state": "waiting"}}}
+    )
+    queue = await (await ingest_client.get("/api/v1/reviews/blind", headers=people["lead"])).json()
+    assert [item["task_id"] for item in queue["items"]] == ["task_000000000001"]
+    other = await ingest_client.get("/api/v1/reviews/blind", headers=people["other lead"])
+    assert (await other.json())["items"] == []
+    refused = await ingest_client.get("/api/v1/reviews/blind", headers=people["manager"])
+    assert refused.status == 403
+
+    path = "/api/v1/reviews/blind/task_000000000001"
+    shown = await ingest_client.get(path, headers=people["lead"])
+    text = await shown.text()
+    for hidden in ('"passed"', '"completion"', '"score"', '"evidence"', '"recommendation"'):
+        assert hidden not in text, hidden  # nothing of the machine's verdict
+    stages = [s["name"] for s in (await shown.json())["checklists"][0]["stages"]]
+    assert stages == ["Этап 1", "Этап 2"]
+    waiting = await ingest_client.get(f"{path}/result", headers=people["lead"])
+    assert waiting.status == 409
+
+    one = {"binding_id": "bnd_1", "stage": "Этап 1", "verdict": "passed"}
+    partial = await ingest_client.post(path, json={"verdicts": [one]}, headers=people["lead"])
+    assert partial.status == 400  # every stage, or none
+    two = {"binding_id": "bnd_1", "stage": "Этап 2", "verdict": "passed"}
+    judged = await ingest_client.post(path, json={"verdicts": [one, two]}, headers=people["lead"])
+    assert judged.status == 200, await judged.text()
+    compared = [
+        (s["stage"], s["human"], s["machine"], s["agree"]) for s in (await judged.json())["stages"]
+    ]
+    assert compared == [("Этап 1", "passed", "passed", True), ("Этап 2", "passed", "failed", False)]
+    again = await ingest_client.post(path, json={"verdicts": [one, two]}, headers=people["admin"])
+    assert again.status == 409
+    result = await (await ingest_client.get(f"{path}/result", headers=people["lead"])).json()
+    assert [s["agree"] for s in result["stages"]] == [True, False]
+    card = await (
+        await ingest_client.get("/api/v1/admin/calls/task_000000000001", headers=people["lead"])
+    ).json()
+    assert card["score"]["passed"] == 1  # a blind review changes no verdict
+
+    # A correction too: the reports consumer records it for the trust page.
+    await correct(ingest_client, people["lead"], verdict="passed")
+    await record_corrections(db, await db.calls.find({"corrections": {"$exists": True}}).to_list())
+    report = await (await ingest_client.get("/api/v1/trust", headers=people["lead"])).json()
+    rows = {(r["stage"], r["kind"]): (r["reviewed"], r["agreement"]) for r in report["stages"]}
+    assert rows == {
+        ("Этап 1", "blind"): (1, 100.0),
+        ("Этап 2", "blind"): (1, 0.0),
+        ("Этап 2", "correction"): (1, 0.0),
+    }
+    assert report["stages"][0]["stage"] == "Этап 2"  # the lowest agreement first
+    blind_two = next(r for r in report["stages"] if r["kind"] == "blind" and r["stage"] == "Этап 2")
+    assert blind_two["machine_failed_human_passed"] == 1
+    other_team = await (
+        await ingest_client.get("/api/v1/trust", headers=people["other lead"])
+    ).json()
+    assert other_team["stages"] == []  # reviews of another team's calls
+    excel = await ingest_client.get(
+        "/api/v1/trust", params={"format": "xlsx"}, headers=people["lead"]
+    )
+    sheet = load_workbook(io.BytesIO(await excel.read())).active
+    assert [row[2] for row in sheet.iter_rows(min_row=2, values_only=True)] == [
+        "Этап 2",
+        "Этап 2",
+        "Этап 1",
+    ]
+
+
+async def test_a_share_of_each_managers_week_is_picked_at_least_one(db: Any) -> None:
+    monday = datetime(2026, 11, 30, 9, tzinfo=UTC)
+    picked = [
+        await pick_for_blind_review(db, "mgr_9", monday + timedelta(minutes=n), 5.0)
+        for n in range(41)
+    ]
+    assert [n for n, chosen in enumerate(picked) if chosen] == [0, 20, 40]  # 1st, 21st, 41st
+    assert await pick_for_blind_review(db, "mgr_8", monday, 5.0)  # another manager's first
+    assert not await pick_for_blind_review(db, "mgr_7", monday, 0.0)

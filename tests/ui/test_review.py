@@ -106,3 +106,61 @@ async def test_a_manager_disputes_and_the_supervisor_accepts_from_the_queue(
     await expect(answered).to_contain_text("Принято")
     await expect(answered).to_contain_text("Согласна, слышно в записи")
     await screenshot(manager, "review-dispute-accepted")
+
+
+async def test_the_trust_page_shows_the_numbers_of_the_reviews(
+    browser: Browser, live_ingest: str, team: Any
+) -> None:
+    template = {"id": "tpl_1", "name": "Первичный звонок", "version": 3}
+    now = utcnow()
+
+    def record(n: int, stage: str, machine: str, human: str, kind: str = "blind") -> Any:
+        return {
+            "_id": f"r{n}",
+            "kind": kind,
+            "current": True,
+            "task_id": "task_000000000001",
+            "call_id": "call_1",
+            "manager_id": "mgr_1",
+            "binding_id": "bnd_1",
+            "template": template,
+            "stage": stage,
+            "method": "phrases",
+            "machine": machine,
+            "human": human,
+            "by": {"id": "u", "email": "head@example.ru", "name": "Ирина"},
+            "at": now,
+        }
+
+    # «Бюджет»: 3 of 4 agree, one the machine passed and people failed; «Приветствие»: all.
+    await team.reviews.insert_many(
+        [
+            record(1, "Бюджет", "passed", "passed"),
+            record(2, "Бюджет", "failed", "failed"),
+            record(3, "Бюджет", "failed", "failed"),
+            record(4, "Бюджет", "passed", "failed"),
+            record(5, "Приветствие", "passed", "passed"),
+            record(6, "Приветствие", "failed", "failed"),
+            record(7, "Бюджет", "failed", "passed", kind="correction"),
+        ]
+    )
+    page = await log_in(browser, live_ingest, "head@example.ru", PASSWORD)
+    await page.get_by_role("link", name="Качество оценки").click()
+    rows = page.locator("table.trust tbody tr")
+    await expect(rows).to_have_count(3)
+    cells = [
+        [cell.strip() for cell in await rows.nth(n).locator("td").all_inner_texts()]
+        for n in range(3)
+    ]
+    assert [row[1:4] for row in cells] == [
+        ["Бюджет", "фразы", "исправления"],  # 0 % agreement: the lowest first
+        ["Бюджет", "фразы", "слепая проверка"],
+        ["Приветствие", "фразы", "слепая проверка"],
+    ]
+    assert cells[1][4:] == ["4", "75.0%", "0.5", "1", "0", "0"]
+    assert cells[2][4:7] == ["2", "100.0%", "1.0"]
+    assert cells[0][0] == "Первичный звонок v3"
+    await screenshot(page, "review-trust-page")
+    await rows.nth(1).get_by_role("link", name="Бюджет").click()
+    await expect(page.locator("tbody tr")).to_have_count(5)  # «Бюджет»: blind and corrected
+    await expect(page.locator("tbody tr.differs")).to_have_count(2)

@@ -26,13 +26,14 @@ class ConnectionUpdate(BaseModel):
     voiceprints_enabled: StrictBool | None = Field(
         None, description="Off deletes every voiceprint and every call's voice embeddings."
     )
+    blind_review_percent: float | None = Field(None, ge=0, le=100, allow_inf_nan=False)
 
-    @field_validator("min_call_duration_s", mode="before")
+    @field_validator("min_call_duration_s", "blind_review_percent", mode="before")
     @classmethod
     def _not_a_flag(cls, value: Any) -> Any:
         # `false` would be read as 0 seconds.
         if isinstance(value, bool):
-            raise ValueError("нужно число секунд")
+            raise ValueError("нужно число")
         return value
 
 
@@ -46,6 +47,7 @@ class ConnectionView(BaseModel):
     min_call_duration_s: float
     error_webhook: WebhookEndpoint | None
     voiceprints_enabled: bool
+    blind_review_percent: float
 
 
 def connection_view(settings: ConnectionSettings, *, base_url: str) -> Document:
@@ -57,6 +59,7 @@ def connection_view(settings: ConnectionSettings, *, base_url: str) -> Document:
         min_call_duration_s=settings.min_call_duration_s,
         error_webhook=settings.error_webhook,
         voiceprints_enabled=settings.voiceprints_enabled,
+        blind_review_percent=settings.blind_review_percent,
     ).model_dump()
 
 
@@ -73,6 +76,8 @@ async def update_connection(
     fields = update.model_fields_set
     if "min_call_duration_s" in fields and update.min_call_duration_s is not None:
         changes["min_call_duration_s"] = update.min_call_duration_s
+    if "blind_review_percent" in fields and update.blind_review_percent is not None:
+        changes["blind_review_percent"] = update.blind_review_percent
     if "voiceprints_enabled" in fields and update.voiceprints_enabled is not None:
         changes["voiceprints_enabled"] = update.voiceprints_enabled
         if not update.voiceprints_enabled:

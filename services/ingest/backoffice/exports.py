@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import tempfile
-from collections.abc import AsyncIterable, Sequence
+from collections.abc import AsyncIterable, AsyncIterator, Sequence
 from datetime import datetime
 from typing import IO, Any
 from zoneinfo import ZoneInfo
@@ -17,6 +17,7 @@ from openpyxl.styles import Font
 
 from services.ingest.backoffice.calls import CallRow
 from services.ingest.backoffice.reports import TableRow
+from services.ingest.backoffice.trust import TrustReport
 from shared.mongo import Document
 
 XLSX_TYPE = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet"
@@ -123,3 +124,29 @@ async def table_workbook(
         async for row in rows
     )
     return await xlsx(table["name"], columns, flat)
+
+
+TRUST_COLUMNS = (
+    ("template_name", "Шаблон"),
+    ("version", "Версия"),
+    ("stage", "Этап"),
+    ("method", "Метод"),
+    ("kind_label", "Проверка"),
+    ("reviewed", "Проверено"),
+    ("agreement", "Согласие, %"),
+    ("kappa", "κ Коэна"),
+    ("machine_passed_human_failed", "ИИ: выполнен, человек: нет"),
+    ("machine_failed_human_passed", "ИИ: не выполнен, человек: да"),
+    ("not_judged", "ИИ не оценил"),
+)
+
+
+async def trust_workbook(report: TrustReport) -> IO[bytes]:
+    """The trust report's stages as an Excel sheet."""
+
+    async def rows() -> AsyncIterator[dict[str, Any]]:
+        for row in report["stages"]:
+            template = row["template"]
+            yield {**row, "template_name": template["name"], "version": template.get("version", 1)}
+
+    return await xlsx("Качество оценки", TRUST_COLUMNS, rows())

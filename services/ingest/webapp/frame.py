@@ -11,7 +11,7 @@ import aiohttp_jinja2
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from services.ingest.backoffice import disputes
+from services.ingest.backoffice import blind, disputes
 from services.ingest.backoffice.accounts import Role, Session, User
 from services.ingest.backoffice.filters import STATUS_LABELS, CallFilters
 from services.ingest.edge import HTTP_STATUS, INGEST, authorize, browser_session, call_filters
@@ -30,6 +30,7 @@ MENU = (
     ("/managers", "Менеджеры", LEADS),
     ("/dashboard", "Дашборд", ALL),
     ("/disputes", "Оспаривания", ALL),
+    ("/trust", "Качество оценки", LEADS),
 )
 SETTINGS_MENU = (
     ("/settings/connection", "Подключение", ADMIN),
@@ -143,7 +144,10 @@ async def _in_session(
         return _to_login(request)
     try:
         db = request.app[INGEST].db
-        request[MENU_COUNTS] = {"/disputes": await disputes.open_count(db, session.user)}
+        request[MENU_COUNTS] = {
+            "/disputes": await disputes.open_count(db, session.user),
+            "/trust": await blind.waiting_count(db, session.user),  # calls to review blind
+        }
         return await serve(session)
     except RopError as exc:
         return _error_page(request, session, exc)

@@ -91,6 +91,8 @@ async def connection_submit(
         "min_call_duration_s": str(form.get("min_call_duration_s", "")),
         "voiceprints_enabled": "voiceprints_enabled" in form,  # an unticked box is not sent
     }
+    if "blind_review_percent" in form:
+        body["blind_review_percent"] = str(form["blind_review_percent"])
     if "error_webhook_url" in form:
         body["error_webhook_url"] = str(form["error_webhook_url"]).strip() or None
     try:
