@@ -5,7 +5,8 @@ default week, 20,000 of 50,000, the rest in the two months before: every size ha
 same shape, so a page shows as many weeks at each), the gateway runs as its own process
 on a fresh SecantusDB and answers the pages a head of sales opens, one request at a
 time: the calls list, sorted by score, a deep page (100, or the last there is), the
-dashboard and the managers' rating (median and p95 of the server time), and the Excel
+dashboard, the managers' rating, the trust page and the disputes queue (with 1,000 people's
+reviews and 300 disputes at every size; median and p95 of the server time), and the Excel
 export of the week (time, and how far the gateway's memory rose above what it held
 before). Then the growth of each page's cost from the smallest size to the largest, the
 weight of the calls page and, when Chromium is installed, the browser's time to the load
@@ -41,6 +42,7 @@ EMAIL, PASSWORD = "bench@rop.local", "bench password 1"
 PER_PAGE = 50
 DEEP_PAGE = 100
 MANAGERS = 100
+REVIEWS, DISPUTES = 1000, 300  # people's verdicts and disputes, at every size
 TARGET_MEDIAN_MS, TARGET_P95_MS, TARGET_GROWTH = 300, 500, 1.5
 WORDS = ["добрый", "день", "меня", "зовут", "анна", "компания", "ромашка", "удобно", "говорить"]
 
@@ -85,11 +87,65 @@ def _call(index: int, total: int) -> dict[str, Any]:
     return call
 
 
+def _review(index: int, call: dict[str, Any]) -> dict[str, Any]:
+    """A person's verdict on a stage of a call, as the trust page counts it."""
+    stage = call["results"]["checklists"][0]["stages"][index % 4]
+    machine = "passed" if stage["passed"] else "failed"
+    return {
+        "_id": f"rev_{index:06d}",
+        "kind": "blind" if index % 3 else "correction",
+        "current": True,
+        "task_id": call["_id"],
+        "call_id": call["call_id"],
+        "manager_id": call["manager_id"],
+        "binding_id": "bnd_1",
+        "template": {"id": "tpl_1", "name": "Первичный звонок", "version": 1 + index % 2},
+        "stage": stage["name"],
+        "method": "phrases",
+        "machine": machine,
+        "human": machine if index % 5 else ("failed" if machine == "passed" else "passed"),
+        "by": {"id": "usr_lead", "email": "lead@rop.local", "name": "Руководитель"},
+        "at": call["received_at"],
+    }
+
+
+def _dispute(index: int, call: dict[str, Any]) -> dict[str, Any]:
+    """A manager's dispute of a stage; one in three still open."""
+    status = ("open", "accepted", "rejected")[index % 3]
+    at = call["received_at"]
+    dispute = {
+        "_id": f"dsp_{int(at.timestamp() * 1000):012x}{index:08x}",
+        "task_id": call["_id"],
+        "call_id": call["call_id"],
+        "manager_id": call["manager_id"],
+        "manager_name": call["manager_name"],
+        "binding_id": "bnd_1",
+        "template": {"id": "tpl_1", "name": "Первичный звонок", "version": 1},
+        "stage": "Этап 2",
+        "disputed_verdict": "failed",
+        "comment": "Этап выполнен: клиент согласился на встречу",
+        "by": {"id": "usr_mgr", "email": "mgr@rop.local", "name": "Менеджер"},
+        "at": at,
+        "status": status,
+    }
+    if status == "open":
+        dispute["open_key"] = f"{call['_id']}/bnd_1/Этап 2"
+    else:
+        dispute |= {"answer": "Проверено", "answered_by": dispute["by"], "answered_at": at}
+    return dispute
+
+
 async def seed(mongo_url: str, total: int) -> list[Position]:
-    """Store the calls with their details, as the analyzer leaves them; the position of
-    each call of the last six days (inside the default week in any zone)."""
+    """Store the calls with their details, as the analyzer leaves them, and REVIEWS
+    people's verdicts on them (DISPUTES of them disputes) among the calls of the week;
+    the position of each call of the last six days (inside the default week in any zone)."""
     client = connect_mongo(mongo_url)
     db = database(client)
+    in_week = [
+        _call(index, total) for index in range(0, _in_week(total), _in_week(total) // REVIEWS)
+    ]
+    await db.reviews.insert_many([_review(n, call) for n, call in enumerate(in_week[:REVIEWS])])
+    await db.disputes.insert_many([_dispute(n, call) for n, call in enumerate(in_week[:DISPUTES])])
     since = datetime.now(UTC) - timedelta(days=6)
     recent = []
     for start in range(0, total, 2000):
@@ -246,6 +302,8 @@ async def measure(total: int, rounds: int, *, last: bool) -> dict[str, Any]:
             "/calls page N": f"/calls?after={after}",
             "/dashboard": "/dashboard",
             "/managers": "/managers",
+            "/trust": "/trust",
+            "/disputes": "/disputes",
         }
         result: dict[str, Any] = {
             "times": await server_times(base, pages, rounds),

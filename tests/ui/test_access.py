@@ -80,8 +80,8 @@ async def test_each_role_sees_its_menu_and_pages(
 ) -> None:
     admin = await log_in_as_admin(browser, live_ingest)
     assert await menu_items(admin) == [
-        "Коммуникации", "Менеджеры", "Дашборд", "Оспаривания", "Подключение",
-        "Шаблоны скриптов", "Скрипты и промты", "Таблицы", "Пользователи",
+        "Коммуникации", "Менеджеры", "Дашборд", "Оспаривания", "Качество оценки",
+        "Подключение", "Шаблоны скриптов", "Скрипты и промты", "Таблицы", "Пользователи",
     ]  # fmt: skip
     await expect(admin.locator("#total")).to_have_text("2")
     options = await admin.get_by_label("Менеджер").locator("option").all_inner_texts()

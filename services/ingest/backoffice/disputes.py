@@ -10,7 +10,6 @@ in the calls list.
 from __future__ import annotations
 
 import secrets
-from datetime import date
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -23,7 +22,7 @@ from services.ingest.apidoc import IsoTime
 from services.ingest.backoffice import corrections
 from services.ingest.backoffice.accounts import Role, User, find_visible, visible_task
 from services.ingest.backoffice.corrections import CorrectionForm
-from services.ingest.backoffice.filters import FIRST_DAY, LAST_DAY, CallFilters, ZoneName
+from services.ingest.backoffice.filters import CallFilters, Day, ZoneName
 from services.ingest.intake.tasks import iso
 from shared.errors import Conflict, Forbidden, NotFound
 from shared.events import utcnow
@@ -84,8 +83,8 @@ class DisputeFilters(BaseModel):
 
     status: Literal["", "open", "accepted", "rejected"] = "open"
     manager_id: str = ""
-    date_from: date | None = Field(None, ge=FIRST_DAY, le=LAST_DAY)
-    date_to: date | None = Field(None, ge=FIRST_DAY, le=LAST_DAY)
+    date_from: Day | None = None
+    date_to: Day | None = None
     after: str = Field("", max_length=64, description="The previous page's `next`")
     per_page: int = Field(50, ge=1, le=MAX_PER_PAGE)
     tz: ZoneName = "UTC"

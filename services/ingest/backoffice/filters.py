@@ -11,7 +11,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, field_validator
+from pydantic import AfterValidator, BaseModel, BeforeValidator, ConfigDict, Field, field_validator
 
 from services.ingest.backoffice.accounts import User
 from services.ingest.intake.submission import validated
@@ -80,6 +80,18 @@ def _known_zone(value: str) -> str:
     return value
 
 
+def _calendar_date(value: Any) -> Any:
+    # Not a number of seconds since 1970 (`date_to=0`): a day, as the form sends it.
+    if isinstance(value, str) and not ISO_DATE.fullmatch(value):
+        raise ValueError("дата в виде ГГГГ-ММ-ДД")
+    if not isinstance(value, str | date | None):
+        raise ValueError("дата в виде ГГГГ-ММ-ДД")
+    return value
+
+
+# A day of a period filter (ГГГГ-ММ-ДД), within the years the system knows.
+Day = Annotated[date, BeforeValidator(_calendar_date), Field(ge=FIRST_DAY, le=LAST_DAY)]
+
 ZoneName = Annotated[
     str, AfterValidator(_known_zone), Field(description="IANA zone whose days the dates mean.")
 ]
@@ -90,8 +102,8 @@ class CallFilters(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
 
-    date_from: date | None = Field(None, ge=FIRST_DAY, le=LAST_DAY)
-    date_to: date | None = Field(None, ge=FIRST_DAY, le=LAST_DAY)
+    date_from: Day | None = None
+    date_to: Day | None = None
     manager_id: str = ""
     client: str = Field("", max_length=200, description="The CRM deal id.")
     stage_id: str = Field("", description="The CRM funnel.")
@@ -111,16 +123,6 @@ class CallFilters(BaseModel):
     )
     per_page: int = Field(50, ge=1, le=MAX_PER_PAGE)
     tz: ZoneName = "UTC"
-
-    @field_validator("date_from", "date_to", mode="before")
-    @classmethod
-    def _calendar_date(cls, value: Any) -> Any:
-        # Not a number of seconds since 1970 (`date_to=0`): a day, as the form sends it.
-        if isinstance(value, str) and not ISO_DATE.fullmatch(value):
-            raise ValueError("дата в виде ГГГГ-ММ-ДД")
-        if not isinstance(value, str | date | None):
-            raise ValueError("дата в виде ГГГГ-ММ-ДД")
-        return value
 
     @field_validator("status")
     @classmethod

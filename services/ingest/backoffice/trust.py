@@ -19,7 +19,7 @@ from pymongo.asynchronous.database import AsyncDatabase
 from typing_extensions import TypedDict
 
 from services.ingest.backoffice.accounts import User
-from services.ingest.backoffice.filters import FIRST_DAY, LAST_DAY, CallFilters, ZoneName
+from services.ingest.backoffice.filters import CallFilters, Day, ZoneName
 from shared.mongo import REVIEWS, Document, all_of
 from shared.results import Percent, TemplateRef
 from shared.reviews import VERDICTS, Verdict
@@ -33,8 +33,8 @@ class TrustFilters(BaseModel):
 
     model_config = ConfigDict(extra="ignore", frozen=True, str_strip_whitespace=True)
 
-    date_from: date | None = Field(None, ge=FIRST_DAY, le=LAST_DAY)
-    date_to: date | None = Field(None, ge=FIRST_DAY, le=LAST_DAY)
+    date_from: Day | None = None
+    date_to: Day | None = None
     template_id: str = ""
     tz: ZoneName = "UTC"
 
