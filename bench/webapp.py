@@ -141,11 +141,10 @@ async def seed(mongo_url: str, total: int) -> list[Position]:
     the position of each call of the last six days (inside the default week in any zone)."""
     client = connect_mongo(mongo_url)
     db = database(client)
-    in_week = [
-        _call(index, total) for index in range(0, _in_week(total), _in_week(total) // REVIEWS)
-    ]
-    await db.reviews.insert_many([_review(n, call) for n, call in enumerate(in_week[:REVIEWS])])
-    await db.disputes.insert_many([_dispute(n, call) for n, call in enumerate(in_week[:DISPUTES])])
+    step = max(1, _in_week(total) // REVIEWS)
+    week = [_call(index, total) for index in range(0, _in_week(total), step)]
+    await db.reviews.insert_many([_review(n, week[n % len(week)]) for n in range(REVIEWS)])
+    await db.disputes.insert_many([_dispute(n, week[n % len(week)]) for n in range(DISPUTES)])
     since = datetime.now(UTC) - timedelta(days=6)
     recent = []
     for start in range(0, total, 2000):

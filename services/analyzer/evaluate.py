@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from services.analyzer.phrases import Quote, Token, tokenize
 from services.analyzer.pipeline import Transcription
@@ -82,11 +82,11 @@ def _verdict(
     return StageVerdict.not_evaluated(stage.name, LLM_NOT_CONFIGURED)
 
 
-def stage_result(verdict: StageVerdict, method: str) -> StageResult:
+def stage_result(verdict: StageVerdict, method: Literal["phrases", "llm"]) -> StageResult:
     """A verdict as the results carry it."""
     return {
         "name": verdict.name,
-        "method": "llm" if method == "llm" else "phrases",
+        "method": method,
         "applicable": verdict.applicable,
         "completion": verdict.completion,
         "passed": verdict.passed,

@@ -93,7 +93,8 @@ class CallRow(CallIdentity):
     talk_ratio: Annotated[float | None, Field(ge=0, le=1)]
     roles_uncertain: bool
     dispute: Annotated[
-        DisputeStatus | None, Field(description="The status of the call's latest dispute")
+        DisputeStatus | None,
+        Field(description="`open` while one of its disputes is, else the latest one's status"),
     ]
 
 
