@@ -63,8 +63,10 @@ async def load(url: str, *, requests: int, concurrency: int) -> tuple[float, lis
         return time.perf_counter() - started, latencies, errors
 
 
-def wait_listening(port: int, process: subprocess.Popen[bytes]) -> None:
-    deadline = time.monotonic() + READY_TIMEOUT_S
+def wait_listening(
+    port: int, process: subprocess.Popen[bytes], *, timeout_s: float = READY_TIMEOUT_S
+) -> None:
+    deadline = time.monotonic() + timeout_s
     while not port_open("127.0.0.1", port):
         if process.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"server on port {port} did not start")
