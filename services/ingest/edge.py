@@ -366,17 +366,27 @@ def wants_xlsx(request: web.Request) -> bool:
     return bool(formats)
 
 
+def query_model(
+    request: web.Request, model: type[ModelT], *, form: bool, blank_means: tuple[str, ...] = ()
+) -> ModelT:
+    """A model of the query, days in the configured zone unless `tz` is given; a web form's
+    fields left empty mean "any" (but those in `blank_means`, where empty is a choice)."""
+    values = {
+        key: value
+        for key, value in request.query.items()
+        if not (form and value == "" and key not in blank_means)
+    }
+    return validated(model, {"tz": request.app[INGEST].settings.timezone, **values})
+
+
 def dispute_filters(request: web.Request, *, form: bool = False) -> DisputeFilters:
-    """The disputes queue's filters of the query (a form's fields left empty mean "any",
-    the status too); days in the configured zone unless `tz` is given."""
-    values = {k: v for k, v in request.query.items() if not (form and v == "" and k != "status")}
-    return validated(DisputeFilters, {"tz": request.app[INGEST].settings.timezone, **values})
+    """The disputes queue's filters of the query (an empty status: any)."""
+    return query_model(request, DisputeFilters, form=form, blank_means=("status",))
 
 
 def trust_filters(request: web.Request, *, form: bool = False) -> TrustFilters:
-    """The trust report's filters of the query; days in the configured zone by default."""
-    values = {k: v for k, v in request.query.items() if not (form and v == "")}
-    return validated(TrustFilters, {"tz": request.app[INGEST].settings.timezone, **values})
+    """The trust report's filters of the query."""
+    return query_model(request, TrustFilters, form=form)
 
 
 def call_filters(request: web.Request, *, form: bool = False) -> CallFilters:

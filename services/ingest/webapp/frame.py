@@ -4,12 +4,13 @@ role, the form's CSRF token), the menu, rendering, errors and redirects."""
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable, Mapping
-from typing import Any, get_args
+from typing import Any, TypeVar, get_args
 from urllib.parse import quote, urlencode
 
 import aiohttp_jinja2
 from aiohttp import web
 from multidict import MultiDictProxy
+from pydantic import BaseModel
 
 from services.ingest.backoffice import blind, disputes
 from services.ingest.backoffice.accounts import Role, Session, User
@@ -199,13 +200,25 @@ def safe_next(target: str | None) -> str:
     return "/calls"
 
 
-def page_filters(request: web.Request) -> tuple[CallFilters, dict[str, str]]:
-    """The filters of the query (days in the configured zone), or the defaults and the
-    messages of the bad fields."""
+FiltersT = TypeVar("FiltersT", bound=BaseModel)
+
+
+def form_filters(
+    request: web.Request,
+    read: Callable[..., FiltersT],
+    model: type[FiltersT],
+) -> tuple[FiltersT, dict[str, str]]:
+    """A page's filters of the query (`read` them as a form; days in the configured zone),
+    or the defaults and the messages of the bad fields."""
     try:
-        return call_filters(request, form=True), {}
+        return read(request, form=True), {}
     except InvalidRequest as exc:
-        return CallFilters(tz=request.app[INGEST].settings.timezone), field_errors(exc)
+        return model(tz=request.app[INGEST].settings.timezone), field_errors(exc)
+
+
+def page_filters(request: web.Request) -> tuple[CallFilters, dict[str, str]]:
+    """The calls filters of a page's query."""
+    return form_filters(request, call_filters, CallFilters)
 
 
 def query_without(request: web.Request, *names: str) -> str:

@@ -11,11 +11,25 @@ from services.ingest.backoffice.accounts import Session, visible_task
 from services.ingest.backoffice.blind import BlindReviewForm
 from services.ingest.backoffice.disputes import AcceptForm, DisputeFilters, RejectForm
 from services.ingest.backoffice.trust import TrustFilters
-from services.ingest.edge import INGEST, dispute_filters, trust_filters, wants_xlsx, xlsx_response
+from services.ingest.edge import (
+    INGEST,
+    dispute_filters,
+    query_model,
+    trust_filters,
+    wants_xlsx,
+    xlsx_response,
+)
 from services.ingest.intake.submission import validated
-from services.ingest.webapp.forms import field_errors
-from services.ingest.webapp.frame import ALL, LEADS, action, page, query_without, redirect, render
-from shared.errors import InvalidRequest
+from services.ingest.webapp.frame import (
+    ALL,
+    LEADS,
+    action,
+    form_filters,
+    page,
+    query_without,
+    redirect,
+    render,
+)
 from shared.logging import get_logger
 from shared.reviews import VERDICT_LABELS
 
@@ -29,12 +43,7 @@ STATUS_OPTIONS = [("open", "Открытые"), ("accepted", "Принятые")
 @page(*ALL)
 async def disputes_page(request: web.Request, session: Session) -> web.StreamResponse:
     """GET /disputes: a supervisor's queue (their team's), a manager's own disputes."""
-    errors: dict[str, str] = {}
-    try:
-        filters = dispute_filters(request, form=True)
-    except InvalidRequest as exc:
-        errors = field_errors(exc)
-        filters = DisputeFilters(tz=request.app[INGEST].settings.timezone)
+    filters, errors = form_filters(request, dispute_filters, DisputeFilters)
     listing = await disputes.page(request.app[INGEST].db, session.user, filters)
     return render(
         request,
@@ -88,12 +97,7 @@ async def reject_submit(
 @page(*LEADS)
 async def trust_page(request: web.Request, session: Session) -> web.StreamResponse:
     """GET /trust: «Качество оценки» (or its Excel file), and the calls to review blind."""
-    errors: dict[str, str] = {}
-    try:
-        filters = trust_filters(request, form=True)
-    except InvalidRequest as exc:
-        errors = field_errors(exc)
-        filters = TrustFilters(tz=request.app[INGEST].settings.timezone)
+    filters, errors = form_filters(request, trust_filters, TrustFilters)
     db = request.app[INGEST].db
     report = await trust.report(db, session.user, filters)
     if wants_xlsx(request):
@@ -119,8 +123,7 @@ async def trust_page(request: web.Request, session: Session) -> web.StreamRespon
 @page(*LEADS)
 async def trust_stage_page(request: web.Request, session: Session) -> web.StreamResponse:
     """GET /trust/stage: the reviews one stage's agreement counts, with their calls."""
-    values = {"tz": request.app[INGEST].settings.timezone, **request.query}
-    filters = validated(trust.StageFilters, values)
+    filters = query_model(request, trust.StageFilters, form=True)
     records = await trust.stage_records(request.app[INGEST].db, session.user, filters)
     return render(
         request,
