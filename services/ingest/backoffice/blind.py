@@ -14,6 +14,7 @@ from typing_extensions import TypedDict
 
 from services.ingest.apidoc import IsoTime
 from services.ingest.backoffice.accounts import Role, User, visible_task
+from services.ingest.backoffice.calls import CallIdentity, identity
 from services.ingest.intake.tasks import iso
 from shared import call_details
 from shared.errors import Conflict, Forbidden, InvalidRequest
@@ -53,16 +54,8 @@ class BlindCall(TypedDict):
     checklists: list[BlindChecklist]
 
 
-class BlindQueueItem(TypedDict):
-    task_id: str
-    call_id: str
-    manager_id: str
-    manager_name: str | None
-    received_at: IsoTime
-
-
 class BlindQueue(TypedDict):
-    items: list[BlindQueueItem]
+    items: list[CallIdentity]
 
 
 class StageVerdictForm(BaseModel):
@@ -112,24 +105,13 @@ async def queue(db: AsyncDatabase[Document], viewer: User) -> BlindQueue:
         await calls(db)
         .find(
             all_of(WAITING, viewer.visibility()),
-            {"call_id": 1, "manager_id": 1, "manager_name": 1, "received_at": 1},
+            {"call_id": 1, "deal_id": 1, "manager_id": 1, "manager_name": 1, "received_at": 1},
         )
         .sort("received_at", -1)
         .limit(QUEUE_LIMIT)
         .to_list()
     )
-    return {
-        "items": [
-            {
-                "task_id": call["_id"],
-                "call_id": call["call_id"],
-                "manager_id": call["manager_id"],
-                "manager_name": call.get("manager_name"),
-                "received_at": iso(call["received_at"]),
-            }
-            for call in found
-        ]
-    }
+    return {"items": [identity(call) for call in found]}
 
 
 async def waiting_count(db: AsyncDatabase[Document], viewer: User) -> int:
@@ -146,12 +128,18 @@ async def _criteria(db: AsyncDatabase[Document], template: TemplateRef) -> dict[
     return {stage["name"]: stage.get("criteria", "") for stage in (version or {}).get("stages", [])}
 
 
-async def blind_call(db: AsyncDatabase[Document], viewer: User, task_id: str) -> BlindCall:
-    """The call as the reviewer sees it before judging."""
+async def _waiting(db: AsyncDatabase[Document], viewer: User, task_id: str) -> Document:
+    """A picked call still waiting for its blind review, that the viewer may judge."""
     _leads(viewer)
     task = await visible_task(db, viewer, task_id, {"outbox": 0})
     if (task.get("blind_review") or {}).get("state") != "waiting":
         raise Conflict(DONE if task.get("blind_review") else NOT_PICKED)
+    return task
+
+
+async def blind_call(db: AsyncDatabase[Document], viewer: User, task_id: str) -> BlindCall:
+    """The call as the reviewer sees it before judging."""
+    task = await _waiting(db, viewer, task_id)
     details = await call_details.of(db, task, {"transcript": 1})
     checklists: list[BlindChecklist] = []
     for checklist in task["results"]["checklists"]:
@@ -207,10 +195,7 @@ async def submit(
 ) -> BlindResult:
     """Record the person's verdict on every stage (on the call, then as `reviews`
     records); then both verdicts are shown."""
-    _leads(viewer)
-    task = await visible_task(db, viewer, task_id, {"outbox": 0})
-    if (task.get("blind_review") or {}).get("state") != "waiting":
-        raise Conflict(DONE if task.get("blind_review") else NOT_PICKED)
+    task = await _waiting(db, viewer, task_id)
     given = {(v.binding_id, v.stage): v.verdict for v in form.verdicts}
     wanted = {
         (checklist["binding_id"], stage["name"])

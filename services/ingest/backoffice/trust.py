@@ -15,6 +15,7 @@ from datetime import date
 from typing import Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
+from pymongo.asynchronous.cursor import AsyncCursor
 from pymongo.asynchronous.database import AsyncDatabase
 from typing_extensions import TypedDict
 
@@ -188,12 +189,19 @@ def report_of(records: Iterable[Document]) -> TrustReport:
 
 async def report(db: AsyncDatabase[Document], viewer: User, filters: TrustFilters) -> TrustReport:
     """The trust report of the reviews given in the period that the viewer may see."""
+    template = {"template.id": filters.template_id} if filters.template_id else {}
+    return report_of(await _reviews(db, viewer, filters, template).to_list())
+
+
+def _reviews(
+    db: AsyncDatabase[Document], viewer: User, filters: TrustFilters, narrowed: Document
+) -> AsyncCursor[Document]:
+    """The review records given in the filters' days that the viewer may see (the day
+    first: its index), narrowed further."""
     start, end = filters.days().period()
-    conditions: list[Document] = [{"at": {"$gte": start, "$lt": end}}, viewer.visibility()]
-    if filters.template_id:
-        conditions.append({"template.id": filters.template_id})
-    records = await db[REVIEWS].find(all_of(*conditions)).to_list()
-    return report_of(records)
+    return db[REVIEWS].find(
+        all_of({"at": {"$gte": start, "$lt": end}}, viewer.visibility(), narrowed)
+    )
 
 
 class StageFilters(TrustFilters):
@@ -221,13 +229,8 @@ async def stage_records(
 ) -> list[ReviewRecord]:
     """The reviews of one stage in the period (what its agreement counts), newest first:
     the calls people judged blind, corrected, or corrected on a dispute."""
-    start, end = filters.days().period()
-    found = db[REVIEWS].find(
-        all_of(
-            {"at": {"$gte": start, "$lt": end}},
-            viewer.visibility(),
-            {"template.id": filters.template_id, "stage": filters.stage},
-        )
+    found = _reviews(
+        db, viewer, filters, {"template.id": filters.template_id, "stage": filters.stage}
     )
     records = [
         record
