@@ -31,6 +31,9 @@ ROLLUPS = "call_rollups"
 ROLLUP_WEEKS = "call_rollups_weekly"
 SCORE_VALUES = "score_values"
 VOICEPRINTS = "voiceprints"
+SEARCH_POSTINGS = "search_postings"
+SEARCH_CALLS = "search_calls"
+SEARCH_TERMS = "search_terms"
 ANALYZER_WORKERS = "analyzer_workers"
 AUDIO_BUCKET = "audio"
 AUDIO_FILES = f"{AUDIO_BUCKET}.files"
@@ -58,6 +61,8 @@ INDEXES: dict[str, list[IndexModel]] = {
             sparse=True,
             name="analysis_jobs_sparse",
         ),
+        # Analysed calls not yet in the search index (few: the others lack the field).
+        IndexModel([("search_pending", ASCENDING)], sparse=True, name="search_pending"),
         # The calls waiting for a blind review, by date (few: the others lack the field).
         IndexModel(
             [("blind_review.state", ASCENDING), ("received_at", DESCENDING)],
@@ -66,6 +71,9 @@ INDEXES: dict[str, list[IndexModel]] = {
         ),
     ],
     CALL_DETAILS: [IndexModel([("task_id", ASCENDING)], name="task")],
+    # A word's lists of calls by day (`shared/search_index.py`); new lemmas by when.
+    SEARCH_POSTINGS: [IndexModel([("key", ASCENDING), ("day", ASCENDING)], name="key_day")],
+    SEARCH_TERMS: [IndexModel([("at", ASCENDING)], name="at")],
     USERS: [IndexModel([("email", ASCENDING)], unique=True, name="email_unique")],
     BINDINGS: [IndexModel([("template_id", ASCENDING)], name="template")],
     TEMPLATE_VERSIONS: [

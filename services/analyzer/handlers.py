@@ -35,7 +35,7 @@ from services.analyzer.scoring import StageVerdict
 from services.analyzer.stored import metrics_document, transcription_fields, with_roles_swapped
 from services.analyzer.voice_encoder import VoiceEncoder
 from services.analyzer.workers import Heartbeat
-from shared import call_details, rollups, voiceprints
+from shared import call_details, rollups, search_index, voiceprints
 from shared.amqp import TRANSIENT_ERRORS, Broker
 from shared.connection import load_connection_settings
 from shared.events import AudioStored, CallAnalyzed, CallFailed, Envelope, Event, call_meta, utcnow
@@ -120,7 +120,7 @@ async def run_job(task: Document, deps: Analyzer) -> None:
             renewer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
-    await _finish(deps, task_id, outcome, fields)
+    await _finish(deps, task, outcome, fields)
 
 
 async def _patiently(step: Callable[[], Awaitable[T]]) -> T:
@@ -141,12 +141,13 @@ async def fail_poisoned(deps: Analyzer, task_id: str, reason: str) -> None:
     if task is None or task.get("analysis", {}).get("state") in ("done", "failed"):
         return
     outcome, fields = _failed(call_meta(task), reason)
-    await _finish(deps, task_id, outcome, fields, claimed=False)
+    await _finish(deps, task, outcome, fields, claimed=False)
 
 
 async def _finish(
-    deps: Analyzer, task_id: str, outcome: Event, fields: Document, *, claimed: bool = True
+    deps: Analyzer, task: Document, outcome: Event, fields: Document, *, claimed: bool = True
 ) -> None:
+    task_id = task["_id"]
     envelope = Envelope.wrap(outcome, task_id=task_id)
     outbox_set, outbox_push = outbox_append(envelope, relay_after_s=PUBLISH_NOW_GRACE_S)
     status = TaskStatus.DELIVERING if isinstance(outcome, CallAnalyzed) else TaskStatus.FAILED
@@ -155,6 +156,8 @@ async def _finish(
         await _patiently(lambda: rollups.remember_score(deps.db, score["percent"]))
     heavy = call_details.split(fields)
     details_id = None
+    if "transcript" in heavy:
+        fields["search_pending"] = True  # cleared once the search index has it
     if heavy:
         details_id = await _patiently(lambda: call_details.store(deps.db, task_id, heavy))
         fields["details_id"] = details_id
@@ -190,6 +193,11 @@ async def _finish(
         return
     if details_id is not None:
         await _patiently(lambda: call_details.keep_only(deps.db, task_id, details_id))
+    if "transcript" in heavy:
+        indexed = search_index.Indexed(
+            task_id, task["received_at"], task.get("manager_id"), heavy["transcript"]
+        )
+        await _patiently(lambda: search_index.index_calls(deps.db, [indexed]))
     log.info("analysis_finished", outcome=outcome.TYPE)
     deps.metrics.count_outcome("analysis", outcome)
     await _patiently(lambda: publish_now(calls(deps.db), deps.broker, task_id, envelope))
@@ -442,6 +450,9 @@ async def work_forever(deps: Analyzer, wakeup: asyncio.Event, *, poll_s: float =
             task = await _patiently(deps.jobs.claim)
             if task is not None:
                 await run_job(task, deps)
+                continue
+            # Idle: index the calls whose indexing a crash interrupted, or that came before it.
+            if await _patiently(lambda: search_index.index_pending(deps.db)):
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wakeup.wait(), poll_s)

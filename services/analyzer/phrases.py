@@ -1,7 +1,7 @@
 """Finding script phrases in a transcript: lemmas for Russian word forms, tolerance for ASR slips.
 
-"Компания Ромашка" matches "компании ромашки" (lemmas via pymorphy3) and "кампании
-ромашки" (one-letter slip, rapidfuzz). Words of other languages are compared
+"Компания Ромашка" matches "компании ромашки" (lemmas) and "кампании ромашки"
+(a one-letter slip): the word rules of `shared/words.py`. Words of other languages are compared
 lower-cased. Every match keeps the quote with its word timestamps and speaker.
 
 Telephone-band ASR slips go further than a letter in a long word ("call you back" heard
@@ -15,22 +15,15 @@ no near misses; a negation must be in both or in neither, so «не ваше д�
 
 from __future__ import annotations
 
-import functools
 import itertools
-import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 
-import pymorphy3
 from rapidfuzz import fuzz
 
 from services.analyzer.transcript import SpeakerName, Utterance, Word
+from shared.words import WORD, lemma, lemmas, similar
 
-WORD = re.compile(r"\w+(?:[-']\w+)*")
-CYRILLIC = re.compile(r"[а-яё]")
-# Short words must match exactly: "не" and "на" are one letter apart and mean different things.
-FUZZY_MIN_LENGTH = 5
-FUZZY_MIN_SCORE = 80.0
 # A phrase may have at most this many extra words inside it ("удобно вам сейчас говорить").
 MAX_GAP_WORDS = 2
 MAX_GAP_S = 2.0
@@ -52,35 +45,6 @@ NEGATIONS = frozenset(
         "can't",
     }
 )
-
-
-@functools.cache
-def _morph() -> pymorphy3.MorphAnalyzer:
-    return pymorphy3.MorphAnalyzer()
-
-
-@functools.lru_cache(maxsize=100_000)
-def lemma(word: str) -> str:
-    """The dictionary form of a word; `ё` is folded to `е`, other scripts are lower-cased."""
-    folded = word.lower().replace("ё", "е")
-    if CYRILLIC.search(folded):
-        return str(_morph().parse(folded)[0].normal_form).replace("ё", "е")
-    return folded
-
-
-def lemmas(text: str) -> tuple[str, ...]:
-    """Lemmas of the words of a text, punctuation dropped."""
-    return tuple(lemma(word) for word in WORD.findall(text))
-
-
-def similar(said: str, expected: str) -> bool:
-    """Equal lemmas, or a long word with a small ASR slip."""
-    if said == expected:
-        return True
-    return (
-        min(len(said), len(expected)) >= FUZZY_MIN_LENGTH
-        and fuzz.ratio(said, expected) >= FUZZY_MIN_SCORE
-    )
 
 
 @dataclass(frozen=True)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from pymongo import AsyncMongoClient
 from pymongo.asynchronous.database import AsyncDatabase
@@ -16,7 +16,7 @@ from services.ingest.backoffice.deliveries import give_deliveries_their_manager
 from services.ingest.backoffice.samples import ensure_samples
 from services.ingest.intake.tasks import IntakeState, refresh_intake_state
 from services.ingest.metrics import IngestMetrics
-from shared import call_details, rollups
+from shared import call_details, rollups, search_index
 from shared.amqp import Broker
 from shared.connection import ensure_connection_settings
 from shared.group_commit import GroupWriter
@@ -24,6 +24,7 @@ from shared.logging import get_logger
 from shared.mongo import Document, calls, connect_mongo, database, ensure_indexes
 from shared.outbox import OutboxRelay
 from shared.patience import patiently
+from shared.search_index import Vocabulary
 from shared.settings import Settings
 from shared.url_policy import UrlPolicy, policy_from_settings
 
@@ -45,6 +46,7 @@ class Ingest:
     state: IntakeState
     metrics: IngestMetrics
     policy: UrlPolicy  # the links saved here are the ones the downloader and notifier fetch
+    vocabulary: Vocabulary = field(default_factory=Vocabulary)  # what search matches words to
 
 
 async def _refresh_forever(ingest: Ingest) -> None:
@@ -80,6 +82,7 @@ async def _provision(db: AsyncDatabase[Document], settings: Settings) -> IntakeS
         log.info("deliveries_given_their_manager", deliveries=fixed)
     if moved := await call_details.move_inline(db):
         log.info("call_details_moved", calls=moved)
+    await search_index.mark_unindexed(db)  # the analyzers index them when idle
     if (built := await rollups.ensure_built(db, settings.timezone)) is not None:
         log.info("rollups_rebuilt", buckets=built, zone=settings.timezone)
     state = IntakeState(connection=connection, calls_per_minute=settings.estimate_calls_per_minute)

@@ -24,6 +24,7 @@ from services.ingest.backoffice.accounts import Role, Session
 from services.ingest.backoffice.disputes import DisputeFilters
 from services.ingest.backoffice.exports import XLSX_TYPE
 from services.ingest.backoffice.filters import CallFilters
+from services.ingest.backoffice.search import SearchFilters
 from services.ingest.backoffice.trust import TrustFilters
 from services.ingest.bootstrap import Ingest
 from services.ingest.intake.submission import (
@@ -395,3 +396,8 @@ def call_filters(request: web.Request, *, form: bool = False) -> CallFilters:
     return CallFilters.from_query(
         request.query, tz=request.app[INGEST].settings.timezone, form=form
     )
+
+
+def search_filters(request: web.Request, *, form: bool = False) -> SearchFilters:
+    """The search's words and calls filters of the query."""
+    return query_model(request, SearchFilters, form=form)

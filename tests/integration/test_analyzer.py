@@ -28,7 +28,7 @@ from services.ingest.app import OPENAPI
 from services.ingest.backoffice import catalog, commands, corrections
 from services.ingest.backoffice.accounts import Role, User
 from services.ingest.backoffice.corrections import CorrectionForm
-from shared import call_details, rollups, voiceprints
+from shared import call_details, rollups, search_index, voiceprints
 from shared.amqp import Broker
 from shared.connection import ensure_connection_settings
 from shared.events import AudioStored, CallAnalyzed, CallFailed, Envelope, utcnow
@@ -301,6 +301,11 @@ async def test_good_call_is_scored_as_scripted(
     final = await deps.db.calls.find_one({"_id": envelope.task_id})
     assert final is not None
     assert (final["outbox"], final["outbox_pending"]) == ([], False)  # published, taken out
+    # The transcript is searchable: "flower company", said by the manager.
+    assert "search_pending" not in final
+    day = final["received_at"].date()
+    found = await search_index.postings(deps.db, ["flower"], day, day)
+    assert found[envelope.task_id].speakers == search_index.SPEAKER_BITS["manager"]
 
 
 async def test_rude_call_fails_the_stages_it_missed(
@@ -607,6 +612,10 @@ async def test_swapped_roles_are_scored_again_without_the_audio(
         "roles_swap_requested",
         "delivering",
     ]
+    # The search index follows: the client's "call you back" is the manager's now.
+    day = after["received_at"].date()
+    back = await search_index.postings(deps.db, ["back"], day, day)
+    assert back[envelope.task_id].speakers == search_index.SPEAKER_BITS["manager"]
     (print_,) = await voiceprints.list_voiceprints(deps.db)
     assert (print_["manager_id"], print_["confirmed_calls"]) == ("mgr_001", 1)
     assert after["voices"]["manager"] == before["voices"]["client"]

@@ -17,7 +17,7 @@ from pymongo import AsyncMongoClient
 
 from devtools.samples import analysed_call
 from services.ingest.backoffice.deliveries import give_deliveries_their_manager
-from shared import rollups
+from shared import rollups, search_index
 from shared.events import utcnow
 from shared.mongo import AUDIO_BUCKET
 from shared.settings import Settings
@@ -42,6 +42,8 @@ ID_OF = {
     "/api/v1/tables/{id}/rows": "tbl_shared",
     "/settings/tables/{id}/rows": "tbl_shared",
 }
+# The query of the routes that answer nothing without one.
+QUERY_OF = {"/api/v1/admin/search": {"q": "добрый день"}, "/search": {"q": "добрый день"}}
 # Not the back office: the CRM's own API (its key sees every call), logging in and out.
 NOT_WALKED = re.compile(r"^/api/v1/(calls|tasks|auth|openapi)|^/(login|logout|static)|^/$")
 
@@ -70,6 +72,10 @@ async def two_teams(settings: Settings, ingest_client: Client) -> AsyncIterator[
         call = analysed_call(index, manager_id=f"mgr_{team}", table_id="tbl_shared")
         call["audio"] = {"file_id": call["_id"], "container": "wav"}
         await db.calls.insert_one(call)
+        said = [{"speaker": "client", "text": "добрый день", "words": []}]
+        await search_index.index_calls(
+            db, [search_index.Indexed(call["_id"], call["received_at"], call["manager_id"], said)]
+        )
         await bucket.upload_from_stream_with_id(call["_id"], "call.wav", b"RIFF" + bytes(60))
         await db.deliveries.insert_one(
             {
@@ -120,7 +126,12 @@ async def _walk(client: Client, session: dict[str, Any]) -> dict[tuple[str, str]
         else:
             body = {"data": {"csrf_token": session["csrf_token"], "text": "проверка"}}
         response = await client.request(
-            method, path, headers=headers, allow_redirects=False, **body
+            method,
+            path,
+            headers=headers,
+            params=QUERY_OF.get(path),
+            allow_redirects=False,
+            **body,
         )
         answers[(method, path)] = (response.status, await response.text(errors="replace"))
     return answers
@@ -165,6 +176,8 @@ async def test_nobody_sees_or_touches_another_team_s_call(
         ("GET", "/api/v1/tables/tbl_shared/rows"),
         ("GET", "/calls"),
         ("GET", "/calls/task_000000000002"),
+        ("GET", "/api/v1/admin/search"),
+        ("GET", "/search"),
     } <= seen_by_admin
 
 

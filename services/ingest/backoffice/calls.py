@@ -36,7 +36,7 @@ EXPORT_BATCH = 1000
 COUNT_CAP = 10_000
 
 
-_ROW_FIELDS = {
+ROW_FIELDS = {
     "call_id": 1,
     "deal_id": 1,
     "manager_id": 1,
@@ -175,7 +175,7 @@ async def list_calls(
     """One page of the filtered list from where the filters say it starts, the total, and
     where the next page starts."""
     total, capped = await count_calls(db, viewer, filters, rollup_zone=rollup_zone)
-    seek = Seek(db, viewer, filters, _ROW_FIELDS, expected=total)
+    seek = Seek(db, viewer, filters, ROW_FIELDS, expected=total)
     rows = await seek.rows(filters.start, filters.per_page + 1)
     page = rows[: filters.per_page]
     return {
@@ -192,7 +192,7 @@ async def all_rows(
 ) -> AsyncIterator[CallRow]:
     """Every row the filters select, in list order (for the Excel export), read a window
     at a time."""
-    seek = Seek(db, viewer, filters, _ROW_FIELDS)
+    seek = Seek(db, viewer, filters, ROW_FIELDS)
     async for document in seek.each(None, EXPORT_LIMIT, batch=EXPORT_BATCH):
         yield row_view(document)
 

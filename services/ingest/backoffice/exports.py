@@ -17,6 +17,7 @@ from openpyxl.styles import Font
 
 from services.ingest.backoffice.calls import CallRow
 from services.ingest.backoffice.reports import TableRow
+from services.ingest.backoffice.search import SearchRow
 from services.ingest.backoffice.trust import TrustReport
 from shared.mongo import Document
 
@@ -103,6 +104,39 @@ async def calls_workbook(rows: AsyncIterable[CallRow], zone: ZoneInfo) -> IO[byt
         async for row in rows
     )
     return await xlsx("Коммуникации", CALL_COLUMNS, flat)
+
+
+SPEAKER_LABELS = {"manager": "Менеджер", "client": "Клиент"}
+
+
+def _clock(seconds: float) -> str:
+    whole = int(seconds)
+    return f"{whole // 60:02d}:{whole % 60:02d}"
+
+
+async def search_workbook(rows: AsyncIterable[SearchRow], zone: ZoneInfo) -> IO[bytes]:
+    """The calls found as an Excel sheet: the call, how often it was said, and where."""
+    columns = (
+        *CALL_COLUMNS[:5],
+        ("hits", "Упоминаний"),
+        ("snippets_text", "Где сказано"),
+        ("score_percent", "Оценка, %"),
+    )
+    flat = (
+        {
+            **row,
+            "received_at": local_time(row["received_at"], zone),
+            "score_percent": row["score"]["percent"] if row["score"] else None,
+            "snippets_text": "\n".join(
+                f"[{_clock(snippet['start_s'])}] "
+                f"{SPEAKER_LABELS.get(snippet['speaker'], snippet['speaker'])}: "
+                f"{snippet['before']} {snippet['hit'].upper()} {snippet['after']}".strip()
+                for snippet in row["snippets"]
+            ),
+        }
+        async for row in rows
+    )
+    return await xlsx("Поиск", columns, flat)
 
 
 async def table_workbook(

@@ -7,7 +7,15 @@ from collections.abc import Mapping
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from services.ingest.backoffice import calls, commands, corrections, deliveries, disputes, exports
+from services.ingest.backoffice import (
+    calls,
+    commands,
+    corrections,
+    deliveries,
+    disputes,
+    exports,
+    search,
+)
 from services.ingest.backoffice.accounts import Role, Session
 from services.ingest.backoffice.commands import CommentForm
 from services.ingest.backoffice.corrections import CorrectionForm
@@ -15,6 +23,7 @@ from services.ingest.backoffice.disputes import DisputeForm
 from services.ingest.edge import (
     INGEST,
     call_filters,
+    search_filters,
     xlsx_response,
 )
 from services.ingest.intake.submission import validated
@@ -24,6 +33,7 @@ from services.ingest.webapp.frame import (
     LEADS,
     METRIC_LABELS,
     action,
+    form_filters,
     page,
     page_filters,
     query_without,
@@ -74,6 +84,46 @@ async def calls_export(request: web.Request, session: Session) -> web.StreamResp
     rows = calls.all_rows(request.app[INGEST].db, session.user, filters)
     return await xlsx_response(
         request, f"calls-{utcnow():%Y-%m-%d}.xlsx", exports.calls_workbook(rows, filters.zone)
+    )
+
+
+@routes.get("/search")
+@page(*ALL)
+async def search_page(request: web.Request, session: Session) -> web.StreamResponse:
+    """GET /search: what was said where (the top bar's search box), with the calls filters."""
+    filters, errors = form_filters(request, search_filters, search.SearchFilters)
+    ingest = request.app[INGEST]
+    found = None
+    if filters.words:
+        found = await search.search(ingest.db, ingest.vocabulary, session.user, filters)
+    first, last = filters.days()
+    return render(
+        request,
+        session,
+        "search.html",
+        {
+            "filters": filters,
+            "period": {"from": first, "to": last},
+            "errors": errors,
+            "found": found,
+            "managers": await calls.managers_seen(
+                ingest.db, session.user, filters, rollup_zone=ingest.settings.timezone
+            ),
+            "page_query": query_without(request, "after"),
+            "export_query": query_without(request, "after", "per_page"),
+        },
+    )
+
+
+@routes.get("/search/export.xlsx")
+@page(*ALL)
+async def search_export(request: web.Request, session: Session) -> web.StreamResponse:
+    """GET /search/export.xlsx: the calls found as Excel."""
+    filters = search_filters(request, form=True)
+    ingest = request.app[INGEST]
+    rows = await search.all_results(ingest.db, ingest.vocabulary, session.user, filters)
+    return await xlsx_response(
+        request, f"search-{utcnow():%Y-%m-%d}.xlsx", exports.search_workbook(rows, filters.zone)
     )
 
 

@@ -9,7 +9,7 @@ from aiohttp import web
 from typing_extensions import TypedDict
 
 from services.ingest.apidoc import INVALID, MISSING, Answer, documented
-from services.ingest.backoffice import calls, commands, deliveries, exports
+from services.ingest.backoffice import calls, commands, deliveries, exports, search
 from services.ingest.backoffice.accounts import Role
 from services.ingest.backoffice.commands import CommentForm
 from services.ingest.backoffice.filters import CallFilters
@@ -19,6 +19,7 @@ from services.ingest.edge import (
     json_response,
     read_model,
     require_session,
+    search_filters,
     stream_ranges,
     wants_xlsx,
     xlsx_response,
@@ -59,6 +60,28 @@ async def list_admin_calls(request: web.Request) -> web.StreamResponse:
         )
     zone = request.app[INGEST].settings.timezone
     return json_response(await calls.list_calls(db, session.user, filters, rollup_zone=zone))
+
+
+@routes.get("/api/v1/admin/search")
+@documented(
+    "Calls whose transcripts hold the words `q` (Russian word forms and one-letter ASR "
+    "slips match; several words: a phrase, in order), said by `speaker`, within the calls "
+    "filters and what the caller may see, with snippets of the lines that match",
+    query=search.SearchFilters,
+    answer=Answer("OK", search.SearchPage, xlsx=True),
+    errors=INVALID,
+)
+async def search_calls(request: web.Request) -> web.StreamResponse:
+    """GET /api/v1/admin/search: a page of calls found, or all of them as `?format=xlsx`."""
+    session = await require_session(request)
+    filters = search_filters(request)
+    ingest = request.app[INGEST]
+    if wants_xlsx(request):
+        rows = await search.all_results(ingest.db, ingest.vocabulary, session.user, filters)
+        return await xlsx_response(
+            request, "search.xlsx", exports.search_workbook(rows, filters.zone)
+        )
+    return json_response(await search.search(ingest.db, ingest.vocabulary, session.user, filters))
 
 
 @routes.get("/api/v1/admin/calls/{task_id}")

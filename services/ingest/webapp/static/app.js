@@ -13,6 +13,13 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   });
 
+  // Opened from a search hit (`?t=` seconds): the player starts where the words were said.
+  const from = Number(new URLSearchParams(window.location.search).get("t"));
+  if (player && from > 0) {
+    const seek = () => { player.currentTime = from; };
+    if (player.readyState >= 1) seek(); else player.addEventListener("loadedmetadata", seek, { once: true });
+  }
+
   // Highlight the line being played.
   if (player) {
     const lines = Array.from(document.querySelectorAll(".line"));

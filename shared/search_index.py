@@ -1,0 +1,328 @@
+"""The transcript search index: which calls said a word, by day, portable to MongoDB and
+SecantusDB alike (no `$text`).
+
+An analysed call's words are kept as their lemmas (`shared/words.py`), in two places:
+
+- **postings**, one list per lemma and day (UTC) of the calls that said it, with who
+  said it (bits: 1 the manager, 2 the client), when the call was received and whose it
+  is, so that a query reads a few documents per word and month and filters the period,
+  the speaker and the viewer's visibility without touching the calls. A list holds
+  about `BUCKET_SIZE` calls and a full one is left for a new one: adding a call rewrites
+  small documents, never a day's whole list of a common word;
+- **the call's lemmas in order**, a line per utterance (`search_calls`): what an exact
+  phrase is checked against, and the record of which postings hold the call.
+
+Indexing is idempotent and safe to interrupt: the record names every posting the call
+may be in before any is written, and a call is taken out of those first. The analyzer
+marks a call `search_pending` in the same write as its results and clears it once
+indexed, so a crash in between is indexed again (`index_pending`); calls analysed before
+the index existed are marked once (`mark_unindexed`). New lemmas are also written to
+`search_terms`, the vocabulary a query's words are matched against with ASR slips
+forgiven (`Vocabulary`).
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, date, datetime, timedelta
+
+from pymongo import UpdateOne
+from pymongo.asynchronous.database import AsyncDatabase
+from pymongo.errors import BulkWriteError
+from rapidfuzz import fuzz, process
+
+from shared import call_details
+from shared.events import utcnow
+from shared.mongo import SEARCH_CALLS, SEARCH_POSTINGS, SEARCH_TERMS, SETTINGS, Document, calls
+from shared.words import FUZZY_MIN_SCORE, WORD, lemma, slip_tolerant
+
+BUCKET_SIZE = 50
+SPEAKER_BITS = {"manager": 1, "client": 2}
+BOTH = 3
+MARKED_ID = "search_index"  # the settings document saying earlier calls were marked
+PENDING_BATCH = 100
+WRITE_BATCH = 1000
+DUPLICATE_KEY = 11000
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+
+def day_of(moment: datetime) -> str:
+    """The UTC day a call's postings are kept under."""
+    return moment.astimezone(UTC).date().isoformat()
+
+
+def millis(moment: datetime) -> int:
+    return round((moment - EPOCH) / timedelta(milliseconds=1))
+
+
+def lines_of(transcript: Sequence[Document]) -> list[tuple[int, list[str]]]:
+    """Each utterance as who said it (bits) and its lemmas in order."""
+    return [
+        (
+            SPEAKER_BITS.get(line["speaker"], BOTH),
+            [lemma(part) for text in _words(line) for part in WORD.findall(text)],
+        )
+        for line in transcript
+    ]
+
+
+def _words(line: Document) -> list[str]:
+    return [word[0] for word in line.get("words") or []] or [line.get("text") or ""]
+
+
+def _lemma_text(lines: Iterable[tuple[int, list[str]]]) -> str:
+    return "\n".join(f"{bits} {' '.join(words)}" for bits, words in lines if words)
+
+
+def _keys(lines: Iterable[tuple[int, list[str]]]) -> dict[str, int]:
+    keys: dict[str, int] = {}
+    for bits, words in lines:
+        for word in words:
+            keys[word] = keys.get(word, 0) | bits
+    return keys
+
+
+@dataclass(frozen=True)
+class Indexed:
+    """A call as the index knows it."""
+
+    task_id: str
+    received_at: datetime
+    manager_id: str | None
+    transcript: Sequence[Document]
+
+
+async def index_calls(db: AsyncDatabase[Document], batch: Sequence[Indexed]) -> None:
+    """Put these calls in the index in place of what it held of them, then clear their
+    `search_pending` mark."""
+    if not batch:
+        return
+    ids = [call.task_id for call in batch]
+    lines = {call.task_id: lines_of(call.transcript) for call in batch}
+    keys = {task_id: _keys(call_lines) for task_id, call_lines in lines.items()}
+    before = {
+        record["_id"]: record
+        async for record in db[SEARCH_CALLS].find({"_id": {"$in": ids}}, {"keys": 1, "day": 1})
+    }
+    # First name every posting that may hold a call, so an interrupted try is undone.
+    await db[SEARCH_CALLS].bulk_write(
+        [
+            UpdateOne(
+                {"_id": call.task_id},
+                {
+                    "$set": {"day": day_of(call.received_at)},
+                    "$addToSet": {"keys": {"$each": list(keys[call.task_id])}},
+                },
+                upsert=True,
+            )
+            for call in batch
+        ]
+    )
+    await _take_out(db, list(before.values()))
+    await _add_postings(db, batch, keys)
+    await db[SEARCH_CALLS].bulk_write(
+        [
+            UpdateOne(
+                {"_id": call.task_id},
+                {
+                    "$set": {
+                        "keys": list(keys[call.task_id]),
+                        "text": _lemma_text(lines[call.task_id]),
+                        "received_ms": millis(call.received_at),
+                    }
+                },
+            )
+            for call in batch
+        ]
+    )
+    await calls(db).update_many(
+        {"_id": {"$in": ids}, "search_pending": True}, {"$unset": {"search_pending": ""}}
+    )
+
+
+async def _take_out(db: AsyncDatabase[Document], records: Sequence[Document]) -> None:
+    by_day: dict[str, tuple[set[str], list[str]]] = {}
+    for record in records:
+        keys, ids = by_day.setdefault(record["day"], (set(), []))
+        keys.update(record.get("keys") or [])
+        ids.append(record["_id"])
+    for day, (keys, ids) in by_day.items():
+        await db[SEARCH_POSTINGS].update_many(
+            {"key": {"$in": sorted(keys)}, "day": day, "calls.t": {"$in": ids}},
+            {"$pull": {"calls": {"t": {"$in": ids}}}},
+        )
+
+
+async def _add_postings(
+    db: AsyncDatabase[Document], batch: Sequence[Indexed], keys: dict[str, dict[str, int]]
+) -> None:
+    entries: dict[tuple[str, str], list[Document]] = {}
+    for call in batch:
+        entry = {"t": call.task_id, "d": millis(call.received_at), "m": call.manager_id}
+        day = day_of(call.received_at)
+        for key, bits in keys[call.task_id].items():
+            entries.setdefault((key, day), []).append({**entry, "s": bits})
+    pushes = [
+        (key, day, listed[start : start + BUCKET_SIZE])
+        for (key, day), listed in entries.items()
+        for start in range(0, len(listed), BUCKET_SIZE)
+    ]
+    started: set[str] = set()  # lemmas that began a new list: perhaps new to the vocabulary
+    for start in range(0, len(pushes), WRITE_BATCH):
+        chunk = pushes[start : start + WRITE_BATCH]
+        result = await db[SEARCH_POSTINGS].bulk_write(
+            [
+                UpdateOne(
+                    {"key": key, "day": day, "n": {"$lt": BUCKET_SIZE}},
+                    {"$push": {"calls": {"$each": listed}}, "$inc": {"n": len(listed)}},
+                    upsert=True,
+                )
+                for key, day, listed in chunk
+            ],
+            ordered=False,
+        )
+        started.update(chunk[index][0] for index in result.upserted_ids or {})
+    await _learn_terms(db, started)
+
+
+async def _learn_terms(db: AsyncDatabase[Document], terms: set[str]) -> None:
+    if not terms:
+        return
+    now = utcnow()
+    try:
+        await db[SEARCH_TERMS].insert_many(
+            [{"_id": term, "at": now} for term in sorted(terms)], ordered=False
+        )
+    except BulkWriteError as exc:  # terms other calls taught it already
+        if any(error["code"] != DUPLICATE_KEY for error in exc.details["writeErrors"]):
+            raise
+
+
+async def index_pending(db: AsyncDatabase[Document], limit: int = PENDING_BATCH) -> int:
+    """Index calls marked `search_pending` (from their stored transcripts); how many."""
+    pending = await (
+        calls(db)
+        .find(
+            {"search_pending": True},
+            {"received_at": 1, "manager_id": 1, "details_id": 1},
+        )
+        .limit(limit)
+        .to_list()
+    )
+    batch = [
+        Indexed(
+            task_id=call["_id"],
+            received_at=call["received_at"],
+            manager_id=call.get("manager_id"),
+            transcript=(await call_details.of(db, call, {"transcript": 1})).get("transcript") or [],
+        )
+        for call in pending
+    ]
+    await index_calls(db, batch)
+    return len(batch)
+
+
+async def mark_unindexed(db: AsyncDatabase[Document]) -> None:
+    """Mark, once, the calls analysed before the index existed, for `index_pending`."""
+    if await db[SETTINGS].find_one({"_id": MARKED_ID}) is not None:
+        return
+    await calls(db).update_many(
+        {"details_id": {"$exists": True}}, {"$set": {"search_pending": True}}
+    )
+    await db[SETTINGS].replace_one({"_id": MARKED_ID}, {"_id": MARKED_ID}, upsert=True)
+
+
+@dataclass(frozen=True)
+class Posting:
+    """A call that said a word: when it was received, whose it is, who said the word."""
+
+    received_ms: int
+    manager_id: str | None
+    speakers: int
+
+
+async def postings(
+    db: AsyncDatabase[Document], keys: Iterable[str], first: date, last: date
+) -> dict[str, Posting]:
+    """The calls of these UTC days that said any of these lemmas, by task id."""
+    found: dict[str, Posting] = {}
+    cursor = db[SEARCH_POSTINGS].find(
+        {
+            "key": {"$in": sorted(set(keys))},
+            "day": {"$gte": first.isoformat(), "$lte": last.isoformat()},
+        },
+        {"calls": 1, "_id": 0},
+    )
+    async for bucket in cursor:
+        for entry in bucket["calls"]:
+            seen = found.get(entry["t"])
+            speakers = entry["s"] | (seen.speakers if seen else 0)
+            found[entry["t"]] = Posting(entry["d"], entry.get("m"), speakers)
+    return found
+
+
+async def lemma_texts(db: AsyncDatabase[Document], task_ids: Sequence[str]) -> dict[str, str]:
+    """The calls' lemmas in order, a line per utterance starting with its speaker bits."""
+    texts: dict[str, str] = {}
+    for start in range(0, len(task_ids), 1000):
+        async for record in db[SEARCH_CALLS].find(
+            {"_id": {"$in": list(task_ids[start : start + 1000])}}, {"text": 1}
+        ):
+            texts[record["_id"]] = record.get("text") or ""
+    return texts
+
+
+def says(text: str, alternatives: Sequence[Iterable[str]], speakers: int) -> bool:
+    """Whether a line of these speakers has the words in order, each one of its
+    alternatives."""
+    pattern = phrase_pattern(alternatives)
+    return any(
+        int(bits) & speakers and pattern.search(words)
+        for bits, _, words in (line.partition(" ") for line in text.split("\n"))
+    )
+
+
+def phrase_pattern(alternatives: Sequence[Iterable[str]]) -> re.Pattern[str]:
+    """Lemmas in a row (space-separated), each one of its alternatives."""
+    parts = [
+        "(?:" + "|".join(re.escape(word) for word in sorted(words)) + ")" for words in alternatives
+    ]
+    return re.compile(r"(?:^| )" + " ".join(parts) + r"(?= |$)")
+
+
+@dataclass
+class Vocabulary:
+    """The lemmas the index holds, kept in memory and refreshed now and then, to find the
+    ones a query's word may have been heard as (a one-letter ASR slip)."""
+
+    refresh_s: float = 30.0
+    _terms: set[str] = field(default_factory=set)
+    _long: list[str] = field(default_factory=list)
+    _since: datetime | None = None
+    _checked: float = float("-inf")
+
+    async def variants(self, db: AsyncDatabase[Document], word: str) -> set[str]:
+        """The word and the indexed lemmas similar to it."""
+        await self._refresh(db)
+        if not slip_tolerant(word):
+            return {word}
+        close = process.extract(
+            word, self._long, scorer=fuzz.ratio, score_cutoff=FUZZY_MIN_SCORE, limit=None
+        )
+        return {word, *(term for term, _, _ in close)}
+
+    async def _refresh(self, db: AsyncDatabase[Document]) -> None:
+        if time.monotonic() - self._checked < self.refresh_s:
+            return
+        self._checked = time.monotonic()
+        # Terms written meanwhile by analyzers whose clocks run a little behind are read too.
+        query = {} if self._since is None else {"at": {"$gte": self._since - timedelta(minutes=5)}}
+        started = utcnow()
+        added = [term["_id"] async for term in db[SEARCH_TERMS].find(query, {"_id": 1})]
+        fresh = [term for term in added if term not in self._terms]
+        self._terms.update(fresh)
+        self._long.extend(term for term in fresh if slip_tolerant(term))
+        self._since = started
