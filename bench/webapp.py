@@ -20,13 +20,17 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import os
 import re
 import shutil
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -269,8 +273,33 @@ def _p95(values: list[float]) -> float:
     return sorted(values)[max(0, round(len(values) * 0.95) - 1)]
 
 
-async def measure(total: int, rounds: int, *, last: bool) -> dict[str, Any]:
-    """One size: a fresh database and gateway."""
+@dataclass
+class Gateway:
+    """A gateway process on a fresh SecantusDB: `seed` the database, then `start` it."""
+
+    mongo_url: str
+    env: dict[str, str]
+    http_port: int
+    process: subprocess.Popen[bytes] | None = None
+    first_start_s: float = 0.0
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.http_port}"
+
+    def start(self) -> int:
+        """Start the gateway and wait until it listens (a first start on a filled database
+        builds its indexes and rollups first); its pid."""
+        self.process = spawn([sys.executable, "-m", "services.ingest"], self.env)
+        started = time.perf_counter()
+        wait_listening(self.http_port, self.process, timeout_s=FIRST_START_TIMEOUT_S)
+        self.first_start_s = time.perf_counter() - started
+        return self.process.pid
+
+
+@contextlib.asynccontextmanager
+async def fresh_gateway() -> AsyncIterator[Gateway]:
+    """A fresh SecantusDB and a gateway for it, both gone on exit."""
     storage = tempfile.mkdtemp(prefix="rop-bench-web-")
     mongo_port, http_port = free_port(), free_port()
     mongo = start_secantus(mongo_port, storage)
@@ -287,18 +316,24 @@ async def measure(total: int, rounds: int, *, last: bool) -> dict[str, Any]:
         "ROP_SEED_SAMPLES": "false",
         "ROP_LOG_LEVEL": "warning",
     }
-    gateway = None
+    gateway = Gateway(mongo_url, env, http_port)
     try:
+        yield gateway
+    finally:
+        if gateway.process is not None:
+            stop(gateway.process)
+        stop(mongo)
+        shutil.rmtree(storage, ignore_errors=True)
+
+
+async def measure(total: int, rounds: int, *, last: bool) -> dict[str, Any]:
+    """One size: a fresh database and gateway."""
+    async with fresh_gateway() as gateway:
         started = time.perf_counter()
-        recent = await seed(mongo_url, total)
+        recent = await seed(gateway.mongo_url, total)
         seeded_s = time.perf_counter() - started
         number, after = deep_page(recent)
-        gateway = spawn([sys.executable, "-m", "services.ingest"], env)
-        base = f"http://127.0.0.1:{http_port}"
-        started = time.perf_counter()
-        # A first start on a filled database builds its indexes and rollups first.
-        wait_listening(http_port, gateway, timeout_s=FIRST_START_TIMEOUT_S)
-        first_start_s = time.perf_counter() - started
+        pid = gateway.start()
         pages = {
             "/calls": "/calls",
             "/calls?sort=score_asc": "/calls?sort=score_asc",
@@ -309,21 +344,16 @@ async def measure(total: int, rounds: int, *, last: bool) -> dict[str, Any]:
             "/disputes": "/disputes",
         }
         result: dict[str, Any] = {
-            "times": await server_times(base, pages, rounds),
+            "times": await server_times(gateway.base, pages, rounds),
             "deep_page": number,
-            "export": await export(base, gateway.pid),
+            "export": await export(gateway.base, pid),
             "seeded_s": seeded_s,
-            "first_start_s": first_start_s,
+            "first_start_s": gateway.first_start_s,
         }
         if last:
-            result["weights"] = await page_weight(base)
-            result["loads"] = await browser_load_ms(base, 10)
+            result["weights"] = await page_weight(gateway.base)
+            result["loads"] = await browser_load_ms(gateway.base, 10)
         return result
-    finally:
-        if gateway is not None:
-            stop(gateway)
-        stop(mongo)
-        shutil.rmtree(storage, ignore_errors=True)
 
 
 def report(sizes: list[int], results: dict[int, dict[str, Any]], rounds: int) -> None:

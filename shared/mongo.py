@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
 from pymongo import ASCENDING, DESCENDING, AsyncMongoClient, IndexModel
@@ -19,6 +20,7 @@ TEMPLATES = "templates"
 TEMPLATE_VERSIONS = "template_versions"
 BINDINGS = "bindings"
 TABLES = "tables"
+TRACKERS = "trackers"
 DELIVERIES = "deliveries"
 ENDPOINTS = "endpoints"
 LOGIN_FAILURES = "login_failures"
@@ -61,6 +63,10 @@ INDEXES: dict[str, list[IndexModel]] = {
             sparse=True,
             name="analysis_jobs_sparse",
         ),
+        # The calls that said a tracker, by date (the calls filter, the dashboard).
+        IndexModel([("trackers_hit", ASCENDING), ("received_at", DESCENDING)], name="trackers"),
+        # Calls whose trackers people asked to count again (few: the others lack the field).
+        IndexModel([("retag", ASCENDING)], sparse=True, name="retag"),
         # Analysed calls not yet in the search index (few: the others lack the field).
         IndexModel([("search_pending", ASCENDING)], sparse=True, name="search_pending"),
         # The calls waiting for a blind review, by date (few: the others lack the field).
@@ -168,6 +174,27 @@ def all_of(*conditions: Document) -> Document:
     if again:
         merged["$and"] = again
     return merged
+
+
+# SecantusDB matches `$in` against every value for every document the index gives, so a
+# long list costs its square: it is asked for in short ones.
+IN_CHUNK = 25
+
+
+async def find_in(
+    collection: AsyncCollection[Document],
+    field: str,
+    values: Sequence[Any],
+    *,
+    where: Document | None = None,
+    projection: Document | None = None,
+) -> AsyncIterator[Document]:
+    """The documents whose `field` is one of `values` (and that match `where`), asked for
+    IN_CHUNK values at a time."""
+    for start in range(0, len(values), IN_CHUNK):
+        chunk = list(values[start : start + IN_CHUNK])
+        async for document in collection.find({field: {"$in": chunk}, **(where or {})}, projection):
+            yield document
 
 
 def calls(db: AsyncDatabase[Document]) -> AsyncCollection[Document]:

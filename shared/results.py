@@ -109,10 +109,20 @@ class CallMetrics(TypedDict):
     words_per_minute_manager: float | None
 
 
+class TrackerHits(TypedDict):
+    """Where a call said a tracker's phrases (trackers it never said are not listed)."""
+
+    tracker_id: str
+    name: str
+    hits: Annotated[int, Field(ge=1, description="Places the phrases were said")]
+    quotes: Annotated[list[Evidence], Field(description="The first of them, in time order")]
+
+
 class Results(TypedDict):
     checklists: list[Checklist]
     tables: list[TableResult]
     metrics: CallMetrics
+    trackers: NotRequired[list[TrackerHits]]  # absent on calls analysed before trackers
 
 
 class OverallScore(TypedDict):

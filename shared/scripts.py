@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from typing import Annotated, Literal
 
 from pydantic import (
@@ -25,6 +26,19 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+TrackerId = Annotated[str, StringConstraints(min_length=1, max_length=64)]
+
+
+class Tracker(_Strict):
+    """A named, reusable phrase list («Словарь»: «Конкуренты», «Негатив», «Возражение:
+    дорого»), counted on every analysed call."""
+
+    name: Name
+    phrases: list[Phrase] = Field(min_length=1, max_length=100)
+    speaker: Speaker = "any"
+    within_s: float | None = Field(None, gt=0, description="Only in the first N seconds.")
+
+
 class Point(_Strict):
     """A sub-point of a stage: phrases that prove it (or must not be said)."""
 
@@ -32,8 +46,23 @@ class Point(_Strict):
     weight: float = Field(gt=0, le=100, description="Share of the stage, in percent.")
     speaker: Speaker = "manager"
     within_s: float | None = Field(None, gt=0, description="Only in the first N seconds.")
-    phrases: list[Phrase] = Field(min_length=1, max_length=50)
+    phrases: list[Phrase] = Field(default_factory=list, max_length=50)
+    tracker_id: TrackerId | None = Field(
+        None, description="A tracker whose phrases the point listens for, instead of its own."
+    )
     forbidden: StrictBool = Field(False, description="Met when none of the phrases is said.")
+
+    @model_validator(mode="after")
+    def _has_phrases(self) -> Point:
+        if not self.phrases and not self.tracker_id:
+            raise ValueError("нужны фразы (phrases) или словарь (tracker_id)")
+        return self
+
+    def listening_for(self, trackers: Mapping[str, Tracker]) -> Point:
+        """The point with its tracker's phrases (when it names one), as it is scored; a
+        tracker deleted since leaves the point's own phrases."""
+        tracker = trackers.get(self.tracker_id or "")
+        return self.model_copy(update={"phrases": tracker.phrases}) if tracker else self
 
 
 class Stage(_Strict):
@@ -64,6 +93,28 @@ class Template(_Strict):
 
     name: Name
     stages: list[Stage] = Field(min_length=1, max_length=30)
+
+    def tracker_ids(self) -> set[str]:
+        """The trackers its points listen with."""
+        return {
+            point.tracker_id
+            for stage in self.stages
+            for point in stage.points
+            if point.tracker_id is not None
+        }
+
+    def listening_for(self, trackers: Mapping[str, Tracker]) -> Template:
+        """The template with its points' trackers' phrases, as it is scored."""
+        return self.model_copy(
+            update={
+                "stages": [
+                    stage.model_copy(
+                        update={"points": [p.listening_for(trackers) for p in stage.points]}
+                    )
+                    for stage in self.stages
+                ]
+            }
+        )
 
     @field_validator("stages")
     @classmethod

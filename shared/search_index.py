@@ -3,22 +3,23 @@ SecantusDB alike (no `$text`).
 
 An analysed call's words are kept as their lemmas (`shared/words.py`), in two places:
 
-- **postings**, one list per lemma and day (UTC) of the calls that said it, with who
-  said it (bits: 1 the manager, 2 the client), when the call was received and whose it
-  is, so that a query reads a few documents per word and month and filters the period,
-  the speaker and the viewer's visibility without touching the calls. A list holds
-  about `BUCKET_SIZE` calls and a full one is left for a new one: adding a call rewrites
-  small documents, never a day's whole list of a common word;
+- **postings**, one list per lemma and UTC day of the calls received then that said it
+  (`search_postings`, id `lemma|YYYY-MM-DD`), with who said it (bits: 1 the manager,
+  2 the client), when the call was received and whose it is, so that a query reads one
+  document per word and day and filters the period, the speaker and the viewer's
+  visibility without touching the calls; adding a call writes each of its words' lists
+  by id and reads nothing (a common word's list of a day of a big team's calls is a few
+  hundred KiB, far below a document's limit);
 - **the call's lemmas in order**, a line per utterance (`search_calls`): what an exact
-  phrase is checked against, and the record of which postings hold the call.
+  phrase is checked against, and the record of which lists hold the call.
 
-Indexing is idempotent and safe to interrupt: the record names every posting the call
-may be in before any is written, and a call is taken out of those first. The analyzer
+Indexing is idempotent and safe to interrupt: the record names every list the call may
+be in before any is written, and a call is taken out of those first. The analyzer
 marks a call `search_pending` in the same write as its results and clears it once
 indexed, so a crash in between is indexed again (`index_pending`); calls analysed before
-the index existed are marked once (`mark_unindexed`). New lemmas are also written to
-`search_terms`, the vocabulary a query's words are matched against with ASR slips
-forgiven (`Vocabulary`).
+the index existed are marked once (`mark_unindexed`). Words that start a list are also
+written to `search_terms`, the vocabulary a query's words are matched against with ASR
+slips forgiven (`Vocabulary`).
 """
 
 from __future__ import annotations
@@ -36,10 +37,17 @@ from rapidfuzz import fuzz, process
 
 from shared import call_details
 from shared.events import utcnow
-from shared.mongo import SEARCH_CALLS, SEARCH_POSTINGS, SEARCH_TERMS, SETTINGS, Document, calls
+from shared.mongo import (
+    SEARCH_CALLS,
+    SEARCH_POSTINGS,
+    SEARCH_TERMS,
+    SETTINGS,
+    Document,
+    calls,
+    find_in,
+)
 from shared.words import FUZZY_MIN_SCORE, WORD, lemma, slip_tolerant
 
-BUCKET_SIZE = 50
 SPEAKER_BITS = {"manager": 1, "client": 2}
 BOTH = 3
 MARKED_ID = "search_index"  # the settings document saying earlier calls were marked
@@ -47,11 +55,6 @@ PENDING_BATCH = 100
 WRITE_BATCH = 1000
 DUPLICATE_KEY = 11000
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
-
-
-def day_of(moment: datetime) -> str:
-    """The UTC day a call's postings are kept under."""
-    return moment.astimezone(UTC).date().isoformat()
 
 
 def millis(moment: datetime) -> int:
@@ -105,16 +108,19 @@ async def index_calls(db: AsyncDatabase[Document], batch: Sequence[Indexed]) -> 
     keys = {task_id: _keys(call_lines) for task_id, call_lines in lines.items()}
     before = {
         record["_id"]: record
-        async for record in db[SEARCH_CALLS].find({"_id": {"$in": ids}}, {"keys": 1, "day": 1})
+        async for record in find_in(db[SEARCH_CALLS], "_id", ids, projection={"lists": 1})
     }
-    # First name every posting that may hold a call, so an interrupted try is undone.
+    # First name every list that may hold a call, so an interrupted try is undone.
     await db[SEARCH_CALLS].bulk_write(
         [
             UpdateOne(
                 {"_id": call.task_id},
                 {
-                    "$set": {"day": day_of(call.received_at)},
-                    "$addToSet": {"keys": {"$each": list(keys[call.task_id])}},
+                    "$set": {
+                        "lists": sorted(
+                            {*_lists(call, keys), *before.get(call.task_id, {}).get("lists", [])}
+                        )
+                    }
                 },
                 upsert=True,
             )
@@ -129,7 +135,7 @@ async def index_calls(db: AsyncDatabase[Document], batch: Sequence[Indexed]) -> 
                 {"_id": call.task_id},
                 {
                     "$set": {
-                        "keys": list(keys[call.task_id]),
+                        "lists": _lists(call, keys),
                         "text": _lemma_text(lines[call.task_id]),
                         "received_ms": millis(call.received_at),
                     }
@@ -138,57 +144,72 @@ async def index_calls(db: AsyncDatabase[Document], batch: Sequence[Indexed]) -> 
             for call in batch
         ]
     )
-    await calls(db).update_many(
-        {"_id": {"$in": ids}, "search_pending": True}, {"$unset": {"search_pending": ""}}
+    await calls(db).bulk_write(
+        [
+            UpdateOne({"_id": task_id, "search_pending": True}, {"$unset": {"search_pending": ""}})
+            for task_id in ids
+        ]
     )
 
 
+def _list_id(key: str, received_at: datetime) -> str:
+    """A word's list of the calls received on one UTC day."""
+    return f"{key}|{received_at.astimezone(UTC):%Y-%m-%d}"
+
+
+def _lists(call: Indexed, keys: dict[str, dict[str, int]]) -> list[str]:
+    return [_list_id(key, call.received_at) for key in keys[call.task_id]]
+
+
 async def _take_out(db: AsyncDatabase[Document], records: Sequence[Document]) -> None:
-    by_day: dict[str, tuple[set[str], list[str]]] = {}
+    """Remove these calls from the lists their records name."""
+    pulls: dict[str, list[str]] = {}
     for record in records:
-        keys, ids = by_day.setdefault(record["day"], (set(), []))
-        keys.update(record.get("keys") or [])
-        ids.append(record["_id"])
-    for day, (keys, ids) in by_day.items():
-        await db[SEARCH_POSTINGS].update_many(
-            {"key": {"$in": sorted(keys)}, "day": day, "calls.t": {"$in": ids}},
-            {"$pull": {"calls": {"t": {"$in": ids}}}},
-        )
+        for list_id in record.get("lists") or []:
+            pulls.setdefault(list_id, []).append(record["_id"])
+    updates = [
+        UpdateOne({"_id": list_id}, {"$pull": {"calls": {"t": {"$in": task_ids}}}})
+        for list_id, task_ids in pulls.items()
+    ]
+    for start in range(0, len(updates), WRITE_BATCH):
+        await db[SEARCH_POSTINGS].bulk_write(updates[start : start + WRITE_BATCH], ordered=False)
 
 
 async def _add_postings(
     db: AsyncDatabase[Document], batch: Sequence[Indexed], keys: dict[str, dict[str, int]]
 ) -> None:
-    entries: dict[tuple[str, str], list[Document]] = {}
+    entries: dict[str, list[Document]] = {}
     for call in batch:
         entry = {"t": call.task_id, "d": millis(call.received_at), "m": call.manager_id}
-        day = day_of(call.received_at)
         for key, bits in keys[call.task_id].items():
-            entries.setdefault((key, day), []).append({**entry, "s": bits})
-    pushes = [
-        (key, day, listed[start : start + BUCKET_SIZE])
-        for (key, day), listed in entries.items()
-        for start in range(0, len(listed), BUCKET_SIZE)
-    ]
-    started: set[str] = set()  # lemmas that began a new list: perhaps new to the vocabulary
+            entries.setdefault(_list_id(key, call.received_at), []).append({**entry, "s": bits})
+    pushes = list(entries.items())
+    started: set[str] = set()  # words that began a list: perhaps new to the vocabulary
     for start in range(0, len(pushes), WRITE_BATCH):
         chunk = pushes[start : start + WRITE_BATCH]
         result = await db[SEARCH_POSTINGS].bulk_write(
             [
                 UpdateOne(
-                    {"key": key, "day": day, "n": {"$lt": BUCKET_SIZE}},
-                    {"$push": {"calls": {"$each": listed}}, "$inc": {"n": len(listed)}},
+                    {"_id": list_id},
+                    {
+                        "$push": {"calls": {"$each": listed}},
+                        "$setOnInsert": {
+                            "key": list_id.rpartition("|")[0],
+                            "day": list_id.rpartition("|")[2],
+                        },
+                    },
                     upsert=True,
                 )
-                for key, day, listed in chunk
+                for list_id, listed in chunk
             ],
             ordered=False,
         )
-        started.update(chunk[index][0] for index in result.upserted_ids or {})
+        started.update(chunk[index][0].rpartition("|")[0] for index in result.upserted_ids or {})
     await _learn_terms(db, started)
 
 
 async def _learn_terms(db: AsyncDatabase[Document], terms: set[str]) -> None:
+    """Add the words the vocabulary lacks (those it has are refused as duplicates)."""
     if not terms:
         return
     now = utcnow()
@@ -196,7 +217,7 @@ async def _learn_terms(db: AsyncDatabase[Document], terms: set[str]) -> None:
         await db[SEARCH_TERMS].insert_many(
             [{"_id": term, "at": now} for term in sorted(terms)], ordered=False
         )
-    except BulkWriteError as exc:  # terms other calls taught it already
+    except BulkWriteError as exc:
         if any(error["code"] != DUPLICATE_KEY for error in exc.details["writeErrors"]):
             raise
 
@@ -249,12 +270,12 @@ async def postings(
 ) -> dict[str, Posting]:
     """The calls of these UTC days that said any of these lemmas, by task id."""
     found: dict[str, Posting] = {}
-    cursor = db[SEARCH_POSTINGS].find(
-        {
-            "key": {"$in": sorted(set(keys))},
-            "day": {"$gte": first.isoformat(), "$lte": last.isoformat()},
-        },
-        {"calls": 1, "_id": 0},
+    cursor = find_in(
+        db[SEARCH_POSTINGS],
+        "key",
+        sorted(set(keys)),
+        where={"day": {"$gte": first.isoformat(), "$lte": last.isoformat()}},
+        projection={"calls": 1, "_id": 0},
     )
     async for bucket in cursor:
         for entry in bucket["calls"]:
@@ -266,13 +287,10 @@ async def postings(
 
 async def lemma_texts(db: AsyncDatabase[Document], task_ids: Sequence[str]) -> dict[str, str]:
     """The calls' lemmas in order, a line per utterance starting with its speaker bits."""
-    texts: dict[str, str] = {}
-    for start in range(0, len(task_ids), 1000):
-        async for record in db[SEARCH_CALLS].find(
-            {"_id": {"$in": list(task_ids[start : start + 1000])}}, {"text": 1}
-        ):
-            texts[record["_id"]] = record.get("text") or ""
-    return texts
+    return {
+        record["_id"]: record.get("text") or ""
+        async for record in find_in(db[SEARCH_CALLS], "_id", task_ids, projection={"text": 1})
+    }
 
 
 def says(text: str, alternatives: Sequence[Iterable[str]], speakers: int) -> bool:

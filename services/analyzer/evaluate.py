@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Literal
 
-from services.analyzer.phrases import Quote, Token, tokenize
+from services.analyzer.phrases import Quote, Token, every_place, tokenize
 from services.analyzer.pipeline import Transcription
 from services.analyzer.scoring import StageVerdict, evaluate_phrases
 from services.analyzer.tables import LLM_NOT_CONFIGURED, build_row
@@ -17,9 +17,10 @@ from shared.results import (
     StageResult,
     TableResult,
     TemplateRef,
+    TrackerHits,
     checklist_score,
 )
-from shared.scripts import Binding, Stage, Table, Template
+from shared.scripts import Binding, Stage, Table, Template, Tracker
 
 
 @dataclass(frozen=True)
@@ -119,6 +120,44 @@ def checklist(
         "score": checklist_score(stages),
         "stages": stages,
     }
+
+
+MAX_TRACKER_QUOTES = 20
+
+
+def tracker_hits(tracker_id: str, tracker: Tracker, tokens: Sequence[Token]) -> TrackerHits | None:
+    """Where the call said the tracker's phrases (by its speaker, within its window);
+    None when it never did."""
+    quotes = sorted(
+        {
+            (quote.start_s, quote.end_s): quote
+            for phrase in tracker.phrases
+            for quote in every_place(
+                phrase, tokens, speaker=tracker.speaker, within_s=tracker.within_s
+            )
+        }.values(),
+        key=lambda quote: quote.start_s,
+    )
+    if not quotes:
+        return None
+    return {
+        "tracker_id": tracker_id,
+        "name": tracker.name,
+        "hits": len(quotes),
+        "quotes": [_quote(quote) for quote in quotes[:MAX_TRACKER_QUOTES]],
+    }
+
+
+def trackers_hits(
+    trackers: Mapping[str, Tracker], transcription: Transcription
+) -> list[TrackerHits]:
+    """The hits of every tracker the call said, in the trackers' order."""
+    tokens = tokenize(transcription.utterances)
+    return [
+        hits
+        for tracker_id, tracker in trackers.items()
+        if (hits := tracker_hits(tracker_id, tracker, tokens)) is not None
+    ]
 
 
 def table_row(

@@ -15,7 +15,7 @@ import contextlib
 import functools
 import tempfile
 import uuid
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
@@ -29,10 +29,16 @@ from services.analyzer.asr import Transcriber
 from services.analyzer.evaluate import Call, binding_applies, table_applies
 from services.analyzer.jobs import JobQueue
 from services.analyzer.llm import LlmJudge
+from services.analyzer.phrases import tokenize
 from services.analyzer.pipeline import Listening, Transcription, transcribe_call
 from services.analyzer.roles import RoleHints
 from services.analyzer.scoring import StageVerdict
-from services.analyzer.stored import metrics_document, transcription_fields, with_roles_swapped
+from services.analyzer.stored import (
+    metrics_document,
+    transcription_fields,
+    utterances_of,
+    with_roles_swapped,
+)
 from services.analyzer.voice_encoder import VoiceEncoder
 from services.analyzer.workers import Heartbeat
 from shared import call_details, rollups, search_index, voiceprints
@@ -41,12 +47,12 @@ from shared.connection import load_connection_settings
 from shared.events import AudioStored, CallAnalyzed, CallFailed, Envelope, Event, call_meta, utcnow
 from shared.logging import get_logger
 from shared.metrics import WorkerMetrics
-from shared.mongo import AUDIO_BUCKET, BINDINGS, TABLES, TEMPLATES, Document, calls
+from shared.mongo import AUDIO_BUCKET, BINDINGS, TABLES, TEMPLATES, TRACKERS, Document, calls
 from shared.outbox import PUBLISH_NOW_GRACE_S, outbox_append, publish_now
 from shared.patience import patiently
 from shared.results import Results, TemplateRef, overall_score
 from shared.reviews import pick_for_blind_review, with_corrections
-from shared.scripts import Binding, Table, Template
+from shared.scripts import Binding, Table, Template, Tracker
 from shared.tasks import TaskStatus, moved
 
 log = get_logger(__name__)
@@ -213,7 +219,7 @@ async def _download(db: AsyncDatabase[Document], file_id: str, path: Path) -> No
         await asyncio.to_thread(out.close)
 
 
-ModelT = TypeVar("ModelT", Binding, Table, Template)
+ModelT = TypeVar("ModelT", Binding, Table, Template, Tracker)
 Bound = tuple[str, TemplateRef, Template]  # a binding that applies: its id, its template
 
 
@@ -225,7 +231,18 @@ def _stored(model: type[ModelT], document: Document) -> ModelT:
     return model.model_validate(fields)
 
 
-async def _applying(deps: Analyzer, call: Call) -> tuple[list[Bound], list[tuple[str, Table]]]:
+async def trackers_of(db: AsyncDatabase[Document]) -> dict[str, Tracker]:
+    """Every tracker, by id (each is counted on every call)."""
+    return {
+        document["_id"]: _stored(Tracker, document)
+        for document in await db[TRACKERS].find({}).to_list()
+    }
+
+
+async def _applying(
+    deps: Analyzer, call: Call, trackers: Mapping[str, Tracker]
+) -> tuple[list[Bound], list[tuple[str, Table]]]:
+    """The bindings (their templates with their trackers' phrases) and tables that apply."""
     bindings: list[Bound] = []
     for document in await deps.db[BINDINGS].find({}).to_list():
         binding = _stored(Binding, document)
@@ -238,7 +255,8 @@ async def _applying(deps: Analyzer, call: Call) -> tuple[list[Bound], list[tuple
                 "name": template["name"],
                 "version": template.get("version", 1),
             }
-            bindings.append((document["_id"], ref, _stored(Template, template)))
+            scored = _stored(Template, template).listening_for(trackers)
+            bindings.append((document["_id"], ref, scored))
     tables = [
         (document["_id"], table)
         for document in await deps.db[TABLES].find({}).to_list()
@@ -268,11 +286,12 @@ def _manager_phrases(bindings: list[Bound]) -> tuple[str, ...]:
 def _vocabulary(
     bindings: list[Bound],
     tables: list[tuple[str, Table]],
+    trackers: Mapping[str, Tracker],
     cues: Sequence[str],
 ) -> tuple[str, ...]:
-    """What the call's scripts and tables listen for, most telling first (the ASR keeps
-    only as much as its prompt holds): the manager's phrases, the other points' phrases,
-    the tables' phrases, then the cues to who is the manager."""
+    """What the call's scripts, tables and trackers listen for, most telling first (the
+    ASR keeps only as much as its prompt holds): the manager's phrases, the other points'
+    phrases, the tables' phrases, the trackers', then the cues to who is the manager."""
     points = [
         point for _, _, template in bindings for stage in template.stages for point in stage.points
     ]
@@ -287,6 +306,7 @@ def _vocabulary(
                     for spec in table.fields
                     for phrase in spec.phrases or []
                 ),
+                *(phrase for tracker in trackers.values() for phrase in tracker.phrases),
                 *cues,
             ]
         )
@@ -298,6 +318,7 @@ async def _transcribe(
     deps: Analyzer,
     bindings: list[Bound],
     tables: list[tuple[str, Table]],
+    trackers: Mapping[str, Tracker],
     *,
     learn: bool,
 ) -> Transcription:
@@ -317,7 +338,7 @@ async def _transcribe(
             min_similarity=deps.voiceprint_min_similarity,
             min_margin=deps.voiceprint_min_margin,
         ),
-        vocabulary=_vocabulary(bindings, tables, deps.role_cues),
+        vocabulary=_vocabulary(bindings, tables, trackers, deps.role_cues),
         manager_channel=deps.manager_channel,
         embed_stereo_voices=learn,
     )
@@ -343,7 +364,8 @@ async def _analyze(task: Document, meta: Document, deps: Analyzer) -> tuple[Even
         stage_id=task.get("stage_id"),
         deal_stage_id=task.get("deal_stage_id"),
     )
-    bindings, tables = await _applying(deps, call)
+    trackers = await trackers_of(deps.db)
+    bindings, tables = await _applying(deps, call, trackers)
     connection = await load_connection_settings(deps.db)
     learn = connection.voiceprints_enabled
     fields: Document = {}
@@ -353,7 +375,7 @@ async def _analyze(task: Document, meta: Document, deps: Analyzer) -> tuple[Even
         fields["reviewed_by"] = person
         roles_by = {"by": person["email"], "at": utcnow()}
     else:
-        transcription = await _transcribe(task, deps, bindings, tables, learn=learn)
+        transcription = await _transcribe(task, deps, bindings, tables, trackers, learn=learn)
         fields["reviewed_by"] = None
         fields["parts"] = [
             {"index": part.index, "offset_s": round(part.offset_s, 3)}
@@ -408,7 +430,9 @@ async def _analyze(task: Document, meta: Document, deps: Analyzer) -> tuple[Even
             for table_id, table in tables
         ],
         "metrics": metrics_document(transcription),
+        "trackers": evaluate.trackers_hits(trackers, transcription),
     }
+    fields["trackers_hit"] = [hits["tracker_id"] for hits in results["trackers"]]
     stored = transcription_fields(transcription, keep_voices=learn)
     stored["roles"] |= roles_by
     fields |= stored | {"results": results, "score": overall_score(checklists)}
@@ -421,6 +445,47 @@ async def _analyze(task: Document, meta: Document, deps: Analyzer) -> tuple[Even
         tables=len(results["tables"]),
     )
     return outcome, fields
+
+
+RETAG_BATCH = 50
+
+
+async def retag_pending(db: AsyncDatabase[Document], limit: int = RETAG_BATCH) -> int:
+    """Count again, on their stored transcripts, the trackers people applied to calls
+    analysed before (`retag`); how many calls. A call analysed again meanwhile is left
+    for the next round (its new analysis counted every tracker already, or will)."""
+    pending = await (
+        calls(db)
+        .find({"retag": {"$exists": True}}, {"retag": 1, "details_id": 1, "results.trackers": 1})
+        .limit(limit)
+        .to_list()
+    )
+    if not pending:
+        return 0
+    trackers = await trackers_of(db)
+    for call in pending:
+        transcript = (await call_details.of(db, call, {"transcript": 1})).get("transcript")
+        tokens = tokenize(utterances_of(transcript or []))
+        again = set(call["retag"])
+        counted = [
+            hits
+            for tracker_id in call["retag"]
+            if tracker_id in trackers
+            and (hits := evaluate.tracker_hits(tracker_id, trackers[tracker_id], tokens))
+        ]
+        before = (call.get("results") or {}).get("trackers") or []
+        merged = [hits for hits in before if hits["tracker_id"] not in again] + counted
+        await calls(db).update_one(
+            {"_id": call["_id"], "retag": call["retag"], "details_id": call.get("details_id")},
+            {
+                "$set": {
+                    "results.trackers": merged,
+                    "trackers_hit": [hits["tracker_id"] for hits in merged],
+                },
+                "$unset": {"retag": ""},
+            },
+        )
+    return len(pending)
 
 
 async def _learn_voice(deps: Analyzer, task: Document, transcription: Transcription) -> None:
@@ -451,8 +516,11 @@ async def work_forever(deps: Analyzer, wakeup: asyncio.Event, *, poll_s: float =
             if task is not None:
                 await run_job(task, deps)
                 continue
-            # Idle: index the calls whose indexing a crash interrupted, or that came before it.
+            # Idle: index the calls whose indexing a crash interrupted, or that came before
+            # it; count trackers people applied to earlier calls.
             if await _patiently(lambda: search_index.index_pending(deps.db)):
+                continue
+            if await _patiently(lambda: retag_pending(deps.db)):
                 continue
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(wakeup.wait(), poll_s)

@@ -99,6 +99,19 @@ def find_phrase(
     return found
 
 
+def every_place(
+    phrase: str, tokens: Sequence[Token], *, speaker: str = "any", within_s: float | None = None
+) -> list[Quote]:
+    """Every place the phrase was said, one after another, each found as `find_phrase`
+    finds the first."""
+    found: list[Quote] = []
+    rest = list(tokens)
+    while (quote := find_phrase(phrase, rest, speaker=speaker, within_s=within_s)) is not None:
+        found.append(quote)
+        rest = [token for token in rest if token.word.start_s > quote.end_s]
+    return found
+
+
 def _quote(words: Sequence[Token]) -> Quote:
     return Quote(
         text=" ".join(t.word.text.strip() for t in words),

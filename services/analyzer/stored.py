@@ -3,6 +3,9 @@ the audio (a person swapping the roles of a call)."""
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Sequence
+
 from services.analyzer.pipeline import SIDES, Transcription
 from services.analyzer.roles import BY_PERSON
 from services.analyzer.speakers import Voice
@@ -57,6 +60,20 @@ def metrics_document(transcription: Transcription) -> CallMetrics:
     }
 
 
+def utterances_of(transcript: Sequence[Document]) -> list[Utterance]:
+    """A stored transcript's utterances (what re-scoring and re-tagging read)."""
+    return [
+        Utterance(
+            speaker=line["speaker"],
+            start_s=line["start_s"],
+            end_s=line["end_s"],
+            text=line["text"],
+            words=tuple(Word(text, start_s, end_s) for text, start_s, end_s in line["words"]),
+        )
+        for line in transcript
+    ]
+
+
 def _other(side: SpeakerName) -> SpeakerName:
     return "client" if side == "manager" else "manager"
 
@@ -65,14 +82,8 @@ def with_roles_swapped(task: Document) -> Transcription:
     """The task's stored transcription with manager and client exchanged by a person, its
     metrics recomputed from each side's speech."""
     utterances = [
-        Utterance(
-            speaker=_other(line["speaker"]),
-            start_s=line["start_s"],
-            end_s=line["end_s"],
-            text=line["text"],
-            words=tuple(Word(text, start_s, end_s) for text, start_s, end_s in line["words"]),
-        )
-        for line in task.get("transcript") or []
+        dataclasses.replace(line, speaker=_other(line.speaker))
+        for line in utterances_of(task.get("transcript") or [])
     ]
     stored = task.get("speech") or {}
     speech = {

@@ -34,7 +34,7 @@ from shared.connection import ensure_connection_settings
 from shared.events import AudioStored, CallAnalyzed, CallFailed, Envelope, utcnow
 from shared.mongo import connect_mongo, database, ensure_indexes
 from shared.outbox import PUBLISH_NOW_GRACE_S, OutboxRelay
-from shared.scripts import Binding, Table, Template
+from shared.scripts import Binding, Table, Template, Tracker
 from shared.settings import Settings
 from tests.audio import GOOD_CALL, MONO_CALL, call, spoken
 from tests.conftest import EventTap
@@ -69,7 +69,8 @@ SCRIPT = {
             "name": "Next step",
             "threshold": 50,
             "points": [
-                {"text": "Agreed to call back", "weight": 100, "phrases": ["call you back"]}
+                # The phrases of the tracker «Перезвон» (`catalog_items`).
+                {"text": "Agreed to call back", "weight": 100, "tracker_id": "trk_callback"}
             ],
         },
         {
@@ -91,6 +92,10 @@ SCRIPT = {
             "criteria": "Found out who decides",
         },
     ],
+}
+TRACKERS = {
+    "trk_callback": {"name": "Перезвон", "phrases": ["call you back", "call back later"]},
+    "trk_budget": {"name": "Бюджет", "phrases": ["budget", "how much"], "speaker": "client"},
 }
 TABLE = {
     "name": "Deals",
@@ -190,6 +195,12 @@ async def stored_call(
 
 @pytest.fixture
 async def catalog_items(deps: Analyzer) -> dict[str, str]:
+    now = utcnow()
+    for tracker_id, tracker in TRACKERS.items():  # with the ids the script names
+        fields = Tracker.model_validate(tracker).model_dump(mode="json")
+        await deps.db.trackers.insert_one(
+            {"_id": tracker_id, **fields, "created_at": now, "updated_at": now}
+        )
     template = await catalog.create(
         deps.db, catalog.TEMPLATE, Template.model_validate(SCRIPT), policy=LOCAL_POLICY
     )
@@ -284,6 +295,19 @@ async def test_good_call_is_scored_as_scripted(
     assert convenient["start_s"] == pytest.approx(9.5 + 0.6, abs=1.5)
     callback = verdicts["Next step"]["evidence"][0]
     assert callback["start_s"] == pytest.approx(18.0 + 0.6, abs=1.5)
+
+    # Every tracker is counted, with quotes; «Перезвон» also decided "Next step" above.
+    callback, budget = task["results"]["trackers"]
+    assert (callback["name"], callback["hits"], budget["name"], budget["hits"]) == (
+        "Перезвон",
+        1,
+        "Бюджет",
+        1,
+    )
+    assert callback["quotes"][0]["speaker"] == "manager"
+    assert callback["quotes"][0]["start_s"] == pytest.approx(18.0 + 0.6, abs=1.5)
+    assert budget["quotes"][0]["speaker"] == "client"
+    assert task["trackers_hit"] == ["trk_callback", "trk_budget"]
 
     (row,) = task["results"]["tables"]
     assert row["row"]["budget"] == 500000

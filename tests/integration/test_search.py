@@ -19,22 +19,9 @@ from shared import search_index
 from shared.mongo import SEARCH_POSTINGS
 from shared.settings import Settings
 from tests.api_client import admin, user
+from tests.transcripts import stored_line as line
 
 Client = TestClient[Any, Any]
-
-
-def line(speaker: str, start_s: float, text: str) -> dict[str, Any]:
-    """An utterance with one word every 0.5 s from `start_s`."""
-    words = [
-        [word, start_s + 0.5 * i, start_s + 0.5 * i + 0.4] for i, word in enumerate(text.split())
-    ]
-    return {
-        "speaker": speaker,
-        "start_s": start_s,
-        "end_s": words[-1][2],
-        "text": text,
-        "words": words,
-    }
 
 
 CALLS = {

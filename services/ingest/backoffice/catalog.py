@@ -1,10 +1,12 @@
-"""Script templates, bindings and analytics tables: validated documents with stable ids.
+"""Script templates, bindings, analytics tables and trackers: validated documents with
+stable ids.
 
 Bindings and tables own a webhook endpoint whose secret is generated when it is
 first saved; its URL cannot change afterwards (the seed: "URL для webhook-ов нельзя
-изменить после настройки"). A template in use by a binding cannot be deleted. Every save
-of a template is a new version (1, 2, …), kept in `template_versions`: results name the
-version they were scored with, and reviews are judged per version.
+изменить после настройки"). A template in use by a binding cannot be deleted, nor a
+tracker a template's point listens with. Every save of a template is a new version
+(1, 2, …), kept in `template_versions`: results name the version they were scored with,
+and reviews are judged per version.
 """
 
 from __future__ import annotations
@@ -25,8 +27,8 @@ from services.ingest.backoffice.accounts import User
 from services.ingest.intake.submission import require_allowed_link
 from shared.errors import Conflict, InvalidRequest, NotFound
 from shared.events import utcnow
-from shared.mongo import BINDINGS, TABLES, TEMPLATE_VERSIONS, TEMPLATES, Document
-from shared.scripts import Binding, Stage, Table, Template
+from shared.mongo import BINDINGS, TABLES, TEMPLATE_VERSIONS, TEMPLATES, TRACKERS, Document
+from shared.scripts import Binding, Stage, Table, Template, Tracker
 from shared.url_policy import UrlPolicy
 from shared.webhooks import new_webhook_secret
 
@@ -79,6 +81,7 @@ class TemplateVersions(TypedDict):
 TEMPLATE = Kind(TEMPLATES, Template, "tpl", "Шаблон скрипта не найден")
 BINDING = Kind(BINDINGS, Binding, "bnd", "Привязка скрипта не найдена")
 TABLE = Kind(TABLES, Table, "tbl", "Таблица не найдена")
+TRACKER = Kind(TRACKERS, Tracker, "trk", "Словарь не найден")
 
 
 def view(document: Document, viewer: User) -> Document:
@@ -104,6 +107,12 @@ async def list_all(db: AsyncDatabase[Document], kind: Kind, viewer: User) -> lis
     return [view(document, viewer) for document in documents]
 
 
+async def names(db: AsyncDatabase[Document], kind: Kind) -> list[tuple[str, str]]:
+    """Every document's id and name, oldest first (what a form's select lists)."""
+    found = db[kind.collection].find({}, {"name": 1}).sort("created_at", 1)
+    return [(document["_id"], document["name"]) for document in await found.to_list()]
+
+
 async def get(db: AsyncDatabase[Document], kind: Kind, item_id: str) -> Document:
     """One document by id."""
     document = await db[kind.collection].find_one({"_id": item_id})
@@ -121,6 +130,17 @@ async def _check_references(db: AsyncDatabase[Document], item: BaseModel) -> Non
             "Шаблон скрипта не найден",
             details=[{"field": "template_id", "message": "нет шаблона с таким id"}],
         )
+    if isinstance(item, Template):
+        named = item.tracker_ids()
+        known = {t["_id"] async for t in db[TRACKERS].find({"_id": {"$in": sorted(named)}})}
+        missing = [
+            {"field": f"stages.{s}.points.{p}.tracker_id", "message": "нет словаря с таким id"}
+            for s, stage in enumerate(item.stages)
+            for p, point in enumerate(stage.points)
+            if point.tracker_id is not None and point.tracker_id not in known
+        ]
+        if missing:
+            raise InvalidRequest("Словарь не найден", details=missing)
 
 
 def _with_webhook_secret(
@@ -220,6 +240,9 @@ async def delete(db: AsyncDatabase[Document], kind: Kind, item_id: str) -> None:
     """Delete a document; a template still bound to a funnel cannot go."""
     if kind is TEMPLATE and await db[BINDINGS].find_one({"template_id": item_id}) is not None:
         raise Conflict("Шаблон используется в привязках: сначала удалите их")
+    in_use = {"stages.points.tracker_id": item_id}
+    if kind is TRACKER and await db[TEMPLATES].find_one(in_use) is not None:
+        raise Conflict("Словарь используется в шаблонах скриптов: сначала уберите его из пунктов")
     result = await db[kind.collection].delete_one({"_id": item_id})
     if result.deleted_count == 0:
         raise NotFound(kind.not_found)

@@ -111,6 +111,7 @@ class CallFilters(BaseModel):
     status: str = ""
     score_min: float | None = Field(None, ge=0, le=100)
     score_max: float | None = Field(None, ge=0, le=100)
+    tracker: str = Field("", max_length=64, description="Calls that said this tracker (its id).")
     roles: Literal["", "uncertain"] = Field(
         "",
         description="`uncertain`: mono calls whose roles were decided with little confidence.",
@@ -173,7 +174,7 @@ class CallFilters(BaseModel):
         """The Mongo filter: these filters within what the viewer may see; a page's seek
         narrows `received_at` to a window of the period, and the score from the filters'
         range to one value (None: no score). The time comes first (the index every query
-        can use), every field at the top."""
+        can use) but for a tracker (its index holds the time too), every field at the top."""
         start, end = self.period()
         exact = {
             "stage_id": self.stage_id,
@@ -182,6 +183,8 @@ class CallFilters(BaseModel):
             "deal_id": self.client,
         }
         return all_of(
+            # A tracker's calls are few, and its index has their times too.
+            {"trackers_hit": self.tracker} if self.tracker else {},
             {"received_at": {"$gte": start, "$lt": end} if received is None else received},
             viewer.visibility(self.manager_id),
             {field: value for field, value in exact.items() if value},

@@ -19,7 +19,7 @@ def answers(filters: CallFilters, timezone: str) -> bool:
     """Whether the rollups hold what these filters select: a period of days in their zone,
     and at most a manager (the viewer's visibility is by manager too)."""
     narrowed = filters.model_dump(
-        include={"client", "stage_id", "deal_stage_id", "status", "roles"}
+        include={"client", "stage_id", "deal_stage_id", "status", "roles", "tracker"}
     )
     return (
         filters.tz == timezone

@@ -22,14 +22,15 @@ from typing_extensions import TypedDict
 
 from services.ingest.backoffice.accounts import User
 from services.ingest.backoffice.calls import ROW_FIELDS, CallRow, row_view
-from services.ingest.backoffice.filters import CallFilters, Position
+from services.ingest.backoffice.filters import MAX_PER_PAGE, CallFilters, Position
 from services.ingest.intake.submission import invalid_fields
 from shared import call_details, search_index
-from shared.mongo import Document, calls
+from shared.mongo import Document, calls, find_in
 from shared.search_index import SPEAKER_BITS, Vocabulary
 from shared.words import WORD, lemma, lemmas
 
 MAX_WORDS = 8
+PER_PAGE = 20
 SNIPPETS_PER_CALL = 3
 CONTEXT_WORDS = 8  # shown either side of a match
 EXPORT_LIMIT = 10_000
@@ -47,6 +48,7 @@ class SearchFilters(CallFilters):
     )
     speaker: Literal["any", "manager", "client"] = "any"
     sort: Literal["new", "old"] = "new"
+    per_page: int = Field(PER_PAGE, ge=1, le=MAX_PER_PAGE)  # each call with its snippets
 
     @field_validator("q")
     @classmethod
@@ -69,6 +71,7 @@ class SearchFilters(CallFilters):
             or self.status
             or self.client
             or self.roles
+            or self.tracker
             or self.score_range()
         )
 
@@ -205,12 +208,12 @@ async def _found(
 async def _narrowed(
     db: AsyncDatabase[Document], viewer: User, filters: SearchFilters, candidates: dict[str, int]
 ) -> dict[str, int]:
-    ids = list(candidates)
     kept: dict[str, int] = {}
-    for start in range(0, len(ids), 1000):
-        query = {"_id": {"$in": ids[start : start + 1000]}, **filters.query(viewer)}
-        async for call in calls(db).find(query, {"_id": 1}):
-            kept[call["_id"]] = candidates[call["_id"]]
+    found = find_in(
+        calls(db), "_id", list(candidates), where=filters.query(viewer), projection={"_id": 1}
+    )
+    async for call in found:
+        kept[call["_id"]] = candidates[call["_id"]]
     return kept
 
 
@@ -221,11 +224,10 @@ async def _rows(
     filters: SearchFilters,
 ) -> list[SearchRow]:
     """The calls' rows with their snippets, in the order given."""
+    projection = {**ROW_FIELDS, "details_id": 1}
     documents = {
         document["_id"]: document
-        async for document in calls(db).find(
-            {"_id": {"$in": list(task_ids)}}, {**ROW_FIELDS, "details_id": 1}
-        )
+        async for document in find_in(calls(db), "_id", task_ids, projection=projection)
     }
     rows: list[SearchRow] = []
     for task_id in task_ids:

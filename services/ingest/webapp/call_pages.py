@@ -9,6 +9,7 @@ from multidict import MultiDictProxy
 
 from services.ingest.backoffice import (
     calls,
+    catalog,
     commands,
     corrections,
     deliveries,
@@ -72,6 +73,7 @@ async def calls_page(request: web.Request, session: Session) -> web.StreamRespon
             "page_query": query_without(request, "after"),
             "export_query": query_without(request, "after", "per_page"),
             "dispute_labels": disputes.STATUS_LABELS,
+            "tracker_options": await catalog.names(db, catalog.TRACKER),
         },
     )
 
@@ -111,6 +113,7 @@ async def search_page(request: web.Request, session: Session) -> web.StreamRespo
             ),
             "page_query": query_without(request, "after"),
             "export_query": query_without(request, "after", "per_page"),
+            "tracker_options": await catalog.names(ingest.db, catalog.TRACKER),
         },
     )
 

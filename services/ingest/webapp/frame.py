@@ -38,6 +38,7 @@ SETTINGS_MENU = (
     ("/settings/templates", "Шаблоны скриптов", LEADS),
     ("/settings/bindings", "Скрипты и промты", LEADS),
     ("/settings/tables", "Таблицы", LEADS),
+    ("/settings/trackers", "Словари", LEADS),
     ("/settings/users", "Пользователи", ADMIN),
 )
 TIMELINE_LABELS: dict[str, str] = {

@@ -10,6 +10,7 @@ from services.ingest.backoffice import (
     catalog,
     exports,
     reports,
+    trackers,
 )
 from services.ingest.backoffice.accounts import Session
 from services.ingest.backoffice.filters import CallFilters
@@ -104,6 +105,8 @@ async def dashboard_page(request: web.Request, session: Session) -> web.StreamRe
     scores = charts.Series("Средняя оценка", [day["average_score"] for day in days])
     ratio_labels = [f"{b['from']:.0%}–{b['to']:.0%}" for b in board["talk_ratio"]]
     first, last = filters.days()
+    tracker_days, tracked = await trackers.over_time(request.app[INGEST].db, session.user, filters)
+    tracker_series = [charts.Series(row["name"], row["days"]) for row in tracked]
     return render(
         request,
         session,
@@ -124,6 +127,15 @@ async def dashboard_page(request: web.Request, session: Session) -> web.StreamRe
             ),
             "ratio_labels": ratio_labels,
             "max_failed": max([row["failed"] for row in board["failed_stages"]] or [1]),
+            "tracked": tracked,
+            "trackers_chart": charts.line_chart(
+                "Звонков с упоминанием по дням",
+                [_day_month(day.isoformat()) for day in tracker_days],
+                tracker_series,
+            )
+            if tracked
+            else None,
+            "trackers_legend": charts.legend(tracker_series),
         },
     )
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
+from datetime import date
 from typing import Any
 
 from aiohttp import web
@@ -11,9 +12,11 @@ from multidict import MultiDictProxy
 from services.ingest.backoffice import (
     catalog,
     connection,
+    trackers,
     users,
 )
 from services.ingest.backoffice.accounts import Session
+from services.ingest.backoffice.filters import CallFilters
 from services.ingest.backoffice.users import UserForm
 from services.ingest.edge import (
     INGEST,
@@ -41,7 +44,7 @@ from shared.logging import get_logger
 
 log = get_logger(__name__)
 routes = web.RouteTableDef()
-SECTIONS = "{section:templates|bindings|tables}"
+SECTIONS = "{section:templates|bindings|tables|trackers}"
 
 
 # --- settings: connection --------------------------------------------------------
@@ -75,6 +78,7 @@ async def _connection(
             "values": values or {},
             "errors": errors or {},
             "notice": request.query.get("notice"),
+            "applied_calls": request.query.get("calls"),
         },
         status=status,
     )
@@ -128,6 +132,7 @@ CATALOG = {
     "templates": (catalog.TEMPLATE, "Шаблоны скриптов", "template_form.html"),
     "bindings": (catalog.BINDING, "Скрипты и промты", "binding_form.html"),
     "tables": (catalog.TABLE, "Таблицы", "table_form.html"),
+    "trackers": (catalog.TRACKER, "Словари", "tracker_form.html"),
 }
 
 
@@ -182,9 +187,46 @@ async def _catalog_form(
             "section": section,
             "errors": errors or {},
             "templates": await catalog.list_all(db, catalog.TEMPLATE, session.user),
+            "tracker_options": await catalog.names(db, catalog.TRACKER),
+            "apply_period": dict(zip(("from", "to"), _default_days(request), strict=True)),
+            "notice": request.query.get("notice"),
             "metrics": METRIC_LABELS,
         },
         status=status,
+    )
+
+
+def _default_days(request: web.Request) -> tuple[date, date]:
+    return CallFilters(tz=request.app[INGEST].settings.timezone).days()
+
+
+@routes.post("/settings/trackers/{id}/apply")
+@action(*LEADS)
+async def tracker_apply(
+    request: web.Request, session: Session, form: MultiDictProxy[str]
+) -> web.StreamResponse:
+    """POST /settings/trackers/{id}/apply: count the tracker on the period's earlier calls."""
+    tracker_id = request.match_info["id"]
+    fields = {key: str(form.get(key, "")) for key in ("date_from", "date_to") if form.get(key)}
+    db = request.app[INGEST].db
+    try:
+        period = validated(trackers.ApplyForm, fields)
+    except InvalidRequest as exc:
+        document = await catalog.get(db, catalog.TRACKER, tracker_id)
+        return await _catalog_form(
+            request,
+            session,
+            item=catalog.view(document, session.user),
+            errors=field_errors(exc),
+            status=400,
+        )
+    zone = request.app[INGEST].settings.timezone
+    applied = await trackers.apply(db, session.user, tracker_id, period.filters(zone))
+    log.info(
+        "tracker_applied", tracker_id=tracker_id, calls=applied["calls"], by=session.user.email
+    )
+    return redirect(
+        f"/settings/trackers/{tracker_id}?notice=tracker_applied&calls={applied['calls']}"
     )
 
 
@@ -216,7 +258,7 @@ async def catalog_save(
     db = request.app[INGEST].db
     item_id = request.match_info.get("id")
     body = nested(form)
-    if item_id is not None and kind is not catalog.TEMPLATE:
+    if item_id is not None and "webhook" in kind.model.model_fields:
         # The webhook URL is fixed once saved: the stored one stands whatever was posted.
         body["webhook"] = {"url": (await catalog.get(db, kind, item_id))["webhook"]["url"]}
     try:

@@ -7,7 +7,7 @@ from aiohttp import web
 from typing_extensions import TypedDict
 
 from services.ingest.apidoc import INVALID, MISSING, Answer, documented
-from services.ingest.backoffice import catalog, connection, users
+from services.ingest.backoffice import catalog, connection, trackers, users
 from services.ingest.backoffice.accounts import Role
 from services.ingest.backoffice.users import UserForm, UserRecord
 from services.ingest.edge import INGEST, base_url, json_response, read_model, require_session
@@ -66,7 +66,7 @@ async def put_connection(request: web.Request) -> web.Response:
 
 
 def _catalog_routes(path: str, kind: catalog.Kind, what: str) -> None:
-    """CRUD of templates, bindings or tables for admins and supervisors (SPEC §4.1)."""
+    """CRUD of templates, bindings, tables or trackers for admins and supervisors (SPEC §4.1)."""
     roles = (Role.ADMIN, Role.SUPERVISOR)
     body = {JSON_TYPE: kind.model}
     view = kind.view_model
@@ -128,6 +128,32 @@ def _catalog_routes(path: str, kind: catalog.Kind, what: str) -> None:
 _catalog_routes("/api/v1/templates", catalog.TEMPLATE, "script templates")
 _catalog_routes("/api/v1/bindings", catalog.BINDING, "script bindings")
 _catalog_routes("/api/v1/tables", catalog.TABLE, "analytics tables")
+_catalog_routes("/api/v1/trackers", catalog.TRACKER, "trackers (named phrase lists)")
+
+
+@routes.post("/api/v1/trackers/{id}/apply")
+@documented(
+    "Count a tracker on the analysed calls of a period (admin, supervisor: the calls they "
+    "see), from their stored transcripts, without transcribing them again; the analyzers "
+    "do it in the background",
+    body={JSON_TYPE: trackers.ApplyForm},
+    answers={202: Answer("Marked", trackers.Applied)},
+    errors={**INVALID, **MISSING},
+)
+async def apply_tracker(request: web.Request) -> web.Response:
+    """POST /api/v1/trackers/{id}/apply: `date_from`, `date_to` (days in `tz`, else the
+    configured zone)."""
+    session = await require_session(request, Role.ADMIN, Role.SUPERVISOR)
+    form = await read_model(request, trackers.ApplyForm)
+    tracker_id = request.match_info["id"]
+    ingest = request.app[INGEST]
+    applied = await trackers.apply(
+        ingest.db, session.user, tracker_id, form.filters(ingest.settings.timezone)
+    )
+    log.info(
+        "tracker_applied", tracker_id=tracker_id, calls=applied["calls"], by=session.user.email
+    )
+    return json_response(applied, 202)
 
 
 @routes.get("/api/v1/templates/{id}/versions")
