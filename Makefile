@@ -48,8 +48,10 @@ bench-notify: $(STAMP) ## deliveries/s from 1,000 queued results vs a bare inser
 bench-e2e: $(STAMP) ## POST to checklist webhook for one call, and 20 calls at once
 	$(PY) -m bench.e2e
 
-bench-web: $(STAMP) ## back-office pages and export at 1k, 10k, 50k calls: median, p95, growth
+bench-web: $(STAMP) ## back-office pages at 1k-50k calls; search over 10k 5-minute calls; trackers' cost
 	$(PY) -m bench.webapp
+	$(PY) -m bench.search
+	$(PY) -m bench.trackers
 
 api-key: $(STAMP) ## print the CRM API key (the system must be running)
 	@$(PY) -m services.ingest.cli api-key

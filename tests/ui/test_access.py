@@ -81,7 +81,8 @@ async def test_each_role_sees_its_menu_and_pages(
     admin = await log_in_as_admin(browser, live_ingest)
     assert await menu_items(admin) == [
         "Коммуникации", "Менеджеры", "Дашборд", "Оспаривания", "Качество оценки",
-        "Подключение", "Шаблоны скриптов", "Скрипты и промты", "Таблицы", "Пользователи",
+        "Подключение", "Шаблоны скриптов", "Скрипты и промты", "Таблицы", "Словари",
+        "Пользователи",
     ]  # fmt: skip
     await expect(admin.locator("#total")).to_have_text("2")
     options = await admin.get_by_label("Менеджер").locator("option").all_inner_texts()

@@ -78,7 +78,6 @@ async def _connection(
             "values": values or {},
             "errors": errors or {},
             "notice": request.query.get("notice"),
-            "applied_calls": request.query.get("calls"),
         },
         status=status,
     )
@@ -190,6 +189,7 @@ async def _catalog_form(
             "tracker_options": await catalog.names(db, catalog.TRACKER),
             "apply_period": dict(zip(("from", "to"), _default_days(request), strict=True)),
             "notice": request.query.get("notice"),
+            "applied_calls": request.query.get("calls"),
             "metrics": METRIC_LABELS,
         },
         status=status,
