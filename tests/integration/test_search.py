@@ -44,6 +44,8 @@ CALLS = {
         ],
     ),
     4: ("mgr_1", 10.0, [line("client", 2.0, "Скидки нам ещё интересны")]),
+    # As the ASR splits words: "$500" and ",000." are two.
+    5: ("mgr_2", 0.4, [line("client", 1.0, "Our budget is $500 ,000. a month")]),
 }
 
 
@@ -106,6 +108,8 @@ async def test_word_forms_and_a_one_letter_slip_are_found(ingest_client: Client,
     ]
     # A short word must be the word: «лень» is not «день».
     assert tasks(await found(ingest_client, headers, q="лень")) == []
+    budget = await found(ingest_client, headers, q="budget")
+    assert budget["items"][0]["snippets"][0]["after"] == "is $500,000. a month"
     # ё and е are one letter.
     assert tasks(await found(ingest_client, headers, q="еще", date_from="2020-01-01")) == [
         "task_000000000004"
@@ -200,14 +204,14 @@ async def test_the_index_follows_a_call_analysed_again(ingest_client: Client, db
 async def test_calls_the_index_missed_are_indexed_from_their_transcripts(
     ingest_client: Client, db: Any
 ) -> None:
-    call = analysed_call(5, manager_id="mgr_1")
+    call = analysed_call(6, manager_id="mgr_1")
     transcript = [line("client", 2.0, "Конкуренты предлагают дешевле")]
     await db.calls.insert_one({**call, "search_pending": True})
     await db.call_details.insert_one(sample_details(call, transcript=transcript))
     assert await search_index.index_pending(db) == 1
     assert await search_index.index_pending(db) == 0
     headers = await admin(ingest_client)
-    assert tasks(await found(ingest_client, headers, q="конкурент")) == ["task_000000000005"]
+    assert tasks(await found(ingest_client, headers, q="конкурент")) == ["task_000000000006"]
 
 
 async def test_the_results_export_to_excel_and_show_on_the_search_page(

@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 from pydantic import ValidationError
 
-from shared.scripts import Binding, Table, Template
+from shared.scripts import Binding, Table, Template, Tracker
 
 POINT = {"text": "Назвал компанию", "weight": 100, "phrases": ["компания ромашка"]}
 
@@ -63,6 +63,18 @@ def test_the_spec_example_is_valid() -> None:
     assert [stage.method for stage in parsed.stages] == ["phrases", "llm"]
 
 
+def test_a_point_listens_with_its_tracker_s_phrases() -> None:
+    listening = {**POINT, "phrases": [], "tracker_id": "trk_1", "speaker": "client"}
+    parsed = Template.model_validate(template(points=[listening]))
+    assert parsed.tracker_ids() == {"trk_1"}
+    tracker = Tracker(name="Конкуренты", phrases=["компания Лютик"], speaker="manager")
+    (point,) = parsed.listening_for({"trk_1": tracker}).stages[0].points
+    assert point.phrases == ["компания Лютик"]
+    assert point.speaker == "client"  # the point's own: whose words prove it
+    (unchanged,) = parsed.listening_for({}).stages[0].points  # the tracker is gone
+    assert unchanged.phrases == []
+
+
 @pytest.mark.parametrize(
     ("change", "message"),
     [
@@ -70,7 +82,7 @@ def test_the_spec_example_is_valid() -> None:
         ({"points": [{**POINT, "weight": 60}]}, "сумма весов"),
         ({"points": []}, "пункты"),
         ({"method": "llm", "points": [], "criteria": " "}, "критерии"),
-        ({"points": [{**POINT, "phrases": []}]}, "at least 1"),
+        ({"points": [{**POINT, "phrases": []}]}, "нужны фразы"),
         ({"points": [{**POINT, "speaker": "robot"}]}, "manager"),
     ],
 )

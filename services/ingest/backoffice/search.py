@@ -35,6 +35,7 @@ SNIPPETS_PER_CALL = 3
 CONTEXT_WORDS = 8  # shown either side of a match
 EXPORT_LIMIT = 10_000
 EXPORT_BATCH = 100
+ATTACHED = frozenset(",.!?;:%)»'")
 SPEAKERS = {"any": search_index.BOTH, **SPEAKER_BITS}
 
 
@@ -279,4 +280,9 @@ def _snippet(speaker: str, words: Sequence[Sequence[Any]], begin: int, end: int)
 
 
 def _text(words: Sequence[Sequence[Any]]) -> str:
-    return " ".join(str(word[0]).strip() for word in words)
+    """Words as text: the ASR's pieces that start with punctuation ("$500" ",000.") close up."""
+    text = ""
+    for word in words:
+        piece = str(word[0]).strip()
+        text += piece if not text or piece[:1] in ATTACHED else f" {piece}"
+    return text
