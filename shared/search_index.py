@@ -293,12 +293,11 @@ async def lemma_texts(db: AsyncDatabase[Document], task_ids: Sequence[str]) -> d
     }
 
 
-def says(text: str, alternatives: Sequence[Iterable[str]], speakers: int) -> bool:
-    """Whether a line of these speakers has the words in order, each one of its
-    alternatives."""
-    pattern = phrase_pattern(alternatives)
+def says(text: str, phrase: re.Pattern[str], speakers: int) -> bool:
+    """Whether a line of these speakers (of a call's lemma text) holds the phrase (a
+    `phrase_pattern`)."""
     return any(
-        int(bits) & speakers and pattern.search(words)
+        int(bits) & speakers and phrase.search(words)
         for bits, _, words in (line.partition(" ") for line in text.split("\n"))
     )
 

@@ -286,12 +286,12 @@ def _manager_phrases(bindings: list[Bound]) -> tuple[str, ...]:
 def _vocabulary(
     bindings: list[Bound],
     tables: list[tuple[str, Table]],
-    trackers: Mapping[str, Tracker],
     cues: Sequence[str],
 ) -> tuple[str, ...]:
-    """What the call's scripts, tables and trackers listen for, most telling first (the
-    ASR keeps only as much as its prompt holds): the manager's phrases, the other points'
-    phrases, the tables' phrases, the trackers', then the cues to who is the manager."""
+    """What the call's scripts and tables listen for, most telling first (the ASR keeps
+    only as much as its prompt holds): the manager's phrases, the other points' phrases
+    (a point's tracker's too), the tables' phrases, then the cues to who is the manager.
+    Trackers alone bias nothing: what they would make the ASR hear is not measured."""
     points = [
         point for _, _, template in bindings for stage in template.stages for point in stage.points
     ]
@@ -306,7 +306,6 @@ def _vocabulary(
                     for spec in table.fields
                     for phrase in spec.phrases or []
                 ),
-                *(phrase for tracker in trackers.values() for phrase in tracker.phrases),
                 *cues,
             ]
         )
@@ -318,7 +317,6 @@ async def _transcribe(
     deps: Analyzer,
     bindings: list[Bound],
     tables: list[tuple[str, Table]],
-    trackers: Mapping[str, Tracker],
     *,
     learn: bool,
 ) -> Transcription:
@@ -338,7 +336,7 @@ async def _transcribe(
             min_similarity=deps.voiceprint_min_similarity,
             min_margin=deps.voiceprint_min_margin,
         ),
-        vocabulary=_vocabulary(bindings, tables, trackers, deps.role_cues),
+        vocabulary=_vocabulary(bindings, tables, deps.role_cues),
         manager_channel=deps.manager_channel,
         embed_stereo_voices=learn,
     )
@@ -375,7 +373,7 @@ async def _analyze(task: Document, meta: Document, deps: Analyzer) -> tuple[Even
         fields["reviewed_by"] = person
         roles_by = {"by": person["email"], "at": utcnow()}
     else:
-        transcription = await _transcribe(task, deps, bindings, tables, trackers, learn=learn)
+        transcription = await _transcribe(task, deps, bindings, tables, learn=learn)
         fields["reviewed_by"] = None
         fields["parts"] = [
             {"index": part.index, "offset_s": round(part.offset_s, 3)}
@@ -452,8 +450,9 @@ RETAG_BATCH = 50
 
 async def retag_pending(db: AsyncDatabase[Document], limit: int = RETAG_BATCH) -> int:
     """Count again, on their stored transcripts, the trackers people applied to calls
-    analysed before (`retag`); how many calls. A call analysed again meanwhile is left
-    for the next round (its new analysis counted every tracker already, or will)."""
+    analysed before (`retag`); how many calls were re-tagged. A call analysed again
+    meanwhile is left for the next round (its new analysis counted every tracker already,
+    or will)."""
     pending = await (
         calls(db)
         .find({"retag": {"$exists": True}}, {"retag": 1, "details_id": 1, "results.trackers": 1})
@@ -463,6 +462,7 @@ async def retag_pending(db: AsyncDatabase[Document], limit: int = RETAG_BATCH) -
     if not pending:
         return 0
     trackers = await trackers_of(db)
+    retagged = 0
     for call in pending:
         transcript = (await call_details.of(db, call, {"transcript": 1})).get("transcript")
         tokens = tokenize(utterances_of(transcript or []))
@@ -475,7 +475,7 @@ async def retag_pending(db: AsyncDatabase[Document], limit: int = RETAG_BATCH) -
         ]
         before = (call.get("results") or {}).get("trackers") or []
         merged = [hits for hits in before if hits["tracker_id"] not in again] + counted
-        await calls(db).update_one(
+        written = await calls(db).update_one(
             {"_id": call["_id"], "retag": call["retag"], "details_id": call.get("details_id")},
             {
                 "$set": {
@@ -485,7 +485,8 @@ async def retag_pending(db: AsyncDatabase[Document], limit: int = RETAG_BATCH) -
                 "$unset": {"retag": ""},
             },
         )
-    return len(pending)
+        retagged += written.modified_count
+    return retagged
 
 
 async def _learn_voice(deps: Analyzer, task: Document, transcription: Transcription) -> None:

@@ -194,10 +194,11 @@ async def _found(
     assert candidates is not None
     if len(alternatives) > 1:
         texts = await search_index.lemma_texts(db, list(candidates))
+        phrase = search_index.phrase_pattern(alternatives)
         candidates = {
             task_id: received_ms
             for task_id, received_ms in candidates.items()
-            if search_index.says(texts.get(task_id, ""), alternatives, speakers)
+            if search_index.says(texts.get(task_id, ""), phrase, speakers)
         }
     if filters.narrows_calls():
         candidates = await _narrowed(db, viewer, filters, candidates)
