@@ -1,17 +1,17 @@
 """The transcript search index: which calls said a word, by day, portable to MongoDB and
 SecantusDB alike (no `$text`).
 
-An analysed call's words are kept as their lemmas (`shared/words.py`), in two places:
+An analysed call's words are kept as their lemmas (`shared/words.py`):
 
 - **postings**, one list per lemma and UTC day of the calls received then that said it
-  (`search_postings`, id `lemma|YYYY-MM-DD`), with who said it (bits: 1 the manager,
-  2 the client), when the call was received and whose it is, so that a query reads one
-  document per word and day and filters the period, the speaker and the viewer's
-  visibility without touching the calls; adding a call writes each of its words' lists
-  by id and reads nothing (a common word's list of a day of a big team's calls is a few
-  hundred KiB, far below a document's limit);
-- **the call's lemmas in order**, a line per utterance (`search_calls`): what an exact
-  phrase is checked against, and the record of which lists hold the call.
+  (`search_postings`, id `lemma|YYYY-MM-DD`), each with who said it (bits: 1 the
+  manager, 2 the client), where in the call (positions, so a phrase is its words one
+  after another), when the call was received and whose it is: a query reads one
+  document per word and day and filters the period, the speaker, the viewer's
+  visibility and a phrase without touching the calls; adding a call writes each of its
+  words' lists by id and reads nothing (a common word's list of a day of a big team's
+  calls is a few hundred KiB, far below a document's limit);
+- **the record of a call** (`search_calls`): which lists hold it.
 
 Indexing is idempotent and safe to interrupt: the record names every list the call may
 be in before any is written, and a call is taken out of those first. The analyzer
@@ -24,7 +24,6 @@ slips forgiven (`Vocabulary`).
 
 from __future__ import annotations
 
-import re
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -61,31 +60,31 @@ def millis(moment: datetime) -> int:
     return round((moment - EPOCH) / timedelta(milliseconds=1))
 
 
-def lines_of(transcript: Sequence[Document]) -> list[tuple[int, list[str]]]:
-    """Each utterance as who said it (bits) and its lemmas in order."""
-    return [
-        (
-            SPEAKER_BITS.get(line["speaker"], BOTH),
-            [lemma(part) for text in _words(line) for part in WORD.findall(text)],
-        )
-        for line in transcript
-    ]
+def said_words(transcript: Sequence[Document]) -> dict[str, list[int]]:
+    """Each lemma of a transcript with where it was said: its positions, a position's
+    two low bits who said it (`SPEAKER_BITS`); a line's first word is two positions after
+    the last of the line before, so a phrase never runs across lines."""
+    said: dict[str, list[int]] = {}
+    position = 0
+    for line in transcript:
+        bits = SPEAKER_BITS.get(line["speaker"], BOTH)
+        for text in _words(line):
+            for part in WORD.findall(text):
+                said.setdefault(lemma(part), []).append(position << 2 | bits)
+                position += 1
+        position += 1
+    return said
 
 
 def _words(line: Document) -> list[str]:
     return [word[0] for word in line.get("words") or []] or [line.get("text") or ""]
 
 
-def _lemma_text(lines: Iterable[tuple[int, list[str]]]) -> str:
-    return "\n".join(f"{bits} {' '.join(words)}" for bits, words in lines if words)
-
-
-def _keys(lines: Iterable[tuple[int, list[str]]]) -> dict[str, int]:
-    keys: dict[str, int] = {}
-    for bits, words in lines:
-        for word in words:
-            keys[word] = keys.get(word, 0) | bits
-    return keys
+def _speakers(positions: Iterable[int]) -> int:
+    bits = 0
+    for position in positions:
+        bits |= position & BOTH
+    return bits
 
 
 @dataclass(frozen=True)
@@ -104,8 +103,7 @@ async def index_calls(db: AsyncDatabase[Document], batch: Sequence[Indexed]) -> 
     if not batch:
         return
     ids = [call.task_id for call in batch]
-    lines = {call.task_id: lines_of(call.transcript) for call in batch}
-    keys = {task_id: _keys(call_lines) for task_id, call_lines in lines.items()}
+    keys = {call.task_id: said_words(call.transcript) for call in batch}
     before = {
         record["_id"]: record
         async for record in find_in(db[SEARCH_CALLS], "_id", ids, projection={"lists": 1})
@@ -136,7 +134,6 @@ async def index_calls(db: AsyncDatabase[Document], batch: Sequence[Indexed]) -> 
                 {
                     "$set": {
                         "lists": _lists(call, keys),
-                        "text": _lemma_text(lines[call.task_id]),
                         "received_ms": millis(call.received_at),
                     }
                 },
@@ -157,7 +154,7 @@ def _list_id(key: str, received_at: datetime) -> str:
     return f"{key}|{received_at.astimezone(UTC):%Y-%m-%d}"
 
 
-def _lists(call: Indexed, keys: dict[str, dict[str, int]]) -> list[str]:
+def _lists(call: Indexed, keys: dict[str, dict[str, list[int]]]) -> list[str]:
     return [_list_id(key, call.received_at) for key in keys[call.task_id]]
 
 
@@ -176,13 +173,14 @@ async def _take_out(db: AsyncDatabase[Document], records: Sequence[Document]) ->
 
 
 async def _add_postings(
-    db: AsyncDatabase[Document], batch: Sequence[Indexed], keys: dict[str, dict[str, int]]
+    db: AsyncDatabase[Document], batch: Sequence[Indexed], keys: dict[str, dict[str, list[int]]]
 ) -> None:
     entries: dict[str, list[Document]] = {}
     for call in batch:
         entry = {"t": call.task_id, "d": millis(call.received_at), "m": call.manager_id}
-        for key, bits in keys[call.task_id].items():
-            entries.setdefault(_list_id(key, call.received_at), []).append({**entry, "s": bits})
+        for key, positions in keys[call.task_id].items():
+            said = {**entry, "s": _speakers(positions), "p": positions}
+            entries.setdefault(_list_id(key, call.received_at), []).append(said)
     pushes = list(entries.items())
     started: set[str] = set()  # words that began a list: perhaps new to the vocabulary
     for start in range(0, len(pushes), WRITE_BATCH):
@@ -258,11 +256,13 @@ async def mark_unindexed(db: AsyncDatabase[Document]) -> None:
 
 @dataclass(frozen=True)
 class Posting:
-    """A call that said a word: when it was received, whose it is, who said the word."""
+    """A call that said a word: when it was received, whose it is, who said the word and
+    where (positions as `said_words` gives them)."""
 
     received_ms: int
     manager_id: str | None
     speakers: int
+    positions: tuple[int, ...]
 
 
 async def postings(
@@ -280,34 +280,23 @@ async def postings(
     async for bucket in cursor:
         for entry in bucket["calls"]:
             seen = found.get(entry["t"])
-            speakers = entry["s"] | (seen.speakers if seen else 0)
-            found[entry["t"]] = Posting(entry["d"], entry.get("m"), speakers)
+            speakers, positions = entry["s"], tuple(entry.get("p") or ())
+            if seen is not None:  # said as another of the lemmas too
+                speakers, positions = speakers | seen.speakers, seen.positions + positions
+            found[entry["t"]] = Posting(entry["d"], entry.get("m"), speakers, positions)
     return found
 
 
-async def lemma_texts(db: AsyncDatabase[Document], task_ids: Sequence[str]) -> dict[str, str]:
-    """The calls' lemmas in order, a line per utterance starting with its speaker bits."""
-    return {
-        record["_id"]: record.get("text") or ""
-        async for record in find_in(db[SEARCH_CALLS], "_id", task_ids, projection={"text": 1})
-    }
-
-
-def says(text: str, phrase: re.Pattern[str], speakers: int) -> bool:
-    """Whether a line of these speakers (of a call's lemma text) holds the phrase (a
-    `phrase_pattern`)."""
+def in_a_row(words: Sequence[Posting], speakers: int) -> bool:
+    """Whether one call's postings of a phrase's words (in order) have them one after
+    another, said by one of these speakers."""
+    first, *rest = words
+    later = [{position >> 2 for position in posting.positions} for posting in rest]
     return any(
-        int(bits) & speakers and phrase.search(words)
-        for bits, _, words in (line.partition(" ") for line in text.split("\n"))
+        start & speakers
+        and all((start >> 2) + offset in positions for offset, positions in enumerate(later, 1))
+        for start in first.positions
     )
-
-
-def phrase_pattern(alternatives: Sequence[Iterable[str]]) -> re.Pattern[str]:
-    """Lemmas in a row (space-separated), each one of its alternatives."""
-    parts = [
-        "(?:" + "|".join(re.escape(word) for word in sorted(words)) + ")" for words in alternatives
-    ]
-    return re.compile(r"(?:^| )" + " ".join(parts) + r"(?= |$)")
 
 
 @dataclass

@@ -123,6 +123,9 @@ async def test_a_phrase_is_its_words_in_order(ingest_client: Client, db: Any) ->
     assert page["items"][0]["snippets"][0]["hit"] == "компания Ромашка"
     assert page["items"][0]["snippets"][0]["start_s"] == 4.0
     assert tasks(await found(ingest_client, headers, q="ромашка компания")) == []
+    assert tasks(await found(ingest_client, headers, q="компании Ромашка", speaker="client")) == []
+    # The manager's line ends with «Ромашка», the client's begins with «Для»: no phrase.
+    assert tasks(await found(ingest_client, headers, q="ромашка для")) == []
     assert tasks(await found(ingest_client, headers, q="дорого скидка")) == []
 
 

@@ -177,29 +177,28 @@ async def _found(
     first, last = start.astimezone(UTC).date(), (end - timedelta(milliseconds=1)).date()
     low, high = search_index.millis(start), search_index.millis(end)
     speakers = SPEAKERS[filters.speaker]
-    candidates: dict[str, int] | None = None
-    for words in dict.fromkeys(frozenset(words) for words in alternatives):
-        saying = {
-            task_id: posting.received_ms
-            for task_id, posting in (await search_index.postings(db, words, first, last)).items()
-            if posting.speakers & speakers
-            and low <= posting.received_ms < high
-            and viewer.sees_manager(posting.manager_id or "")
-            and (not filters.manager_id or posting.manager_id == filters.manager_id)
-            and (candidates is None or task_id in candidates)
-        }
-        candidates = saying
-        if not candidates:
+    said: list[dict[str, search_index.Posting]] = []
+    for words in alternatives:
+        postings = await search_index.postings(db, words, first, last)
+        if said:  # only the calls that said the words before
+            postings = {task_id: p for task_id, p in postings.items() if task_id in said[-1]}
+        said.append(
+            {
+                task_id: posting
+                for task_id, posting in postings.items()
+                if posting.speakers & speakers
+                and low <= posting.received_ms < high
+                and viewer.sees_manager(posting.manager_id or "")
+                and (not filters.manager_id or posting.manager_id == filters.manager_id)
+            }
+        )
+        if not said[-1]:
             return []
-    assert candidates is not None
-    if len(alternatives) > 1:
-        texts = await search_index.lemma_texts(db, list(candidates))
-        phrase = search_index.phrase_pattern(alternatives)
-        candidates = {
-            task_id: received_ms
-            for task_id, received_ms in candidates.items()
-            if search_index.says(texts.get(task_id, ""), phrase, speakers)
-        }
+    candidates = {
+        task_id: posting.received_ms
+        for task_id, posting in said[-1].items()
+        if len(said) == 1 or search_index.in_a_row([words[task_id] for words in said], speakers)
+    }
     if filters.narrows_calls():
         candidates = await _narrowed(db, viewer, filters, candidates)
     found = [Found(received_ms, task_id) for task_id, received_ms in candidates.items()]
