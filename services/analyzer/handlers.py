@@ -199,14 +199,14 @@ async def _finish(
         return
     if details_id is not None:
         await _patiently(lambda: call_details.keep_only(deps.db, task_id, details_id))
-    if "transcript" in heavy:
+    log.info("analysis_finished", outcome=outcome.TYPE)
+    deps.metrics.count_outcome("analysis", outcome)
+    await _patiently(lambda: publish_now(calls(deps.db), deps.broker, task_id, envelope))
+    if "transcript" in heavy:  # after the CRM's results are on their way
         indexed = search_index.Indexed(
             task_id, task["received_at"], task.get("manager_id"), heavy["transcript"]
         )
         await _patiently(lambda: search_index.index_calls(deps.db, [indexed]))
-    log.info("analysis_finished", outcome=outcome.TYPE)
-    deps.metrics.count_outcome("analysis", outcome)
-    await _patiently(lambda: publish_now(calls(deps.db), deps.broker, task_id, envelope))
 
 
 async def _download(db: AsyncDatabase[Document], file_id: str, path: Path) -> None:
