@@ -21,6 +21,7 @@ from services.ingest.backoffice.accounts import Role, Session
 from services.ingest.backoffice.commands import CommentForm
 from services.ingest.backoffice.corrections import CorrectionForm
 from services.ingest.backoffice.disputes import DisputeForm
+from services.ingest.backoffice.filters import CallFilters
 from services.ingest.edge import (
     INGEST,
     call_filters,
@@ -52,6 +53,35 @@ log = get_logger(__name__)
 routes = web.RouteTableDef()
 
 
+async def _filtered_page(
+    request: web.Request,
+    session: Session,
+    template: str,
+    filters: CallFilters,
+    errors: Mapping[str, str],
+    shown: Mapping[str, object],
+) -> web.Response:
+    """A page of calls under the calls filters' form (the list, the search): what is
+    shown, with the form's period, managers and trackers, and the links to more."""
+    db, zone = request.app[INGEST].db, request.app[INGEST].settings.timezone
+    first, last = filters.days()
+    return render(
+        request,
+        session,
+        template,
+        {
+            "filters": filters,
+            "period": {"from": first, "to": last},
+            "errors": errors,
+            "managers": await calls.managers_seen(db, session.user, filters, rollup_zone=zone),
+            "tracker_options": await catalog.names(db, catalog.TRACKER),
+            "page_query": query_without(request, "after"),
+            "export_query": query_without(request, "after", "per_page"),
+            **shown,
+        },
+    )
+
+
 @routes.get("/calls")
 @page(*ALL)
 async def calls_page(request: web.Request, session: Session) -> web.StreamResponse:
@@ -59,23 +89,8 @@ async def calls_page(request: web.Request, session: Session) -> web.StreamRespon
     filters, errors = page_filters(request)
     db, zone = request.app[INGEST].db, request.app[INGEST].settings.timezone
     listing = await calls.list_calls(db, session.user, filters, rollup_zone=zone)
-    first, last = filters.days()
-    return render(
-        request,
-        session,
-        "calls.html",
-        {
-            "filters": filters,
-            "period": {"from": first, "to": last},
-            "errors": errors,
-            "listing": listing,
-            "managers": await calls.managers_seen(db, session.user, filters, rollup_zone=zone),
-            "page_query": query_without(request, "after"),
-            "export_query": query_without(request, "after", "per_page"),
-            "dispute_labels": disputes.STATUS_LABELS,
-            "tracker_options": await catalog.names(db, catalog.TRACKER),
-        },
-    )
+    shown = {"listing": listing, "dispute_labels": disputes.STATUS_LABELS}
+    return await _filtered_page(request, session, "calls.html", filters, errors, shown)
 
 
 @routes.get("/calls/export.xlsx")
@@ -98,24 +113,7 @@ async def search_page(request: web.Request, session: Session) -> web.StreamRespo
     found = None
     if filters.words:
         found = await search.search(ingest.db, ingest.vocabulary, session.user, filters)
-    first, last = filters.days()
-    return render(
-        request,
-        session,
-        "search.html",
-        {
-            "filters": filters,
-            "period": {"from": first, "to": last},
-            "errors": errors,
-            "found": found,
-            "managers": await calls.managers_seen(
-                ingest.db, session.user, filters, rollup_zone=ingest.settings.timezone
-            ),
-            "page_query": query_without(request, "after"),
-            "export_query": query_without(request, "after", "per_page"),
-            "tracker_options": await catalog.names(ingest.db, catalog.TRACKER),
-        },
-    )
+    return await _filtered_page(request, session, "search.html", filters, errors, {"found": found})
 
 
 @routes.get("/search/export.xlsx")
