@@ -229,7 +229,7 @@ async def test_the_results_export_to_excel_and_show_on_the_search_page(
     rows = list(sheet.iter_rows(values_only=True))
     assert rows[0][:6] == ("Дата", "ID звонка", "Сделка", "Менеджер", "ID менеджера", "Упоминаний")
     assert [row[1] for row in rows[1:]] == ["call_1", "call_2"]
-    assert rows[1][6] == "[00:14] Клиент: Для нас это дорого, нужна СКИДКА"
+    assert rows[1][6] == "[0:14] Клиент: Для нас это дорого, нужна СКИДКА"
     page = await ingest_client.get("/search", params={"q": "скидка"}, headers=headers)
     html = await page.text()
     assert page.status == 200

@@ -52,11 +52,17 @@ async def db(settings: Settings, ingest_client: Client) -> AsyncIterator[Any]:
     await client.close()
 
 
+async def competitors(client: Client, headers: dict[str, str]) -> str:
+    """Create the «Конкуренты» tracker; its id."""
+    created = await client.post("/api/v1/trackers", json=COMPETITORS, headers=headers)
+    assert created.status == 201, await created.text()
+    tracker_id: str = (await created.json())["id"]
+    return tracker_id
+
+
 async def test_a_tracker_applied_to_a_period_tags_its_calls(ingest_client: Client, db: Any) -> None:
     headers = await admin(ingest_client)
-    created = await ingest_client.post("/api/v1/trackers", json=COMPETITORS, headers=headers)
-    assert created.status == 201
-    tracker_id = (await created.json())["id"]
+    tracker_id = await competitors(ingest_client, headers)
     applied = await ingest_client.post(
         f"/api/v1/trackers/{tracker_id}/apply", json={}, headers=headers
     )
@@ -93,11 +99,7 @@ async def test_applying_again_counts_the_tracker_as_it_is_now(
     ingest_client: Client, db: Any
 ) -> None:
     headers = await admin(ingest_client)
-    tracker_id = (
-        await (
-            await ingest_client.post("/api/v1/trackers", json=COMPETITORS, headers=headers)
-        ).json()
-    )["id"]
+    tracker_id = await competitors(ingest_client, headers)
     await ingest_client.post(f"/api/v1/trackers/{tracker_id}/apply", json={}, headers=headers)
     await retag_pending(db)
     changed = {**COMPETITORS, "phrases": ["перезвоните"]}
@@ -127,8 +129,7 @@ async def test_a_supervisor_re_tags_only_the_team_s_calls_and_a_manager_may_not(
     assert (
         await ingest_client.post("/api/v1/trackers", json=COMPETITORS, headers=anna)
     ).status == 403
-    created = await ingest_client.post("/api/v1/trackers", json=COMPETITORS, headers=lead)
-    tracker_id = (await created.json())["id"]
+    tracker_id = await competitors(ingest_client, lead)
     applied = await ingest_client.post(
         f"/api/v1/trackers/{tracker_id}/apply", json={}, headers=lead
     )
@@ -141,11 +142,7 @@ async def test_a_supervisor_re_tags_only_the_team_s_calls_and_a_manager_may_not(
 
 async def test_a_template_point_may_listen_with_a_tracker(ingest_client: Client, db: Any) -> None:
     headers = await admin(ingest_client)
-    tracker_id = (
-        await (
-            await ingest_client.post("/api/v1/trackers", json=COMPETITORS, headers=headers)
-        ).json()
-    )["id"]
+    tracker_id = await competitors(ingest_client, headers)
     template = {
         "name": "Первичный звонок",
         "stages": [

@@ -109,9 +109,14 @@ async def calls_workbook(rows: AsyncIterable[CallRow], zone: ZoneInfo) -> IO[byt
 SPEAKER_LABELS = {"manager": "Менеджер", "client": "Клиент"}
 
 
-def _clock(seconds: float) -> str:
-    whole = int(seconds)
-    return f"{whole // 60:02d}:{whole % 60:02d}"
+def clock(seconds: float | None) -> str:
+    """Seconds as people read a call's moment: m:ss (or h:mm:ss)."""
+    if seconds is None:
+        return "—"
+    total = round(seconds)
+    hours, rest = divmod(total, 3600)
+    minutes, secs = divmod(rest, 60)
+    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 async def search_workbook(rows: AsyncIterable[SearchRow], zone: ZoneInfo) -> IO[bytes]:
@@ -128,7 +133,7 @@ async def search_workbook(rows: AsyncIterable[SearchRow], zone: ZoneInfo) -> IO[
             "received_at": local_time(row["received_at"], zone),
             "score_percent": row["score"]["percent"] if row["score"] else None,
             "snippets_text": "\n".join(
-                f"[{_clock(snippet['start_s'])}] "
+                f"[{clock(snippet['start_s'])}] "
                 f"{SPEAKER_LABELS.get(snippet['speaker'], snippet['speaker'])}: "
                 f"{snippet['before']} {snippet['hit'].upper()} {snippet['after']}".strip()
                 for snippet in row["snippets"]

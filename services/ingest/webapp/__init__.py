@@ -10,6 +10,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
+from services.ingest.backoffice.exports import clock
 from services.ingest.webapp import (
     call_pages,
     login_pages,
@@ -19,16 +20,6 @@ from services.ingest.webapp import (
 )
 
 STATIC_DIR = Path(__file__).parent / "static"
-
-
-def _clock(seconds: float | None) -> str:
-    """Seconds as m:ss (or h:mm:ss)."""
-    if seconds is None:
-        return "—"
-    total = round(seconds)
-    hours, rest = divmod(total, 3600)
-    minutes, secs = divmod(rest, 60)
-    return f"{hours}:{minutes:02d}:{secs:02d}" if hours else f"{minutes}:{secs:02d}"
 
 
 def _percent(value: float | None, digits: int = 0) -> str:
@@ -53,7 +44,7 @@ def setup(app: web.Application, timezone: str) -> None:
         trim_blocks=True,
         lstrip_blocks=True,
     )
-    environment.filters.update(when=when, clock=_clock, percent=_percent)
+    environment.filters.update(when=when, clock=clock, percent=_percent)
     app.router.add_static("/static", STATIC_DIR, name="static", append_version=True)
     for pages in (login_pages, call_pages, review_pages, report_pages, settings_pages):
         app.router.add_routes(pages.routes)
