@@ -36,6 +36,7 @@ from shared.errors import RetryableError, UnknownEvent
 from shared.events import (
     AudioStored,
     CallAnalyzed,
+    CallDisputed,
     CallFailed,
     CallReceived,
     CallReviewed,
@@ -71,7 +72,14 @@ CONSUMER_QUEUES = (
     ConsumerQueue("downloader", (CallReceived.TYPE,)),
     ConsumerQueue("analyzer", (AudioStored.TYPE,)),
     ConsumerQueue(
-        "notifier", (CallAnalyzed.TYPE, CallReviewed.TYPE, CallSkipped.TYPE, CallFailed.TYPE)
+        "notifier",
+        (
+            CallAnalyzed.TYPE,
+            CallReviewed.TYPE,
+            CallSkipped.TYPE,
+            CallFailed.TYPE,
+            CallDisputed.TYPE,
+        ),
     ),
     # The reports: every event that adds a call or changes its results.
     ConsumerQueue(

@@ -1,5 +1,6 @@
 """The connection settings of SPEC §4: API key, minimum call duration, error webhook,
-whether managers' voiceprints are kept, and the share of calls picked for blind review.
+whether managers' voiceprints are kept, the share of calls picked for blind review, and
+the mail server and digest hour of alerts.
 
 Stored as one document; the API key is made once, on the first start of any
 service, and never changes afterwards.
@@ -8,6 +9,7 @@ service, and never changes afterwards.
 from __future__ import annotations
 
 import secrets
+from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 from pymongo.asynchronous.database import AsyncDatabase
@@ -27,6 +29,19 @@ class WebhookEndpoint(BaseModel):
     secret: str
 
 
+class SmtpSettings(BaseModel):
+    """The mail server alerts are sent through; the password is never shown or logged."""
+
+    model_config = ConfigDict(frozen=True)
+
+    host: str
+    port: int = Field(587, ge=1, le=65535)
+    security: Literal["starttls", "ssl", "none"] = "starttls"
+    username: str = ""
+    password: str = Field("", repr=False)
+    sender: str = Field(description="The From address.")
+
+
 class ConnectionSettings(BaseModel):
     """What the admin sees on the Connection page."""
 
@@ -44,6 +59,10 @@ class ConnectionSettings(BaseModel):
         le=100,
         description="Share of each manager's analysed calls a week, at least one, picked for "
         "blind review (0: none)",
+    )
+    smtp: SmtpSettings | None = None
+    digest_hour: int = Field(
+        18, ge=0, le=23, description="When daily alert digests go, in the configured zone."
     )
 
 

@@ -125,6 +125,17 @@ class CallFailed(CallMeta):
     pipeline_stage: PipelineStage = Field(description="Where processing failed.")
 
 
+class CallDisputed(CallMeta):
+    """A manager disputed the verdict of a stage of their call."""
+
+    TYPE: ClassVar[str] = "call.disputed"
+
+    dispute_id: str = Field(description="The dispute.")
+    script: str = Field(description="The script's name.")
+    script_stage: str = Field(description="The disputed stage of the script.")
+    comment: str = Field(description="What the manager wrote.")
+
+
 class DeliveryDue(Event):
     """A webhook delivery should be attempted now (sent straight to the notifier's queue)."""
 
@@ -142,6 +153,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         CallAnalyzed,
         CallReviewed,
         CallFailed,
+        CallDisputed,
         DeliveryDue,
     )
 }

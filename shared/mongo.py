@@ -37,6 +37,10 @@ SEARCH_POSTINGS = "search_postings"
 SEARCH_CALLS = "search_calls"
 SEARCH_TERMS = "search_terms"
 ANALYZER_WORKERS = "analyzer_workers"
+ALERT_RULES = "alert_rules"
+ALERTS = "alerts"
+NOTIFICATIONS = "notifications"
+DIGEST_ITEMS = "alert_digest_items"
 AUDIO_BUCKET = "audio"
 AUDIO_FILES = f"{AUDIO_BUCKET}.files"
 AUDIO_CHUNKS = f"{AUDIO_BUCKET}.chunks"
@@ -110,6 +114,17 @@ INDEXES: dict[str, list[IndexModel]] = {
         IndexModel([("manager_id", ASCENDING), ("_id", DESCENDING)], name="manager"),
         IndexModel([("task_id", ASCENDING)], name="task"),
     ],
+    # The alert log, newest first, of everyone or of a team's managers.
+    ALERTS: [
+        IndexModel([("at", DESCENDING)], name="at"),
+        IndexModel([("manager_id", ASCENDING), ("at", DESCENDING)], name="manager"),
+    ],
+    # A person's in-app notifications, the unread ones counted in the top bar.
+    NOTIFICATIONS: [
+        IndexModel([("user_id", ASCENDING), ("read", ASCENDING), ("at", DESCENDING)], name="user")
+    ],
+    # Alerts waiting for their daily digest (the sent ones lose the field).
+    DIGEST_ITEMS: [IndexModel([("due_at", ASCENDING)], sparse=True, name="due")],
     ROLLUPS: [IndexModel([("day", ASCENDING)], name="day")],
     ROLLUP_WEEKS: [IndexModel([("week", ASCENDING)], name="week")],
     # Records of analyzers killed without a clean stop are forgotten after a day.

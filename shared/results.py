@@ -52,6 +52,10 @@ class StageReview(TypedDict):
     machine: MachineVerdict
 
 
+# How a stage's notes name a "must not be said" point that was said (a broken point).
+BROKEN = "Нарушено: "
+
+
 class StageResult(TypedDict):
     """One stage of a script, judged."""
 
@@ -159,3 +163,8 @@ def overall_score(checklists: Sequence[Checklist]) -> OverallScore | None:
         "percent": round(100 * passed / applicable, 1),
         "perfect": passed == applicable,
     }
+
+
+def broken_points(stage: StageResult) -> list[str]:
+    """The "must not be said" points of a stage that were said."""
+    return [note.removeprefix(BROKEN) for note in stage["notes"] if note.startswith(BROKEN)]

@@ -36,6 +36,11 @@ __all__ = [
 DELIVERY_FINISHED = ("succeeded", "dead", "stopped")
 
 
+def counts_for_task(delivery: Mapping[str, Any]) -> bool:
+    """Whether the task waits for the delivery: the CRM's do, alerts' (none counted) not."""
+    return bool(delivery.get("task_deliveries"))
+
+
 def new_webhook_secret() -> str:
     """Generate an endpoint secret in the Standard Webhooks form `whsec_<base64>`."""
     return SECRET_PREFIX + base64.b64encode(secrets.token_bytes(SECRET_BYTES)).decode()
@@ -112,9 +117,26 @@ class CallFailedBody(WebhookBody):
     error: FailureBody
 
 
+class AlertBody(BaseModel):
+    id: str = Field(description="The alert: one per rule and call (or dispute).")
+    rule_id: str
+    rule: str = Field(description="The rule's name.")
+    condition: str = Field(description="The rule's condition, e.g. `score_below`.")
+    summary: str = Field(description="What fired it, in Russian.")
+    link: str = Field(description="The call's card in the web app.")
+
+
+class AlertFired(WebhookBody):
+    """An alert rule fired on a call (to the rule's webhook, e.g. a chat bridge)."""
+
+    type: Literal["alert.fired"]
+    alert: AlertBody
+
+
 # Every webhook the system sends, by its `type`.
 WEBHOOK_BODIES: dict[str, type[WebhookBody]] = {
     "checklist.completed": ChecklistCompleted,
     "analytics.completed": AnalyticsCompleted,
     "call.failed": CallFailedBody,
+    "alert.fired": AlertFired,
 }

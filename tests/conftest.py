@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import uuid
@@ -20,6 +21,8 @@ from services.analyzer.asr import WhisperTranscriber
 from services.analyzer.llm import LlmJudge
 from services.analyzer.voice_encoder import VoiceEncoder
 from services.ingest.app import OPENAPI, create_app
+from services.notifier.bootstrap import bootstrap as bootstrap_notifier
+from services.notifier.handlers import Notifier, consume
 from shared.amqp import Broker
 from shared.errors import UnknownEvent
 from shared.events import Envelope, Event, parse_envelope
@@ -184,6 +187,33 @@ async def crm() -> AsyncIterator[tuple[FakeCrm, str]]:
     assert [
         problem for item in fake.received for problem in webhook_errors(OPENAPI, item.body)
     ] == []
+
+
+# The notifier of the tests: quick retries and timeouts.
+FAST_WEBHOOKS = {
+    "webhook_retry_schedule_s": ("0.3", "0.3", "0.5"),
+    "webhook_retry_jitter": 0.0,
+    "webhook_timeout_s": 1.0,
+}
+
+
+@contextlib.asynccontextmanager
+async def running_notifier(settings: Settings) -> AsyncIterator[Notifier]:
+    """The notifier consuming its queue in this process, until the block ends."""
+    async with bootstrap_notifier(settings) as deps:
+        consumer = asyncio.create_task(consume(deps, prefetch=8))
+        try:
+            yield deps
+        finally:
+            consumer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await consumer
+
+
+@pytest.fixture
+async def notifier(settings: Settings) -> AsyncIterator[Notifier]:
+    async with running_notifier(settings.model_copy(update=FAST_WEBHOOKS)) as deps:
+        yield deps
 
 
 @pytest.fixture

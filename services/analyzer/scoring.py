@@ -7,6 +7,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from services.analyzer.phrases import Quote, Token, find_phrase
+from shared.results import BROKEN
 from shared.scripts import Point, Stage
 
 # "короче 1 минуты", "менее 30 секунд", "меньше минуты": the one ignore rule that needs no LLM.
@@ -83,7 +84,7 @@ def evaluate_phrases(
             completion += point.weight
         else:
             missed.append(
-                f"Нарушено: {point.text}" if point.forbidden else f"Не выполнено: {point.text}"
+                f"{BROKEN}{point.text}" if point.forbidden else f"Не выполнено: {point.text}"
             )
         if quote is not None:
             evidence.append(quote)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from services.notifier.bootstrap import bootstrap
-from services.notifier.handlers import consume
+from services.notifier.handlers import consume, send_digests_forever
 from shared import rollups
 from shared.health import serve_worker, worker_health
 from shared.logging import get_logger
@@ -15,8 +15,8 @@ log = get_logger("services.notifier")
 
 
 async def run(settings: Settings) -> None:
-    """Turn results into deliveries and attempt them, and keep the reports' rollups in
-    step with the calls, until cancelled."""
+    """Turn results into deliveries and alerts and attempt them, send the alerts' daily
+    digests, and keep the reports' rollups in step with the calls, until cancelled."""
     async with (
         bootstrap(settings) as deps,
         worker_health(settings, deps.db, deps.broker, deps.metrics),
@@ -24,6 +24,7 @@ async def run(settings: Settings) -> None:
         log.info("notifier_started")
         await asyncio.gather(
             consume(deps, prefetch=settings.notifier_prefetch),
+            send_digests_forever(deps),
             rollups.maintain(deps.db, deps.broker, settings.timezone),
         )
 

@@ -39,4 +39,6 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Notifier]:
             timeout_s=settings.webhook_timeout_s,
             jitter=settings.webhook_retry_jitter,
             slots=EndpointSlots(settings.webhook_endpoint_concurrency),
+            public_url=(settings.public_base_url or "").rstrip("/"),
+            timezone=settings.timezone,
         )

@@ -1,5 +1,6 @@
 """The notifier's view of the CRM's endpoints: how many deliveries each may have in
-flight, and the webhooks of bindings and tables with the endpoints that said 410 Gone."""
+flight, and the webhooks of bindings and tables with the endpoints that said 410 Gone;
+and the alert rules that are on."""
 
 from __future__ import annotations
 
@@ -8,9 +9,14 @@ import time
 from collections import defaultdict
 from dataclasses import dataclass, field
 
+from pydantic import ValidationError
 from pymongo.asynchronous.database import AsyncDatabase
 
-from shared.mongo import BINDINGS, ENDPOINTS, TABLES, Document
+from shared.alerts import AlertRule
+from shared.logging import get_logger
+from shared.mongo import ALERT_RULES, BINDINGS, ENDPOINTS, TABLES, Document
+
+log = get_logger(__name__)
 
 
 class EndpointSlots:
@@ -41,15 +47,38 @@ class EndpointSlots:
         self._holders[url] -= 1
 
 
+@dataclass(frozen=True)
+class StoredRule:
+    """An alert rule that is on, with what the notifier needs of its document."""
+
+    id: str
+    rule: AlertRule
+    owner_id: str | None  # who saved it last: it fires only on the calls they may see
+    webhook: Document | None  # the signed endpoint of its webhook channel
+
+    @classmethod
+    def of(cls, document: Document) -> StoredRule:
+        webhook = document.get("webhook")
+        fields = {name: document[name] for name in AlertRule.model_fields if name in document}
+        fields["webhook"] = webhook and {"url": webhook["url"]}
+        return cls(
+            id=document["_id"],
+            rule=AlertRule.model_validate(fields),
+            owner_id=document.get("owner_id"),
+            webhook=webhook,
+        )
+
+
 @dataclass
 class Directory:
-    """Webhook endpoints of bindings and tables, and endpoints gone (410), read at most
-    every `ttl_s`: a few queries per refresh instead of one per delivery, and one
-    refresh shared by every delivery that finds the cache stale."""
+    """Webhook endpoints of bindings and tables, endpoints gone (410) and the alert rules
+    on, read at most every `ttl_s`: a few queries per refresh instead of one per
+    delivery, and one refresh shared by every delivery that finds the cache stale."""
 
     ttl_s: float = 2.0
     webhooks: dict[str, Document] = field(default_factory=dict)
     gone: set[str] = field(default_factory=set)
+    rules: list[StoredRule] = field(default_factory=list)
     loaded_at: float = -1e9
     _loading: asyncio.Task[None] | None = None
 
@@ -80,4 +109,11 @@ class Directory:
             async for item in db[collection].find({}, {"webhook": 1}):
                 webhooks[item["_id"]] = item["webhook"]
         gone = {item["_id"] async for item in db[ENDPOINTS].find({"gone": True}, {"_id": 1})}
-        self.webhooks, self.gone, self.loaded_at = webhooks, gone, time.monotonic()
+        rules = []
+        async for document in db[ALERT_RULES].find({"active": True}):
+            try:
+                rules.append(StoredRule.of(document))
+            except ValidationError as exc:  # saved by a version that allowed it: skip it
+                log.error("alert_rule_invalid", rule_id=document["_id"], error=str(exc))
+        self.webhooks, self.gone, self.rules = webhooks, gone, rules
+        self.loaded_at = time.monotonic()

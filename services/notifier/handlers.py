@@ -21,12 +21,13 @@ from datetime import datetime, timedelta
 
 import aiohttp
 from pymongo.asynchronous.database import AsyncDatabase
-from pymongo.errors import DuplicateKeyError
+from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from services.notifier import payloads
+from services.notifier.alerting import Alerting, digest_sent, digests_due, raise_alerts
 from services.notifier.endpoints import Directory, EndpointSlots
 from services.notifier.retry import decide
-from services.notifier.sending import attempt_record, send
+from services.notifier.sending import attempt_record, send, send_email
 from shared.amqp import Broker
 from shared.connection import load_connection_settings
 from shared.events import (
@@ -47,11 +48,12 @@ from shared.mongo import CALLS, DELIVERIES, ENDPOINTS, Document
 from shared.outbox import outbox_append
 from shared.tasks import TaskStatus, moved, timeline_entry
 from shared.url_policy import UrlPolicy
-from shared.webhooks import DELIVERY_FINISHED
+from shared.webhooks import DELIVERY_FINISHED, counts_for_task
 
 log = get_logger(__name__)
 
 BUSY_RETRY_S = 1.0
+DIGEST_CHECK_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -71,14 +73,18 @@ class Notifier:
     slots: EndpointSlots = field(default_factory=lambda: EndpointSlots(4))
     directory: Directory = field(default_factory=Directory)
     metrics: WorkerMetrics = field(default_factory=WorkerMetrics)
+    public_url: str = ""  # of the web app, for the links in alerts
+    timezone: str = "UTC"  # of the alerts' digest hour
+
+    @property
+    def alerting(self) -> Alerting:
+        return Alerting(self.db, self.directory, self.public_url, self.timezone)
 
 
-async def plan_deliveries(envelope: Envelope, event: Event, *, deps: Notifier) -> list[Document]:
-    """The deliveries an event needs (not stored yet)."""
-    task = await deps.task_reader.get(envelope.task_id)
-    if task is None:
-        log.error("task_missing")
-        return []
+async def plan_deliveries(
+    envelope: Envelope, event: Event, task: Document, *, deps: Notifier
+) -> list[Document]:
+    """The deliveries to the CRM an event needs (not stored yet)."""
     if isinstance(event, CallAnalyzed | CallReviewed):
         webhooks = await deps.directory.webhooks_for(deps.db, payloads.owners(task))
         reviewed = event.binding_ids if isinstance(event, CallReviewed) else None
@@ -104,11 +110,35 @@ async def on_event(envelope: Envelope, event: Event, *, deps: Notifier) -> None:
         return
     if isinstance(event, CallSkipped):
         return  # reported on the task only
-    deliveries = await plan_deliveries(envelope, event, deps=deps)
+    task = await deps.task_reader.get(envelope.task_id)
+    if task is None:
+        log.error("task_missing")
+        return
+    deliveries = await plan_deliveries(envelope, event, task, deps=deps)
     if isinstance(event, CallAnalyzed | CallReviewed) and not deliveries:
         await _close_task(deps, envelope.task_id)
-        return
+    deliveries += await raise_alerts(deps.alerting, envelope, event, task)
     await asyncio.gather(*(_store_and_attempt(deps, delivery) for delivery in deliveries))
+
+
+async def send_digests(deps: Notifier, now: datetime | None = None) -> int:
+    """Store and attempt the daily digests due by `now`; return how many."""
+    due = await digests_due(deps.db, now or utcnow())
+    for delivery, item_ids in due:
+        await _store_and_attempt(deps, delivery)
+        await digest_sent(deps.db, delivery["_id"], item_ids)
+    return len(due)
+
+
+async def send_digests_forever(deps: Notifier, *, every_s: float = DIGEST_CHECK_S) -> None:
+    """Send the digests as they fall due, until cancelled; a database that blinked
+    delays them to the next round."""
+    while True:
+        try:
+            await send_digests(deps)
+        except PyMongoError as exc:
+            log.warning("digests_delayed", error=repr(exc))
+        await asyncio.sleep(every_s)
 
 
 async def consume(deps: Notifier, *, prefetch: int) -> None:
@@ -244,6 +274,8 @@ async def attempt(webhook_id: str, *, deps: Notifier) -> None:
     if delivery is None:
         return
     if delivery["status"] in DELIVERY_FINISHED:
+        if not counts_for_task(delivery):
+            return
         # Finished, but the notifier may have stopped before telling the task.
         await _close_task(
             deps,
@@ -267,9 +299,13 @@ async def _attempt_stored(deps: Notifier, delivery: Document) -> None:
         await attempt_later(deps, webhook_id, step=0, delay_s=BUSY_RETRY_S)
         return
     try:
-        record, retry_after = await send(
-            deps.session, deps.policy, delivery, timeout_s=deps.timeout_s
-        )
+        if delivery.get("channel") == "email":
+            smtp = (await load_connection_settings(deps.db)).smtp
+            record, retry_after = await send_email(smtp, delivery, timeout_s=deps.timeout_s), None
+        else:
+            record, retry_after = await send(
+                deps.session, deps.policy, delivery, timeout_s=deps.timeout_s
+            )
     finally:
         deps.slots.give_back(delivery["url"])
     decision = decide(
@@ -320,5 +356,5 @@ async def _settle(
         status_code=record and record["status_code"],
     )
     deps.metrics.outcomes.labels("delivery", status).inc()
-    if status in DELIVERY_FINISHED:
+    if status in DELIVERY_FINISHED and counts_for_task(delivery):
         await _close_task(deps, delivery["task_id"], delivery=delivery, status=status, at=now)

@@ -83,11 +83,11 @@ def analysis_deliveries(
             "table": {"id": row["table_id"], "name": row["name"], "row": row["row"]},
         }
         planned.append((webhook_id, "analytics.completed", webhooks[row["table_id"]], body))
-    return [delivery(envelope, *item, of=len(planned)) for item in planned]
+    return [delivery(envelope.task_id, *item, of=len(planned)) for item in planned]
 
 
 def delivery(
-    envelope: Envelope,
+    task_id: str | None,
     webhook_id: str,
     kind: str,
     endpoint: Document,
@@ -95,10 +95,12 @@ def delivery(
     *,
     of: int = 1,
 ) -> Document:
+    """A delivery as stored before its first attempt; `of` is how many the task waits
+    for (0: it waits for none, as with alerts)."""
     now = utcnow()
     return {
         "_id": webhook_id,
-        "task_id": envelope.task_id,
+        "task_id": task_id,
         "task_deliveries": of,
         "call_id": body.get("call_id"),
         "manager_id": body.get("manager_id"),  # who may see it (the back office's rule)
@@ -123,4 +125,4 @@ def error_delivery(
         **common(envelope, task, "call.failed", webhook_id),
         "error": {"code": event.code, "message": event.message, "stage": event.pipeline_stage},
     }
-    return delivery(envelope, webhook_id, "call.failed", endpoint, body)
+    return delivery(envelope.task_id, webhook_id, "call.failed", endpoint, body)

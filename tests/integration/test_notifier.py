@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import json
 import uuid
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from email.utils import format_datetime
 from typing import Any
@@ -15,12 +12,10 @@ import pytest
 from aiohttp.test_utils import TestClient
 
 from devtools.samples import analysis_results
-from services.notifier.bootstrap import bootstrap
-from services.notifier.handlers import Notifier, attempt_later, consume, on_event
+from services.notifier.handlers import Notifier, attempt_later, on_event
 from shared.events import CallAnalyzed, CallFailed, Envelope, utcnow
 from shared.mongo import Document
 from shared.outbox import OutboxRelay
-from shared.settings import Settings
 from shared.webhooks import new_webhook_secret, verify
 from tests.api_client import bearer, log_in
 from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, EventTap
@@ -29,23 +24,6 @@ from tests.helpers import wait_for
 
 pytestmark = pytest.mark.timeout(120)
 Client = TestClient[Any, Any]
-
-FAST = {
-    "fetch_allow_loopback": True,
-    "webhook_retry_schedule_s": ("0.3", "0.3", "0.5"),
-    "webhook_retry_jitter": 0.0,
-    "webhook_timeout_s": 1.0,
-}
-
-
-@pytest.fixture
-async def notifier(settings: Settings) -> AsyncIterator[Notifier]:
-    async with bootstrap(settings.model_copy(update=FAST)) as deps:
-        consumer = asyncio.create_task(consume(deps, prefetch=8))
-        yield deps
-        consumer.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await consumer
 
 
 async def analysed_task(

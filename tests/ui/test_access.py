@@ -82,7 +82,7 @@ async def test_each_role_sees_its_menu_and_pages(
     assert await menu_items(admin) == [
         "Коммуникации", "Менеджеры", "Дашборд", "Оспаривания", "Качество оценки",
         "Подключение", "Шаблоны скриптов", "Скрипты и промты", "Таблицы", "Словари",
-        "Пользователи",
+        "Уведомления", "Пользователи",
     ]  # fmt: skip
     await expect(admin.locator("#total")).to_have_text("2")
     options = await admin.get_by_label("Менеджер").locator("option").all_inner_texts()

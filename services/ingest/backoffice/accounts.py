@@ -17,12 +17,10 @@ import hashlib
 import secrets
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from enum import StrEnum
 from pathlib import Path
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from pydantic import BaseModel, Field
 from pymongo import ReturnDocument
 from pymongo.asynchronous.collection import AsyncCollection
 from pymongo.asynchronous.database import AsyncDatabase
@@ -32,7 +30,10 @@ from services.ingest.intake.tasks import CALL_NOT_FOUND
 from shared.errors import Forbidden, NotFound, TooManyRequests, Unauthorized
 from shared.events import utcnow
 from shared.mongo import LOGIN_FAILURES, SESSIONS, USERS, Document, all_of, calls
-from shared.results import Reviewer
+from shared.people import Role, User, UserView
+
+__all__ = ["CALL_NOT_YOURS", "Role", "User", "UserView"]
+CALL_NOT_YOURS = "Это звонок другого менеджера"
 
 INITIAL_PASSWORD_FILE = "initial-admin-password"
 BAD_CREDENTIALS = "Неверный email или пароль"
@@ -41,97 +42,6 @@ MAX_FAILURES_PER_PAIR = 5  # one account from one address
 MAX_FAILURES_PER_ADDRESS = 20  # any accounts from one address
 
 _hasher = PasswordHasher()
-
-
-class Role(StrEnum):
-    ADMIN = "admin"
-    SUPERVISOR = "supervisor"
-    MANAGER = "manager"
-
-
-class UserView(BaseModel):
-    """A user as the API shows them (never the password)."""
-
-    id: str
-    email: str
-    name: str = Field(description="What the web app shows; the email when empty.")
-    role: Role
-    manager_id: str | None = Field(description="A manager's CRM `manager_id`.")
-    team_manager_ids: list[str] = Field(description="A supervisor's team; empty: every manager.")
-    active: bool = Field(description="False: switched off, cannot log in.")
-
-
-_NOTHING: Document = {"_id": {"$in": []}}
-CALL_NOT_YOURS = "Это звонок другого менеджера"
-
-
-@dataclass(frozen=True)
-class User:
-    """A person who logs into the admin API."""
-
-    id: str
-    email: str
-    role: Role
-    manager_id: str | None
-    active: bool
-    name: str = ""
-    team_manager_ids: tuple[str, ...] = ()
-
-    @classmethod
-    def from_document(cls, document: Document) -> User:
-        """Build from a `users` document."""
-        return cls(
-            id=str(document["_id"]),
-            email=document["email"],
-            role=Role(document["role"]),
-            manager_id=document.get("manager_id"),
-            active=document.get("active", True),
-            name=document.get("name") or "",
-            team_manager_ids=tuple(document.get("team_manager_ids") or ()),
-        )
-
-    def public(self) -> Document:
-        """What the API shows of a user."""
-        return UserView(
-            id=self.id,
-            email=self.email,
-            name=self.name,
-            role=self.role,
-            manager_id=self.manager_id,
-            team_manager_ids=list(self.team_manager_ids),
-            active=self.active,
-        ).model_dump(mode="json")
-
-    def reviewer(self) -> Reviewer:
-        """Who this user is on what they corrected."""
-        return {"id": self.id, "email": self.email, "name": self.name or self.email}
-
-    @property
-    def sees_secrets(self) -> bool:
-        """Webhook signing secrets are shown to admins only (SPEC §4.1)."""
-        return self.role is Role.ADMIN
-
-    def visibility(self, manager_id: str = "") -> Document:
-        """The one rule of what this user may see and act on, as a Mongo filter: calls and
-        what belongs to a call (its deliveries carry the call's `manager_id`). A manager
-        their own, a supervisor their team's (all managers when no team is set), an admin
-        everything; narrowed to one manager when `manager_id` is given."""
-        if manager_id:
-            return {"manager_id": manager_id} if self.sees_manager(manager_id) else _NOTHING
-        if self.role is Role.MANAGER:
-            # A manager not linked to a CRM manager id sees nothing.
-            return {"manager_id": self.manager_id} if self.manager_id else _NOTHING
-        if self.role is Role.SUPERVISOR and self.team_manager_ids:
-            return {"manager_id": {"$in": list(self.team_manager_ids)}}
-        return {}
-
-    def sees_manager(self, manager_id: str) -> bool:
-        """Whether this manager's calls are the user's to see."""
-        if self.role is Role.MANAGER:
-            return bool(self.manager_id) and manager_id == self.manager_id
-        if self.role is Role.SUPERVISOR and self.team_manager_ids:
-            return manager_id in self.team_manager_ids
-        return True
 
 
 async def find_visible(

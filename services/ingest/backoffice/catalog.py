@@ -1,12 +1,13 @@
-"""Script templates, bindings, analytics tables and trackers: validated documents with
-stable ids.
+"""Script templates, bindings, analytics tables, trackers and alert rules: validated
+documents with stable ids.
 
 Bindings and tables own a webhook endpoint whose secret is generated when it is
 first saved; its URL cannot change afterwards (the seed: "URL для webhook-ов нельзя
 изменить после настройки"). A template in use by a binding cannot be deleted, nor a
 tracker a template's point listens with. Every save of a template is a new version
 (1, 2, …), kept in `template_versions`: results name the version they were scored with,
-and reviews are judged per version.
+and reviews are judged per version. An alert rule belongs to whoever saved it last: it
+fires only on the calls they may see.
 """
 
 from __future__ import annotations
@@ -25,9 +26,19 @@ from typing_extensions import TypedDict
 from services.ingest.apidoc import IsoTime
 from services.ingest.backoffice.accounts import User
 from services.ingest.intake.submission import require_allowed_link
+from shared.alerts import AlertRule
 from shared.errors import Conflict, InvalidRequest, NotFound
 from shared.events import utcnow
-from shared.mongo import BINDINGS, TABLES, TEMPLATE_VERSIONS, TEMPLATES, TRACKERS, Document
+from shared.mongo import (
+    ALERT_RULES,
+    BINDINGS,
+    TABLES,
+    TEMPLATE_VERSIONS,
+    TEMPLATES,
+    TRACKERS,
+    USERS,
+    Document,
+)
 from shared.scripts import Binding, Stage, Table, Template, Tracker
 from shared.url_policy import UrlPolicy
 from shared.webhooks import new_webhook_secret
@@ -56,6 +67,12 @@ class Kind:
             fields["webhook"] = (WebhookView, ...)
         if self.model is Template:
             fields["version"] = (int, Field(ge=1, description="1 when created, one more a save"))
+        if self.model is AlertRule:
+            fields["webhook"] = (WebhookView | None, ...)
+            fields["owner_id"] = (
+                str,
+                Field(description="Who saved it last: it fires on the calls they may see."),
+            )
         return create_model(f"{self.model.__name__}View", __base__=self.model, **fields)
 
 
@@ -82,6 +99,7 @@ TEMPLATE = Kind(TEMPLATES, Template, "tpl", "Шаблон скрипта не н
 BINDING = Kind(BINDINGS, Binding, "bnd", "Привязка скрипта не найдена")
 TABLE = Kind(TABLES, Table, "tbl", "Таблица не найдена")
 TRACKER = Kind(TRACKERS, Tracker, "trk", "Словарь не найден")
+ALERT_RULE = Kind(ALERT_RULES, AlertRule, "alr", "Правило уведомлений не найдено")
 
 
 def view(document: Document, viewer: User) -> Document:
@@ -91,7 +109,7 @@ def view(document: Document, viewer: User) -> Document:
     for key in ("created_at", "updated_at"):
         if key in shown:
             shown[key] = shown[key].isoformat()
-    if "webhook" in shown:
+    if shown.get("webhook"):
         webhook = shown["webhook"]
         shown["webhook"] = {
             "url": webhook["url"],
@@ -141,15 +159,30 @@ async def _check_references(db: AsyncDatabase[Document], item: BaseModel) -> Non
         ]
         if missing:
             raise InvalidRequest("Словарь не найден", details=missing)
+    if isinstance(item, AlertRule):
+        await _check_alert_references(db, item)
+
+
+async def _check_alert_references(db: AsyncDatabase[Document], rule: AlertRule) -> None:
+    named: list[tuple[str, str, list[str | None], str]] = [
+        ("template_id", TEMPLATES, [rule.template_id], "Шаблон скрипта не найден"),
+        ("tracker_id", TRACKERS, [rule.tracker_id], "Словарь не найден"),
+        ("user_ids", USERS, [*rule.user_ids], "Пользователь не найден"),
+    ]
+    for field, collection, ids, message in named:
+        wanted = {item_id for item_id in ids if item_id is not None}
+        found = {d["_id"] async for d in db[collection].find({"_id": {"$in": sorted(wanted)}})}
+        if wanted - found:
+            raise InvalidRequest(message, details=[{"field": field, "message": message}])
 
 
 def _with_webhook_secret(
     fields: Document, previous: Document | None, policy: UrlPolicy
 ) -> Document:
-    if "webhook" not in fields:
+    if not fields.get("webhook"):
         return fields
     url = fields["webhook"]["url"]
-    if previous is not None:
+    if previous is not None and previous.get("webhook"):
         if previous["webhook"]["url"] != url:
             raise InvalidRequest(
                 WEBHOOK_FIXED, details=[{"field": "webhook.url", "message": WEBHOOK_FIXED}]
@@ -159,8 +192,17 @@ def _with_webhook_secret(
     return {**fields, "webhook": {"url": url, "secret": new_webhook_secret()}}
 
 
+def _saved_by(kind: Kind, by: User | None) -> Document:
+    return {"owner_id": by.id} if kind is ALERT_RULE and by is not None else {}
+
+
 async def create(
-    db: AsyncDatabase[Document], kind: Kind, item: BaseModel, *, policy: UrlPolicy
+    db: AsyncDatabase[Document],
+    kind: Kind,
+    item: BaseModel,
+    *,
+    policy: UrlPolicy,
+    by: User | None = None,
 ) -> Document:
     """Store a new validated document and return it; webhooks (allowed by the URL
     policy) get their secret now."""
@@ -169,6 +211,7 @@ async def create(
     document = {
         "_id": f"{kind.id_prefix}_{secrets.token_hex(6)}",
         **_with_webhook_secret(item.model_dump(mode="json"), None, policy),
+        **_saved_by(kind, by),
         "created_at": now,
         "updated_at": now,
     }
@@ -214,13 +257,20 @@ async def versions(db: AsyncDatabase[Document], template_id: str) -> list[Templa
 
 
 async def replace(
-    db: AsyncDatabase[Document], kind: Kind, item_id: str, item: BaseModel, *, policy: UrlPolicy
+    db: AsyncDatabase[Document],
+    kind: Kind,
+    item_id: str,
+    item: BaseModel,
+    *,
+    policy: UrlPolicy,
+    by: User | None = None,
 ) -> Document:
     """Replace a document's fields (webhook URL unchanged, secret kept); the stored
     document comes back."""
     previous = await get(db, kind, item_id)
     await _check_references(db, item)
     fields: dict[str, Any] = _with_webhook_secret(item.model_dump(mode="json"), previous, policy)
+    fields |= _saved_by(kind, by)
     fields["updated_at"] = utcnow()
     update: Document = {"$set": fields}
     if kind is TEMPLATE:  # saved before versions were kept: that was version 1
@@ -243,6 +293,8 @@ async def delete(db: AsyncDatabase[Document], kind: Kind, item_id: str) -> None:
     in_use = {"stages.points.tracker_id": item_id}
     if kind is TRACKER and await db[TEMPLATES].find_one(in_use) is not None:
         raise Conflict("Словарь используется в шаблонах скриптов: сначала уберите его из пунктов")
+    if kind is TRACKER and await db[ALERT_RULES].find_one({"tracker_id": item_id}) is not None:
+        raise Conflict("Словарь используется в правилах уведомлений: сначала измените их")
     result = await db[kind.collection].delete_one({"_id": item_id})
     if result.deleted_count == 0:
         raise NotFound(kind.not_found)

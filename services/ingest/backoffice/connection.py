@@ -1,19 +1,32 @@
 """The Connection settings an admin edits: the minimum call duration, the error webhook,
-whether voiceprints are kept; and the ready-made upload URLs shown with the API key."""
+whether voiceprints are kept, the mail server of alerts; and the ready-made upload URLs
+shown with the API key."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
 from pymongo.asynchronous.database import AsyncDatabase
 
 from services.ingest.intake.submission import HttpLink, require_allowed_link
 from shared import connection, voiceprints
-from shared.connection import ConnectionSettings, WebhookEndpoint
+from shared.alerts import Email
+from shared.connection import ConnectionSettings, SmtpSettings, WebhookEndpoint
+from shared.errors import InvalidRequest
 from shared.mongo import Document
 from shared.url_policy import UrlPolicy
 from shared.webhooks import new_webhook_secret
+
+SMTP_FIELDS = (
+    "smtp_host",
+    "smtp_port",
+    "smtp_security",
+    "smtp_username",
+    "smtp_password",
+    "smtp_sender",
+)
+SMTP_INCOMPLETE = "Для почты нужны сервер (smtp_host) и адрес отправителя (smtp_sender)"
 
 
 class ConnectionUpdate(BaseModel):
@@ -27,8 +40,19 @@ class ConnectionUpdate(BaseModel):
         None, description="Off deletes every voiceprint and every call's voice embeddings."
     )
     blind_review_percent: float | None = Field(None, ge=0, le=100, allow_inf_nan=False)
+    smtp_host: str | None = Field(
+        None, max_length=255, description="The mail server of alerts; empty: no email."
+    )
+    smtp_port: int | None = Field(None, ge=1, le=65535)
+    smtp_security: Literal["starttls", "ssl", "none"] | None = None
+    smtp_username: str | None = Field(None, max_length=255)
+    smtp_password: str | None = Field(
+        None, max_length=255, description="Write-only; absent or empty keeps the saved one."
+    )
+    smtp_sender: Email | None = Field(None, description="The From address of alerts.")
+    digest_hour: int | None = Field(None, ge=0, le=23)
 
-    @field_validator("min_call_duration_s", "blind_review_percent", mode="before")
+    @field_validator("min_call_duration_s", "blind_review_percent", "digest_hour", mode="before")
     @classmethod
     def _not_a_flag(cls, value: Any) -> Any:
         # `false` would be read as 0 seconds.
@@ -48,6 +72,19 @@ class ConnectionView(BaseModel):
     error_webhook: WebhookEndpoint | None
     voiceprints_enabled: bool
     blind_review_percent: float
+    smtp: SmtpView | None = Field(description="The mail server of alerts; null: not set.")
+    digest_hour: int
+
+
+class SmtpView(BaseModel):
+    """The mail server as shown: that a password is set, never the password."""
+
+    host: str
+    port: int
+    security: str
+    username: str
+    sender: str
+    password_set: bool
 
 
 def connection_view(settings: ConnectionSettings, *, base_url: str) -> Document:
@@ -60,6 +97,12 @@ def connection_view(settings: ConnectionSettings, *, base_url: str) -> Document:
         error_webhook=settings.error_webhook,
         voiceprints_enabled=settings.voiceprints_enabled,
         blind_review_percent=settings.blind_review_percent,
+        smtp=settings.smtp
+        and SmtpView(
+            **settings.smtp.model_dump(exclude={"password"}),
+            password_set=bool(settings.smtp.password),
+        ),
+        digest_hour=settings.digest_hour,
     ).model_dump()
 
 
@@ -91,4 +134,32 @@ async def update_connection(
             changes["error_webhook"] = WebhookEndpoint(
                 url=url, secret=new_webhook_secret()
             ).model_dump()
+    if "digest_hour" in fields and update.digest_hour is not None:
+        changes["digest_hour"] = update.digest_hour
+    smtp = _smtp(current.smtp, update)
+    if smtp is not current.smtp:
+        changes["smtp"] = smtp and smtp.model_dump()
     return await connection.update_connection_settings(db, changes)
+
+
+def _smtp(current: SmtpSettings | None, update: ConnectionUpdate) -> SmtpSettings | None:
+    """The mail server after the update: an empty host removes it; the other fields
+    change what is there; a password only when one is given."""
+    given = {
+        name.removeprefix("smtp_"): value
+        for name, value in update.model_dump(include=set(SMTP_FIELDS)).items()
+        if name in update.model_fields_set and value is not None
+    }
+    if not given:
+        return current
+    if given.get("host") == "":
+        return None
+    if not given.get("password"):
+        given.pop("password", None)
+    merged = {**(current.model_dump() if current else {}), **given}
+    if "host" not in merged or "sender" not in merged:
+        field = "smtp_host" if "host" not in merged else "smtp_sender"
+        raise InvalidRequest(
+            SMTP_INCOMPLETE, details=[{"field": field, "message": SMTP_INCOMPLETE}]
+        )
+    return SmtpSettings.model_validate(merged)

@@ -16,7 +16,7 @@ from shared.errors import NotFound, Unavailable
 from shared.events import DeliveryDue, Envelope, utcnow
 from shared.mongo import DELIVERIES, ENDPOINTS, Document, all_of, calls
 from shared.tasks import TaskStatus
-from shared.webhooks import DELIVERY_FINISHED
+from shared.webhooks import DELIVERY_FINISHED, counts_for_task
 
 MAX_PAGE = 200
 MAX_OFFSET = 10_000_000
@@ -128,11 +128,11 @@ async def redeliver(
         viewer,
         delivery_id,
         not_yours=NOT_YOURS,
-        projection={"url": 1, "task_id": 1, "status": 1},
+        projection={"url": 1, "task_id": 1, "status": 1, "task_deliveries": 1},
     )
     if delivery is None:
         raise NotFound("Доставка не найдена")
-    if delivery["status"] in DELIVERY_FINISHED:
+    if delivery["status"] in DELIVERY_FINISHED and counts_for_task(delivery):
         # The task waits for this delivery again (a failed task stays failed).
         await calls(db).update_one(
             {"_id": delivery["task_id"]},

@@ -25,8 +25,9 @@ from services.ingest.backoffice.corrections import CorrectionForm
 from services.ingest.backoffice.filters import CallFilters, Day, ZoneName
 from services.ingest.intake.tasks import iso
 from shared.errors import Conflict, Forbidden, NotFound
-from shared.events import utcnow
+from shared.events import CallDisputed, CallMeta, Envelope, call_meta, utcnow
 from shared.mongo import DISPUTES, Document, all_of, calls
+from shared.outbox import outbox_append
 from shared.results import Reviewer, TemplateRef
 from shared.reviews import Verdict, verdict_of
 from shared.tasks import ANALYSED
@@ -143,12 +144,19 @@ def _new_id() -> str:
     return f"dsp_{milliseconds:012x}{secrets.token_hex(4)}"
 
 
-async def _mark_call(db: AsyncDatabase[Document], task_id: str) -> None:
-    """The call's dispute status for its list line: open while any is, else the latest."""
+async def _mark_call(
+    db: AsyncDatabase[Document], task_id: str, *, announce: Envelope | None = None
+) -> None:
+    """The call's dispute status for its list line: open while any is, else the latest;
+    with the event that `announce`s the change (through the call's outbox)."""
     found = await db[DISPUTES].find({"task_id": task_id}, {"status": 1}).sort("_id", 1).to_list()
     statuses = [dispute["status"] for dispute in found]
     status = "open" if "open" in statuses else statuses[-1] if statuses else None
-    await calls(db).update_one({"_id": task_id}, {"$set": {"dispute": status}})
+    update: Document = {"$set": {"dispute": status}}
+    if announce is not None:
+        outbox_set, outbox_push = outbox_append(announce)
+        update = {"$set": {"dispute": status, **outbox_set}, "$push": outbox_push}
+    await calls(db).update_one({"_id": task_id}, update)
 
 
 async def open_dispute(
@@ -161,7 +169,7 @@ async def open_dispute(
         db,
         viewer,
         task_id,
-        {"status": 1, "results": 1, "call_id": 1, "manager_id": 1, "manager_name": 1},
+        {"status": 1, "results": 1, **{name: 1 for name in CallMeta.model_fields}},
     )
     if task["status"] not in ANALYSED:
         raise Conflict(NOT_ANALYSED)
@@ -187,7 +195,14 @@ async def open_dispute(
         await db[DISPUTES].insert_one(dispute)
     except DuplicateKeyError as exc:  # the open_key of this stage is taken
         raise Conflict(ALREADY_OPEN) from exc
-    await _mark_call(db, task_id)
+    opened = CallDisputed(
+        **call_meta(task),
+        dispute_id=dispute["_id"],
+        script=checklist["template"]["name"],
+        script_stage=form.stage,
+        comment=form.comment,
+    )
+    await _mark_call(db, task_id, announce=Envelope.wrap(opened, task_id=task_id))
     return view(dispute)
 
 

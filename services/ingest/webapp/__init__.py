@@ -12,6 +12,7 @@ from aiohttp import web
 
 from services.ingest.backoffice.exports import clock
 from services.ingest.webapp import (
+    alert_pages,
     call_pages,
     login_pages,
     report_pages,
@@ -46,5 +47,12 @@ def setup(app: web.Application, timezone: str) -> None:
     )
     environment.filters.update(when=when, clock=clock, percent=_percent)
     app.router.add_static("/static", STATIC_DIR, name="static", append_version=True)
-    for pages in (login_pages, call_pages, review_pages, report_pages, settings_pages):
+    for pages in (
+        login_pages,
+        call_pages,
+        review_pages,
+        report_pages,
+        settings_pages,
+        alert_pages,
+    ):
         app.router.add_routes(pages.routes)

@@ -220,7 +220,9 @@ async def dispute_submit(
     except InvalidRequest as exc:
         errors = {**field_errors(exc), "correcting": fields["stage"]}
         return await _card(request, session, errors=errors, status=400)
-    await disputes.open_dispute(request.app[INGEST].db, session.user, task_id, dispute)
+    ingest = request.app[INGEST]
+    await disputes.open_dispute(ingest.db, session.user, task_id, dispute)
+    ingest.relay.wake()  # its alerts go now
     log.info("dispute_opened", task_id=task_id, stage=dispute.stage, by=session.user.email)
     return redirect(f"/calls/{task_id}?notice=disputed")
 

@@ -9,11 +9,11 @@ from typing import Any
 from shared.errors import RopError
 
 # Fields typed one item per line, or separated by commas, and checkboxes.
-LINE_LISTS = frozenset({"phrases", "options"})
+LINE_LISTS = frozenset({"phrases", "options", "emails"})
 COMMA_LISTS = frozenset({"deal_stage_ids", "manager_ids", "team_manager_ids"})
 # A checkbox comes after a hidden field of the same name with an empty value, so an
 # unticked box still says False (the last value of a name wins).
-CHECKBOXES = frozenset({"forbidden", "active"})
+CHECKBOXES = frozenset({"forbidden", "active", "team_supervisors", "digest"})
 # Fields with a value even in an untouched new row: they alone do not make a row.
 PRESET = CHECKBOXES | {"method", "speaker", "type", "metric"}
 

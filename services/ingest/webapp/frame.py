@@ -12,7 +12,7 @@ from aiohttp import web
 from multidict import MultiDictProxy
 from pydantic import BaseModel
 
-from services.ingest.backoffice import blind, disputes
+from services.ingest.backoffice import alerts, blind, disputes
 from services.ingest.backoffice.accounts import Role, Session, User
 from services.ingest.backoffice.filters import STATUS_LABELS, CallFilters
 from services.ingest.edge import HTTP_STATUS, INGEST, authorize, browser_session, call_filters
@@ -39,6 +39,7 @@ SETTINGS_MENU = (
     ("/settings/bindings", "Скрипты и промты", LEADS),
     ("/settings/tables", "Таблицы", LEADS),
     ("/settings/trackers", "Словари", LEADS),
+    ("/settings/alerts", "Уведомления", LEADS),
     ("/settings/users", "Пользователи", ADMIN),
 )
 TIMELINE_LABELS: dict[str, str] = {
@@ -91,7 +92,11 @@ def _menu(user: User, counts: Mapping[str, int]) -> dict[str, Any]:
             if user.role in roles
         ]
 
-    return {"main": visible(MENU), "settings": visible(SETTINGS_MENU)}
+    return {
+        "main": visible(MENU),
+        "settings": visible(SETTINGS_MENU),
+        "unread": counts.get("/notifications", 0),
+    }
 
 
 def render(
@@ -149,6 +154,7 @@ async def _in_session(
         request[MENU_COUNTS] = {
             "/disputes": await disputes.open_count(db, session.user),
             "/trust": await blind.waiting_count(db, session.user),  # calls to review blind
+            "/notifications": await alerts.unread_count(db, session.user),
         }
         return await serve(session)
     except RopError as exc:

@@ -1,4 +1,5 @@
-"""Settings: the connection, voiceprints, script templates, bindings and tables, users."""
+"""Settings: the connection, voiceprints, script templates, bindings, tables, trackers,
+alert rules, users."""
 
 from __future__ import annotations
 
@@ -35,6 +36,7 @@ from services.ingest.webapp.frame import (
     render,
 )
 from shared import voiceprints
+from shared.alerts import CHANNEL_LABELS, CONDITION_LABELS
 from shared.connection import load_connection_settings
 from shared.errors import (
     Conflict,
@@ -44,7 +46,7 @@ from shared.logging import get_logger
 
 log = get_logger(__name__)
 routes = web.RouteTableDef()
-SECTIONS = "{section:templates|bindings|tables|trackers}"
+SECTIONS = "{section:templates|bindings|tables|trackers|alerts}"
 
 
 # --- settings: connection --------------------------------------------------------
@@ -98,13 +100,18 @@ async def connection_submit(
         body["blind_review_percent"] = str(form["blind_review_percent"])
     if "error_webhook_url" in form:
         body["error_webhook_url"] = str(form["error_webhook_url"]).strip() or None
+    if "smtp_host" in form:  # an empty one removes the mail server; other blanks keep theirs
+        body["smtp_host"] = str(form["smtp_host"]).strip()
+        for name in (*connection.SMTP_FIELDS[1:], "digest_hour"):
+            if str(form.get(name, "")).strip():
+                body[name] = str(form[name]).strip()
     try:
         update = validated(connection.ConnectionUpdate, body)
         ingest.state.connection = await connection.update_connection(
             ingest.db, ingest.state.connection, update, policy=ingest.policy
         )
     except InvalidRequest as exc:
-        values = {key: str(value) for key, value in form.items()}
+        values = {key: str(value) for key, value in form.items() if key != "smtp_password"}
         return await _connection(
             request, session, values=values, errors=field_errors(exc), status=400
         )
@@ -132,6 +139,7 @@ CATALOG = {
     "bindings": (catalog.BINDING, "Скрипты и промты", "binding_form.html"),
     "tables": (catalog.TABLE, "Таблицы", "table_form.html"),
     "trackers": (catalog.TRACKER, "Словари", "tracker_form.html"),
+    "alerts": (catalog.ALERT_RULE, "Уведомления", "alert_form.html"),
 }
 
 
@@ -160,6 +168,8 @@ async def catalog_list(request: web.Request, session: Session) -> web.StreamResp
             "title": title,
             "section": section,
             "template_names": template_names,
+            "conditions": CONDITION_LABELS,
+            "channels": CHANNEL_LABELS,
             "notice": request.query.get("notice"),
         },
     )
@@ -187,6 +197,11 @@ async def _catalog_form(
             "errors": errors or {},
             "templates": await catalog.list_all(db, catalog.TEMPLATE, session.user),
             "tracker_options": await catalog.names(db, catalog.TRACKER),
+            "template_options": await catalog.names(db, catalog.TEMPLATE),
+            "conditions": list(CONDITION_LABELS.items()),
+            "channel_options": list(CHANNEL_LABELS.items()),
+            "people": await users.list_users(db) if section == "alerts" else [],
+            "roles": ROLE_LABELS,
             "apply_period": dict(zip(("from", "to"), _default_days(request), strict=True)),
             "notice": request.query.get("notice"),
             "applied_calls": request.query.get("calls"),
@@ -258,22 +273,25 @@ async def catalog_save(
     db = request.app[INGEST].db
     item_id = request.match_info.get("id")
     body = nested(form)
-    if item_id is not None and "webhook" in kind.model.model_fields:
+    if kind is catalog.ALERT_RULE:
+        body |= {name: form.getall(name, []) for name in ("channels", "user_ids")}
+        if "webhook" not in body["channels"] or not body.get("webhook"):
+            body.pop("webhook", None)
+    stored = None if item_id is None else await catalog.get(db, kind, item_id)
+    if stored and stored.get("webhook") and (kind is not catalog.ALERT_RULE or "webhook" in body):
         # The webhook URL is fixed once saved: the stored one stands whatever was posted.
-        body["webhook"] = {"url": (await catalog.get(db, kind, item_id))["webhook"]["url"]}
+        body["webhook"] = {"url": stored["webhook"]["url"]}
+    policy = request.app[INGEST].policy
     try:
         model = validated(kind.model, body)
         if item_id is None:
-            saved = await catalog.create(db, kind, model, policy=request.app[INGEST].policy)
+            saved = await catalog.create(db, kind, model, policy=policy, by=session.user)
         else:
-            saved = await catalog.replace(
-                db, kind, item_id, model, policy=request.app[INGEST].policy
-            )
+            saved = await catalog.replace(db, kind, item_id, model, policy=policy, by=session.user)
     except InvalidRequest as exc:
         shown = {**body, "id": item_id} if item_id else body
-        if item_id:
-            previous = catalog.view(await catalog.get(db, kind, item_id), session.user)
-            shown = {**shown, "webhook": previous.get("webhook")}
+        if stored:
+            shown = {**shown, "webhook": catalog.view(stored, session.user).get("webhook")}
         return await _catalog_form(
             request, session, item=shown, errors=field_errors(exc), status=400
         )

@@ -3,6 +3,13 @@ parts mirror the web app's pages."""
 
 from __future__ import annotations
 
-from services.ingest.backoffice.api import calls, login, reports, reviews, settings
+from services.ingest.backoffice.api import alerts, calls, login, reports, reviews, settings
 
-ROUTE_TABLES = (login.routes, settings.routes, calls.routes, reviews.routes, reports.routes)
+ROUTE_TABLES = (
+    login.routes,
+    settings.routes,
+    calls.routes,
+    reviews.routes,
+    reports.routes,
+    alerts.routes,
+)

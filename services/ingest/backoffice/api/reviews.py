@@ -64,7 +64,9 @@ async def open_dispute(request: web.Request) -> web.Response:
     session = await require_session(request, Role.MANAGER)
     form = await read_model(request, disputes.DisputeForm)
     task_id = request.match_info["task_id"]
-    opened = await disputes.open_dispute(request.app[INGEST].db, session.user, task_id, form)
+    ingest = request.app[INGEST]
+    opened = await disputes.open_dispute(ingest.db, session.user, task_id, form)
+    ingest.relay.wake()  # its alerts go now
     log.info("dispute_opened", task_id=task_id, stage=form.stage, by=session.user.email)
     return json_response(opened, 201)
 

@@ -84,7 +84,7 @@ def _catalog_routes(path: str, kind: catalog.Kind, what: str) -> None:
         session = await require_session(request, *roles)
         item = await read_model(request, kind.model)
         ingest = request.app[INGEST]
-        created = await catalog.create(ingest.db, kind, item, policy=ingest.policy)
+        created = await catalog.create(ingest.db, kind, item, policy=ingest.policy, by=session.user)
         log.info("catalog_created", kind=kind.collection, id=created["_id"], by=session.user.email)
         return json_response(catalog.view(created, session.user), 201)
 
@@ -107,7 +107,9 @@ def _catalog_routes(path: str, kind: catalog.Kind, what: str) -> None:
         item = await read_model(request, kind.model)
         item_id = request.match_info["id"]
         ingest = request.app[INGEST]
-        updated = await catalog.replace(ingest.db, kind, item_id, item, policy=ingest.policy)
+        updated = await catalog.replace(
+            ingest.db, kind, item_id, item, policy=ingest.policy, by=session.user
+        )
         log.info("catalog_updated", kind=kind.collection, id=item_id, by=session.user.email)
         return json_response(catalog.view(updated, session.user))
 
@@ -129,6 +131,11 @@ _catalog_routes("/api/v1/templates", catalog.TEMPLATE, "script templates")
 _catalog_routes("/api/v1/bindings", catalog.BINDING, "script bindings")
 _catalog_routes("/api/v1/tables", catalog.TABLE, "analytics tables")
 _catalog_routes("/api/v1/trackers", catalog.TRACKER, "trackers (named phrase lists)")
+_catalog_routes(
+    "/api/v1/alert-rules",
+    catalog.ALERT_RULE,
+    "alert rules (they fire on the calls whoever saved them last may see)",
+)
 
 
 @routes.post("/api/v1/trackers/{id}/apply")
