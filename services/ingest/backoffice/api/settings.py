@@ -44,7 +44,8 @@ async def get_connection(request: web.Request) -> web.Response:
 
 @routes.put("/api/v1/settings/connection")
 @documented(
-    "Change the minimum call duration, the error webhook and whether voiceprints are kept (admin)",
+    "Change the minimum call duration, the error webhook, whether voiceprints are kept, the "
+    "blind-review share and the alerts' mail server and digest hour (admin)",
     body={JSON_TYPE: connection.ConnectionUpdate},
     answer=Answer("Changed", connection.ConnectionView),
     errors=INVALID,
