@@ -11,10 +11,11 @@ voiceprints read them by the call's `details_id` (`of`)."""
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterable
 
 from pymongo.asynchronous.database import AsyncDatabase
 
-from shared.mongo import CALL_DETAILS, SETTINGS, Document, calls
+from shared.mongo import CALL_DETAILS, SETTINGS, Document, calls, find_in
 
 HEAVY = ("transcript", "speech", "voices")
 MOVED_ID = "call_details"  # the settings document saying inline parts were moved out
@@ -52,6 +53,20 @@ async def of(
         return {}
     found = await db[CALL_DETAILS].find_one({"_id": call["details_id"]}, projection)
     return found or {}
+
+
+async def of_many(
+    db: AsyncDatabase[Document], found: Iterable[Document], projection: Document | None = None
+) -> dict[str, Document]:
+    """The heavy parts of these calls by task id, in one read (calls before an analysis
+    have none)."""
+    ids = [call["details_id"] for call in found if call.get("details_id")]
+    return {
+        document["task_id"]: document
+        async for document in find_in(
+            db[CALL_DETAILS], "_id", ids, projection={**(projection or {}), "task_id": 1}
+        )
+    }
 
 
 async def forget_voices(db: AsyncDatabase[Document], call_filter: Document) -> None:

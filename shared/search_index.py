@@ -6,7 +6,10 @@ An analysed call's words are kept as their lemmas (`shared/words.py`):
 - **postings**, one list per lemma and UTC day of the calls received then that said it
   (`search_postings`, id `lemma|YYYY-MM-DD`), each with who said it (bits: 1 the
   manager, 2 the client), where in the call (positions, so a phrase is its words one
-  after another), when the call was received and whose it is: a query reads one
+  after another), when the call was received and whose it is — an entry is the call's
+  id `t` and the rest as compact JSON text `x`, `[received_ms, manager_id, speakers,
+  positions]`: two values for the database to handle instead of dozens, parsed a list
+  at a time by the reader, so a word every call says costs little to read — a query reads one
   document per word and day and filters the period, the speaker, the viewer's
   visibility and a phrase without touching the calls; adding a call writes each of its
   words' lists by id and reads nothing (a common word's list of a day of a big team's
@@ -24,8 +27,9 @@ slips forgiven (`Vocabulary`).
 
 from __future__ import annotations
 
+import json
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 
@@ -49,7 +53,9 @@ from shared.words import FUZZY_MIN_SCORE, WORD, lemma, slip_tolerant
 
 SPEAKER_BITS = {"manager": 1, "client": 2}
 BOTH = 3
-MARKED_ID = "search_index"  # the settings document saying earlier calls were marked
+# The settings document saying the calls analysed before this index format were marked
+# (the format before it, entries of separate fields, is dropped then).
+MARKED_ID = "search_index_2"
 PENDING_BATCH = 100
 WRITE_BATCH = 1000
 DUPLICATE_KEY = 11000
@@ -60,19 +66,37 @@ def millis(moment: datetime) -> int:
     return round((moment - EPOCH) / timedelta(milliseconds=1))
 
 
-def said_words(transcript: Sequence[Document]) -> dict[str, list[int]]:
-    """Each lemma of a transcript with where it was said: its positions, a position's
-    two low bits who said it (`SPEAKER_BITS`); a line's first word is two positions after
-    the last of the line before, so a phrase never runs across lines."""
-    said: dict[str, list[int]] = {}
+@dataclass(frozen=True)
+class Place:
+    """Where a word of a transcript is: its position (as postings keep it, speaker bits
+    included), its line and the index of the ASR's word it is part of ("кто-то," is one
+    word, two parts)."""
+
+    position: int
+    line: int
+    word: int
+    part: str
+
+
+def places(transcript: Sequence[Document]) -> Iterator[Place]:
+    """Every word of a transcript, numbered: a position's two low bits say who said it
+    (`SPEAKER_BITS`); a line's first word is two positions after the last of the line
+    before, so a phrase never runs across lines."""
     position = 0
-    for line in transcript:
+    for number, line in enumerate(transcript):
         bits = SPEAKER_BITS.get(line["speaker"], BOTH)
-        for text in _words(line):
+        for index, text in enumerate(_words(line)):
             for part in WORD.findall(text):
-                said.setdefault(lemma(part), []).append(position << 2 | bits)
+                yield Place(position << 2 | bits, number, index, part)
                 position += 1
         position += 1
+
+
+def said_words(transcript: Sequence[Document]) -> dict[str, list[int]]:
+    """Each lemma of a transcript with its positions."""
+    said: dict[str, list[int]] = {}
+    for place in places(transcript):
+        said.setdefault(lemma(place.part), []).append(place.position)
     return said
 
 
@@ -177,10 +201,11 @@ async def _add_postings(
 ) -> None:
     entries: dict[str, list[Document]] = {}
     for call in batch:
-        entry = {"t": call.task_id, "d": millis(call.received_at), "m": call.manager_id}
+        received_ms = millis(call.received_at)
         for key, positions in keys[call.task_id].items():
-            said = {**entry, "s": _speakers(positions), "p": positions}
-            entries.setdefault(_list_id(key, call.received_at), []).append(said)
+            said = [received_ms, call.manager_id, _speakers(positions), positions]
+            entry = {"t": call.task_id, "x": json.dumps(said, separators=(",", ":"))}
+            entries.setdefault(_list_id(key, call.received_at), []).append(entry)
     pushes = list(entries.items())
     started: set[str] = set()  # words that began a list: perhaps new to the vocabulary
     for start in range(0, len(pushes), WRITE_BATCH):
@@ -245,9 +270,12 @@ async def index_pending(db: AsyncDatabase[Document], limit: int = PENDING_BATCH)
 
 
 async def mark_unindexed(db: AsyncDatabase[Document]) -> None:
-    """Mark, once, the calls analysed before the index existed, for `index_pending`."""
+    """Mark, once, the calls analysed before the index (in this format) existed, for
+    `index_pending`; what an earlier format wrote goes."""
     if await db[SETTINGS].find_one({"_id": MARKED_ID}) is not None:
         return
+    await db[SEARCH_POSTINGS].delete_many({})
+    await db[SEARCH_CALLS].delete_many({})
     await calls(db).update_many(
         {"details_id": {"$exists": True}}, {"$set": {"search_pending": True}}
     )
@@ -278,24 +306,30 @@ async def postings(
         projection={"calls": 1, "_id": 0},
     )
     async for bucket in cursor:
-        for entry in bucket["calls"]:
+        entries = bucket["calls"]
+        # One parse of the whole list: the rest of each entry is JSON text.
+        rest = json.loads("[" + ",".join(entry["x"] for entry in entries) + "]")
+        for entry, (received_ms, manager_id, speakers, positions) in zip(
+            entries, rest, strict=True
+        ):
             seen = found.get(entry["t"])
-            speakers, positions = entry["s"], tuple(entry.get("p") or ())
             if seen is not None:  # said as another of the lemmas too
-                speakers, positions = speakers | seen.speakers, seen.positions + positions
-            found[entry["t"]] = Posting(entry["d"], entry.get("m"), speakers, positions)
+                speakers, positions = speakers | seen.speakers, [*seen.positions, *positions]
+            found[entry["t"]] = Posting(received_ms, manager_id, speakers, tuple(positions))
     return found
 
 
-def in_a_row(words: Sequence[Posting], speakers: int) -> bool:
-    """Whether one call's postings of a phrase's words (in order) have them one after
-    another, said by one of these speakers."""
+def phrase_starts(words: Sequence[Posting], speakers: int) -> list[int]:
+    """Where one call's postings of a phrase's words (in order) have them one after
+    another, said by one of these speakers: the positions of its first words (without
+    the speaker bits), in order."""
     first, *rest = words
     later = [{position >> 2 for position in posting.positions} for posting in rest]
-    return any(
-        start & speakers
-        and all((start >> 2) + offset in positions for offset, positions in enumerate(later, 1))
+    return sorted(
+        start >> 2
         for start in first.positions
+        if start & speakers
+        and all((start >> 2) + offset in positions for offset, positions in enumerate(later, 1))
     )
 
 

@@ -27,7 +27,7 @@ from services.ingest.intake.submission import invalid_fields
 from shared import call_details, search_index
 from shared.mongo import Document, calls, find_in
 from shared.search_index import SPEAKER_BITS, Vocabulary
-from shared.words import WORD, lemma, lemmas
+from shared.words import WORD, lemmas
 
 MAX_WORDS = 8
 PER_PAGE = 20
@@ -107,12 +107,26 @@ class Found:
     task_id: str
 
 
+@dataclass(frozen=True)
+class Matches:
+    """The calls that match, in list order, and each word's postings (of those calls
+    and maybe others), which say where in each call the words were said."""
+
+    calls: list[Found]
+    said: list[dict[str, search_index.Posting]]
+    speakers: int
+
+    def starts(self, task_id: str) -> list[int]:
+        """Where in the call the words begin, in order."""
+        return search_index.phrase_starts([words[task_id] for words in self.said], self.speakers)
+
+
 async def search(
     db: AsyncDatabase[Document], vocabulary: Vocabulary, viewer: User, filters: SearchFilters
 ) -> SearchPage:
     """One page of the calls that said it, from where the filters say it starts."""
-    alternatives = await _alternatives(db, vocabulary, filters)
-    found = await _found(db, viewer, filters, alternatives)
+    matches = await _found(db, viewer, filters, await _alternatives(db, vocabulary, filters))
+    found = matches.calls
     start = 0
     if filters.start is not None:
         position = Found(search_index.millis(filters.start.received_at), filters.start.task_id)
@@ -121,7 +135,7 @@ async def search(
             len(found),
         )
     page = found[start : start + filters.per_page]
-    rows = await _rows(db, [call.task_id for call in page], alternatives, filters)
+    rows = await _rows(db, [call.task_id for call in page], matches)
     has_more = start + filters.per_page < len(found)
     return {
         "items": rows,
@@ -136,13 +150,13 @@ async def all_results(
 ) -> AsyncIterator[SearchRow]:
     """Every call found (up to EXPORT_LIMIT) in list order, with snippets, for the export;
     a bad query is refused here, before the export starts."""
-    alternatives = await _alternatives(db, vocabulary, filters)
-    found = (await _found(db, viewer, filters, alternatives))[:EXPORT_LIMIT]
+    matches = await _found(db, viewer, filters, await _alternatives(db, vocabulary, filters))
+    found = matches.calls[:EXPORT_LIMIT]
 
     async def rows() -> AsyncIterator[SearchRow]:
         for start in range(0, len(found), EXPORT_BATCH):
             ids = [call.task_id for call in found[start : start + EXPORT_BATCH]]
-            for row in await _rows(db, ids, alternatives, filters):
+            for row in await _rows(db, ids, matches):
                 yield row
 
     return rows()
@@ -171,7 +185,7 @@ async def _found(
     viewer: User,
     filters: SearchFilters,
     alternatives: Sequence[set[str]],
-) -> list[Found]:
+) -> Matches:
     """Every call that matches, in list order."""
     start, end = filters.period()
     first, last = start.astimezone(UTC).date(), (end - timedelta(milliseconds=1)).date()
@@ -193,17 +207,21 @@ async def _found(
             }
         )
         if not said[-1]:
-            return []
+            return Matches([], said, speakers)
+    probe = Matches([], said, speakers)
     candidates = {
         task_id: posting.received_ms
         for task_id, posting in said[-1].items()
-        if len(said) == 1 or search_index.in_a_row([words[task_id] for words in said], speakers)
+        if len(said) == 1 or probe.starts(task_id)
     }
     if filters.narrows_calls():
         candidates = await _narrowed(db, viewer, filters, candidates)
-    found = [Found(received_ms, task_id) for task_id, received_ms in candidates.items()]
-    found.sort(key=lambda call: (call.received_ms, call.task_id), reverse=filters.newest_first)
-    return found
+    found = sorted(
+        (Found(received_ms, task_id) for task_id, received_ms in candidates.items()),
+        key=lambda call: (call.received_ms, call.task_id),
+        reverse=filters.newest_first,
+    )
+    return Matches(found, said, speakers)
 
 
 async def _narrowed(
@@ -219,10 +237,7 @@ async def _narrowed(
 
 
 async def _rows(
-    db: AsyncDatabase[Document],
-    task_ids: Sequence[str],
-    alternatives: Sequence[set[str]],
-    filters: SearchFilters,
+    db: AsyncDatabase[Document], task_ids: Sequence[str], matches: Matches
 ) -> list[SearchRow]:
     """The calls' rows with their snippets, in the order given."""
     projection = {**ROW_FIELDS, "details_id": 1}
@@ -230,40 +245,36 @@ async def _rows(
         document["_id"]: document
         async for document in find_in(calls(db), "_id", task_ids, projection=projection)
     }
+    details = await call_details.of_many(db, documents.values(), {"transcript": 1})
     rows: list[SearchRow] = []
     for task_id in task_ids:
         document = documents.get(task_id)
         if document is None:
             continue
-        transcript = (await call_details.of(db, document, {"transcript": 1})).get("transcript")
-        places = _places(transcript or [], alternatives, SPEAKERS[filters.speaker])
-        rows.append(
-            {**row_view(document), "hits": len(places), "snippets": places[:SNIPPETS_PER_CALL]}
-        )
+        transcript = details.get(task_id, {}).get("transcript") or []
+        starts = matches.starts(task_id)
+        shown = _snippets(transcript, starts[:SNIPPETS_PER_CALL], len(matches.said))
+        rows.append({**row_view(document), "hits": len(starts), "snippets": shown})
     return rows
 
 
-def _places(
-    transcript: Sequence[Document], alternatives: Sequence[set[str]], speakers: int
-) -> list[Snippet]:
-    """Every place in the transcript where the words were said in order, as a snippet."""
-    places: list[Snippet] = []
-    for line in transcript:
-        if not SPEAKERS.get(line["speaker"], search_index.BOTH) & speakers:
-            continue
-        words = line.get("words") or []
-        # Each lemma with the index of the word it is part of ("кто-то," is one word).
-        tokens = [
-            (lemma(part), index)
-            for index, word in enumerate(words)
-            for part in WORD.findall(word[0])
-        ]
-        count = len(alternatives)
-        for first in range(len(tokens) - count + 1):
-            if all(tokens[first + k][0] in alternatives[k] for k in range(count)):
-                begin, end = tokens[first][1], tokens[first + count - 1][1] + 1
-                places.append(_snippet(line["speaker"], words, begin, end))
-    return places
+def _snippets(transcript: Sequence[Document], starts: Sequence[int], count: int) -> list[Snippet]:
+    """The places of the transcript where `count` words begin at these positions."""
+    wanted = {position + offset for position in starts for offset in range(count)}
+    at = {
+        place.position >> 2: place
+        for place in search_index.places(transcript)
+        if place.position >> 2 in wanted
+    }
+    snippets = []
+    for position in starts:
+        first, last = at.get(position), at.get(position + count - 1)
+        if first is None or last is None:
+            continue  # the index is of an earlier transcript: the card has the new one
+        line = transcript[first.line]
+        if words := line.get("words"):
+            snippets.append(_snippet(line["speaker"], words, first.word, last.word + 1))
+    return snippets
 
 
 def _snippet(speaker: str, words: Sequence[Sequence[Any]], begin: int, end: int) -> Snippet:
