@@ -376,3 +376,44 @@ async def test_rules_are_checked_when_saved(ingest_client: Client) -> None:
     )
     refused = await ingest_client.get("/api/v1/alert-rules", headers=manager)
     assert refused.status == 403
+
+
+async def test_the_mail_server_s_password_is_never_shown(ingest_client: Client) -> None:
+    headers = await admin(ingest_client)
+    body = {
+        "smtp_host": "smtp.company.test",
+        "smtp_username": "rop",
+        "smtp_password": "mail secret",
+        "smtp_sender": SENDER,
+    }
+    saved = await ingest_client.put("/api/v1/settings/connection", json=body, headers=headers)
+    assert "mail secret" not in await saved.text()
+    assert (await saved.json())["smtp"]["password_set"] is True
+    # Changing the port keeps the password; an empty host removes the mail server.
+    port = await ingest_client.put(
+        "/api/v1/settings/connection",
+        json={"smtp_port": 465, "smtp_security": "ssl"},
+        headers=headers,
+    )
+    assert (await port.json())["smtp"] == {
+        "host": "smtp.company.test",
+        "port": 465,
+        "security": "ssl",
+        "username": "rop",
+        "sender": SENDER,
+        "password_set": True,
+    }
+    removed = await ingest_client.put(
+        "/api/v1/settings/connection", json={"smtp_host": ""}, headers=headers
+    )
+    assert (await removed.json())["smtp"] is None
+    lacking = await ingest_client.put(
+        "/api/v1/settings/connection", json={"smtp_host": "smtp.company.test"}, headers=headers
+    )
+    assert lacking.status == 400
+    assert (await lacking.json())["details"] == [
+        {
+            "field": "smtp_sender",
+            "message": "Для почты нужны сервер (smtp_host) и адрес отправителя (smtp_sender)",
+        }
+    ]
