@@ -17,7 +17,14 @@ from datetime import date, datetime, time, timedelta
 from typing import Annotated, Any, Literal
 from zoneinfo import ZoneInfo
 
-from pydantic import BaseModel, ConfigDict, Field, StringConstraints, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StringConstraints,
+    model_validator,
+)
 
 from shared.results import BROKEN, broken_points
 from shared.scripts import CrmIds, Name, WebhookTarget
@@ -65,7 +72,7 @@ class AlertRule(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     name: Name
-    active: bool = True
+    active: StrictBool = True
     condition: Condition
     score_below: float | None = Field(
         None, gt=0, le=100, description="score_below: fires when a checklist's percent is lower."
@@ -79,11 +86,11 @@ class AlertRule(BaseModel):
     deal_stage_ids: CrmIds = Field(default_factory=list, description="Empty: every stage.")
     manager_ids: CrmIds = Field(default_factory=list, description="Empty: every manager.")
     channels: list[Channel] = Field(min_length=1, max_length=3)
-    team_supervisors: bool = Field(True, description="The supervisors of the manager's team.")
+    team_supervisors: StrictBool = Field(True, description="The supervisors of the manager's team.")
     user_ids: list[ShortId] = Field(default_factory=list, max_length=100)
     emails: list[Email] = Field(default_factory=list, max_length=50)
     webhook: WebhookTarget | None = Field(None, description="Where the webhook channel posts.")
-    digest: bool = Field(False, description="Email one daily digest instead of each alert.")
+    digest: StrictBool = Field(False, description="Email one daily digest instead of each alert.")
 
     @model_validator(mode="after")
     def _complete(self) -> AlertRule:
