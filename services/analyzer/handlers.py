@@ -58,6 +58,7 @@ from shared.tasks import TaskStatus, moved
 log = get_logger(__name__)
 
 INTERRUPTED_PAUSE_S = 5.0  # before claiming again after the database or broker went away
+GIVE_BACK_S = 5.0  # a stopping analyzer waits this long, at most, to requeue its job
 
 T = TypeVar("T")
 
@@ -110,6 +111,11 @@ async def run_job(task: Document, deps: Analyzer) -> None:
         renewer = asyncio.create_task(deps.jobs.renew_forever(task_id))
         try:
             outcome, fields = await _analyze(task, meta, deps)
+        except asyncio.CancelledError:
+            # Stopping (SIGTERM): the job goes back now, for another analyzer to take at
+            # once, not when its lease runs out; not an attempt either.
+            await asyncio.shield(_give_back(deps, task_id))
+            raise
         except TRANSIENT_ERRORS as exc:
             # The database or broker went away, not the call's fault: not an attempt.
             log.warning("analysis_interrupted", error=repr(exc))
@@ -127,6 +133,17 @@ async def run_job(task: Document, deps: Analyzer) -> None:
             with contextlib.suppress(asyncio.CancelledError):
                 await renewer
     await _finish(deps, task, outcome, fields)
+
+
+async def _give_back(deps: Analyzer, task_id: str) -> None:
+    """Requeue a job being stopped, once and briefly: with the database away its lease
+    runs out instead, and the stop is not held up."""
+    try:
+        await asyncio.wait_for(deps.jobs.requeue(task_id, attempt_counts=False), GIVE_BACK_S)
+    except (PyMongoError, TimeoutError) as exc:
+        log.warning("analysis_not_given_back", error=repr(exc))
+        return
+    log.info("analysis_given_back")
 
 
 async def _patiently(step: Callable[[], Awaitable[T]]) -> T:

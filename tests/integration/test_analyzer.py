@@ -440,6 +440,27 @@ async def test_a_dead_workers_job_is_taken_over_then_given_up(
     assert event_failed.pipeline_stage == "analysis"
 
 
+async def test_a_stopped_worker_hands_its_job_back_at_once(
+    deps: Analyzer, catalog_items: dict[str, str]
+) -> None:
+    envelope, event = await stored_call(deps, GOOD_CALL)
+    await queue_analysis(envelope, event, deps=deps)
+    stopping = dataclasses.replace(deps, worker_id="analyzer-stopping")
+    job = await stopping.jobs.claim()
+    assert job is not None
+    running = asyncio.create_task(run_job(job, stopping))
+    await asyncio.sleep(0)  # it starts the analysis, up to its first wait
+    running.cancel()  # what SIGTERM does
+    with pytest.raises(asyncio.CancelledError):
+        await running
+    task = await stored_task(deps, envelope.task_id)
+    assert task["analysis"]["state"] == "queued"
+    # Taken over at once, its lease not waited for, and the stop did not count as a try.
+    taken = await deps.jobs.claim()
+    assert taken is not None
+    assert taken["analysis"]["attempts"] == job["analysis"]["attempts"]
+
+
 async def test_a_worker_that_lost_its_job_leaves_the_call_its_successor_s_transcript(
     deps: Analyzer, catalog_items: dict[str, str]
 ) -> None:
