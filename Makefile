@@ -10,6 +10,13 @@ STAMP := $(VENV)/.installed
 # librosa) is never imported, so it is installed without its dependencies.
 SPEAKER_MODEL := resemblyzer==0.1.4
 
+# KEDA's schemas, for the tests to validate the autoscaling manifests offline (npm).
+KEDA_TOOLS := tests/deploy/keda
+KEDA_SCHEMAS := $(KEDA_TOOLS)/node_modules/.package-lock.json
+
+$(KEDA_SCHEMAS): $(KEDA_TOOLS)/package-lock.json
+	npm ci --prefix $(KEDA_TOOLS) --no-audit --no-fund --silent
+
 $(STAMP): pyproject.toml Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e '.[dev]'
@@ -19,7 +26,7 @@ $(STAMP): pyproject.toml Makefile
 run: $(STAMP) ## the whole system on the embedded defaults, at http://127.0.0.1:8080
 	$(PY) -m devtools.run_local
 
-test: $(STAMP) ## the whole test suite (real RabbitMQ, SecantusDB started by the tests)
+test: $(STAMP) $(KEDA_SCHEMAS) ## the whole test suite (real RabbitMQ, SecantusDB started by the tests)
 	$(PY) -m pytest
 
 lint: $(STAMP)
@@ -60,4 +67,4 @@ admin-password: $(STAMP) ## print the generated initial admin password
 	@$(PY) -m services.ingest.cli admin-password
 
 clean:
-	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) .data .pytest_cache .mypy_cache .ruff_cache $(KEDA_TOOLS)/node_modules

@@ -2,17 +2,25 @@
 
 from __future__ import annotations
 
+import copy
+import json
 import os
 import shutil
 import subprocess
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import kubernetes_validate
 import pytest
 import yaml
 
+from services.analyzer.jobs import STATES
+from shared.amqp import CONSUMER_QUEUES
+from shared.mongo import CALLS
+
 ROOT = Path(__file__).resolve().parents[2]
+KEDA_TOOLS = Path(__file__).resolve().parent / "keda"
 MANIFESTS = sorted((ROOT / "deploy" / "k8s").glob("*.yaml"))
 DOCKERFILES = sorted((ROOT / "services").glob("*/Dockerfile"))
 # CI sets this so a missing tool fails instead of skipping.
@@ -54,9 +62,98 @@ def test_compose_runs_every_service_with_a_dockerfile() -> None:
         assert services[name]["build"]["dockerfile"] == f"services/{name}/Dockerfile"
 
 
-@pytest.mark.parametrize(("name", "document"), resources(), ids=[n for n, _ in resources()])
+def is_keda(document: dict[str, Any]) -> bool:
+    return str(document["apiVersion"]).startswith("keda.sh/")
+
+
+def of_kind(kind: str) -> dict[str, dict[str, Any]]:
+    return {d["metadata"]["name"]: d for _, d in resources() if d["kind"] == kind}
+
+
+BUILT_IN = [(name, document) for name, document in resources() if not is_keda(document)]
+
+
+@pytest.mark.parametrize(("name", "document"), BUILT_IN, ids=[n for n, _ in BUILT_IN])
 def test_manifest_is_valid_kubernetes(name: str, document: dict[str, Any]) -> None:
     kubernetes_validate.validate(document, kubernetes_validate.latest_version(), strict=True)
+
+
+def test_keda_resources_are_valid_for_keda() -> None:
+    """kubernetes-validate knows no CRDs: KEDA's own schemas (npm `@kubernetes-models/keda`,
+    installed by `make test`) check its resources."""
+    installed = KEDA_TOOLS / "node_modules" / "@kubernetes-models" / "keda"
+    if shutil.which("node") is None or not installed.is_dir():
+        if REQUIRE_TOOLS:
+            pytest.fail(f"node or {installed} is missing (npm ci --prefix {KEDA_TOOLS})")
+        pytest.skip("node or the KEDA schemas are not installed")
+    keda = [document for _, document in resources() if is_keda(document)]
+    assert {d["kind"] for d in keda} == {"ScaledObject", "TriggerAuthentication"}
+    result = subprocess.run(
+        ["node", str(KEDA_TOOLS / "validate.mjs")],
+        input=json.dumps(keda),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout) == []
+    # The schemas catch what they should: a count that is not a number, a missing target.
+    broken = copy.deepcopy(keda)
+    scaled = [d for d in broken if d["kind"] == "ScaledObject"]
+    scaled[0]["spec"]["minReplicaCount"] = "one"
+    del scaled[1]["spec"]["scaleTargetRef"]
+    result = subprocess.run(
+        ["node", str(KEDA_TOOLS / "validate.mjs")],
+        input=json.dumps(broken),
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert len(json.loads(result.stdout)) == 2
+
+
+def test_every_deployment_has_a_disruption_budget_and_a_grace_period() -> None:
+    budgets = [
+        d["spec"]["selector"]["matchLabels"] for d in of_kind("PodDisruptionBudget").values()
+    ]
+    for kind in ("Deployment", "StatefulSet"):
+        for name, workload in of_kind(kind).items():
+            labels = workload["spec"]["template"]["metadata"]["labels"]
+            assert any(selector.items() <= labels.items() for selector in budgets), name
+            if kind == "Deployment":
+                assert workload["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 30
+
+
+def test_workers_scale_on_their_backlog_and_the_gateway_on_cpu() -> None:
+    deployments = of_kind("Deployment")
+    scaled = of_kind("ScaledObject")
+    authentications = of_kind("TriggerAuthentication")
+    queues = {f"rop.{queue.consumer}" for queue in CONSUMER_QUEUES}
+    config = of_kind("ConfigMap")["rop-config"]["data"]
+    database = urlsplit(config["ROP_MONGO_URL"]).path.strip("/")
+    assert set(scaled) == {"downloader", "notifier", "analyzer", "analyzer-gpu"}
+    for name, item in scaled.items():
+        assert item["spec"]["scaleTargetRef"]["name"] in deployments
+        assert item["spec"]["cooldownPeriod"] >= 300
+        (trigger,) = item["spec"]["triggers"]
+        assert trigger["authenticationRef"]["name"] in authentications
+        meta = trigger["metadata"]
+        if trigger["type"] == "rabbitmq":
+            # The management API counts what is taken and not yet acknowledged too.
+            assert (meta["protocol"], meta["mode"]) == ("http", "QueueLength")
+            assert meta["queueName"] == f"rop.{name}"
+            assert meta["queueName"] in queues
+        else:
+            assert trigger["type"] == "mongodb", name
+            assert (meta["dbName"], meta["collection"]) == (database, CALLS)
+            assert json.loads(meta["query"]) == {"analysis.state": {"$in": list(STATES)}}
+    assert scaled["analyzer-gpu"]["spec"]["minReplicaCount"] == 0  # no job, no GPU held
+    for authentication in authentications.values():
+        for reference in authentication["spec"]["secretTargetRef"]:
+            assert reference["name"] == "rop-autoscaling"
+    (gateway,) = of_kind("HorizontalPodAutoscaler").values()
+    assert gateway["spec"]["scaleTargetRef"]["name"] == "ingest"
+    assert gateway["spec"]["metrics"][0]["resource"]["name"] == "cpu"
 
 
 def test_every_service_has_a_deployment_with_probes_and_limits() -> None:
