@@ -179,7 +179,7 @@ def test_dockerfile_is_slim_non_root_and_healthchecked(dockerfile: Path) -> None
 
 
 def test_the_gpu_analyzer_asks_for_a_gpu_and_uses_cuda() -> None:
-    (gpu,) = [d for _, d in resources() if d["metadata"]["name"] == "analyzer-gpu"]
+    gpu = of_kind("Deployment")["analyzer-gpu"]
     (container,) = gpu["spec"]["template"]["spec"]["containers"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
     env = {item["name"]: item["value"] for item in container["env"]}
