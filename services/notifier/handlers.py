@@ -10,6 +10,9 @@ the task's `deliveries_closed` (idempotent) and carries how many the task has.
 
 Concurrent deliveries share their database round trips (`shared/group_commit.py`),
 which is what lets one notifier keep up with a burst of results.
+
+The same events raise alerts (`alerting.py`); their emails, webhooks and daily digests
+are deliveries of the same kind, attempted and retried here, that no task waits for.
 """
 
 from __future__ import annotations
