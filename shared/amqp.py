@@ -3,11 +3,17 @@
 Topology (every name starts with the configured prefix):
 - `<prefix>.events`: durable topic exchange; an event's routing key is its type.
 - `<prefix>.dead`: durable topic exchange receiving what consumers reject.
-- `<prefix>.<consumer>`: durable queue of each consumer, bound to the event types
-  it handles, dead-lettering to `<prefix>.<consumer>.dead`.
+- `<prefix>.<consumer>`: the queue of each consumer, bound to the event types it
+  handles, dead-lettering to `<prefix>.<consumer>.dead`.
+- `<prefix>.<consumer>.wait.<N>s` (consumers that schedule work, the notifier): waiting
+  rooms, each holding a message exactly N seconds before it expires back into the
+  consumer's queue (see `send_later`).
 
-Every service declares the whole topology at start, so an event published before
-its consumer first runs still waits in that consumer's queue.
+Every queue is a quorum queue (replicated over the cluster's nodes; on one node it is
+the same queue) with at-least-once dead-lettering, so neither a rejected message nor a
+waiting one is lost when a node goes down between the two queues. Every service declares
+the whole topology at start, so an event published before its consumer first runs still
+waits in that consumer's queue.
 """
 
 from __future__ import annotations
@@ -15,8 +21,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aio_pika
 import structlog
@@ -29,6 +36,7 @@ from aio_pika.abc import (
     AbstractRobustConnection,
 )
 from aio_pika.exceptions import AMQPConnectionError, AMQPError, ChannelInvalidStateError
+from aiormq.exceptions import ChannelPreconditionFailed
 from prometheus_client import Histogram
 from pymongo.errors import PyMongoError
 
@@ -66,6 +74,7 @@ class ConsumerQueue:
     consumer: str
     routing_keys: tuple[str, ...]
     single_active: bool = False  # one consumer at a time, whatever the replicas
+    schedules: bool = False  # has waiting rooms for `send_later`
 
 
 CONSUMER_QUEUES = (
@@ -80,6 +89,7 @@ CONSUMER_QUEUES = (
             CallFailed.TYPE,
             CallDisputed.TYPE,
         ),
+        schedules=True,
     ),
     # The reports: every event that adds a call or changes its results.
     ConsumerQueue(
@@ -95,7 +105,18 @@ CONSUMER_QUEUES = (
     ),
 )
 REQUEUE_DELAY_S = 5.0
-MAX_DELAY_QUEUES = 20
+# The waiting rooms' lengths: any delay is a few hops down this ladder, each room a
+# queue TTL, so a message never waits behind a longer one (on quorum queues, as on
+# classic ones, a per-message TTL only expires at the head of its queue). Fixed, not
+# taken from settings: a changed retry schedule needs no new queues.
+WAITING_ROOMS_S = (1, 5, 30, 120, 600, 3600, 14400)
+NOT_BEFORE_HEADER = "not_before"  # epoch milliseconds a waiting message is due at
+# Quorum queues everywhere; dead-lettering at least once (which needs reject-publish).
+QUORUM: dict[str, Any] = {
+    "x-queue-type": "quorum",
+    "x-dead-letter-strategy": "at-least-once",
+    "x-overflow": "reject-publish",
+}
 
 EventHandler = Callable[[Envelope, Event], Awaitable[None]]
 DeadLetterHook = Callable[[str, str], Awaitable[None]]
@@ -106,8 +127,18 @@ BROKER_DOWN: tuple[type[BaseException], ...] = (
     ConnectionError,
     TimeoutError,
 )
-# What a step needing the broker raises while it is away or restarting.
-BROKER_ERRORS: tuple[type[BaseException], ...] = (AMQPError, *BROKER_DOWN, OSError)
+
+
+class OutdatedQueue(Exception):
+    """A queue exists with other arguments than this version declares."""
+
+    def __init__(self, queue: str) -> None:
+        super().__init__(queue)
+        self.queue = queue
+
+
+# What a step needing the broker raises while it is away, restarting or being upgraded.
+BROKER_ERRORS: tuple[type[BaseException], ...] = (AMQPError, *BROKER_DOWN, OSError, OutdatedQueue)
 # Failures of a dependency, not of the message: the same message succeeds later.
 TRANSIENT_ERRORS: tuple[type[BaseException], ...] = (
     RetryableError,
@@ -156,8 +187,9 @@ class Broker:
                 return
             connection = await aio_pika.connect_robust(self._url)
             try:
+                await self._declare_topology(connection)
                 channel = await connection.channel(publisher_confirms=True, on_return_raises=True)
-                self._exchange = await self._declare_topology(channel)
+                self._exchange = await channel.get_exchange(self.exchange_name, ensure=False)
             except BaseException:
                 await connection.close()
                 raise
@@ -169,16 +201,27 @@ class Broker:
         starts during a broker restart waits for it instead of exiting."""
         await patiently(self.connect, errors=BROKER_ERRORS, dependency="broker")
 
-    async def _declare_topology(self, channel: AbstractChannel) -> AbstractExchange:
-        exchange = await channel.declare_exchange(
-            self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
-        )
-        dead = await channel.declare_exchange(
-            self.dead_exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
-        )
-        for spec in CONSUMER_QUEUES:
-            await self._declare_consumer_queue(channel, exchange, dead, spec)
-        return exchange
+    async def _declare_topology(self, connection: AbstractRobustConnection) -> None:
+        """Declare everything; a queue left by an earlier version with other arguments
+        (a classic queue) is replaced when it is empty and unused, and otherwise
+        refused with a message saying what to do (`connect_patiently` keeps trying)."""
+        outdated = ""
+        for _ in range(2 * len(CONSUMER_QUEUES) + len(WAITING_ROOMS_S) + 1):
+            try:
+                async with connection.channel() as channel:
+                    exchange = await channel.declare_exchange(
+                        self.exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+                    )
+                    dead = await channel.declare_exchange(
+                        self.dead_exchange_name, aio_pika.ExchangeType.TOPIC, durable=True
+                    )
+                    for spec in CONSUMER_QUEUES:
+                        await self._declare_consumer_queue(channel, exchange, dead, spec)
+                return
+            except OutdatedQueue as exc:
+                outdated = exc.queue
+                await _replace_outdated(connection, outdated)
+        raise OutdatedQueue(outdated)  # replaced, yet declared again with other arguments
 
     async def _declare_consumer_queue(
         self,
@@ -188,12 +231,13 @@ class Broker:
         spec: ConsumerQueue,
     ) -> AbstractQueue:
         name = self.queue_name(spec.consumer)
-        dead_queue = await channel.declare_queue(f"{name}.dead", durable=True)
+        dead_queue = await _declare_quorum(channel, f"{name}.dead", {"x-queue-type": "quorum"})
         await dead_queue.bind(dead, routing_key=spec.consumer)
-        queue = await channel.declare_queue(
+        queue = await _declare_quorum(
+            channel,
             name,
-            durable=True,
-            arguments={
+            {
+                **QUORUM,
                 "x-dead-letter-exchange": self.dead_exchange_name,
                 "x-dead-letter-routing-key": spec.consumer,
                 **({"x-single-active-consumer": True} if spec.single_active else {}),
@@ -201,7 +245,22 @@ class Broker:
         )
         for key in spec.routing_keys:
             await queue.bind(exchange, routing_key=key)
+        if spec.schedules:
+            for wait_s in WAITING_ROOMS_S:
+                await _declare_quorum(
+                    channel,
+                    self._room(spec.consumer, wait_s),
+                    {
+                        **QUORUM,
+                        "x-message-ttl": wait_s * 1000,
+                        "x-dead-letter-exchange": "",
+                        "x-dead-letter-routing-key": name,
+                    },
+                )
         return queue
+
+    def _room(self, consumer: str, wait_s: int) -> str:
+        return f"{self.queue_name(consumer)}.wait.{wait_s}s"
 
     async def delete_topology(self) -> None:
         """Delete every exchange and queue of this prefix (tests and benchmarks clean up)."""
@@ -212,8 +271,8 @@ class Broker:
                 name = self.queue_name(spec.consumer)
                 await channel.queue_delete(name)
                 await channel.queue_delete(f"{name}.dead")
-                for step in range(MAX_DELAY_QUEUES):
-                    await channel.queue_delete(f"{name}.delay.{step}")
+                for wait_s in WAITING_ROOMS_S if spec.schedules else ():
+                    await channel.queue_delete(self._room(spec.consumer, wait_s))
             await channel.exchange_delete(self.exchange_name)
             await channel.exchange_delete(self.dead_exchange_name)
 
@@ -228,35 +287,30 @@ class Broker:
         finally:
             await channel.close()
 
-    async def declare_delay_queues(self, consumer: str, delays_s: Sequence[float]) -> list[str]:
-        """Queues where a message waits (its own expiration) before it goes back to a
-        consumer's queue: retries scheduled by the broker, not by sleeping in memory."""
-        if self._channel is None:
-            raise ConnectionError("broker not connected")
-        if len(delays_s) > MAX_DELAY_QUEUES:
-            raise ValueError(f"at most {MAX_DELAY_QUEUES} delay steps")
-        names = []
-        for step in range(len(delays_s)):
-            name = f"{self.queue_name(consumer)}.delay.{step}"
-            await self._channel.declare_queue(
-                name,
-                durable=True,
-                arguments={
-                    "x-dead-letter-exchange": "",
-                    "x-dead-letter-routing-key": self.queue_name(consumer),
-                },
-            )
-            names.append(name)
-        return names
+    async def send_to_queue(self, queue: str, envelope: Envelope) -> None:
+        """Publish straight to a queue (confirmed)."""
+        await self._send(queue, _message(envelope))
 
-    async def send_to_queue(
-        self, queue: str, envelope: Envelope, *, delay_s: float | None = None
-    ) -> None:
-        """Publish straight to a queue (confirmed); with a delay, the message expires into
-        the queue its delay queue dead-letters to."""
-        message = _message(
-            envelope, expiration_s=max(delay_s, 0.001) if delay_s is not None else None
-        )
+    async def send_later(self, consumer: str, envelope: Envelope, *, delay_s: float) -> None:
+        """Deliver to a scheduling consumer's queue in `delay_s` seconds: the message waits
+        in the broker (the waiting rooms), never in a process's memory."""
+        await self._send_due(consumer, _message(envelope), time.time() + delay_s)
+
+    async def _send_due(self, consumer: str, message: aio_pika.Message, due_s: float) -> None:
+        """Send a message due at `due_s` (epoch) on its next hop: into the longest
+        waiting room that does not overshoot, or to the consumer when (nearly) due."""
+        remaining = due_s - time.time()
+        rooms = [wait for wait in WAITING_ROOMS_S if wait <= remaining]
+        if rooms:
+            queue = self._room(consumer, rooms[-1])
+        elif remaining >= WAITING_ROOMS_S[0] / 2:
+            queue = self._room(consumer, WAITING_ROOMS_S[0])
+        else:
+            queue = self.queue_name(consumer)
+        message.headers[NOT_BEFORE_HEADER] = round(due_s * 1000)
+        await self._send(queue, message)
+
+    async def _send(self, queue: str, message: aio_pika.Message) -> None:
         await self._confirmed(
             lambda channel, _: channel.default_exchange.publish(
                 message, routing_key=queue, mandatory=True, timeout=PUBLISH_TIMEOUT_S
@@ -327,7 +381,12 @@ class Broker:
         async def on_message(message: AbstractIncomingMessage) -> None:
             started = time.perf_counter()
             outcome = await self._process(
-                message, handle, requeue_delay_s, on_dead_letter, metrics.lag.labels(consumer)
+                consumer,
+                message,
+                handle,
+                requeue_delay_s,
+                on_dead_letter,
+                metrics.lag.labels(consumer),
             )
             metrics.messages.labels(consumer, outcome).inc()
             metrics.handling.labels(consumer).observe(time.perf_counter() - started)
@@ -345,6 +404,7 @@ class Broker:
 
     async def _process(
         self,
+        consumer: str,
         message: AbstractIncomingMessage,
         handle: EventHandler,
         requeue_delay_s: float,
@@ -352,6 +412,11 @@ class Broker:
         lag: Histogram,
     ) -> str:
         """Handle one message and settle it; what became of it."""
+        due_s = _due_s(message)
+        if due_s is not None and due_s - time.time() >= WAITING_ROOMS_S[0] / 2:
+            # Out of a waiting room, not yet due: on to the next room.
+            await self._pass_on(message, self._send_due(consumer, _forwarded(message), due_s))
+            return "waiting"
         try:
             envelope, event = parse_envelope(message.body)
         except UnknownEvent as exc:
@@ -365,7 +430,10 @@ class Broker:
         except TRANSIENT_ERRORS as exc:
             log.warning("event_requeued", error=repr(exc), retry_in_s=requeue_delay_s)
             await asyncio.sleep(requeue_delay_s)
-            await _settle(message.nack(requeue=True))
+            # To the back of the queue as a new message, not returned: RabbitMQ 4's quorum
+            # queues dead-letter a message returned 20 times, which must count crashes,
+            # not the minutes a dependency is away.
+            await self._pass_on(message, self._send(self.queue_name(consumer), _forwarded(message)))
             return "requeued"
         except Exception as exc:
             dead = message.redelivered
@@ -381,6 +449,18 @@ class Broker:
         finally:
             structlog.contextvars.unbind_contextvars("task_id", "event_id")
 
+    async def _pass_on(self, message: AbstractIncomingMessage, send: Awaitable[None]) -> None:
+        """Ack a message once `send` has put its copy in a queue (confirmed); if the broker
+        is away, return it instead. A crash in between leaves both: consumers are
+        idempotent."""
+        try:
+            await send
+        except BROKER_ERRORS as exc:
+            log.info("message_returned", error=repr(exc))
+            await _settle(message.nack(requeue=True))
+        else:
+            await _settle(message.ack())
+
     async def close(self) -> None:
         """Close the connection; safe to call twice."""
         connection, self._connection, self._channel, self._exchange = (
@@ -393,7 +473,7 @@ class Broker:
             await connection.close()
 
 
-def _message(envelope: Envelope, *, expiration_s: float | None = None) -> aio_pika.Message:
+def _message(envelope: Envelope) -> aio_pika.Message:
     """A persistent message carrying an envelope, its identity and version in properties."""
     return aio_pika.Message(
         body=envelope.model_dump_json().encode(),
@@ -403,8 +483,52 @@ def _message(envelope: Envelope, *, expiration_s: float | None = None) -> aio_pi
         type=envelope.type,
         timestamp=envelope.occurred_at,
         headers={"version": envelope.version, "task_id": envelope.task_id},
-        expiration=expiration_s,
     )
+
+
+def _forwarded(message: AbstractIncomingMessage) -> aio_pika.Message:
+    """The same message, to be sent on (the broker's own headers left behind)."""
+    headers = {k: v for k, v in (message.headers or {}).items() if not k.startswith("x-")}
+    return aio_pika.Message(
+        body=message.body,
+        content_type=message.content_type,
+        delivery_mode=aio_pika.DeliveryMode.PERSISTENT,
+        message_id=message.message_id,
+        type=message.type,
+        timestamp=message.timestamp,
+        headers=headers,
+    )
+
+
+def _due_s(message: AbstractIncomingMessage) -> float | None:
+    due_ms = (message.headers or {}).get(NOT_BEFORE_HEADER)
+    return due_ms / 1000 if isinstance(due_ms, int) else None
+
+
+async def _declare_quorum(
+    channel: AbstractChannel, name: str, arguments: dict[str, Any]
+) -> AbstractQueue:
+    try:
+        return await channel.declare_queue(name, durable=True, arguments=arguments)
+    except ChannelPreconditionFailed as exc:
+        raise OutdatedQueue(name) from exc
+
+
+async def _replace_outdated(connection: AbstractRobustConnection, queue: str) -> None:
+    """Delete an outdated queue so that it is declared again, only if it holds nothing
+    and nobody consumes it (the broker checks both); otherwise say how to upgrade."""
+    try:
+        async with connection.channel() as channel:
+            await channel.queue_delete(queue, if_unused=True, if_empty=True)
+    except ChannelPreconditionFailed as exc:
+        log.error(
+            "queue_needs_upgrade",
+            queue=queue,
+            hint="stop what publishes to it, let its consumers of the earlier version "
+            "empty it, then start this version (README, Upgrading)",
+        )
+        raise OutdatedQueue(queue) from exc
+    log.info("outdated_queue_replaced", queue=queue)
 
 
 def _task_id_of(body: bytes) -> str | None:

@@ -4,7 +4,7 @@ An alert's id comes from its rule and its subject (the call; for a dispute, the
 dispute), so an event that comes again, or a call analysed again, raises nothing twice.
 Raising one writes the alert (the log), each recipient's in-app notification and its
 daily-digest items, and plans its emails and signed webhook as deliveries, which the
-notifier stores and attempts like the CRM's: retried by the broker's delay queues and
+notifier stores and attempts like the CRM's: retried by the broker's waiting rooms and
 logged, so a broken mail server or receiver delays alerts and never loses them. The task
 waits for none of them.
 

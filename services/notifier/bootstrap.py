@@ -19,14 +19,13 @@ USER_AGENT = "cifrovoy-rop-webhooks/1"
 
 @contextlib.asynccontextmanager
 async def bootstrap(settings: Settings) -> AsyncIterator[Notifier]:
-    """Connect, declare the retry delay queues, open the policy-bound HTTP client."""
+    """Connect to the database and broker, open the policy-bound HTTP client."""
     policy = policy_from_settings(settings)
     schedule = tuple(float(delay) for delay in settings.webhook_retry_schedule_s)
     async with (
         worker_connections(settings) as (db, broker),
         policy.client_session(user_agent=USER_AGENT) as session,
     ):
-        delay_queues = await broker.declare_delay_queues("notifier", schedule or (1.0,))
         yield Notifier(
             db=db,
             broker=broker,
@@ -35,7 +34,6 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Notifier]:
             session=session,
             policy=policy,
             schedule_s=schedule,
-            delay_queues=tuple(delay_queues),
             timeout_s=settings.webhook_timeout_s,
             jitter=settings.webhook_retry_jitter,
             slots=EndpointSlots(settings.webhook_endpoint_concurrency),

@@ -2,8 +2,8 @@
 
 A delivery's id is its `webhook-id`: derived from the event and the endpoint, so a
 redelivered event creates nothing twice, and stable across retries so the CRM can
-deduplicate. Every attempt is recorded on the delivery. Retries wait in broker delay
-queues (SPEC §3 schedule, jitter, `Retry-After`), never in memory; `410 Gone` stops
+deduplicate. Every attempt is recorded on the delivery. Retries wait in the broker's
+waiting rooms (SPEC §3 schedule, jitter, `Retry-After`), never in memory; `410 Gone` stops
 the endpoint; after the last attempt a delivery is dead. A task is `done` when all
 its deliveries succeeded, died or were stopped: each finished delivery adds its id to
 the task's `deliveries_closed` (idempotent) and carries how many the task has.
@@ -70,7 +70,6 @@ class Notifier:
     session: aiohttp.ClientSession
     policy: UrlPolicy
     schedule_s: tuple[float, ...]
-    delay_queues: tuple[str, ...]
     timeout_s: float = 15.0
     jitter: float = 0.1
     slots: EndpointSlots = field(default_factory=lambda: EndpointSlots(4))
@@ -199,10 +198,10 @@ async def _store_and_attempt(deps: Notifier, delivery: Document) -> None:
     await _attempt_stored(deps, delivery)
 
 
-async def attempt_later(deps: Notifier, webhook_id: str, *, step: int, delay_s: float) -> None:
-    """Queue the next attempt: it waits in the broker's delay queue of `step`, not here."""
+async def attempt_later(deps: Notifier, webhook_id: str, *, delay_s: float) -> None:
+    """Queue the next attempt: it waits in the broker, not here."""
     envelope = Envelope.wrap(DeliveryDue(delivery_id=webhook_id), task_id=webhook_id)
-    await deps.broker.send_to_queue(deps.delay_queues[step], envelope, delay_s=delay_s)
+    await deps.broker.send_later("notifier", envelope, delay_s=delay_s)
 
 
 async def _close_task(
@@ -299,7 +298,7 @@ async def _attempt_stored(deps: Notifier, delivery: Document) -> None:
         return
     if not await deps.slots.take(delivery["url"]):
         # The endpoint is busy: wait in the broker, not in a prefetch slot.
-        await attempt_later(deps, webhook_id, step=0, delay_s=BUSY_RETRY_S)
+        await attempt_later(deps, webhook_id, delay_s=BUSY_RETRY_S)
         return
     try:
         if delivery.get("channel") == "email":
@@ -329,7 +328,7 @@ async def _attempt_stored(deps: Notifier, delivery: Document) -> None:
         deps, delivery, record, decision.status, next_in_s=decision.delay_s if retrying else None
     )
     if retrying:
-        await attempt_later(deps, webhook_id, step=decision.step, delay_s=decision.delay_s)
+        await attempt_later(deps, webhook_id, delay_s=decision.delay_s)
 
 
 async def _settle(

@@ -13,7 +13,6 @@ from typing import Literal
 @dataclass(frozen=True)
 class Decision:
     status: Literal["succeeded", "stopped", "dead", "retrying"]
-    step: int = 0  # retrying: the schedule's step (its delay queue) of the next attempt
     delay_s: float = 0.0  # retrying: how long until it
 
 
@@ -37,4 +36,4 @@ def decide(
         return Decision("dead")
     base = schedule_s[round_attempts]
     delay = max(retry_after_s or 0.0, base * (1 + uniform(-jitter, jitter)))
-    return Decision("retrying", step=round_attempts, delay_s=delay)
+    return Decision("retrying", delay_s=delay)

@@ -442,7 +442,7 @@ async def test_an_attempt_that_cannot_be_made_kills_its_delivery_and_closes_the_
             "updated_at": now,
         }
     )
-    await attempt_later(notifier, "msg_broken", step=0, delay_s=0.1)
+    await attempt_later(notifier, "msg_broken", delay_s=0.1)
 
     async def dead() -> Document | None:
         delivery = await notifier.db.deliveries.find_one({"_id": "msg_broken"})

@@ -21,9 +21,9 @@ def no_jitter(low: float, high: float) -> float:
         (410, False, 0, Decision("stopped")),
         (None, True, 0, Decision("dead")),  # the URL policy refused it: no retry helps
         (500, False, 3, Decision("dead")),  # the schedule is over
-        (500, False, 0, Decision("retrying", step=0, delay_s=5.0)),
-        (None, False, 2, Decision("retrying", step=2, delay_s=1800.0)),  # a timeout
-        (301, False, 1, Decision("retrying", step=1, delay_s=300.0)),  # redirects are not followed
+        (500, False, 0, Decision("retrying", delay_s=5.0)),
+        (None, False, 2, Decision("retrying", delay_s=1800.0)),  # a timeout
+        (301, False, 1, Decision("retrying", delay_s=300.0)),  # redirects are not followed
     ],
 )
 def test_what_an_attempt_means(
@@ -41,7 +41,7 @@ def test_what_an_attempt_means(
 
 def test_retry_after_lengthens_the_wait_never_shortens_it() -> None:
     asked = decide(429, refused=False, round_attempts=0, schedule_s=SCHEDULE, retry_after_s=60)
-    assert asked == Decision("retrying", step=0, delay_s=60.0)
+    assert asked == Decision("retrying", delay_s=60.0)
     shorter = decide(503, refused=False, round_attempts=1, schedule_s=SCHEDULE, retry_after_s=1)
     assert shorter.delay_s == pytest.approx(300.0)
 
