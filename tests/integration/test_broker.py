@@ -167,7 +167,8 @@ async def test_a_classic_queue_still_holding_work_is_kept_until_it_is_emptied(
         with pytest.raises(OutdatedQueue):
             await broker.connect()
         message = await queue.get(fail=False)
-        assert message is not None and message.body == b"waiting"
+        assert message is not None
+        assert message.body == b"waiting"
         await message.ack()
     async with connected(settings):
         pass
