@@ -64,9 +64,7 @@ async def test_every_queue_is_a_quorum_queue_that_dead_letters_at_least_once(
             **({"x-single-active-consumer": True} if spec.single_active else {}),
         }
         assert await declares(url, name, expected)
-        assert not await declares(
-            url, name, {**expected, "x-dead-letter-strategy": "at-most-once"}
-        )
+        assert not await declares(url, name, {**expected, "x-dead-letter-strategy": "at-most-once"})
     for wait_s in WAITING_ROOMS_S:
         room = f"{broker.queue_name('notifier')}.wait.{wait_s}s"
         assert await declares(
