@@ -14,10 +14,12 @@ from urllib.parse import urlsplit
 import kubernetes_validate
 import pytest
 import yaml
+from pymongo import uri_parser
 
 from services.analyzer.jobs import STATES
 from shared.amqp import CONSUMER_QUEUES
 from shared.mongo import CALLS
+from shared.settings import Settings
 
 ROOT = Path(__file__).resolve().parents[2]
 KEDA_TOOLS = Path(__file__).resolve().parent / "keda"
@@ -122,6 +124,49 @@ def test_every_deployment_has_a_disruption_budget_and_a_grace_period() -> None:
             assert any(selector.items() <= labels.items() for selector in budgets), name
             if kind == "Deployment":
                 assert workload["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 30
+
+
+def spread_over_nodes(workload: dict[str, Any]) -> bool:
+    """Whether no two of its pods may share a Kubernetes node."""
+    anti = workload["spec"]["template"]["spec"]["affinity"]["podAntiAffinity"]
+    rules = anti["requiredDuringSchedulingIgnoredDuringExecution"]
+    labels = workload["spec"]["selector"]["matchLabels"]
+    return any(
+        rule["topologyKey"] == "kubernetes.io/hostname"
+        and rule["labelSelector"]["matchLabels"] == labels
+        for rule in rules
+    )
+
+
+def test_the_broker_and_the_database_survive_losing_any_one_node() -> None:
+    stateful = of_kind("StatefulSet")
+    for name in ("rabbitmq", "mongodb"):
+        assert stateful[name]["spec"]["replicas"] == 3, name
+        assert spread_over_nodes(stateful[name]), name
+    rabbit_config = of_kind("ConfigMap")["rabbitmq-config"]["data"]["rabbitmq.conf"]
+    assert "peer_discovery_backend = k8s" in rabbit_config
+    assert "quorum_queue.initial_cluster_size = 3" in rabbit_config
+    mongod = stateful["mongodb"]["spec"]["template"]["spec"]["containers"][0]
+    assert mongod["args"][:2] == ["--replSet", "rs0"]
+    members = [f"mongodb-{ordinal}.mongodb.rop.svc.cluster.local:27017" for ordinal in range(3)]
+    initiate = " ".join(
+        of_kind("Job")["mongodb-init"]["spec"]["template"]["spec"]["containers"][0]["command"]
+    )
+    assert all(member in initiate for member in members)
+
+    config = of_kind("ConfigMap")["rop-config"]["data"]
+    mongo = uri_parser.parse_uri(config["ROP_MONGO_URL"])
+    assert sorted(f"{host}:{port}" for host, port in mongo["nodelist"]) == members
+    options = mongo["options"]
+    assert options["replicaSet"] == "rs0"
+    assert options["w"] == "majority"
+    assert options["readConcernLevel"] == "majority"
+    amqp_host = urlsplit(config["ROP_AMQP_URL"]).hostname
+    assert amqp_host is not None
+    ready = of_kind("Service")[amqp_host.split(".")[0]]
+    assert ready["spec"]["clusterIP"] == "None"  # resolves to every node, not one address
+    assert not ready["spec"].get("publishNotReadyAddresses")
+    assert Settings(mongo_url=config["ROP_MONGO_URL"]).mongo_url == config["ROP_MONGO_URL"]
 
 
 def test_workers_scale_on_their_backlog_and_the_gateway_on_cpu() -> None:
