@@ -50,12 +50,15 @@ class System:
         """Where a service's output goes: `log_dir/<name>.log`, or ours without one."""
         return None if self.log_dir is None else self.log_dir / f"{name}.log"
 
-    def start(self, name: str) -> None:
-        port = self.http_port if name == "ingest" else self.health[name]
-        self.processes[name] = spawn(
+    def start(self, name: str, *, replica: str | None = None) -> None:
+        """Start a service; `replica` names one more process of it (its own health port),
+        which the other methods then take for a name."""
+        key = replica or name
+        port = self.http_port if name == "ingest" else self.health.setdefault(key, free_port())
+        self.processes[key] = spawn(
             [sys.executable, "-m", f"services.{name}"],
             {**self.env, "ROP_HEALTH_PORT": str(port)},
-            log_path=self.log_of(name),
+            log_path=self.log_of(key),
         )
 
     async def wait_healthy(self, timeout_s: float = 60.0) -> None:
@@ -83,6 +86,20 @@ class System:
         process = self.processes[name]
         process.send_signal(signal.SIGKILL)
         process.wait()
+
+    def terminate(self, name: str, *, grace_s: float) -> tuple[float, int]:
+        """SIGTERM, as Kubernetes stops a pod: the seconds it took to exit and its exit
+        code. One still running after `grace_s` is killed, and that raises."""
+        process = self.processes[name]
+        started = time.monotonic()
+        process.terminate()
+        try:
+            code = process.wait(grace_s)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+            raise RuntimeError(f"{name} did not exit within {grace_s} s of SIGTERM") from None
+        return time.monotonic() - started, code
 
     def stop_all(self) -> None:
         for process in self.processes.values():

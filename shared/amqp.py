@@ -105,6 +105,8 @@ CONSUMER_QUEUES = (
     ),
 )
 REQUEUE_DELAY_S = 5.0
+# How long a stopping consumer finishes what it holds: under the pods' grace period (30 s).
+DRAIN_S = 20.0
 # The waiting rooms' lengths: any delay is a few hops down this ladder, each room a
 # queue TTL, so a message never waits behind a longer one (on quorum queues, as on
 # classic ones, a per-message TTL only expires at the head of its queue). Fixed, not
@@ -365,6 +367,7 @@ class Broker:
         requeue_delay_s: float = REQUEUE_DELAY_S,
         on_dead_letter: DeadLetterHook | None = None,
         metrics: WorkerMetrics | None = None,
+        drain_s: float = DRAIN_S,
     ) -> None:
         """Consume a consumer's queue until cancelled, up to `prefetch` messages at once.
 
@@ -375,19 +378,31 @@ class Broker:
         message is dead-lettered, `on_dead_letter(task_id, reason)` may mark its task
         failed (when the body names a task). `metrics` counts each message's outcome, its
         handling time and its lag.
+
+        Cancelled (the service stops), it takes no more messages and gives those it holds
+        up to `drain_s` to finish; what is still unfinished then goes back to the queue
+        when the connection closes, for another replica.
         """
         metrics = metrics or WorkerMetrics()
+        in_flight: set[asyncio.Task[Any]] = set()
+        consuming: list[tuple[AbstractQueue, str]] = []
 
         async def on_message(message: AbstractIncomingMessage) -> None:
+            task = asyncio.current_task()
+            assert task is not None
+            in_flight.add(task)
             started = time.perf_counter()
-            outcome = await self._process(
-                consumer,
-                message,
-                handle,
-                requeue_delay_s,
-                on_dead_letter,
-                metrics.lag.labels(consumer),
-            )
+            try:
+                outcome = await self._process(
+                    consumer,
+                    message,
+                    handle,
+                    requeue_delay_s,
+                    on_dead_letter,
+                    metrics.lag.labels(consumer),
+                )
+            finally:
+                in_flight.discard(task)
             metrics.messages.labels(consumer, outcome).inc()
             metrics.handling.labels(consumer).observe(time.perf_counter() - started)
 
@@ -397,10 +412,14 @@ class Broker:
             channel = await self._connection.channel()
             await channel.set_qos(prefetch_count=prefetch)
             queue = await channel.get_queue(self.queue_name(consumer), ensure=True)
-            await queue.consume(on_message)
+            consuming.append((queue, await queue.consume(on_message)))
 
         await patiently(start_consuming, errors=BROKER_ERRORS, dependency="broker")
-        await asyncio.Future()  # until cancelled; the robust channel restores the consumer
+        try:
+            await asyncio.Future()  # until cancelled; the robust channel restores the consumer
+        except asyncio.CancelledError:
+            await asyncio.shield(_drain(consuming, in_flight, drain_s))
+            raise
 
     async def _process(
         self,
@@ -529,6 +548,22 @@ async def _replace_outdated(connection: AbstractRobustConnection, queue: str) ->
         )
         raise OutdatedQueue(queue) from exc
     log.info("outdated_queue_replaced", queue=queue)
+
+
+async def _drain(
+    consuming: list[tuple[AbstractQueue, str]], in_flight: set[asyncio.Task[Any]], drain_s: float
+) -> None:
+    """Stop taking messages, then wait up to `drain_s` for those being handled."""
+    for queue, tag in consuming:
+        try:
+            await asyncio.wait_for(queue.cancel(tag), PUBLISH_TIMEOUT_S)
+        except BROKER_ERRORS as exc:
+            log.info("consumer_cancel_failed", error=repr(exc))
+    if in_flight:
+        log.info("draining", messages=len(in_flight), drain_s=drain_s)
+        _, unfinished = await asyncio.wait(set(in_flight), timeout=drain_s)
+        if unfinished:
+            log.warning("drain_incomplete", handed_back=len(unfinished))
 
 
 def _task_id_of(body: bytes) -> str | None:

@@ -80,6 +80,16 @@ def dependency_checks(db: AsyncDatabase[Document], broker: Broker) -> dict[str, 
     return {"mongo": mongo, "broker": amqp}
 
 
+async def run_all(*work: Coroutine[Any, Any, None]) -> None:
+    """Run a service's loops together until cancelled; cancelled, wait until each has
+    finished its own shutdown (a consumer draining what it holds). `asyncio.gather`
+    would not: it returns as soon as one of them is cancelled, and the connections
+    close under the others."""
+    async with asyncio.TaskGroup() as group:
+        for coroutine in work:
+            group.create_task(coroutine)
+
+
 def run_until_signalled(work: Coroutine[Any, Any, None]) -> None:
     """Run a service's main coroutine; SIGINT or SIGTERM cancels it for a clean shutdown."""
 

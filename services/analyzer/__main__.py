@@ -8,7 +8,7 @@ import functools
 from services.analyzer.bootstrap import bootstrap
 from services.analyzer.handlers import fail_poisoned, queue_analysis, work_forever
 from shared.events import Envelope, Event
-from shared.health import serve_worker, worker_health
+from shared.health import run_all, serve_worker, worker_health
 from shared.logging import get_logger
 from shared.settings import Settings
 
@@ -31,7 +31,7 @@ async def run(settings: Settings) -> None:
             wakeup.set()
 
         log.info("analyzer_started", worker=deps.worker_id)
-        await asyncio.gather(
+        await run_all(
             deps.broker.consume(
                 "analyzer",
                 on_audio_stored,
@@ -44,7 +44,8 @@ async def run(settings: Settings) -> None:
 
 
 def main() -> None:
-    """Run until SIGINT or SIGTERM; a job cut short is taken over when its lease ends."""
+    """Run until SIGINT or SIGTERM; a job cut short by SIGTERM goes back to the queue at
+    once, for another analyzer (a killed worker's job is taken over when it falls silent)."""
     serve_worker("analyzer", run)
 
 

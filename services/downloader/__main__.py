@@ -8,7 +8,7 @@ from collections.abc import Awaitable, Callable
 
 from services.downloader.bootstrap import bootstrap
 from services.downloader.handlers import download_call, fail_poisoned, sweep_expired_audio
-from shared.health import serve_worker, worker_health
+from shared.health import run_all, serve_worker, worker_health
 from shared.logging import get_logger
 from shared.settings import Settings
 
@@ -35,7 +35,7 @@ async def run(settings: Settings) -> None:
         worker_health(settings, deps.db, deps.broker, deps.metrics),
     ):
         log.info("downloader_started")
-        await asyncio.gather(
+        await run_all(
             deps.broker.consume(
                 "downloader",
                 functools.partial(download_call, deps=deps),
@@ -52,7 +52,8 @@ async def run(settings: Settings) -> None:
 
 
 def main() -> None:
-    """Run until SIGINT or SIGTERM; unacknowledged messages go back to the queue."""
+    """Run until SIGINT or SIGTERM; stopping, it takes no more calls and finishes the
+    downloads it holds for a while; the unfinished ones go back to the queue."""
     serve_worker("downloader", run)
 
 

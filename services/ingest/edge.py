@@ -136,6 +136,8 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
         request_id = uuid.uuid4().hex
     structlog.contextvars.bind_contextvars(request_id=request_id)
     started = time.perf_counter()
+    metrics = request.app[METRICS]
+    metrics.in_progress.inc()
     try:
         response = await handler(request)
     except RopError as exc:
@@ -151,10 +153,10 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
         log.exception("unhandled_error")
         response = error_response(RopError())
     finally:
+        metrics.in_progress.dec()
         structlog.contextvars.unbind_contextvars("request_id", "task_id")
     elapsed_s = time.perf_counter() - started
     route = _route_name(request)
-    metrics = request.app[METRICS]
     metrics.requests.labels(route, request.method, str(response.status)).inc()
     metrics.latency.labels(route).observe(elapsed_s)
     response.headers["X-Request-ID"] = request_id

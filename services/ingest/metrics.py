@@ -27,6 +27,11 @@ class IngestMetrics:
             buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0),
             registry=self.registry,
         )
+        self.in_progress = Gauge(
+            "rop_http_requests_in_progress",
+            "HTTP requests being handled (a stopping gateway finishes them first).",
+            registry=self.registry,
+        )
         self.calls_accepted = Counter(
             "rop_calls_accepted_total",
             "Calls accepted by the CRM API, by outcome (success or skipped).",

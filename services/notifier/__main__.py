@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import asyncio
-
 from services.notifier.bootstrap import bootstrap
 from services.notifier.handlers import consume, send_digests_forever
 from shared import rollups
-from shared.health import serve_worker, worker_health
+from shared.health import run_all, serve_worker, worker_health
 from shared.logging import get_logger
 from shared.settings import Settings
 
@@ -22,7 +20,7 @@ async def run(settings: Settings) -> None:
         worker_health(settings, deps.db, deps.broker, deps.metrics),
     ):
         log.info("notifier_started")
-        await asyncio.gather(
+        await run_all(
             consume(deps, prefetch=settings.notifier_prefetch),
             send_digests_forever(deps),
             rollups.maintain(deps.db, deps.broker, settings.timezone),
@@ -30,7 +28,8 @@ async def run(settings: Settings) -> None:
 
 
 def main() -> None:
-    """Run until SIGINT or SIGTERM; unacknowledged attempts are redelivered."""
+    """Run until SIGINT or SIGTERM; stopping, it takes no more events and finishes the
+    attempts it holds (what a drain cannot finish is redelivered to another replica)."""
     serve_worker("notifier", run)
 
 

@@ -124,6 +124,10 @@ def test_every_deployment_has_a_disruption_budget_and_a_grace_period() -> None:
             assert any(selector.items() <= labels.items() for selector in budgets), name
             if kind == "Deployment":
                 assert workload["spec"]["template"]["spec"]["terminationGracePeriodSeconds"] >= 30
+    gateway = of_kind("Deployment")["ingest"]["spec"]["template"]["spec"]
+    pause = gateway["containers"][0]["lifecycle"]["preStop"]["sleep"]["seconds"]
+    # The pause, then the open requests (10 s, services/ingest/__main__.py), fit the grace.
+    assert pause + 10 < gateway["terminationGracePeriodSeconds"]
 
 
 def spread_over_nodes(workload: dict[str, Any]) -> bool:

@@ -171,3 +171,64 @@ async def test_a_classic_queue_still_holding_work_is_kept_until_it_is_emptied(
     async with connected(settings):
         pass
     assert not await declares(settings.amqp_url, name, {"x-queue-type": "classic"})
+
+
+async def test_a_stopping_consumer_finishes_what_it_holds_and_takes_nothing_more(
+    settings: Settings,
+) -> None:
+    handled: list[str] = []
+    release = asyncio.Event()
+
+    async def handle(envelope: Envelope, _: Event) -> None:
+        await release.wait()
+        handled.append(envelope.task_id)
+
+    async with connected(settings) as broker:
+        queue = broker.queue_name("downloader")
+        consumer = asyncio.create_task(broker.consume("downloader", handle, prefetch=4))
+        await broker.send_to_queue(queue, due("held"))
+        await wait_for(lambda: _holds(broker, queue))
+        consumer.cancel()
+        await asyncio.sleep(0)  # the consumer is cancelled before the next message comes
+        await broker.send_to_queue(queue, due("later"))
+        assert not consumer.done()
+        release.set()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(consumer, timeout=10)
+        assert handled == ["held"]
+
+        async def later_waits() -> bool:
+            return await broker.message_count("downloader") == 1
+
+        await wait_for(later_waits)
+
+
+async def test_what_a_stopping_consumer_cannot_finish_in_time_goes_back_to_the_queue(
+    settings: Settings,
+) -> None:
+    async def handle(envelope: Envelope, _: Event) -> None:
+        await asyncio.Future()  # never finishes
+
+    async with connected(settings) as broker:
+        queue = broker.queue_name("downloader")
+        consumer = asyncio.create_task(
+            broker.consume("downloader", handle, prefetch=4, drain_s=0.3)
+        )
+        await broker.send_to_queue(queue, due("stuck"))
+        await wait_for(lambda: _holds(broker, queue))
+        started = time.monotonic()
+        consumer.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await asyncio.wait_for(consumer, timeout=10)
+        assert time.monotonic() - started < 3
+    async with connected(settings) as broker:
+
+        async def back() -> bool:
+            return await broker.message_count("downloader") == 1
+
+        await wait_for(back)
+
+
+async def _holds(broker: Broker, queue: str) -> bool:
+    """Whether the queue's one message has been taken (it waits for no consumer)."""
+    return await broker.message_count(queue.removeprefix(f"{broker.prefix}.")) == 0
