@@ -84,13 +84,20 @@ def main() -> None:
         app = web.Application()
         app.router.add_post("/api/v1/calls", bare)
     elif args.kind == "receiver":
+        received: set[str] = set()
 
         async def receive(request: web.Request) -> web.Response:
             await request.read()
+            received.add(request.headers.get("webhook-id", ""))
             return web.Response(text="ok")
+
+        async def count(_: web.Request) -> web.Response:
+            """How many webhook-ids arrived: the benchmark waits on this, not the database."""
+            return web.json_response(len(received))
 
         app = web.Application()
         app.router.add_post("/hooks", receive)
+        app.router.add_get("/hooks/count", count)
     elif args.kind == "files":
         app = web.Application()
         app.router.add_static("/", args.directory)
