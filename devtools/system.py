@@ -110,3 +110,4 @@ class System:
                 process.wait(10)
             if process.poll() is None:
                 process.kill()
+                process.wait()

@@ -10,7 +10,7 @@ from services.notifier.handlers import Notifier
 from services.notifier.payloads import TASK_FIELDS
 from shared.group_commit import GroupFinder, GroupWriter
 from shared.health import worker_connections
-from shared.mongo import calls
+from shared.mongo import DELIVERIES, calls
 from shared.settings import Settings
 from shared.url_policy import policy_from_settings
 
@@ -31,6 +31,7 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Notifier]:
             broker=broker,
             writer=GroupWriter(db),
             task_reader=GroupFinder(calls(db), TASK_FIELDS),
+            delivery_reader=GroupFinder(db[DELIVERIES], {"_id": 1}),
             session=session,
             policy=policy,
             schedule_s=schedule,

@@ -67,6 +67,7 @@ class Notifier:
     broker: Broker
     writer: GroupWriter
     task_reader: GroupFinder
+    delivery_reader: GroupFinder  # whether a delivery is stored (by id)
     session: aiohttp.ClientSession
     policy: UrlPolicy
     schedule_s: tuple[float, ...]
@@ -188,14 +189,18 @@ async def fail_poisoned(deps: Notifier, subject_id: str, why: str) -> None:
 
 
 async def _store_and_attempt(deps: Notifier, delivery: Document) -> None:
-    """Store a planned delivery, then attempt it; if it exists (this event came before),
-    carry on from where the stored one is."""
-    try:
-        await deps.writer.insert(DELIVERIES, delivery)
-    except DuplicateKeyError:
+    """Attempt a planned delivery, then store it with that attempt's outcome: one write
+    where storing it first and recording the attempt took two.
+
+    Until it is stored, the event that planned it stays unacknowledged: a crash in
+    between sends the same webhook-id again when the event comes back, as a crash
+    between an attempt and its record always did (receivers deduplicate on it). An
+    event that comes again finds its delivery stored and carries on from there.
+    """
+    if await deps.delivery_reader.get(delivery["_id"]) is not None:
         await attempt(delivery["_id"], deps=deps)
         return
-    await _attempt_stored(deps, delivery)
+    await _attempt_stored(deps, delivery, stored=False)
 
 
 async def attempt_later(deps: Notifier, webhook_id: str, *, delay_s: float) -> None:
@@ -290,14 +295,17 @@ async def attempt(webhook_id: str, *, deps: Notifier) -> None:
     await _attempt_stored(deps, delivery)
 
 
-async def _attempt_stored(deps: Notifier, delivery: Document) -> None:
+async def _attempt_stored(deps: Notifier, delivery: Document, *, stored: bool = True) -> None:
+    """Attempt a delivery and record the outcome; one not `stored` yet is stored with it."""
     webhook_id = delivery["_id"]
     await deps.directory.refresh(deps.db)
     if delivery["url"] in deps.directory.gone:
-        await _settle(deps, delivery, None, "stopped")
+        await _settle(deps, delivery, None, "stopped", stored=stored)
         return
     if not await deps.slots.take(delivery["url"]):
         # The endpoint is busy: wait in the broker, not in a prefetch slot.
+        if not stored:
+            await _store(deps, delivery, {})
         await attempt_later(deps, webhook_id, delay_s=BUSY_RETRY_S)
         return
     try:
@@ -325,10 +333,29 @@ async def _attempt_stored(deps: Notifier, delivery: Document) -> None:
         deps.directory.gone.add(delivery["url"])
     retrying = decision.status == "retrying"
     await _settle(
-        deps, delivery, record, decision.status, next_in_s=decision.delay_s if retrying else None
+        deps,
+        delivery,
+        record,
+        decision.status,
+        next_in_s=decision.delay_s if retrying else None,
+        stored=stored,
     )
     if retrying:
         await attempt_later(deps, webhook_id, delay_s=decision.delay_s)
+
+
+async def _store(deps: Notifier, delivery: Document, update: Document) -> None:
+    """Insert a new delivery as `update` (of `_settle`) leaves it; if a second handling
+    of its event stored it meanwhile, apply `update` to that one instead."""
+    document = {**delivery, **update.get("$set", {})}
+    if "$push" in update:
+        document["attempts"] = [*delivery["attempts"], update["$push"]["attempts"]]
+        document["round_attempts"] = delivery["round_attempts"] + 1
+    try:
+        await deps.writer.insert(DELIVERIES, document)
+    except DuplicateKeyError:
+        if update:
+            await deps.writer.update(DELIVERIES, {"_id": delivery["_id"]}, update)
 
 
 async def _settle(
@@ -338,7 +365,10 @@ async def _settle(
     status: str,
     *,
     next_in_s: float | None = None,
+    stored: bool = True,
 ) -> None:
+    """Record an attempt's outcome (`record`: the attempt, if one was made) on a stored
+    delivery, or store a new one with it; a finished delivery closes on its task."""
     now = utcnow()
     update: Document = {
         "$set": {
@@ -350,7 +380,10 @@ async def _settle(
     if record is not None:
         update["$push"] = {"attempts": record}
         update["$inc"] = {"round_attempts": 1}
-    await deps.writer.update(DELIVERIES, {"_id": delivery["_id"]}, update)
+    if stored:
+        await deps.writer.update(DELIVERIES, {"_id": delivery["_id"]}, update)
+    else:
+        await _store(deps, delivery, update)
     log.info(
         "delivery_attempted",
         delivery_id=delivery["_id"],
