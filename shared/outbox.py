@@ -12,7 +12,6 @@ confirm and the removal publishes the same `event_id` again; consumers are idemp
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import math
 import time
 from collections.abc import Callable
@@ -26,6 +25,7 @@ from shared.amqp import BROKER_DOWN, PUBLISH_WAIT_S, Broker
 from shared.events import Envelope, utcnow
 from shared.logging import get_logger
 from shared.mongo import Document
+from shared.patience import woken
 
 log = get_logger(__name__)
 
@@ -138,8 +138,7 @@ class OutboxRelay:
                 delay_s = min(self._poll_interval_s * 2**failures, MAX_BACKOFF_S)
             else:
                 signal, delay_s = self._wakeup, self._poll_interval_s
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(signal.wait(), timeout=delay_s)
+            await woken(signal, delay_s)
 
     async def _report_backlog(self) -> None:
         # At most once per poll interval: under load the relay cycles per request batch.

@@ -49,7 +49,7 @@ from shared.logging import get_logger
 from shared.metrics import WorkerMetrics
 from shared.mongo import AUDIO_BUCKET, BINDINGS, TABLES, TEMPLATES, TRACKERS, Document, calls
 from shared.outbox import PUBLISH_NOW_GRACE_S, outbox_append, publish_now
-from shared.patience import patiently
+from shared.patience import patiently, woken
 from shared.results import Results, TemplateRef, overall_score
 from shared.reviews import pick_for_blind_review, with_corrections
 from shared.scripts import Binding, Table, Template, Tracker
@@ -540,8 +540,7 @@ async def work_forever(deps: Analyzer, wakeup: asyncio.Event, *, poll_s: float =
                 continue
             if await _patiently(lambda: retag_pending(deps.db)):
                 continue
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(wakeup.wait(), poll_s)
+            await woken(wakeup, poll_s)
     finally:
         beating.cancel()
         counting.cancel()

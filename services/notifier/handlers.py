@@ -1,4 +1,4 @@
-"""Results and failures become webhook deliveries, each stored before it is sent.
+"""Results and failures become webhook deliveries, each stored with its first attempt.
 
 A delivery's id is its `webhook-id`: derived from the event and the endpoint, so a
 redelivered event creates nothing twice, and stable across retries so the CRM can

@@ -95,7 +95,7 @@ def delivery(
     *,
     of: int = 1,
 ) -> Document:
-    """A delivery as stored before its first attempt; `of` is how many the task waits
+    """A delivery as planned, before its first attempt; `of` is how many the task waits
     for (0: it waits for none, as with alerts)."""
     now = utcnow()
     return {
