@@ -223,7 +223,11 @@ async def ingest_client(settings: Settings) -> AsyncIterator[TestClient[object, 
     app = create_app(settings)
     checker = AnswerChecker(OPENAPI)
     app.middlewares.insert(0, checker.middleware)
-    client: TestClient[object, object] = TestClient(TestServer(app, host="127.0.0.1"))
+    server = TestServer(app, host="127.0.0.1")
+    # Like the gateway's own bound: a connection still open at the end is cut after 5 s,
+    # not aiohttp's test default of 60 s twice (full runs hung here for 120 s).
+    await server.start_server(shutdown_timeout=5)
+    client: TestClient[object, object] = TestClient(server)
     await client.start_server()
     yield client
     await client.close()
