@@ -208,9 +208,11 @@ async def test_always_500_dies_after_the_schedule(
     assert len(fake.at("/down")) == 4
     assert len(delivery["attempts"][0]["response"]) == 2048  # a bounded snippet
     assert delivery["attempts"][0]["latency_ms"] is not None
-    task = await notifier.db.calls.find_one({"_id": envelope.task_id})
-    assert task is not None
-    assert task["status"] == "done"
+
+    async def done() -> Document | None:  # the task is closed just after its delivery
+        return await notifier.db.calls.find_one({"_id": envelope.task_id, "status": "done"})
+
+    task = await wait_for(done)
     assert task["timeline"][-2]["status"] == "webhook_dead"
 
 
