@@ -49,6 +49,10 @@ class Ingest:
     vocabulary: Vocabulary = field(default_factory=Vocabulary)  # what search matches words to
 
 
+# How long the gateway's own loops get to stop when it shuts down.
+WORKERS_STOP_S = 5.0
+
+
 async def _refresh_forever(ingest: Ingest) -> None:
     while True:
         await asyncio.sleep(STATE_REFRESH_INTERVAL_S)
@@ -127,7 +131,10 @@ async def bootstrap(settings: Settings, metrics: IngestMetrics) -> AsyncIterator
         finally:
             for worker in workers:
                 worker.cancel()
-            await asyncio.gather(*workers, return_exceptions=True)
+            # Bounded: a worker that does not stop must not hold the gateway's exit.
+            _, stuck = await asyncio.wait(workers, timeout=WORKERS_STOP_S)
+            for worker in stuck:
+                log.error("worker_did_not_stop", worker=worker.get_name(), stack=repr(worker))
     finally:
         await broker.close()
         await mongo.close()
