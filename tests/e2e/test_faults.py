@@ -28,6 +28,11 @@ from tests.system_client import bind_script, call_statuses, post, submit_calls, 
 
 pytestmark = pytest.mark.timeout(420)
 
+# Eight times the good call (180 s): long enough to be caught in the middle of its analysis.
+LONG_CALL = [
+    (side, start_s + 22.0 * k, text) for k in range(8) for side, start_s, text in GOOD_CALL
+]
+
 
 def _system(
     settings: Settings, *, mongo_url: str, amqp_url: str, log_dir: Path | None = None, **env: str
@@ -216,12 +221,8 @@ async def test_a_fresh_analyzer_takes_over_a_dead_workers_job_at_once(
         ROP_ANALYSIS_LEASE_S="300",
         ROP_ANALYSIS_HEARTBEAT_S="1",
     )
-    # Eight times the good call: long enough to be caught in the middle of its analysis.
-    lines = [
-        (side, start_s + 22.0 * k, text) for k in range(8) for side, start_s, text in GOOD_CALL
-    ]
     async with serving(system, hooks) as (session, api):
-        url = files.file("/long.mp3", call(lines, duration_s=180))
+        url = files.file("/long.mp3", call(LONG_CALL, duration_s=180))
         await submit_calls(session, api, url, ["long"], 180)
         mongo = AsyncMongoClient(settings.mongo_url)
         try:

@@ -22,7 +22,7 @@ from shared.settings import Settings
 from tests.audio import GOOD_CALL, call
 from tests.conftest import API_KEY
 from tests.crm_client import a_call
-from tests.e2e.test_faults import _system, serving
+from tests.e2e.test_faults import LONG_CALL, _system, serving
 from tests.fakes import FakeCrm, reply
 from tests.fileserver import FileServer
 from tests.helpers import wait_for
@@ -70,11 +70,8 @@ async def test_a_stopped_analyzer_hands_its_job_to_another_at_once(
         ROP_ANALYSIS_LEASE_S="300",
         ROP_ANALYSIS_HEARTBEAT_S="30",
     )
-    lines = [
-        (side, start_s + 22.0 * k, text) for k in range(8) for side, start_s, text in GOOD_CALL
-    ]
     async with serving(system, hooks) as (session, api):
-        url = files.file("/long.mp3", call(lines, duration_s=180))
+        url = files.file("/long.mp3", call(LONG_CALL, duration_s=180))
         await submit_calls(session, api, url, ["long"], 180)
 
         async def running() -> dict[str, Any] | None:
