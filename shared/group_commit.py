@@ -30,7 +30,7 @@ Item = TypeVar("Item")
 Result = TypeVar("Result")
 
 
-class _Coalescer(Generic[Item, Result]):
+class Coalescer(Generic[Item, Result]):
     """Callers submit items; one task settles them in batches, each caller its own result."""
 
     def __init__(self, *, max_batch: int) -> None:
@@ -63,7 +63,7 @@ class _Coalescer(Generic[Item, Result]):
         raise NotImplementedError
 
 
-class GroupWriter(_Coalescer[tuple[str, WriteOp], None]):
+class GroupWriter(Coalescer[tuple[str, WriteOp], None]):
     """Writes to one database, coalescing concurrent callers into one bulk write per
     collection. Only one batch is written at a time: a single writer keeps the server
     from spending its time on contention between concurrent writes."""
@@ -117,7 +117,7 @@ class GroupWriter(_Coalescer[tuple[str, WriteOp], None]):
                 done.set_result(None)
 
 
-class GroupFinder(_Coalescer[str, Document | None]):
+class GroupFinder(Coalescer[str, Document | None]):
     """Reads documents of one collection by `_id`, concurrent callers in one `$in` query."""
 
     def __init__(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 
+from services.notifier.closing import TaskClosings
 from services.notifier.endpoints import EndpointSlots
 from services.notifier.handlers import Notifier
 from services.notifier.payloads import TASK_FIELDS
@@ -30,6 +31,7 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Notifier]:
             db=db,
             broker=broker,
             writer=GroupWriter(db),
+            closings=TaskClosings(db),
             task_reader=GroupFinder(calls(db), TASK_FIELDS),
             delivery_reader=GroupFinder(db[DELIVERIES], {"_id": 1}),
             session=session,

@@ -5,8 +5,7 @@ redelivered event creates nothing twice, and stable across retries so the CRM ca
 deduplicate. Every attempt is recorded on the delivery. Retries wait in the broker's
 waiting rooms (SPEC §3 schedule, jitter, `Retry-After`), never in memory; `410 Gone` stops
 the endpoint; after the last attempt a delivery is dead. A task is `done` when all
-its deliveries succeeded, died or were stopped: each finished delivery adds its id to
-the task's `deliveries_closed` (idempotent) and carries how many the task has.
+its deliveries succeeded, died or were stopped (`closing.py`).
 
 Concurrent deliveries share their database round trips (`shared/group_commit.py`),
 which is what lets one notifier keep up with a burst of results.
@@ -28,6 +27,7 @@ from pymongo.errors import DuplicateKeyError, PyMongoError
 
 from services.notifier import payloads
 from services.notifier.alerting import Alerting, digest_sent, digests_due, raise_alerts
+from services.notifier.closing import Closing, TaskClosings, closing_of
 from services.notifier.endpoints import Directory, EndpointSlots
 from services.notifier.retry import decide
 from services.notifier.sending import attempt_record, send, send_email
@@ -49,7 +49,7 @@ from shared.logging import get_logger
 from shared.metrics import WorkerMetrics
 from shared.mongo import CALLS, DELIVERIES, ENDPOINTS, Document
 from shared.outbox import outbox_append
-from shared.tasks import TaskStatus, moved, timeline_entry
+from shared.tasks import TaskStatus, moved
 from shared.url_policy import UrlPolicy
 from shared.webhooks import DELIVERY_FINISHED, counts_for_task
 
@@ -66,6 +66,7 @@ class Notifier:
     db: AsyncDatabase[Document]
     broker: Broker
     writer: GroupWriter
+    closings: TaskClosings
     task_reader: GroupFinder
     delivery_reader: GroupFinder  # whether a delivery is stored (by id)
     session: aiohttp.ClientSession
@@ -119,7 +120,7 @@ async def on_event(envelope: Envelope, event: Event, *, deps: Notifier) -> None:
         return
     deliveries = await plan_deliveries(envelope, event, task, deps=deps)
     if isinstance(event, CallAnalyzed | CallReviewed) and not deliveries:
-        await _close_task(deps, envelope.task_id)
+        await deps.closings.close(Closing(envelope.task_id))
     deliveries += await raise_alerts(deps.alerting, envelope, event, task)
     await asyncio.gather(*(_store_and_attempt(deps, delivery) for delivery in deliveries))
 
@@ -209,72 +210,6 @@ async def attempt_later(deps: Notifier, webhook_id: str, *, delay_s: float) -> N
     await deps.broker.send_later("notifier", envelope, delay_s=delay_s)
 
 
-async def _close_task(
-    deps: Notifier,
-    task_id: str,
-    *,
-    delivery: Document | None = None,
-    status: str = "",
-    at: datetime | None = None,
-) -> None:
-    """Record one finished delivery (if any) on its task's timeline, and mark a
-    delivering task done when all of its deliveries are finished (a failed task stays
-    failed).
-
-    One write: the closed list, the timeline entry and the status change together. A
-    delivery already on the list matches nothing, so closing twice is harmless; a
-    redelivery takes it off the list again.
-    """
-    now = utcnow()
-    closed: Document = {"$ifNull": ["$deliveries_closed", []]}
-    query: Document = {"_id": task_id}
-    total, added = 0, []
-    if delivery is not None:
-        query["deliveries_closed"] = {"$ne": delivery["_id"]}
-        closed = {"$concatArrays": [closed, [delivery["_id"]]]}
-        total = delivery["task_deliveries"]
-        added = [
-            {
-                "status": f"webhook_{status}",
-                "at": at or now,
-                "delivery_id": delivery["_id"],
-                "type": delivery["type"],
-            }
-        ]
-    finishes = {
-        "$and": [
-            {"$gte": [{"$size": closed}, total]},
-            {"$eq": ["$status", TaskStatus.DELIVERING.value]},
-        ]
-    }
-    await deps.writer.update(
-        CALLS,
-        query,
-        [
-            {
-                "$set": {
-                    "status": {"$cond": [finishes, TaskStatus.DONE.value, "$status"]},
-                    "updated_at": now,
-                    "timeline": {
-                        "$concatArrays": [
-                            "$timeline",
-                            {"$literal": added},
-                            {
-                                "$cond": [
-                                    finishes,
-                                    {"$literal": [timeline_entry(TaskStatus.DONE, now)]},
-                                    [],
-                                ]
-                            },
-                        ]
-                    },
-                    "deliveries_closed": closed,
-                }
-            }
-        ],
-    )
-
-
 async def attempt(webhook_id: str, *, deps: Notifier) -> None:
     """Attempt a delivery and decide: succeeded, stopped, retry later, or dead."""
     delivery = await deps.db[DELIVERIES].find_one({"_id": webhook_id})
@@ -284,13 +219,7 @@ async def attempt(webhook_id: str, *, deps: Notifier) -> None:
         if not counts_for_task(delivery):
             return
         # Finished, but the notifier may have stopped before telling the task.
-        await _close_task(
-            deps,
-            delivery["task_id"],
-            delivery=delivery,
-            status=delivery["status"],
-            at=delivery["updated_at"],
-        )
+        await deps.closings.close(closing_of(delivery, delivery["status"], delivery["updated_at"]))
         return
     await _attempt_stored(deps, delivery)
 
@@ -392,4 +321,4 @@ async def _settle(
     )
     deps.metrics.outcomes.labels("delivery", status).inc()
     if status in DELIVERY_FINISHED and counts_for_task(delivery):
-        await _close_task(deps, delivery["task_id"], delivery=delivery, status=status, at=now)
+        await deps.closings.close(closing_of(delivery, status, now))
