@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint fmt bench bench-ingest bench-download bench-analyze bench-notify bench-e2e bench-web api-key admin-password clean
+.PHONY: run test lint fmt bench bench-ingest bench-download bench-analyze bench-notify bench-e2e bench-web bench-day api-key admin-password clean
 
 # The speaker model is the weights file of the Resemblyzer wheel; its code (and torch,
 # librosa) is never imported, so it is installed without its dependencies.
@@ -38,7 +38,7 @@ fmt: $(STAMP)
 	$(PY) -m ruff format .
 	$(PY) -m ruff check --fix .
 
-bench: bench-ingest bench-download bench-analyze bench-notify bench-e2e bench-web
+bench: bench-ingest bench-download bench-analyze bench-notify bench-e2e bench-web bench-day
 
 bench-ingest: $(STAMP) ## accepted calls/s and latency vs bare aiohttp and bare insert
 	$(PY) -m bench.ingest
@@ -54,6 +54,9 @@ bench-notify: $(STAMP) ## deliveries/s from 1,000 queued results vs a bare inser
 
 bench-e2e: $(STAMP) ## POST to checklist webhook for one call, and 20 calls at once
 	$(PY) -m bench.e2e
+
+bench-day: $(STAMP) ## a day of calls (2,000) in a burst, with 1 then 2 analyzers: drain, p50/p95, RSS, CPU, none lost
+	$(PY) -m bench.day $(BENCH_DAY_ARGS)
 
 bench-web: $(STAMP) ## back-office pages at 1k-50k calls; search over 10k 5-minute calls; trackers' cost
 	$(PY) -m bench.webapp

@@ -37,6 +37,7 @@ def sample_call(**changes: Any) -> dict[str, Any]:
 ENCODINGS: dict[str, list[str]] = {
     "mp3": [],
     "mp3-32k": ["-c:a", "libmp3lame", "-b:a", "32k"],
+    "mp3-16k": ["-c:a", "libmp3lame", "-b:a", "16k"],
     "mp3-vbr": ["-c:a", "libmp3lame", "-q:a", "5"],  # with a Xing header holding the length
     "ulaw": ["-c:a", "pcm_mulaw"],
     "alaw": ["-c:a", "pcm_alaw"],
