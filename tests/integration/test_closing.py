@@ -75,7 +75,8 @@ async def test_concurrent_closings_of_many_tasks_each_close_their_own(
 
     await closings.close(closing_of(waits[2], "succeeded", AT))
     closed = await calls(db).find_one({"_id": "waits"})
-    assert closed is not None and closed["status"] == "done"
+    assert closed is not None
+    assert closed["status"] == "done"
 
 
 async def test_a_closing_repeated_changes_nothing(db: AsyncDatabase[Document]) -> None:
@@ -86,4 +87,5 @@ async def test_a_closing_repeated_changes_nothing(db: AsyncDatabase[Document]) -
     before = await calls(db).find_one({"_id": "task"})
     await closings.close(first)
     assert await calls(db).find_one({"_id": "task"}) == before
-    assert before is not None and before["status"] == "delivering"
+    assert before is not None
+    assert before["status"] == "delivering"
