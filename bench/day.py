@@ -19,7 +19,6 @@ import os
 import statistics
 import tempfile
 import time
-import uuid
 from collections import defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,17 +27,14 @@ import aiohttp
 from aiohttp import web
 
 from bench.analyze import conversation
+from bench.e2e import API_KEY, bind_sample_template, start_system
 from bench.ingest import AMQP_URL
 from bench.notify import cpu_seconds
 from devtools.processes import free_port, start_secantus, stop
 from devtools.samples import write_call
-from devtools.system import System
-from services.ingest.backoffice.samples import SAMPLE_TEMPLATE
 from shared.amqp import Broker
 from shared.mongo import calls, connect_mongo, database
 
-API_KEY = "bench-api-key-0123456789abcdef"
-PASSWORD = "bench-password"
 MANAGERS = 100
 MINUTES = range(1, 11)  # one recording of each length, shared by the calls
 TALK_S = 10.0  # the exchange that opens every call; the rest is silence
@@ -144,38 +140,12 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def configure(session: aiohttp.ClientSession, api: str, hooks_url: str) -> None:
-    async with session.post(
-        f"{api}/auth/login", json={"email": "admin@rop.local", "password": PASSWORD}
-    ) as response:
-        admin = {"Authorization": f"Bearer {(await response.json())['token']}"}
-    template = SAMPLE_TEMPLATE.model_dump(mode="json")
-    async with session.post(f"{api}/templates", headers=admin, json=template) as response:
-        template_id = (await response.json())["id"]
-    binding = {"template_id": template_id, "webhook": {"url": hooks_url}}
-    async with session.post(f"{api}/bindings", headers=admin, json=binding) as response:
-        assert response.status == 201, await response.text()
-
-
 async def day(analyzers: int, calls: int, crm: Crm, crm_url: str, work: Path) -> Run:
     crm.hooks.clear()
     mongo_port = free_port()
     mongo = start_secantus(mongo_port, str(work / f"db-{analyzers}"))
-    prefix = f"rop-bench-{uuid.uuid4().hex[:8]}"
-    system = System(
-        mongo_url=f"mongodb://127.0.0.1:{mongo_port}/bench_day",
-        amqp_url=AMQP_URL,
-        prefix=prefix,
-        state_dir=str(work),
-        extra_env={
-            "ROP_API_KEY": API_KEY,
-            "ROP_ADMIN_PASSWORD": PASSWORD,
-            "ROP_SEED_SAMPLES": "false",
-        },
-        log_dir=work,
-    )
-    for name in ("ingest", "downloader", "analyzer", "notifier"):
-        system.start(name)
+    mongo_url = f"mongodb://127.0.0.1:{mongo_port}/bench_day"
+    system, prefix = start_system(mongo_url, work, log_dir=work)
     for number in range(2, analyzers + 1):
         system.start("analyzer", replica=f"analyzer-{number}")
     minutes = {f"call_{index:05d}": MINUTES[index * 7 % len(MINUTES)] for index in range(calls)}
@@ -183,7 +153,7 @@ async def day(analyzers: int, calls: int, crm: Crm, crm_url: str, work: Path) ->
     try:
         api = await system.api()
         async with aiohttp.ClientSession() as session:
-            await configure(session, api, f"{crm_url}/hooks/checklist")
+            await bind_sample_template(session, api, f"{crm_url}/hooks/checklist")
             slots = asyncio.Semaphore(POSTING)
 
             async def post(index: int, call_id: str) -> None:
@@ -207,7 +177,7 @@ async def day(analyzers: int, calls: int, crm: Crm, crm_url: str, work: Path) ->
             last = max((at for hooks in crm.hooks.values() for _, at in hooks), default=started)
             drain_s = last - started
             await asyncio.sleep(5)  # anything sent twice would come now
-            statuses = await task_statuses(f"mongodb://127.0.0.1:{mongo_port}/bench_day")
+            statuses = await task_statuses(mongo_url)
         processes = {key: process.pid for key, process in system.processes.items()}
         processes["database"] = mongo.pid
         rss = {name: peak_rss_mb(pid) for name, pid in processes.items()}

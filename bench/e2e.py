@@ -21,7 +21,7 @@ from bench.analyze import conversation
 from bench.ingest import AMQP_URL
 from devtools.processes import free_port, start_secantus, stop
 from devtools.samples import write_call
-from devtools.system import System
+from devtools.system import SERVICES, System
 from services.ingest.backoffice.samples import SAMPLE_TEMPLATE
 from shared.amqp import Broker
 
@@ -62,6 +62,41 @@ async def wait_webhooks(crm: Crm, call_ids: set[str], timeout_s: float = 600) ->
     return max(crm.arrived[call_id] for call_id in call_ids)
 
 
+def start_system(mongo_url: str, work: Path, *, log_dir: Path | None = None) -> tuple[System, str]:
+    """The four services as processes on queues of their own (the prefix, returned), with
+    the benchmarks' API key and admin password and no demo data."""
+    prefix = f"rop-bench-{uuid.uuid4().hex[:8]}"
+    system = System(
+        mongo_url=mongo_url,
+        amqp_url=AMQP_URL,
+        prefix=prefix,
+        state_dir=str(work),
+        extra_env={
+            "ROP_API_KEY": API_KEY,
+            "ROP_ADMIN_PASSWORD": PASSWORD,
+            "ROP_SEED_SAMPLES": "false",
+        },
+        log_dir=log_dir,
+    )
+    for name in SERVICES:
+        system.start(name)
+    return system, prefix
+
+
+async def bind_sample_template(session: aiohttp.ClientSession, api: str, hooks_url: str) -> None:
+    """As the admin: the sample script as a template, bound to the CRM's checklist webhook."""
+    async with session.post(
+        f"{api}/auth/login", json={"email": "admin@rop.local", "password": PASSWORD}
+    ) as response:
+        admin = {"Authorization": f"Bearer {(await response.json())['token']}"}
+    template = SAMPLE_TEMPLATE.model_dump(mode="json")
+    async with session.post(f"{api}/templates", headers=admin, json=template) as response:
+        template_id = (await response.json())["id"]
+    binding = {"template_id": template_id, "webhook": {"url": hooks_url}}
+    async with session.post(f"{api}/bindings", headers=admin, json=binding) as response:
+        assert response.status == 201, await response.text()
+
+
 async def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="rop-bench-e2e-"))
     recording = work / "call.mp3"
@@ -76,41 +111,11 @@ async def main() -> None:
     await web.TCPSite(runner, "127.0.0.1", crm_port).start()
     mongo_port = free_port()
     mongo = start_secantus(mongo_port, str(work / "db"))
-    prefix = f"rop-bench-{uuid.uuid4().hex[:8]}"
-    system = System(
-        mongo_url=f"mongodb://127.0.0.1:{mongo_port}/bench_e2e",
-        amqp_url=AMQP_URL,
-        prefix=prefix,
-        state_dir=str(work),
-        extra_env={
-            "ROP_API_KEY": API_KEY,
-            "ROP_ADMIN_PASSWORD": PASSWORD,
-            "ROP_SEED_SAMPLES": "false",
-        },
-    )
-    for name in ("ingest", "downloader", "analyzer", "notifier"):
-        system.start(name)
+    system, prefix = start_system(f"mongodb://127.0.0.1:{mongo_port}/bench_e2e", work)
     try:
         api = await system.api()
         async with aiohttp.ClientSession() as session:
-            async with session.post(
-                f"{api}/auth/login", json={"email": "admin@rop.local", "password": PASSWORD}
-            ) as response:
-                token = (await response.json())["token"]
-            admin = {"Authorization": f"Bearer {token}"}
-            async with session.post(
-                f"{api}/templates", headers=admin, json=SAMPLE_TEMPLATE.model_dump(mode="json")
-            ) as response:
-                template = await response.json()
-            async with session.post(
-                f"{api}/bindings",
-                headers=admin,
-                json={
-                    "template_id": template["id"],
-                    "webhook": {"url": f"http://127.0.0.1:{crm_port}/hooks/checklist"},
-                },
-            ) as response:
-                assert response.status == 201
+            await bind_sample_template(session, api, f"http://127.0.0.1:{crm_port}/hooks/checklist")
 
             async def submit(call_id: str) -> None:
                 async with session.post(
