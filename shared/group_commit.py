@@ -7,6 +7,12 @@ once, so nothing waits on a timer. Every caller still returns only after its own
 write is acknowledged, and gets its own error: a duplicate key fails only the
 write that caused it. The batch is unordered, so callers must not depend on the
 order of each other's writes (each caller's own writes are awaited one by one).
+
+Coalescers can share a lane: then only one of their batches is in flight at a time,
+and what arrives meanwhile joins the next batch of its kind. A process whose reads and
+writes would otherwise overlap (the notifier's) keeps the database from spending its
+time on contention between them. A batch's settling must not wait on another coalescer
+of its own lane.
 """
 
 from __future__ import annotations
@@ -31,10 +37,12 @@ Result = TypeVar("Result")
 
 
 class Coalescer(Generic[Item, Result]):
-    """Callers submit items; one task settles them in batches, each caller its own result."""
+    """Callers submit items; one task settles them in batches, each caller its own result.
+    A batch is taken when its turn in the lane comes (by default a lane of its own)."""
 
-    def __init__(self, *, max_batch: int) -> None:
+    def __init__(self, *, max_batch: int, lane: asyncio.Lock | None = None) -> None:
         self._max_batch = max_batch
+        self._lane = lane or asyncio.Lock()
         self._waiting: list[tuple[Item, asyncio.Future[Result]]] = []
         self._runner: asyncio.Task[None] | None = None
 
@@ -48,14 +56,15 @@ class Coalescer(Generic[Item, Result]):
     async def _run_batches(self) -> None:
         try:
             while self._waiting:
-                batch = self._waiting[: self._max_batch]
-                del self._waiting[: self._max_batch]
-                try:
-                    await self._settle(batch)
-                except Exception as exc:
-                    for _, done in batch:
-                        if not done.done():
-                            done.set_exception(exc)
+                async with self._lane:
+                    batch = self._waiting[: self._max_batch]
+                    del self._waiting[: self._max_batch]
+                    try:
+                        await self._settle(batch)
+                    except Exception as exc:
+                        for _, done in batch:
+                            if not done.done():
+                                done.set_exception(exc)
         finally:
             self._runner = None
 
@@ -68,8 +77,10 @@ class GroupWriter(Coalescer[tuple[str, WriteOp], None]):
     collection. Only one batch is written at a time: a single writer keeps the server
     from spending its time on contention between concurrent writes."""
 
-    def __init__(self, db: AsyncDatabase[Document], *, max_batch: int = 100) -> None:
-        super().__init__(max_batch=max_batch)
+    def __init__(
+        self, db: AsyncDatabase[Document], *, max_batch: int = 100, lane: asyncio.Lock | None = None
+    ) -> None:
+        super().__init__(max_batch=max_batch, lane=lane)
         self._db = db
 
     async def insert(self, collection: str, document: Document) -> None:
@@ -126,8 +137,9 @@ class GroupFinder(Coalescer[str, Document | None]):
         projection: Mapping[str, Any] | None = None,
         *,
         max_batch: int = IN_CHUNK,  # a longer `$in` costs more than its share
+        lane: asyncio.Lock | None = None,
     ) -> None:
-        super().__init__(max_batch=max_batch)
+        super().__init__(max_batch=max_batch, lane=lane)
         self._collection = collection
         self._projection = projection
 

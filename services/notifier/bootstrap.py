@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -27,13 +28,16 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Notifier]:
         worker_connections(settings) as (db, broker),
         policy.client_session(user_agent=USER_AGENT) as session,
     ):
+        # One command of these at a time: overlapping, they cost an embedded database a
+        # third more CPU per delivery (`make bench-notify`: 2.8 ms against 1.85 ms).
+        lane = asyncio.Lock()
         yield Notifier(
             db=db,
             broker=broker,
-            writer=GroupWriter(db),
-            closings=TaskClosings(db),
-            task_reader=GroupFinder(calls(db), TASK_FIELDS),
-            delivery_reader=GroupFinder(db[DELIVERIES], {"_id": 1}),
+            writer=GroupWriter(db, lane=lane),
+            closings=TaskClosings(db, lane=lane),
+            task_reader=GroupFinder(calls(db), TASK_FIELDS, lane=lane),
+            delivery_reader=GroupFinder(db[DELIVERIES], {"_id": 1}, lane=lane),
             session=session,
             policy=policy,
             schedule_s=schedule,

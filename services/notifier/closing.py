@@ -132,8 +132,14 @@ class TaskClosings(Coalescer[Closing, None]):
     """Applies closings as they come, those that arrive during a write in the next one;
     each caller returns once its closing is written, or gets the write's error."""
 
-    def __init__(self, db: AsyncDatabase[Document], *, max_batch: int = IN_CHUNK) -> None:
-        super().__init__(max_batch=max_batch)  # ids in one `$in`: longer costs its square
+    def __init__(
+        self,
+        db: AsyncDatabase[Document],
+        *,
+        max_batch: int = IN_CHUNK,  # ids in one `$in`: longer costs its square
+        lane: asyncio.Lock | None = None,
+    ) -> None:
+        super().__init__(max_batch=max_batch, lane=lane)
         self._db = db
 
     async def close(self, closing: Closing) -> None:

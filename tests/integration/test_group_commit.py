@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import AsyncIterator
 
 import pytest
+from pymongo import AsyncMongoClient, monitoring
 from pymongo.errors import DuplicateKeyError
 
 from shared.group_commit import GroupFinder, GroupWriter
@@ -73,3 +74,43 @@ async def test_a_caller_that_stops_waiting_does_not_fail_the_others(db: object) 
     assert isinstance(outcomes[0], asyncio.CancelledError)
     assert outcomes[1:] == [None] * 19
     assert await db.items.count_documents({}) == 20  # type: ignore[attr-defined]
+
+
+class InFlight(monitoring.CommandListener):
+    """How many commands a client had in flight at most, and how many it sent."""
+
+    def __init__(self) -> None:
+        self.now = self.most = self.sent = 0
+
+    def started(self, event: monitoring.CommandStartedEvent) -> None:
+        self.now += 1
+        self.sent += 1
+        self.most = max(self.most, self.now)
+
+    def succeeded(self, event: monitoring.CommandSucceededEvent) -> None:
+        self.now -= 1
+
+    def failed(self, event: monitoring.CommandFailedEvent) -> None:
+        self.now -= 1
+
+
+async def test_coalescers_sharing_a_lane_have_one_command_in_flight(settings: Settings) -> None:
+    listener = InFlight()
+    client: AsyncMongoClient[Document] = AsyncMongoClient(
+        settings.mongo_url, event_listeners=[listener]
+    )
+    db = client.get_default_database()
+    await db.items.insert_many([{"_id": f"item{index}"} for index in range(30)])
+    listener.sent = 0
+    lane = asyncio.Lock()
+    writer = GroupWriter(db, max_batch=10, lane=lane)
+    finder = GroupFinder(db.items, max_batch=10, lane=lane)
+    found = await asyncio.gather(
+        *(finder.get(f"item{index}") for index in range(30)),
+        *(writer.insert("stored", {"_id": f"doc{index}"}) for index in range(30)),
+    )
+    sent, most = listener.sent, listener.most
+    await client.close()
+    assert found[:30] == [{"_id": f"item{index}"} for index in range(30)]
+    assert most == 1
+    assert sent == 6  # batches of 10: what waited for the lane went together
