@@ -4,11 +4,12 @@
 short exchange opens each, so ASR stays cheap), from 100 managers, are posted in a burst;
 every service is its own process on this machine, on one embedded SecantusDB and the local
 RabbitMQ. The run is made twice on a fresh database: with one analyzer process, then with
-two. Each prints the time to drain the backlog (first POST to last checklist webhook),
-calls per minute, POST to checklist webhook p50 / p95, peak RSS and CPU seconds per
-process with the database's share, and whether every call got exactly its one checklist
-webhook (by `webhook-id`: none lost, none duplicated). Then the scaling from one analyzer
-to two, and what limits it.
+two, each analyzer running as many threads as it has cores to itself (`--threads`; a
+pod's CPU limit sets them so in `deploy/k8s/`). Each prints the time to drain the backlog
+(first POST to last checklist webhook), calls per minute, POST to checklist webhook p50 /
+p95, peak RSS and CPU seconds per process with the database's share, and whether every
+call got exactly its one checklist webhook (by `webhook-id`: none lost, none duplicated).
+Then the scaling from one analyzer to two, and what limits it.
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ class Crm:
 @dataclass
 class Run:
     analyzers: int
+    threads: int
     calls: int
     drain_s: float
     latencies_s: list[float]
@@ -111,7 +113,10 @@ class Run:
         p95 = latencies[int(0.95 * (len(latencies) - 1))] if latencies else float("nan")
         p50 = statistics.median(latencies) if latencies else float("nan")
         minutes = self.drain_s / 60
-        print(f"\n{self.analyzers} analyzer(s): {self.calls} calls, {self.audio_min:.0f} audio min")
+        print(
+            f"\n{self.analyzers} analyzer(s) of {self.threads} thread(s): {self.calls} calls, "
+            f"{self.audio_min:.0f} audio min"
+        )
         print(
             f"  drained in {self.drain_s:.0f} s: {self.calls / minutes:.1f} calls/min, "
             f"{self.audio_min / minutes:.0f} audio min/min"
@@ -140,12 +145,14 @@ def peak_rss_mb(pid: int) -> float:
     return float("nan")
 
 
-async def day(analyzers: int, calls: int, crm: Crm, crm_url: str, work: Path) -> Run:
+async def day(analyzers: int, threads: int, calls: int, crm: Crm, crm_url: str, work: Path) -> Run:
     crm.hooks.clear()
     mongo_port = free_port()
     mongo = start_secantus(mongo_port, str(work / f"db-{analyzers}"))
     mongo_url = f"mongodb://127.0.0.1:{mongo_port}/bench_day"
-    system, prefix = start_system(mongo_url, work, log_dir=work)
+    # CTranslate2 and OpenBLAS read it (otherwise 4 threads, or one a core, each).
+    threading = {"OMP_NUM_THREADS": str(threads)}
+    system, prefix = start_system(mongo_url, work, log_dir=work, env=threading)
     for number in range(2, analyzers + 1):
         system.start("analyzer", replica=f"analyzer-{number}")
     minutes = {f"call_{index:05d}": MINUTES[index * 7 % len(MINUTES)] for index in range(calls)}
@@ -191,6 +198,7 @@ async def day(analyzers: int, calls: int, crm: Crm, crm_url: str, work: Path) ->
     latencies = [crm.hooks[c][0][1] - posted[c] for c in minutes if c in crm.hooks]
     return Run(
         analyzers,
+        threads,
         calls,
         drain_s,
         latencies,
@@ -218,6 +226,9 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--calls", type=int, default=2000)
     parser.add_argument("--analyzers", type=int, nargs="+", default=[1, 2])
+    parser.add_argument(
+        "--threads", type=int, help="threads of each analyzer (default: the cores it has alone)"
+    )
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="rop-bench-day-"))
     crm = Crm(record_all(work))
@@ -228,7 +239,9 @@ async def main() -> None:
     runs = []
     try:
         for analyzers in args.analyzers:
-            run = await day(analyzers, args.calls, crm, f"http://127.0.0.1:{crm_port}", work)
+            threads = args.threads or max(1, (os.cpu_count() or 1) // analyzers)
+            crm_url = f"http://127.0.0.1:{crm_port}"
+            run = await day(analyzers, threads, args.calls, crm, crm_url, work)
             run.report()
             runs.append(run)
     finally:

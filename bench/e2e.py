@@ -62,9 +62,11 @@ async def wait_webhooks(crm: Crm, call_ids: set[str], timeout_s: float = 600) ->
     return max(crm.arrived[call_id] for call_id in call_ids)
 
 
-def start_system(mongo_url: str, work: Path, *, log_dir: Path | None = None) -> tuple[System, str]:
+def start_system(
+    mongo_url: str, work: Path, *, log_dir: Path | None = None, env: dict[str, str] | None = None
+) -> tuple[System, str]:
     """The four services as processes on queues of their own (the prefix, returned), with
-    the benchmarks' API key and admin password and no demo data."""
+    the benchmarks' API key and admin password, no demo data, and `env` on top."""
     prefix = f"rop-bench-{uuid.uuid4().hex[:8]}"
     system = System(
         mongo_url=mongo_url,
@@ -75,6 +77,7 @@ def start_system(mongo_url: str, work: Path, *, log_dir: Path | None = None) -> 
             "ROP_API_KEY": API_KEY,
             "ROP_ADMIN_PASSWORD": PASSWORD,
             "ROP_SEED_SAMPLES": "false",
+            **(env or {}),
         },
         log_dir=log_dir,
     )

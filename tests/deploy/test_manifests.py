@@ -231,5 +231,14 @@ def test_the_gpu_analyzer_asks_for_a_gpu_and_uses_cuda() -> None:
     gpu = of_kind("Deployment")["analyzer-gpu"]
     (container,) = gpu["spec"]["template"]["spec"]["containers"]
     assert container["resources"]["limits"]["nvidia.com/gpu"] == 1
-    env = {item["name"]: item["value"] for item in container["env"]}
+    env = {item["name"]: item.get("value") for item in container["env"]}
     assert env["ROP_ASR_DEVICE"] == "cuda"
+
+
+@pytest.mark.parametrize("name", ["analyzer", "analyzer-gpu"])
+def test_an_analyzer_runs_as_many_threads_as_its_cpu_limit(name: str) -> None:
+    (container,) = of_kind("Deployment")[name]["spec"]["template"]["spec"]["containers"]
+    env = {item["name"]: item for item in container["env"]}
+    field = env["OMP_NUM_THREADS"]["valueFrom"]["resourceFieldRef"]
+    assert field == {"containerName": container["name"], "resource": "limits.cpu", "divisor": "1"}
+    assert container["resources"]["limits"]["cpu"]
