@@ -236,9 +236,9 @@ def test_the_gpu_analyzer_asks_for_a_gpu_and_uses_cuda() -> None:
 
 
 @pytest.mark.parametrize("name", ["analyzer", "analyzer-gpu"])
-def test_an_analyzer_runs_as_many_threads_as_its_cpu_limit(name: str) -> None:
+def test_an_analyzer_runs_as_many_threads_as_the_cores_it_requests(name: str) -> None:
     (container,) = of_kind("Deployment")[name]["spec"]["template"]["spec"]["containers"]
     env = {item["name"]: item for item in container["env"]}
     field = env["OMP_NUM_THREADS"]["valueFrom"]["resourceFieldRef"]
-    assert field == {"containerName": container["name"], "resource": "limits.cpu", "divisor": "1"}
-    assert container["resources"]["limits"]["cpu"]
+    assert field == {"containerName": container["name"], "resource": "requests.cpu", "divisor": "1"}
+    assert container["resources"]["requests"]["cpu"].isdigit()  # whole cores: none rounded up
