@@ -4,8 +4,8 @@
 short exchange opens each, so ASR stays cheap), from 100 managers, are posted in a burst;
 every service is its own process on this machine, on one embedded SecantusDB and the local
 RabbitMQ. The run is made twice on a fresh database: with one analyzer process, then with
-two, each analyzer running as many threads as it has cores to itself (`--threads`; a
-pod's CPU limit sets them so in `deploy/k8s/`). Each prints the time to drain the backlog
+two, each analyzer running as many threads as it has cores to itself (`--threads`; in
+`deploy/k8s/` a pod's requested cores set them). Each prints the time to drain the backlog
 (first POST to last checklist webhook), calls per minute, POST to checklist webhook p50 /
 p95, peak RSS and CPU seconds per process with the database's share, and whether every
 call got exactly its one checklist webhook (by `webhook-id`: none lost, none duplicated).
