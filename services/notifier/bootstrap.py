@@ -28,8 +28,8 @@ async def bootstrap(settings: Settings) -> AsyncIterator[Notifier]:
         worker_connections(settings) as (db, broker),
         policy.client_session(user_agent=USER_AGENT) as session,
     ):
-        # One command of these at a time: overlapping, they cost an embedded database a
-        # third more CPU per delivery (`make bench-notify`: 2.8 ms against 1.85 ms).
+        # One command of these at a time: overlapping, they cost an embedded database half
+        # as much CPU again (`make bench-notify`: 2.8 ms a delivery against 1.85 ms).
         lane = asyncio.Lock()
         yield Notifier(
             db=db,
