@@ -79,10 +79,12 @@ async def seed(db: object, count: int, receiver: str) -> list[Envelope]:
 
 
 def cpu_seconds(pid: int) -> float:
-    """User plus system CPU time a process has used so far (Linux)."""
+    """User plus system CPU time a process, and the children it has waited for (the
+    analyzer's ffmpeg), have used so far (Linux)."""
     with open(f"/proc/{pid}/stat") as stat:
         fields = stat.read().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    own, children = int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])
+    return (own + children) / os.sysconf("SC_CLK_TCK")
 
 
 async def until(condition: Callable[[], Awaitable[bool]], interval_s: float) -> None:
