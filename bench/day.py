@@ -238,9 +238,9 @@ async def main() -> None:
     await web.TCPSite(runner, "127.0.0.1", crm_port).start()
     runs = []
     try:
+        crm_url = f"http://127.0.0.1:{crm_port}"
         for analyzers in args.analyzers:
             threads = args.threads or max(1, (os.cpu_count() or 1) // analyzers)
-            crm_url = f"http://127.0.0.1:{crm_port}"
             run = await day(analyzers, threads, args.calls, crm, crm_url, work)
             run.report()
             runs.append(run)

@@ -99,7 +99,7 @@ async def test_coalescers_sharing_a_lane_have_one_command_in_flight(settings: Se
     client: AsyncMongoClient[Document] = AsyncMongoClient(
         settings.mongo_url, event_listeners=[listener]
     )
-    db = client.get_default_database()
+    db = database(client)
     await db.items.insert_many([{"_id": f"item{index}"} for index in range(30)])
     listener.sent = 0
     lane = asyncio.Lock()
