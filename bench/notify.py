@@ -125,7 +125,7 @@ class Usage:
 
 
 class Meter:
-    """Measures from `start` to `stop`."""
+    """Measures from its creation to `stop`."""
 
     def __init__(self, db_pid: int, sender_pid: int) -> None:
         self._pids = (db_pid, sender_pid)
@@ -255,8 +255,8 @@ async def main() -> None:
     print(f"ratio notifier/bare = {rate_full / rate_bare:.2f} (target ≥ 0.50)")
     print(f"(both timed from ready: the notifier's start, {start_s:.2f} s, is not counted)")
     print("CPU per delivery (ms)     database  sender  machine   cores busy")
+    per = 1000 / count
     for name, usage in (("notifier", full), ("bare loop", bare)):
-        per = 1000 / count
         print(
             f"  {name:<22}{usage.cpu_db * per:8.2f}{usage.cpu_sender * per:8.2f}"
             f"{usage.cpu_machine * per:9.2f}{usage.cpu_machine / usage.seconds:13.2f}"
