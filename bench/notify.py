@@ -261,6 +261,7 @@ async def main() -> None:
             f"  {name:<22}{usage.cpu_db * per:8.2f}{usage.cpu_sender * per:8.2f}"
             f"{usage.cpu_machine * per:9.2f}{usage.cpu_machine / usage.seconds:13.2f}"
         )
+    print("(the notifier's database and machine figures include the benchmark's final counts)")
     # With every core busy the notifier's path could make no more than this.
     ceiling = cores / (full.cpu_machine / count)
     print(
