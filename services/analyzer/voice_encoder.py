@@ -44,7 +44,7 @@ _DTYPES = {"FloatStorage": np.float32, "LongStorage": np.int64, "IntStorage": np
 
 # The checkpoint of Resemblyzer 0.1.4; another file is refused rather than guessed at.
 WEIGHTS_SHA256 = "39373b86598fa3da9fcddee6142382efe09777e8d37dc9c0561f41f0070f134e"
-INSTALL_HINT = "pip install --no-deps resemblyzer==0.1.4"
+INSTALL_HINT = "pip install --no-deps --require-hashes -r models.txt"
 
 
 def bundled_weights() -> Path:
