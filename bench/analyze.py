@@ -364,7 +364,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--minutes", type=float, default=10.0)
     args = parser.parse_args()
-    transcriber = WhisperTranscriber("tiny.en", device="cpu", compute_type="int8", language="en")
+    transcriber = WhisperTranscriber("tiny.en", device="cpu", compute_type="int8")
     listening = _listening(transcriber, VoiceEncoder())
     ten_minutes = bench_stereo(listening, args.minutes * 60)
     bench_mono(listening, args.minutes * 60)

@@ -22,13 +22,13 @@ from pathlib import Path
 
 from bench.calls import generated
 from devtools.samples import Line, Speaker, Voices
-from services.analyzer.asr import Decoding, WhisperTranscriber
+from services.analyzer.asr import Decoding, Identified, Transcribed, WhisperTranscriber
 from services.analyzer.audio import Samples
 from services.analyzer.phrases import find_phrase, tokenize
 from services.analyzer.pipeline import Listening, transcribe_call
 from services.analyzer.roles import RoleHints
-from services.analyzer.transcript import Word
 from services.analyzer.voice_encoder import VoiceEncoder
+from shared.results import LanguageCode
 from shared.settings import Settings
 
 SCRIPT = {
@@ -165,10 +165,19 @@ class TimedTranscriber:
         self.transcriber = transcriber
         self.seconds = 0.0
 
-    def transcribe(self, audio: Samples, *, vocabulary: Sequence[str] = ()) -> list[Word]:
+    def identify(self, audio: Samples) -> Identified | None:
         started = time.process_time()
         try:
-            return self.transcriber.transcribe(audio, vocabulary=vocabulary)
+            return self.transcriber.identify(audio)
+        finally:
+            self.seconds += time.process_time() - started
+
+    def transcribe(
+        self, audio: Samples, *, language: LanguageCode | None, vocabulary: Sequence[str] = ()
+    ) -> Transcribed:
+        started = time.process_time()
+        try:
+            return self.transcriber.transcribe(audio, language=language, vocabulary=vocabulary)
         finally:
             self.seconds += time.process_time() - started
 
@@ -207,9 +216,7 @@ def bench_phrases(encoder: VoiceEncoder) -> None:
     tallies = {}
     for name, decoding in VARIANTS.items():
         timed = TimedTranscriber(
-            WhisperTranscriber(
-                "tiny.en", device="cpu", compute_type="int8", language="en", decoding=decoding
-            )
+            WhisperTranscriber("tiny.en", device="cpu", compute_type="int8", decoding=decoding)
         )
         hints = RoleHints(cue_phrases=cues, script_phrases=phrases)
         tallies[name] = _Tally(Listening(timed, encoder, hints, vocabulary=phrases + cues), timed)

@@ -59,7 +59,7 @@ def trackers() -> dict[str, Tracker]:
 def measure(rounds: int = 5) -> None:
     source, _ = generated("stereo-5min", conversation(DURATION_S, 5), duration_s=DURATION_S)
     listening = Listening(
-        WhisperTranscriber("tiny.en", device="cpu", compute_type="int8", language="en"),
+        WhisperTranscriber("tiny.en", device="cpu", compute_type="int8"),
         VoiceEncoder(),
         RoleHints(),
     )

@@ -39,7 +39,6 @@ class System:
             "ROP_STATE_DIR": state_dir,
             "ROP_HTTP_PORT": str(self.http_port),
             "ROP_FETCH_ALLOW_LOOPBACK": "true",
-            "ROP_ASR_LANGUAGE": "en",
             "ROP_LOG_LEVEL": "warning",
             **(extra_env or {}),
         }

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from pymongo.asynchronous.database import AsyncDatabase
 
 from shared.mongo import SETTINGS, Document
+from shared.results import LanguageSetting
 
 CONNECTION_ID = "connection"
 API_KEY_BYTES = 24
@@ -49,6 +50,11 @@ class ConnectionSettings(BaseModel):
 
     api_key: str
     min_call_duration_s: float = Field(0.0, ge=0)
+    call_language: LanguageSetting = Field(
+        "ru",
+        description="The language calls are recognised in (ru, en), or auto: identified "
+        "per call from its first speech",
+    )
     error_webhook: WebhookEndpoint | None = None
     voiceprints_enabled: bool = Field(
         True, description="Learn managers' voiceprints to tell who is who on mono calls."

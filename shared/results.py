@@ -14,6 +14,12 @@ from typing_extensions import TypedDict
 Percent = Annotated[float, Field(ge=0, le=100)]
 Share = Annotated[float, Field(ge=0, le=1)]
 
+# The languages calls are recognised in, the default first.
+LanguageCode = Literal["ru", "en"]
+LANGUAGES: tuple[LanguageCode, ...] = ("ru", "en")
+# The Connection page's «Язык звонков»: one of them, or identified per call.
+LanguageSetting = Literal["ru", "en", "auto"]
+
 
 class Evidence(TypedDict):
     """What was said that decided a point, and when."""
@@ -122,11 +128,30 @@ class TrackerHits(TypedDict):
     quotes: Annotated[list[Evidence], Field(description="The first of them, in time order")]
 
 
+class CallLanguage(TypedDict):
+    """The language a call was recognised in, and what the model heard in its first speech."""
+
+    code: Annotated[LanguageCode, Field(description="The language of the transcript")]
+    setting: Annotated[LanguageSetting, Field(description="«Язык звонков» when it was analysed")]
+    detected: Annotated[
+        LanguageCode | None,
+        Field(
+            description="The likelier language in the call's first speech, as the model "
+            "heard it; null where the model hears one language only"
+        ),
+    ]
+    probability: Annotated[Share | None, Field(description="How sure the model was of it")]
+    mismatch: Annotated[
+        bool, Field(description="The call sounded like another language than it was recognised in")
+    ]
+
+
 class Results(TypedDict):
     checklists: list[Checklist]
     tables: list[TableResult]
     metrics: CallMetrics
     trackers: NotRequired[list[TrackerHits]]  # absent on calls analysed before trackers
+    language: NotRequired[CallLanguage]  # absent on calls analysed before languages
 
 
 class OverallScore(TypedDict):

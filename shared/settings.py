@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ipaddress
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Literal
@@ -22,6 +23,11 @@ def is_zone(name: str) -> bool:
     except (ZoneInfoNotFoundError, ValueError):
         return False
     return True
+
+
+def default_model_cache_dir() -> Path:
+    """The user's cache (`$XDG_CACHE_HOME`, else `~/.cache`), under `rop/models`."""
+    return Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache", "rop", "models")
 
 
 class Settings(BaseSettings):
@@ -111,10 +117,17 @@ class Settings(BaseSettings):
     )
     outbox_poll_interval_s: float = Field(1.0, gt=0, le=60)
 
-    asr_model: str = "tiny.en"
+    asr_model: str = Field(
+        "base",
+        description="base (shipped: multilingual Whisper base), tiny.en (shipped: English "
+        "only) or the path of a CTranslate2 model folder; never downloaded.",
+    )
+    asr_model_cache_dir: Path = Field(
+        default_factory=lambda: default_model_cache_dir(),
+        description="Where the shipped multilingual model is joined from its packages, once.",
+    )
     asr_device: Literal["auto", "cpu", "cuda"] = "auto"
     asr_compute_type: str = "int8"
-    asr_language: str | None = None
     asr_beam_size: int = Field(1, ge=1, le=10)
     asr_bias: bool = Field(
         False, description="The call's script and table phrases go to the ASR as hotwords."
@@ -188,7 +201,6 @@ class Settings(BaseSettings):
         "api_key",
         "admin_password",
         "public_base_url",
-        "asr_language",
         "asr_remote_url",
         "asr_remote_api_key",
         "llm_base_url",

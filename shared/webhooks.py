@@ -18,7 +18,7 @@ from standardwebhooks import Webhook
 from standardwebhooks.webhooks import WebhookVerificationError
 
 from shared.events import CallMeta, ErrorCode, PipelineStage
-from shared.results import CallMetrics, Checklist, Reviewer
+from shared.results import CallLanguage, CallMetrics, Checklist, Reviewer
 
 SECRET_PREFIX = "whsec_"
 SECRET_BYTES = 24
@@ -81,6 +81,10 @@ class Revised(WebhookBody):
         "keep the highest a call has had."
     )
     reviewed_by: Reviewer | None = Field(description="The person behind a correction.")
+    language: CallLanguage | None = Field(
+        None,
+        description="The language the call was recognised in (null: analysed before).",
+    )
 
 
 class ChecklistCompleted(Revised):

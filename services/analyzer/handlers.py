@@ -50,7 +50,7 @@ from shared.metrics import WorkerMetrics
 from shared.mongo import AUDIO_BUCKET, BINDINGS, TABLES, TEMPLATES, TRACKERS, Document, calls
 from shared.outbox import PUBLISH_NOW_GRACE_S, outbox_append, publish_now
 from shared.patience import patiently, woken
-from shared.results import Results, TemplateRef, overall_score
+from shared.results import LanguageSetting, Results, TemplateRef, overall_score
 from shared.reviews import pick_for_blind_review, with_corrections
 from shared.scripts import Binding, Table, Template, Tracker
 from shared.tasks import TaskStatus, moved
@@ -336,6 +336,7 @@ async def _transcribe(
     tables: list[tuple[str, Table]],
     *,
     learn: bool,
+    language: LanguageSetting,
 ) -> Transcription:
     """Hear the stored recording (download, decode, speakers, ASR) in a worker thread."""
     audio = task["audio"]
@@ -356,6 +357,7 @@ async def _transcribe(
         vocabulary=_vocabulary(bindings, tables, deps.role_cues),
         manager_channel=deps.manager_channel,
         embed_stereo_voices=learn,
+        language=language,
     )
     with tempfile.TemporaryDirectory(prefix="rop-analysis-") as temp:
         work_dir = Path(temp)
@@ -390,7 +392,9 @@ async def _analyze(task: Document, meta: Document, deps: Analyzer) -> tuple[Even
         fields["reviewed_by"] = person
         roles_by = {"by": person["email"], "at": utcnow()}
     else:
-        transcription = await _transcribe(task, deps, bindings, tables, learn=learn)
+        transcription = await _transcribe(
+            task, deps, bindings, tables, learn=learn, language=connection.call_language
+        )
         fields["reviewed_by"] = None
         fields["parts"] = [
             {"index": part.index, "offset_s": round(part.offset_s, 3)}
@@ -447,6 +451,8 @@ async def _analyze(task: Document, meta: Document, deps: Analyzer) -> tuple[Even
         "metrics": metrics_document(transcription),
         "trackers": evaluate.trackers_hits(trackers, transcription),
     }
+    if transcription.language is not None:
+        results["language"] = transcription.language
     fields["trackers_hit"] = [hits["tracker_id"] for hits in results["trackers"]]
     stored = transcription_fields(transcription, keep_voices=learn)
     stored["roles"] |= roles_by

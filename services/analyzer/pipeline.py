@@ -21,7 +21,7 @@ from typing import Literal
 
 import numpy as np
 
-from services.analyzer.asr import Transcriber, utterances_of
+from services.analyzer.asr import Identified, Transcriber, utterances_of
 from services.analyzer.audio import SAMPLE_RATE_HZ, Part, Samples, decode_channels, split_into_parts
 from services.analyzer.echo import remove_echo
 from services.analyzer.roles import STEREO, RoleHints, Roles, decide_roles
@@ -29,6 +29,7 @@ from services.analyzer.speakers import SpeechEmbeddings, Voice, diarize, embed_s
 from services.analyzer.talk import Interval, TalkMetrics, speech_intervals, talk_metrics
 from services.analyzer.transcript import SpeakerName, Utterance, Word
 from services.analyzer.voice_encoder import VoiceEncoder
+from shared.results import LANGUAGES, CallLanguage, LanguageCode, LanguageSetting
 
 SIDES: tuple[SpeakerName, SpeakerName] = ("manager", "client")
 
@@ -46,6 +47,7 @@ class Transcription:
     parts: list[Part]
     roles: Roles
     speech: dict[SpeakerName, list[Interval]]
+    language: CallLanguage | None  # None: a call analysed before languages were recorded
     voices: dict[SpeakerName, Voice] = field(default_factory=dict)
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
@@ -78,24 +80,74 @@ def _asr_regions(speech: list[Interval], duration_s: float) -> list[Interval]:
     return regions
 
 
-def _speech_only(audio: Samples, speech: list[Interval]) -> tuple[Samples, list[Interval]]:
-    """Join the speech of a stream; also return (start in joined, start in stream) per piece."""
+@dataclass(frozen=True)
+class _Piece:
+    """A region of a stream's speech in the joined audio the ASR hears."""
+
+    joined_start_s: float
+    stream_start_s: float
+    duration_s: float
+
+
+def _speech_only(audio: Samples, speech: list[Interval]) -> tuple[Samples, list[_Piece]]:
+    """Join the speech of a stream, each region followed by a little silence."""
     separator = np.zeros(int(ASR_SEPARATOR_S * SAMPLE_RATE_HZ), dtype=np.float32)
-    pieces, starts, joined_s = [], [], 0.0
+    chunks: list[Samples] = []
+    pieces: list[_Piece] = []
+    joined_s = 0.0
     for start_s, end_s in _asr_regions(speech, len(audio) / SAMPLE_RATE_HZ):
-        piece = audio[int(start_s * SAMPLE_RATE_HZ) : int(end_s * SAMPLE_RATE_HZ)]
-        pieces += [piece, separator]
-        starts.append((joined_s, start_s))
-        joined_s += (len(piece) + len(separator)) / SAMPLE_RATE_HZ
-    joined = np.concatenate(pieces) if pieces else np.zeros(0, dtype=np.float32)
-    return joined, starts
+        chunk = audio[int(start_s * SAMPLE_RATE_HZ) : int(end_s * SAMPLE_RATE_HZ)]
+        chunks += [chunk, separator]
+        pieces.append(_Piece(joined_s, start_s, len(chunk) / SAMPLE_RATE_HZ))
+        joined_s += (len(chunk) + len(separator)) / SAMPLE_RATE_HZ
+    joined = np.concatenate(chunks) if chunks else np.zeros(0, dtype=np.float32)
+    return joined, pieces
 
 
-def _in_stream(time_s: float, starts: list[Interval]) -> float:
-    """Map a time in the joined speech back to the stream it was cut from."""
-    index = max(bisect.bisect_right([joined for joined, _ in starts], time_s) - 1, 0)
-    joined_start_s, stream_start_s = starts[index]
-    return stream_start_s + time_s - joined_start_s
+def _in_stream(word: Word, pieces: list[_Piece], offset_s: float) -> Word:
+    """A word timed in the joined speech, timed in the stream it was cut from (plus
+    `offset_s`). Whisper often starts a word in the silence before it and ends one in
+    the silence after it: a start in the silence between two regions is the next
+    region's start, an end there is its region's end."""
+    starts = [piece.joined_start_s for piece in pieces]
+
+    def mapped(time_s: float, *, start: bool) -> float:
+        index = max(bisect.bisect_right(starts, time_s) - 1, 0)
+        piece = pieces[index]
+        into_s = time_s - piece.joined_start_s
+        if into_s <= piece.duration_s:
+            return piece.stream_start_s + into_s
+        if start and index + 1 < len(pieces):
+            return pieces[index + 1].stream_start_s
+        return piece.stream_start_s + piece.duration_s
+
+    start_s = mapped(word.start_s, start=True)
+    end_s = max(mapped(word.end_s, start=False), start_s)
+    return Word(word.text, start_s + offset_s, end_s + offset_s)
+
+
+# A stream is said to sound like another language only when the model is at least this sure.
+MISMATCH_MIN_PROBABILITY = 0.5
+
+
+@dataclass(frozen=True)
+class StreamLanguage:
+    """The language a stream is recognised in, decided on its first speech, and what the
+    model identified there."""
+
+    used: LanguageCode
+    identified: Identified | None = None
+
+    @property
+    def mismatch(self) -> bool:
+        """The stream sounded more like another language than the one it was recognised
+        in (only where the language was set, not identified)."""
+        identified = self.identified
+        return (
+            identified is not None
+            and identified.language != self.used
+            and identified.probability >= MISMATCH_MIN_PROBABILITY
+        )
 
 
 def recognise(
@@ -103,26 +155,59 @@ def recognise(
     audio: Samples,
     speech: list[Interval],
     *,
+    setting: LanguageSetting | StreamLanguage,
     offset_s: float = 0.0,
     vocabulary: Sequence[str] = (),
-) -> list[Word]:
+) -> tuple[list[Word], StreamLanguage | None]:
     """Words of a stream, recognising only its speech; times are from the stream's start
-    plus `offset_s` (the part's start in the call).
+    plus `offset_s` (the part's start in the call). `setting` is the call's language
+    setting at the stream's first speech (the language is then identified and decided),
+    the stream's language after it; the language is returned (None: no speech yet).
 
     The silence the VAD found is cut out before ASR (the model does not run its own VAD
     a second time), and every word time is mapped back.
     """
-    joined, starts = _speech_only(audio, speech)
+    joined, pieces = _speech_only(audio, speech)
     if not len(joined):
-        return []
-    return [
-        Word(
-            word.text,
-            _in_stream(word.start_s, starts) + offset_s,
-            _in_stream(word.end_s, starts) + offset_s,
-        )
-        for word in transcriber.transcribe(joined, vocabulary=vocabulary)
-    ]
+        return [], setting if isinstance(setting, StreamLanguage) else None
+    if isinstance(setting, StreamLanguage):
+        language = setting
+        transcribed = transcriber.transcribe(joined, language=language.used, vocabulary=vocabulary)
+    else:
+        identified = transcriber.identify(joined)
+        asked = setting if setting != "auto" else identified.language if identified else None
+        transcribed = transcriber.transcribe(joined, language=asked, vocabulary=vocabulary)
+        language = StreamLanguage(transcribed.language, identified)
+    return [_in_stream(word, pieces, offset_s) for word in transcribed.words], language
+
+
+def call_language(
+    languages: dict[str, StreamLanguage],
+    speech: dict[str, list[Interval]],
+    setting: LanguageSetting,
+) -> CallLanguage:
+    """The call's language: that of the stream that sounded like another language, if
+    one did, else of the stream with the most speech."""
+    talk = {stream: sum(end - start for start, end in speech[stream]) for stream in languages}
+    telling = sorted(languages, key=lambda stream: (languages[stream].mismatch, talk[stream]))
+    if not telling:
+        code = setting if setting != "auto" else LANGUAGES[0]
+        return {
+            "code": code,
+            "setting": setting,
+            "detected": None,
+            "probability": None,
+            "mismatch": False,
+        }
+    language = languages[telling[-1]]
+    identified = language.identified
+    return {
+        "code": language.used,
+        "setting": setting,
+        "detected": identified.language if identified else None,
+        "probability": identified.probability if identified else None,
+        "mismatch": language.mismatch,
+    }
 
 
 def _shifted(intervals: list[Interval], offset_s: float) -> list[Interval]:
@@ -151,6 +236,8 @@ class Listening:
     manager_channel: Literal["left", "right"] = "left"
     # Stereo calls embed each side's voice only when voiceprints are learnt from them.
     embed_stereo_voices: bool = False
+    # «Язык звонков»: the language calls are recognised in, or identified per call.
+    language: LanguageSetting = "ru"
 
 
 def transcribe_call(
@@ -169,6 +256,7 @@ def transcribe_call(
     speech: dict[str, list[Interval]] = {stream: [] for stream in streams}
     words: dict[str, list[Word]] = {stream: [] for stream in streams}
     embedded: dict[str, list[SpeechEmbeddings]] = {stream: [] for stream in streams}
+    languages: dict[str, StreamLanguage] = {}
     embed = not stereo or listening.embed_stereo_voices
     with _timed(seconds, "decode"):
         parts = split_into_parts(source, duration_s=duration_s, part_s=part_s, work_dir=work_dir)
@@ -186,13 +274,17 @@ def transcribe_call(
         for stream, audio, found in zip(streams, decoded, part_speech, strict=True):
             speech[stream] += _shifted(found, part.offset_s)
             with _timed(seconds, "asr"):
-                words[stream] += recognise(
+                said, language = recognise(
                     listening.transcriber,
                     audio,
                     found,
+                    setting=languages.get(stream, listening.language),
                     offset_s=part.offset_s,
                     vocabulary=listening.vocabulary,
                 )
+            words[stream] += said
+            if language is not None:
+                languages[stream] = language
             if embed:
                 with _timed(seconds, "speakers"):
                     embedded[stream].append(
@@ -228,6 +320,7 @@ def transcribe_call(
         parts,
         roles=heard.roles,
         speech=heard.speech,
+        language=call_language(languages, speech, listening.language),
         voices=heard.voices,
         stage_seconds=seconds,
     )

@@ -107,5 +107,6 @@ def with_roles_swapped(task: Document) -> Transcription:
         parts=[],
         roles=BY_PERSON,
         speech=speech,
+        language=task["results"].get("language"),
         voices=voices,
     )

@@ -69,6 +69,7 @@ def analysis_deliveries(
         body = {
             **common(envelope, task, "checklist.completed", webhook_id),
             **revision(task),
+            "language": results.get("language"),
             "checklist": checklist,
             "metrics": results.get("metrics"),
         }
@@ -80,6 +81,7 @@ def analysis_deliveries(
         body = {
             **common(envelope, task, "analytics.completed", webhook_id),
             **revision(task),
+            "language": results.get("language"),
             "table": {"id": row["table_id"], "name": row["name"], "row": row["row"]},
         }
         planned.append((webhook_id, "analytics.completed", webhooks[row["table_id"]], body))

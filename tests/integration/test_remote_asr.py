@@ -42,7 +42,7 @@ async def test_only_speech_is_uploaded_and_words_come_back_in_call_time(
         {"word": " Good", "start": 0.3, "end": 0.6},
         {"word": " afternoon", "start": 0.6, "end": 1.2},
     ]
-    transcriber = RemoteTranscriber(url, model="whisper-1", api_key="k", language="en")
+    transcriber = RemoteTranscriber(url, model="whisper-1", api_key="k")
     result = await asyncio.to_thread(
         transcribe_call,
         call(LINES, duration_s=12, stereo=False),

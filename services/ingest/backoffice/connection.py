@@ -1,6 +1,6 @@
-"""The Connection settings an admin edits: the minimum call duration, the error webhook,
-whether voiceprints are kept, the mail server of alerts; and the ready-made upload URLs
-shown with the API key."""
+"""The Connection settings an admin edits: the minimum call duration, the calls' language,
+the error webhook, whether voiceprints are kept, the mail server of alerts; and the
+ready-made upload URLs shown with the API key."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from shared.alerts import Email
 from shared.connection import ConnectionSettings, SmtpSettings, WebhookEndpoint
 from shared.errors import InvalidRequest
 from shared.mongo import Document
+from shared.results import LanguageSetting
 from shared.url_policy import UrlPolicy
 from shared.webhooks import new_webhook_secret
 
@@ -35,6 +36,9 @@ class ConnectionUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     min_call_duration_s: float | None = Field(None, ge=0, le=86_400, allow_inf_nan=False)
+    call_language: LanguageSetting | None = Field(
+        None, description="ru, en, or auto: identified per call; applies to calls analysed next."
+    )
     error_webhook_url: HttpLink | None = None
     voiceprints_enabled: StrictBool | None = Field(
         None, description="Off deletes every voiceprint and every call's voice embeddings."
@@ -62,13 +66,14 @@ class ConnectionUpdate(BaseModel):
 
 
 class ConnectionView(BaseModel):
-    """The Connection page: ready-made URLs with the key filled in, key, minimum, error
-    webhook, voiceprints."""
+    """The Connection page: ready-made URLs with the key filled in, key, minimum, the
+    calls' language, error webhook, voiceprints."""
 
     upload_url: str = Field(description="Where the CRM posts forms, with the key.")
     json_url: str = Field(description="Where the CRM posts JSON, with the key.")
     api_key: str
     min_call_duration_s: float
+    call_language: LanguageSetting
     error_webhook: WebhookEndpoint | None
     voiceprints_enabled: bool
     blind_review_percent: float
@@ -94,6 +99,7 @@ def connection_view(settings: ConnectionSettings, *, base_url: str) -> Document:
         json_url=f"{base_url}/api/v1/calls?apiKey={settings.api_key}",
         api_key=settings.api_key,
         min_call_duration_s=settings.min_call_duration_s,
+        call_language=settings.call_language,
         error_webhook=settings.error_webhook,
         voiceprints_enabled=settings.voiceprints_enabled,
         blind_review_percent=settings.blind_review_percent,
@@ -121,6 +127,8 @@ async def update_connection(
         changes["min_call_duration_s"] = update.min_call_duration_s
     if "blind_review_percent" in fields and update.blind_review_percent is not None:
         changes["blind_review_percent"] = update.blind_review_percent
+    if "call_language" in fields and update.call_language is not None:
+        changes["call_language"] = update.call_language
     if "voiceprints_enabled" in fields and update.voiceprints_enabled is not None:
         changes["voiceprints_enabled"] = update.voiceprints_enabled
         if not update.voiceprints_enabled:

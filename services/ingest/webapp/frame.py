@@ -18,6 +18,7 @@ from services.ingest.backoffice.filters import STATUS_LABELS, CallFilters
 from services.ingest.edge import HTTP_STATUS, INGEST, authorize, browser_session, call_filters
 from services.ingest.webapp.forms import field_errors
 from shared.errors import InvalidRequest, RopError
+from shared.results import LanguageSetting
 from shared.scripts import Metric
 from shared.tasks import TaskEvent
 
@@ -53,6 +54,13 @@ TIMELINE_LABELS: dict[str, str] = {
     TaskEvent.VERDICT_CORRECTED: "Вердикт этапа исправлен",
 }
 ROLE_LABELS = {"admin": "Администратор", "supervisor": "Руководитель", "manager": "Менеджер"}
+# «Язык звонков» and the language a call was recognised in; `spoken` as in «говорили …».
+LANGUAGE_LABELS: dict[str, dict[str, str]] = {
+    "ru": {"name": "Русский", "spoken": "по-русски"},
+    "en": {"name": "Английский", "spoken": "по-английски"},
+    "auto": {"name": "Определять по звонку", "spoken": ""},
+}
+assert set(LANGUAGE_LABELS) == set(get_args(LanguageSetting))  # every setting has a label
 METRIC_LABELS: dict[str, str] = {
     "duration_s": "Длительность, с",
     "talk_time_manager_s": "Речь менеджера, с",
@@ -112,6 +120,7 @@ def render(
         "path": request.path,
         "status_labels": STATUS_LABELS,
         "timeline_labels": TIMELINE_LABELS,
+        "language_labels": LANGUAGE_LABELS,
     }
     if session is not None:
         base |= {

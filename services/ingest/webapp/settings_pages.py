@@ -90,7 +90,8 @@ async def _connection(
 async def connection_submit(
     request: web.Request, session: Session, form: MultiDictProxy[str]
 ) -> web.StreamResponse:
-    """POST /settings/connection: minimum duration and the error webhook."""
+    """POST /settings/connection: minimum duration, language, error webhook, voiceprints,
+    blind review, mail."""
     ingest = request.app[INGEST]
     body: dict[str, Any] = {
         "min_call_duration_s": str(form.get("min_call_duration_s", "")),
@@ -98,6 +99,8 @@ async def connection_submit(
     }
     if "blind_review_percent" in form:
         body["blind_review_percent"] = str(form["blind_review_percent"])
+    if "call_language" in form:
+        body["call_language"] = str(form["call_language"])
     if "error_webhook_url" in form:
         body["error_webhook_url"] = str(form["error_webhook_url"]).strip() or None
     if "smtp_host" in form:  # an empty one removes the mail server; other blanks keep theirs
