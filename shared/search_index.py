@@ -49,7 +49,7 @@ from shared.mongo import (
     calls,
     find_in,
 )
-from shared.words import FUZZY_MIN_SCORE, WORD, lemma, slip_tolerant
+from shared.words import FUZZY_MIN_SCORE, WORD, aspect_partners, lemma, slip_tolerant
 
 SPEAKER_BITS = {"manager": 1, "client": 2}
 BOTH = 3
@@ -345,14 +345,15 @@ class Vocabulary:
     _checked: float = float("-inf")
 
     async def variants(self, db: AsyncDatabase[Document], word: str) -> set[str]:
-        """The word and the indexed lemmas similar to it."""
+        """The word, the other verbs of its aspect pair, and the indexed lemmas similar to it."""
         await self._refresh(db)
+        forms = {word, *aspect_partners(word)}
         if not slip_tolerant(word):
-            return {word}
+            return forms
         close = process.extract(
             word, self._long, scorer=fuzz.ratio, score_cutoff=FUZZY_MIN_SCORE, limit=None
         )
-        return {word, *(term for term, _, _ in close)}
+        return forms | {term for term, _, _ in close}
 
     async def _refresh(self, db: AsyncDatabase[Document]) -> None:
         if time.monotonic() - self._checked < self.refresh_s:

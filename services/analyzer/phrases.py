@@ -1,8 +1,10 @@
 """Finding script phrases in a transcript: lemmas for Russian word forms, tolerance for ASR slips.
 
 "Компания Ромашка" matches "компании ромашки" (lemmas) and "кампании ромашки"
-(a one-letter slip): the word rules of `shared/words.py`. Words of other languages are compared
-lower-cased. Every match keeps the quote with its word timestamps and speaker.
+(a one-letter slip), «договоримся» matches «договариваемся» (an aspect pair), «пять
+минут» matches «5 минут» (numbers read as values): the word rules of `shared/words.py`.
+Words of other languages are compared lower-cased. Every match keeps the quote with its
+word timestamps and speaker.
 
 Telephone-band ASR slips go further than a letter in a long word ("call you back" heard
 as "call you Mac", "makes the decision" as "makes none decision"). A phrase of two words
@@ -10,7 +12,7 @@ or more that is not found word by word is also looked for as a whole: a run of a
 many words whose lemmas, as one string, are at least `PHRASE_FUZZY_MIN_SCORE` similar.
 Measured on generated 8 kHz calls (`make bench-analyze`), that finds most such slips and
 no near misses; a negation must be in both or in neither, so «не ваше дело» is never
-«наше дело».
+«наше дело», and the numbers must be the same.
 """
 
 from __future__ import annotations
@@ -22,7 +24,7 @@ from dataclasses import dataclass
 from rapidfuzz import fuzz
 
 from services.analyzer.transcript import SpeakerName, Utterance, Word
-from shared.words import WORD, lemma, lemmas, similar
+from shared.words import WORD, is_number, numbers_read, phrase_lemmas, similar
 
 # A phrase may have at most this many extra words inside it ("удобно вам сейчас говорить").
 MAX_GAP_WORDS = 2
@@ -67,15 +69,21 @@ class Quote:
 
 
 def tokenize(utterances: Iterable[Utterance]) -> list[Token]:
-    """Flatten utterances into lemma tokens in time order."""
-    tokens = [
-        Token(lemma(part), word, utterance.speaker)
-        for utterance in utterances
-        for word in utterance.words
-        for part in WORD.findall(word.text)
-    ]
+    """Flatten utterances into lemma tokens in time order; a number said in several words
+    («триста пятьдесят тысяч») is one token of its value, quoted as said."""
+    tokens = []
+    for utterance in utterances:
+        parts = [(part, word) for word in utterance.words for part in WORD.findall(word.text)]
+        for read, first, last in numbers_read([part for part, _ in parts]):
+            words = list(dict.fromkeys(word for _, word in parts[first : last + 1]))
+            said = words[0] if len(words) == 1 else _joined(words)
+            tokens.append(Token(read, said, utterance.speaker))
     tokens.sort(key=lambda token: token.word.start_s)
     return tokens
+
+
+def _joined(words: Sequence[Word]) -> Word:
+    return Word(" ".join(word.text for word in words), words[0].start_s, words[-1].end_s)
 
 
 def find_phrase(
@@ -89,7 +97,7 @@ def find_phrase(
     """The first place the phrase was said (by `speaker`, starting within `within_s`):
     word by word, else (for a longer phrase, unless `whole` is off) as a whole with ASR
     slips."""
-    expected = lemmas(phrase)
+    expected = phrase_lemmas(phrase)
     if not expected:
         return None
     said = [t for t in tokens if speaker == "any" or t.speaker == speaker]
@@ -112,12 +120,13 @@ def every_place(
     return found
 
 
-def _quote(words: Sequence[Token]) -> Quote:
+def _quote(tokens: Sequence[Token]) -> Quote:
+    words = list(dict.fromkeys(t.word for t in tokens))  # "10%" is two tokens of one word
     return Quote(
-        text=" ".join(t.word.text.strip() for t in words),
-        start_s=words[0].word.start_s,
-        end_s=words[-1].word.end_s,
-        speaker=words[0].speaker,
+        text=" ".join(word.text.strip() for word in words),
+        start_s=words[0].start_s,
+        end_s=words[-1].end_s,
+        speaker=tokens[0].speaker,
     )
 
 
@@ -145,6 +154,7 @@ def _as_a_whole(
     if len(expected) < 2 or len(wanted) < PHRASE_FUZZY_MIN_CHARS:
         return None
     negated = bool(NEGATIONS & set(expected))
+    numbers = sorted(word for word in expected if is_number(word))
     for first in range(len(said)):
         if within_s is not None and said[first].word.start_s > within_s:
             return None
@@ -154,6 +164,8 @@ def _as_a_whole(
                 break
             heard = [t.lemma for t in words]
             if bool(NEGATIONS & set(heard)) != negated:
+                continue
+            if sorted(word for word in heard if is_number(word)) != numbers:
                 continue
             if fuzz.ratio(wanted, " ".join(heard)) >= PHRASE_FUZZY_MIN_SCORE:
                 return _quote(words)

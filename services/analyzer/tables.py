@@ -16,6 +16,7 @@ from services.analyzer.phrases import Token, find_phrase
 from services.analyzer.talk import TalkMetrics
 from services.analyzer.transcript import Utterance
 from shared.scripts import TableField
+from shared.words import WORD, is_number, numbers_read
 
 LLM_NOT_CONFIGURED = "метод llm не настроен (ROP_LLM_BASE_URL)"
 TRUE_WORDS = {"true", "yes", "да", "1", "есть"}
@@ -57,21 +58,17 @@ def coerce(spec: TableField, raw: Any) -> Any:
 
 
 def _number(raw: Any) -> float | int:
+    """A number as people and ASR write it: «350 000», «500,000», «12,5», «350 тысяч»,
+    «триста пятьдесят тысяч рублей» (`shared/words.py` reads them); more than one
+    number, or none, is no value."""
     if isinstance(raw, bool):
         raise NotExtracted("ожидается число")
     if isinstance(raw, int | float):
         return raw
-    cleaned = re.sub(r"[\s\u00a0]", "", str(raw))
-    # "500,000" (ASR and English style) groups thousands; "12,5" (Russian) is a decimal comma.
-    cleaned = (
-        cleaned.replace(",", "")
-        if re.fullmatch(r"\d{1,3}(,\d{3})+(\.\d+)?", cleaned)
-        else cleaned.replace(",", ".")
-    )
-    try:
-        value = float(cleaned)
-    except ValueError as exc:
-        raise NotExtracted(f"«{raw}» не число") from exc
+    values = [float(read) for read, _, _ in numbers_read(WORD.findall(str(raw))) if is_number(read)]
+    if len(values) != 1:
+        raise NotExtracted(f"«{raw}» не число")
+    (value,) = values
     return int(value) if value.is_integer() else value
 
 

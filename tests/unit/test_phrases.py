@@ -177,3 +177,60 @@ def test_near_misses_and_flipped_negations_are_not_the_phrase() -> None:
     assert find_phrase("не могу сказать", said(("manager", 0.0, "я не могу сказать"))) is not None
     # Short phrases are never matched loosely.
     assert find_phrase("бюджет", said(("manager", 0.0, "бюро"))) is None
+
+
+@pytest.mark.parametrize(
+    ("phrase", "text"),
+    [
+        ("давайте договоримся о встрече", "давайте договариваемся о встрече"),
+        ("назначим встречу", "назначаем встречу на четверг"),
+        ("я перезваниваю", "я перезвоню вам"),
+        ("отправлю предложение", "отправляю предложение сегодня"),
+        ("уточню детали", "уточняю детали"),
+        ("обсудим условия", "обсуждаем условия"),
+    ],
+)
+def test_either_verb_of_an_aspect_pair_matches(phrase: str, text: str) -> None:
+    assert find_phrase(phrase, said(("manager", 0.0, text))) is not None
+
+
+@pytest.mark.parametrize(
+    ("phrase", "text"),
+    [
+        ("купим", "купаемся"),  # not a pair, though one letter apart
+        ("договоримся", "договор подписан"),  # the noun of the same root
+        ("представлю компанию", "представляться не стал"),
+    ],
+)
+def test_verbs_that_only_look_alike_do_not_match(phrase: str, text: str) -> None:
+    assert find_phrase(phrase, said(("manager", 0.0, text))) is None
+
+
+@pytest.mark.parametrize(
+    ("phrase", "text", "quoted"),
+    [
+        ("пять минут", "перезвоню через 5 минут", "5 минут"),
+        ("бюджет триста пятьдесят тысяч", "наш бюджет 350 000 рублей", "бюджет 350 000"),
+        ("бюджет 350 тысяч", "бюджет триста пятьдесят тысяч", "бюджет триста пятьдесят тысяч"),
+        ("скидка десять процентов", "дадим скидку 10%", "скидку 10%"),
+        ("двадцать первого марта", "встреча 21 марта", "21 марта"),
+        ("two weeks", "call me in 2 weeks", "2 weeks"),
+    ],
+)
+def test_numbers_match_however_they_are_written(phrase: str, text: str, quoted: str) -> None:
+    quote = find_phrase(phrase, said(("manager", 0.0, text)))
+    assert quote is not None
+    assert quote.text == quoted
+
+
+@pytest.mark.parametrize(
+    ("phrase", "text"),
+    [
+        ("бюджет 350 тысяч", "бюджет 300 тысяч"),
+        ("бюджет триста пятьдесят тысяч", "бюджет 350 рублей"),
+        ("скидка десять процентов", "скидка 15%"),
+        ("пять минут", "пятнадцать минут"),
+    ],
+)
+def test_another_number_is_never_a_slip(phrase: str, text: str) -> None:
+    assert find_phrase(phrase, said(("manager", 0.0, text))) is None

@@ -88,6 +88,11 @@ def test_not_found_is_null_or_false_with_reason() -> None:
         ({"type": "number"}, "1 234,5", 1234.5),
         ({"type": "number"}, "500 ,000", 500000),
         ({"type": "number"}, "1,250,000.5", 1250000.5),
+        # As Whisper writes what was said, and as people say it.
+        ({"type": "number"}, "350 тысяч рублей", 350000),
+        ({"type": "number"}, "триста пятьдесят тысяч", 350000),
+        ({"type": "number"}, "«350 ,000, »", 350000),
+        ({"type": "number"}, "полтора миллиона", 1500000),
         ({"type": "number"}, 7, 7),
         ({"type": "boolean"}, "да", True),
         ({"type": "boolean"}, "no", False),
@@ -104,6 +109,7 @@ def test_coercion(spec: dict[str, Any], raw: Any, expected: Any) -> None:
     ("spec", "raw"),
     [
         ({"type": "number"}, "много"),
+        ({"type": "number"}, "2 или 3"),  # which one?
         ({"type": "number"}, True),
         ({"type": "boolean"}, "может быть"),
         ({"type": "date"}, "в четверг"),
