@@ -13,8 +13,10 @@ from pathlib import Path
 from typing import Any, Literal
 
 import numpy as np
+from rapidfuzz.distance import Levenshtein
 
 from shared.results import OverallScore, Results, StageResult
+from shared.words import WORD, is_number, numbers_read
 
 
 def sample_call(**changes: Any) -> dict[str, Any]:
@@ -81,9 +83,23 @@ Speaker = Literal["manager", "client"]
 Line = tuple[Speaker, float, str]
 
 
+# Festival's voices by a short name: the Russian one is built from a real speaker's
+# recordings and Whisper understands it nearly word for word (espeak-ng's Russian not at all).
+FESTIVAL_VOICES = {
+    "ru": "msu_ru_nsh_clunits",
+    "slt": "cmu_us_slt_arctic_hts",
+    "kal": "kal_diphone",
+    "ked": "ked_diphone",
+}
+# What Festival's Russian voice stops at instead of reading it.
+UNSPOKEN = str.maketrans({"«": None, "»": None, "„": None, "“": None})
+
+
 @dataclass(frozen=True)
 class Voices:
-    """The espeak-ng voices of the two sides (a language, then `+variant`)."""
+    """The voices of the two sides: an espeak-ng voice (`en-us+m3`), or a Festival voice
+    (`festival:ru`), either with `@shift` to raise (above 1) or lower every pitch and
+    formant by that factor, keeping the tempo: another speaker (`festival:ru@1.28`)."""
 
     manager: str = "en-us"
     client: str = "en-us"
@@ -103,34 +119,40 @@ class Spoken:
 
 
 def _speak(text: str, voice: str, sample_rate_hz: int) -> np.ndarray[Any, np.dtype[np.float64]]:
-    """English speech from espeak-ng, resampled by ffmpeg, as samples in [-1, 1]."""
+    """A line spoken by a voice of `Voices`, resampled by ffmpeg, as samples in [-1, 1]."""
+    name, _, shift = voice.partition("@")
     with tempfile.TemporaryDirectory() as temp:
         spoken, pcm = Path(temp) / "line.wav", Path(temp) / "line.pcm"
-        subprocess.run(
-            ["espeak-ng", "-v", voice, "-s", "150", "-w", str(spoken), text],
-            check=True,
-            capture_output=True,
+        if name.startswith("festival:"):
+            script = Path(temp) / "line.txt"
+            script.write_text(text.translate(UNSPOKEN) + "\n", encoding="utf-8")
+            festival = FESTIVAL_VOICES[name.removeprefix("festival:")]
+            command = ["text2wave", "-eval", f"(voice_{festival})", "-o", str(spoken), str(script)]
+        else:
+            command = ["espeak-ng", "-v", name, "-s", "150", "-w", str(spoken), text]
+        subprocess.run(command, check=True, capture_output=True)
+        factor = float(shift or 1)
+        shifted = (
+            [
+                "-af",
+                f"asetrate={_rate(spoken)}*{factor},aresample={sample_rate_hz},atempo={1 / factor}",
+            ]
+            if shift
+            else []
         )
         subprocess.run(
             [
-                "ffmpeg",
-                "-nostdin",
-                "-v",
-                "error",
-                "-y",
-                "-i",
-                str(spoken),
-                "-ac",
-                "1",
-                "-ar",
-                str(sample_rate_hz),
-                "-f",
-                "s16le",
-                str(pcm),
+                *("ffmpeg", "-nostdin", "-v", "error", "-y", "-i", str(spoken), *shifted),
+                *("-ac", "1", "-ar", str(sample_rate_hz), "-f", "s16le", str(pcm)),
             ],
             check=True,
         )
         return np.fromfile(pcm, dtype=np.int16) / 32768.0
+
+
+def _rate(path: Path) -> int:
+    with wave.open(str(path)) as audio:
+        return int(audio.getframerate())
 
 
 def pink_noise(samples: int, seed: int = 0) -> np.ndarray[Any, np.dtype[np.float64]]:
@@ -318,3 +340,22 @@ def sample_details(call: dict[str, Any], **heavy: Any) -> dict[str, Any]:
         {"speaker": "client", "start_s": 2.5, "end_s": 4.0, "text": "здравствуйте", "words": []},
     ]
     return {"_id": call["details_id"], "task_id": call["_id"], "transcript": transcript, **heavy}
+
+
+def comparable_words(text: str) -> list[str]:
+    """A text's words as a word error rate compares them: lower case, `ё` as `е`, no
+    punctuation, every number as its value («триста пятьдесят тысяч», «350 000»: 350000),
+    «процентов» as «%»."""
+    parts = WORD.findall(text)
+    return [
+        read if is_number(read) or read == "%" else parts[first].lower().replace("ё", "е")
+        for read, first, _ in numbers_read(parts)
+    ]
+
+
+def word_error_rate(spoken: Sequence[str], heard: Sequence[str]) -> tuple[int, int]:
+    """Words to substitute, insert or delete to turn what was heard into what was said,
+    and the words said (their ratio is the WER): texts in any number of pieces."""
+    said = [word for text in spoken for word in comparable_words(text)]
+    recognised = [word for text in heard for word in comparable_words(text)]
+    return Levenshtein.distance(said, recognised), len(said)
