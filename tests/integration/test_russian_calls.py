@@ -352,3 +352,33 @@ async def test_an_english_call_under_russian_is_recorded_as_english(deps: Analyz
     assert (language["code"], language["setting"], language["detected"]) == ("ru", "ru", "en")
     assert language["probability"] >= 0.5
     assert language["mismatch"] is True
+
+
+# A message left on a machine: one voice on a mono line, nobody answers.
+VOICEMAIL: list[Line] = [
+    ("manager", 1.0, "Добрый день, меня зовут Анна, я звоню из компании Ромашка."),
+    ("manager", 7.0, "Хотела узнать, удобно ли вам сейчас говорить о цветах для офиса."),
+    ("manager", 13.0, "Какой у вас бюджет на оформление?"),
+    ("manager", 17.0, "Давайте договоримся о встрече, перезвоните мне, пожалуйста."),
+    ("manager", 23.0, "Мы доставляем свежие цветы каждое утро."),
+    ("manager", 27.5, "Спасибо, до свидания."),
+]
+
+
+# One voice whose sentences the speaker embeddings set 0.93-0.94 apart (others lie closer).
+@pytest.mark.parametrize("shift", [1.0, 1.1])
+async def test_a_mono_call_with_one_voice_is_one_speaker(deps: Analyzer, shift: float) -> None:
+    task = await analysed(
+        deps,
+        VOICEMAIL,
+        duration_s=32,
+        stereo=False,
+        container="wav",
+        encoding="gsm",
+        sample_rate_hz=8000,
+        voices=Voices(f"festival:ru@{shift}", "festival:ru"),
+    )
+
+    assert {line["speaker"] for line in task["transcript"]} == {"manager"}
+    assert task["results"]["metrics"]["talk_time_client_s"] == 0
+    assert passed(task) == ALL_PASSED
