@@ -26,8 +26,18 @@ from rapidfuzz import fuzz
 from services.analyzer.transcript import SpeakerName, Utterance, Word
 from shared.words import WORD, is_number, numbers_read, phrase_lemmas, similar
 
-# A phrase may have at most this many extra words inside it ("удобно вам сейчас говорить").
+# A phrase may have at most this many extra words inside it ("удобно вам сейчас говорить"),
+# not counting Russian particles and pronouns, which slide into any phrase («остались ли у
+# вас ещё вопросы» for «остались вопросы»), up to MAX_SKIPPED words in all.
 MAX_GAP_WORDS = 2
+MAX_SKIPPED = 5
+LIGHT_WORDS = frozenset(
+    {
+        *("ли", "же", "бы", "ведь", "еще", "уже", "вот", "ну", "тоже", "также", "у"),
+        *("я", "ты", "он", "она", "мы", "вы", "они", "это", "так", "там", "тут", "сейчас"),
+        "пожалуйста",
+    }
+)
 MAX_GAP_S = 2.0
 PHRASE_FUZZY_MIN_SCORE = 85.0
 PHRASE_FUZZY_MIN_CHARS = 10
@@ -182,12 +192,16 @@ def _one_breath(words: Sequence[Token]) -> bool:
 def _match_rest(said: Sequence[Token], first: int, rest: Sequence[str]) -> int | None:
     position = first
     for expected in rest:
-        for candidate in range(position + 1, min(position + 2 + MAX_GAP_WORDS, len(said))):
+        skipped = 0
+        for candidate in range(position + 1, min(position + 2 + MAX_SKIPPED, len(said))):
             token = said[candidate]
             close = token.word.start_s - said[position].word.end_s <= MAX_GAP_S
             if close and token.speaker == said[first].speaker and similar(token.lemma, expected):
                 position = candidate
                 break
+            skipped += token.lemma not in LIGHT_WORDS
+            if skipped > MAX_GAP_WORDS:
+                return None
         else:
             return None
     return position

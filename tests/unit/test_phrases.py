@@ -234,3 +234,11 @@ def test_numbers_match_however_they_are_written(phrase: str, text: str, quoted: 
 )
 def test_another_number_is_never_a_slip(phrase: str, text: str) -> None:
     assert find_phrase(phrase, said(("manager", 0.0, text))) is None
+
+
+def test_russian_particles_and_pronouns_inside_a_phrase_do_not_count_as_extra_words() -> None:
+    asked = said(("manager", 0.0, "Остались ли у вас ещё вопросы?"))
+    assert find_phrase("остались вопросы", asked) is not None
+    # Words that say something still count: three of them are too many.
+    later = said(("manager", 0.0, "Удобно ли вам будет завтра днём говорить?"))
+    assert find_phrase("удобно говорить", later, whole=False) is None
