@@ -242,3 +242,23 @@ def test_an_analyzer_runs_as_many_threads_as_the_cores_it_requests(name: str) ->
     field = env["OMP_NUM_THREADS"]["valueFrom"]["resourceFieldRef"]
     assert field == {"containerName": container["name"], "resource": "requests.cpu", "divisor": "1"}
     assert container["resources"]["requests"]["cpu"].isdigit()  # whole cores: none rounded up
+
+
+def test_every_analyzer_hears_russian_with_a_model_it_holds() -> None:
+    """No analyzer runs an English-only model against Russian calls, or one it would
+    have to download: the image's multilingual base, or a folder on a mounted volume."""
+    compose = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert (
+        compose["services"]["analyzer"]["environment"]["ROP_ASR_MODEL"] == "${ROP_ASR_MODEL:-base}"
+    )
+    for name in ("analyzer", "analyzer-gpu"):
+        spec = of_kind("Deployment")[name]["spec"]["template"]["spec"]
+        (container,) = spec["containers"]
+        model = {item["name"]: item.get("value") for item in container["env"]}["ROP_ASR_MODEL"]
+        if model == "base":
+            continue
+        mounts = [m for m in container["volumeMounts"] if model.startswith(m["mountPath"] + "/")]
+        (mount,) = mounts
+        (volume,) = [v for v in spec["volumes"] if v["name"] == mount["name"]]
+        claim = volume["persistentVolumeClaim"]["claimName"]
+        assert claim in of_kind("PersistentVolumeClaim")
