@@ -1,6 +1,7 @@
-"""A stand-in CRM for `make run` on 127.0.0.1:8090: it hosts two sample recordings of one
-manager (a stereo call, and a mono 8 kHz G.711 mix such as many PBXs send) and prints
-the webhooks it receives, so a newcomer sees calls go all the way round.
+"""A stand-in CRM for `make run` on 127.0.0.1:8090: it hosts sample recordings of one
+manager (a Russian stereo call, the same conversation as a mono 8 kHz G.711 mix such as
+many PBXs send, and an English stereo call) and prints the webhooks it receives, so a
+newcomer sees calls go all the way round.
 
 The sample script, binding and table send their webhooks here; in production the URL
 policy refuses loopback, so those sample deliveries fail at once without any traffic.
@@ -15,48 +16,60 @@ from pathlib import Path
 
 from aiohttp import web
 
-from devtools.samples import Line, Voices, write_call, write_tone
+from devtools.samples import Speaker, Voices, one_after_another, write_call, write_tone
 
 DEMO_DIR = Path(".data/demo")
 SAMPLE_CALL = "sample-call.mp3"
 SAMPLE_MONO_CALL = "sample-mono-call.wav"
-LINES: list[Line] = [
-    ("manager", 1.0, "Good afternoon, my name is Anna from the flower company."),
-    ("client", 5.5, "Hello, yes, I have a minute."),
-    ("manager", 8.5, "Is it convenient to talk now? What are you looking for?"),
-    ("client", 13.0, "We need flowers for the office. Our budget is five hundred thousand."),
-    ("manager", 19.0, "We offer fresh flowers every morning. I will call you back on Thursday."),
+SAMPLE_ENGLISH_CALL = "sample-call-en.mp3"
+RUSSIAN: list[tuple[Speaker, str]] = [
+    ("client", "Алло, слушаю."),
+    ("manager", "Добрый день, меня зовут Анна, я звоню из компании Ромашка."),
+    ("manager", "Вам удобно сейчас говорить?"),
+    ("client", "Да, у меня есть пара минут."),
+    ("manager", "Что вы ищете для офиса, и какой у вас бюджет?"),
+    ("client", "Нам нужны цветы для ресепшена, бюджет пятьсот тысяч рублей."),
+    ("manager", "Мы предлагаем свежие цветы каждое утро. Я перезвоню вам в четверг."),
 ]
-
-
-# The same manager on both calls: the stereo one teaches their voiceprint.
-VOICES = {
-    SAMPLE_CALL: Voices("en-us+m3", "en-gb+f2"),
-    SAMPLE_MONO_CALL: Voices("en-us+m3", "en-us+f4"),
+ENGLISH: list[tuple[Speaker, str]] = [
+    ("client", "Hello?"),
+    ("manager", "Good afternoon, my name is Anna from the flower company."),
+    ("client", "Hello, yes, I have a minute."),
+    ("manager", "Is it convenient to talk now? What are you looking for?"),
+    ("client", "We need flowers for the office. Our budget is five hundred thousand."),
+    ("manager", "We offer fresh flowers every morning. I will call you back on Thursday."),
+]
+# (what is said, voices, stereo): Festival's Russian voice and a twin of it with a
+# higher pitch; the same manager on the Russian calls, so that the stereo one teaches
+# their voiceprint.
+SAMPLES = {
+    SAMPLE_CALL: (RUSSIAN, Voices("festival:ru", "festival:ru@1.27"), True),
+    SAMPLE_MONO_CALL: (RUSSIAN, Voices("festival:ru", "festival:ru@1.22"), False),
+    SAMPLE_ENGLISH_CALL: (ENGLISH, Voices("festival:slt", "festival:kal"), True),
 }
 
 
 def ensure_sample_calls() -> None:
-    """Short English calls (espeak-ng) or, without it, tones."""
+    """The sample calls (Festival's voices) or, without Festival, tones."""
     DEMO_DIR.mkdir(parents=True, exist_ok=True)
-    for name, stereo in ((SAMPLE_CALL, True), (SAMPLE_MONO_CALL, False)):
+    for name, (said, voices, stereo) in SAMPLES.items():
         path = DEMO_DIR / name
         if path.exists():
             continue
         rate = 16000 if stereo else 8000
-        if shutil.which("espeak-ng"):
-            encoding = None if stereo else "ulaw"
+        if shutil.which("text2wave"):
+            lines, duration_s = one_after_another(said, voices)
             write_call(
                 path,
-                LINES,
-                duration_s=26,
+                lines,
+                duration_s=duration_s,
                 stereo=stereo,
                 sample_rate_hz=rate,
-                voices=VOICES[name],
-                encoding=encoding,
+                voices=voices,
+                encoding=None if stereo else "ulaw",
             )
         else:
-            write_tone(path, sample_rate_hz=rate, channels=2 if stereo else 1, duration_s=26)
+            write_tone(path, sample_rate_hz=rate, channels=2 if stereo else 1, duration_s=30)
 
 
 async def receive(request: web.Request) -> web.Response:

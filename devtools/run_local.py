@@ -20,7 +20,7 @@ import urllib.request
 from pathlib import Path
 from urllib.parse import urlencode, urlsplit
 
-from devtools.demo_crm import SAMPLE_CALL, SAMPLE_MONO_CALL
+from devtools.demo_crm import SAMPLE_CALL, SAMPLE_ENGLISH_CALL, SAMPLE_MONO_CALL
 from devtools.processes import port_open, spawn, start_secantus
 from devtools.supervisor import Supervised, Supervisor
 from shared.connection import load_connection_settings
@@ -32,7 +32,10 @@ DATA_DIR = Path(".data")
 EMBEDDED_MONGO_PORT = 27017
 DEMO_CRM_PORT = 8090
 READY_TIMEOUT_S = 60.0
+# The stereo call first: once analysed, it has taught the manager's voiceprint, which then
+# tells who is who on the mono one.
 DEMO_CALLS = {"demo-call-1": SAMPLE_CALL, "demo-call-2": SAMPLE_MONO_CALL}
+DEMO_ANALYSIS_TIMEOUT_S = 120.0
 
 
 def _check_rabbitmq(amqp_url: str) -> None:
@@ -121,10 +124,11 @@ def _run(supervisor: Supervisor) -> None:
         _wait_healthy(service, f"http://{host}:{service_env['ROP_HEALTH_PORT']}/healthz", process)
     base_url = f"http://{host}:{port}"
     key = asyncio.run(_api_key(env["ROP_MONGO_URL"]))
-    demo = ", ".join(
-        _submit_demo_call(key, base_url, call_id, recording)
-        for call_id, recording in DEMO_CALLS.items()
-    )
+    submitted = []
+    for call_id, recording in DEMO_CALLS.items():
+        submitted.append(_submit_demo_call(key, base_url, call_id, recording))
+        _wait_analysed(key, base_url, call_id)
+    demo = ", ".join(submitted)
     print(
         f"\nЦифровой РОП is running: {base_url}\n"
         f"  Web app:  {base_url}/ (log in as the admin below)\n"
@@ -132,8 +136,10 @@ def _run(supervisor: Supervisor) -> None:
         f"            POST {base_url}/api/v1/calls/audio-upload?apiKey=KEY (form)\n"
         f"  OpenAPI:  {base_url}/api/v1/openapi.json\n"
         "  API key:  make api-key\n"
-        f"  Demo CRM: http://127.0.0.1:{DEMO_CRM_PORT}/files/{SAMPLE_CALL} (stereo),\n"
-        f"            http://127.0.0.1:{DEMO_CRM_PORT}/files/{SAMPLE_MONO_CALL} (mono, 8 kHz)\n"
+        f"  Demo CRM: http://127.0.0.1:{DEMO_CRM_PORT}/files/{SAMPLE_CALL} (Russian, stereo),\n"
+        f"            http://127.0.0.1:{DEMO_CRM_PORT}/files/{SAMPLE_MONO_CALL} (the same, mono "
+        "8 kHz),\n"
+        f"            http://127.0.0.1:{DEMO_CRM_PORT}/files/{SAMPLE_ENGLISH_CALL} (English)\n"
         "            (its webhooks are printed here)\n"
         f"  Demo calls: {demo} (see them on {base_url}/calls)\n"
         f"  Admin:    {env.get('ROP_ADMIN_EMAIL', 'admin@rop.local')}, password: "
@@ -151,7 +157,7 @@ def _submit_demo_call(key: str, base_url: str, call_id: str, recording: str) -> 
         {
             "call_id": call_id,
             "audio_url": f"http://127.0.0.1:{DEMO_CRM_PORT}/files/{recording}",
-            "duration": 26,
+            "duration": 30,
             "manager_id": "mgr_001",
             "manager_name": "Иванов Иван Петрович",
             "deal_id": "deal_5678",
@@ -169,6 +175,20 @@ def _submit_demo_call(key: str, base_url: str, call_id: str, recording: str) -> 
         if exc.code == 409:
             return f"{call_id} already submitted"
         return f"{call_id} refused ({exc.code})"
+
+
+def _wait_analysed(key: str, base_url: str, call_id: str) -> None:
+    """Until a demo call is analysed (or a while has passed)."""
+    url = f"{base_url}/api/v1/calls/{call_id}?{urlencode({'apiKey': key})}"
+    deadline = time.monotonic() + DEMO_ANALYSIS_TIMEOUT_S
+    while time.monotonic() < deadline:
+        try:
+            with urllib.request.urlopen(url, timeout=5) as response:
+                if json.load(response)["status"] not in ("queued", "downloading", "analyzing"):
+                    return
+        except OSError:
+            pass
+        time.sleep(1.0)
 
 
 async def _api_key(mongo_url: str) -> str:

@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import subprocess
 import tempfile
 import uuid
 import wave
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -118,8 +119,34 @@ class Spoken:
     text: str
 
 
+def one_after_another(
+    said: Sequence[tuple[Speaker, str]],
+    voices: Voices,
+    *,
+    pause_s: Callable[[], float] = lambda: 0.7,
+    start_s: float = 1.0,
+) -> tuple[list[Line], float]:
+    """Lines that follow each other, each a pause after its predecessor ends (as long as
+    its voice takes to say it), and the call's length: 2 s after the last line."""
+    lines: list[Line] = []
+    for speaker, text in said:
+        lines.append((speaker, start_s, text))
+        start_s += spoken_s(text, voices.of(speaker)) + pause_s()
+    return lines, start_s + 2.0
+
+
+def spoken_s(text: str, voice: str) -> float:
+    """How long a voice of `Voices` takes to say a line (to lay out a call's lines)."""
+    return len(_speak(text, voice, SPOKEN_RATE_HZ)) / SPOKEN_RATE_HZ
+
+
+SPOKEN_RATE_HZ = 16000
+
+
+@functools.lru_cache(maxsize=1024)
 def _speak(text: str, voice: str, sample_rate_hz: int) -> np.ndarray[Any, np.dtype[np.float64]]:
-    """A line spoken by a voice of `Voices`, resampled by ffmpeg, as samples in [-1, 1]."""
+    """A line spoken by a voice of `Voices`, resampled by ffmpeg, as samples in [-1, 1]
+    (remembered: calls of a set repeat their lines; never written to)."""
     name, _, shift = voice.partition("@")
     with tempfile.TemporaryDirectory() as temp:
         spoken, pcm = Path(temp) / "line.wav", Path(temp) / "line.pcm"
@@ -147,7 +174,9 @@ def _speak(text: str, voice: str, sample_rate_hz: int) -> np.ndarray[Any, np.dty
             ],
             check=True,
         )
-        return np.fromfile(pcm, dtype=np.int16) / 32768.0
+        samples = np.fromfile(pcm, dtype=np.int16) / 32768.0
+        samples.flags.writeable = False
+        return samples
 
 
 def _rate(path: Path) -> int:

@@ -1,7 +1,7 @@
 """Sample script, binding and table made on the very first start, so a new system scores calls.
 
 They are made once: an admin who deletes them does not get them back on restart.
-Phrases are Russian with English variants (the bundled demo model is English).
+Phrases are Russian with English variants, for calls in either language.
 """
 
 from __future__ import annotations
@@ -136,7 +136,11 @@ SAMPLE_TABLE = Table.model_validate(
                 "name": "Бюджет",
                 "type": "number",
                 "method": "regex",
-                "pattern": r"(?:бюджет|budget)\D{0,20}(\d[\d\s,]*)",
+                # «500 тысяч», «1,5 миллиона», "500,000": the number with its scale word.
+                "pattern": (
+                    r"(?:бюджет|budget)\D{0,20}"
+                    r"(\d[\d\s,.]*(?:тысяч\w*|миллион\w*|thousand|million)?)"
+                ),
                 "speaker": "any",
             },
             {
