@@ -27,7 +27,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from bench.analyze import conversation
+from bench.analyze import RUSSIAN_VOICES, russian_conversation
 from bench.e2e import API_KEY, bind_sample_template, start_system
 from bench.ingest import AMQP_URL
 from bench.notify import cpu_seconds
@@ -50,8 +50,9 @@ def record_all(directory: Path) -> dict[int, Path]:
         path = directory / f"call-{minutes}m.mp3"
         write_call(
             path,
-            conversation(TALK_S, minutes),
+            russian_conversation(TALK_S, minutes),
             duration_s=minutes * 60.0,
+            voices=RUSSIAN_VOICES,
             sample_rate_hz=8000,
             encoding="mp3-16k",
         )

@@ -17,7 +17,7 @@ from pathlib import Path
 import aiohttp
 from aiohttp import web
 
-from bench.analyze import conversation
+from bench.analyze import RUSSIAN_VOICES, russian_conversation
 from bench.ingest import AMQP_URL
 from devtools.processes import free_port, start_secantus, stop
 from devtools.samples import write_call
@@ -103,7 +103,7 @@ async def bind_sample_template(session: aiohttp.ClientSession, api: str, hooks_u
 async def main() -> None:
     work = Path(tempfile.mkdtemp(prefix="rop-bench-e2e-"))
     recording = work / "call.mp3"
-    write_call(recording, conversation(CALL_S, 1), duration_s=CALL_S)
+    write_call(recording, russian_conversation(CALL_S, 1), duration_s=CALL_S, voices=RUSSIAN_VOICES)
     crm = Crm(recording)
     app = web.Application()
     app.router.add_get("/call.mp3", crm.file)
