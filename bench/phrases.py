@@ -16,7 +16,7 @@ Each model and decoding variant transcribes the whole set in the same run, the v
 taking turns call by call; printed per variant: the word error rate against the spoken
 text, phrase recall (spoken phrases the matcher finds, said by the manager), false hits
 (phrases found in calls where they were not said), stage verdicts right (a stage per
-phrase, and "must not be said" for the forbidden one) and the ASR's CPU seconds.
+phrase, and "must not be said" for the forbidden one) and the analysis's CPU seconds.
 """
 
 from __future__ import annotations
@@ -24,15 +24,13 @@ from __future__ import annotations
 import random
 import tempfile
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.calls import generated
 from devtools.samples import Line, Speaker, Voices, one_after_another, word_error_rate
 from services.analyzer import evaluate
-from services.analyzer.asr import Decoding, Identified, Transcribed, WhisperTranscriber
-from services.analyzer.audio import Samples
+from services.analyzer.asr import Decoding, WhisperTranscriber
 from services.analyzer.phrases import find_phrase, tokenize
 from services.analyzer.pipeline import Listening, transcribe_call
 from services.analyzer.roles import RoleHints
@@ -283,31 +281,6 @@ def template(corpus: Corpus) -> Template:
     return Template.model_validate({"name": f"bench {corpus.language}", "stages": stages})
 
 
-class TimedTranscriber:
-    """A WhisperTranscriber that adds up the CPU seconds it spends (steadier than the
-    clock on a shared machine)."""
-
-    def __init__(self, transcriber: WhisperTranscriber) -> None:
-        self.transcriber = transcriber
-        self.seconds = 0.0
-
-    def identify(self, audio: Samples) -> Identified | None:
-        started = time.process_time()
-        try:
-            return self.transcriber.identify(audio)
-        finally:
-            self.seconds += time.process_time() - started
-
-    def transcribe(
-        self, audio: Samples, *, language: LanguageCode | None, vocabulary: Sequence[str] = ()
-    ) -> Transcribed:
-        started = time.process_time()
-        try:
-            return self.transcriber.transcribe(audio, language=language, vocabulary=vocabulary)
-        finally:
-            self.seconds += time.process_time() - started
-
-
 # What each language's set is heard with: (model, decoding); "defaults" is what
 # `shared/settings.py` ships.
 VARIANTS: dict[str, tuple[str, Decoding]] = {
@@ -323,7 +296,7 @@ ENGLISH_ONLY = {"tiny.en, defaults": ("tiny.en", Decoding())}
 @dataclass
 class _Tally:
     listening: Listening
-    timed: TimedTranscriber
+    cpu_s: float = 0.0  # of the whole analysis (the channels are recognised at once)
     errors: int = 0
     words: int = 0
     found: int = 0
@@ -351,18 +324,19 @@ def bench_phrases(encoder: VoiceEncoder, corpus: Corpus, *, quick: bool = False)
         variants = {name: variant for name, variant in variants.items() if "defaults" in name}
     tallies = {}
     for name, (model, decoding) in variants.items():
-        timed = TimedTranscriber(
-            WhisperTranscriber(model, device="cpu", compute_type="int8", decoding=decoding)
+        transcriber = WhisperTranscriber(
+            model, device="cpu", compute_type="int8", decoding=decoding
         )
         hints = RoleHints(cue_phrases=cues, script_phrases=phrases)
         listening = Listening(
-            timed, encoder, hints, vocabulary=phrases + cues, language=corpus.language
+            transcriber, encoder, hints, vocabulary=phrases + cues, language=corpus.language
         )
-        tallies[name] = _Tally(listening, timed)
+        tallies[name] = _Tally(listening)
     for call in calls:
         lines, duration_s = layout(corpus, call)
         source = _source(call, lines, duration_s)
         for tally in tallies.values():
+            started = time.process_time()
             with tempfile.TemporaryDirectory() as temp:
                 result = transcribe_call(
                     source,
@@ -371,6 +345,7 @@ def bench_phrases(encoder: VoiceEncoder, corpus: Corpus, *, quick: bool = False)
                     listening=tally.listening,
                     work_dir=Path(temp),
                 )
+            tally.cpu_s += time.process_time() - started
             errors, words = word_error_rate(
                 [text for _, _, text in lines], [line.text for line in result.utterances]
             )
@@ -407,17 +382,17 @@ def _report(corpus: Corpus, calls: list[Call], tallies: dict[str, _Tally]) -> No
     )
     print(
         f"{'model, decoding':22} {'WER':>6} {'recall':>7} {'exact':>6} {'long':>6} "
-        f"{'false':>6} {'verdicts':>9} {'ASR cpu s':>9} {'vs first':>8}"
+        f"{'false':>6} {'verdicts':>9} {'CPU s':>7} {'vs first':>8}"
     )
-    first_s = next(iter(tallies.values())).timed.seconds
+    first_s = next(iter(tallies.values())).cpu_s
     for name, tally in tallies.items():
         print(
             f"{name:22} {tally.errors / tally.words:6.1%} {tally.found / tally.said:7.1%} "
             f"{tally.found_exactly / tally.said:6.1%} "
             f"{tally.found_long / tally.said_long:6.0%} "
             f"{tally.false_hits / tally.not_said:6.1%} "
-            f"{tally.verdicts_right:4}/{tally.verdicts:<4} {tally.timed.seconds:9.1f} "
-            f"{tally.timed.seconds / first_s - 1:+8.0%}"
+            f"{tally.verdicts_right:4}/{tally.verdicts:<4} {tally.cpu_s:7.1f} "
+            f"{tally.cpu_s / first_s - 1:+8.0%}"
         )
     for name, tally in tallies.items():
         if tally.wrong:
