@@ -205,3 +205,24 @@ async def test_a_flag_is_not_a_number_of_seconds(ingest_client: Client) -> None:
         assert [d["field"] for d in (await response.json())["details"]] == ["min_call_duration_s"]
     saved = await ingest_client.put(CONNECTION, json={"min_call_duration_s": 30}, headers=headers)
     assert (await saved.json())["min_call_duration_s"] == 30
+
+
+async def test_the_calls_language_is_russian_unless_an_admin_sets_it(
+    ingest_client: Client,
+) -> None:
+    headers = bearer(await log_in(ingest_client, ADMIN_EMAIL, ADMIN_PASSWORD))
+    assert (await (await ingest_client.get(CONNECTION, headers=headers)).json())[
+        "call_language"
+    ] == "ru"
+
+    changed = await ingest_client.put(CONNECTION, json={"call_language": "auto"}, headers=headers)
+    assert changed.status == 200
+    assert (await changed.json())["call_language"] == "auto"
+    refused = await ingest_client.put(CONNECTION, json={"call_language": "fr"}, headers=headers)
+    body = await refused.json()
+    assert refused.status == 400
+    assert body["code"] == "invalid_request"
+    assert [detail["field"] for detail in body["details"]] == ["call_language"]
+    assert (await (await ingest_client.get(CONNECTION, headers=headers)).json())[
+        "call_language"
+    ] == "auto"
