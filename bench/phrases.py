@@ -309,6 +309,7 @@ class _Tally:
     verdicts_right: int = 0
     verdicts: int = 0
     wrong: list[str] = field(default_factory=list)
+    by_codec: dict[str, tuple[int, int]] = field(default_factory=dict)  # errors, words
 
 
 def bench_phrases(encoder: VoiceEncoder, corpus: Corpus, *, quick: bool = False) -> None:
@@ -350,6 +351,9 @@ def bench_phrases(encoder: VoiceEncoder, corpus: Corpus, *, quick: bool = False)
                 [text for _, _, text in lines], [line.text for line in result.utterances]
             )
             tally.errors, tally.words = tally.errors + errors, tally.words + words
+            codec = f"{call.encoding}{'' if call.stereo else ' mono'}"
+            before = tally.by_codec.get(codec, (0, 0))
+            tally.by_codec[codec] = (before[0] + errors, before[1] + words)
             tokens = tokenize(result.utterances)
             hits = sum(find_phrase(p, tokens, speaker="manager") is not None for p in phrases)
             exact = sum(
@@ -394,6 +398,14 @@ def _report(corpus: Corpus, calls: list[Call], tallies: dict[str, _Tally]) -> No
             f"{tally.verdicts_right:4}/{tally.verdicts:<4} {tally.cpu_s:7.1f} "
             f"{tally.cpu_s / first_s - 1:+8.0%}"
         )
+    first = next(iter(tallies))
+    print(
+        f"WER by codec, {first}: "
+        + ", ".join(
+            f"{codec} {errors / words:.1%}"
+            for codec, (errors, words) in tallies[first].by_codec.items()
+        )
+    )
     for name, tally in tallies.items():
         if tally.wrong:
             print(f"  wrong verdicts, {name}: {', '.join(tally.wrong)}")
