@@ -21,15 +21,16 @@ from typing import Literal
 
 import numpy as np
 
-from services.analyzer.asr import Identified, Transcriber, utterances_of
+from services.analyzer.asr import Transcriber, utterances_of
 from services.analyzer.audio import SAMPLE_RATE_HZ, Part, Samples, decode_channels, split_into_parts
 from services.analyzer.echo import remove_echo
+from services.analyzer.language import StreamLanguage, asked_language, call_language
 from services.analyzer.roles import STEREO, RoleHints, Roles, decide_roles
 from services.analyzer.speakers import SpeechEmbeddings, Voice, diarize, embed_speech
 from services.analyzer.talk import Interval, TalkMetrics, speech_intervals, talk_metrics
 from services.analyzer.transcript import SpeakerName, Utterance, Word
 from services.analyzer.voice_encoder import VoiceEncoder
-from shared.results import LANGUAGES, CallLanguage, LanguageCode, LanguageSetting
+from shared.results import CallLanguage, LanguageSetting
 
 SIDES: tuple[SpeakerName, SpeakerName] = ("manager", "client")
 
@@ -126,30 +127,6 @@ def _in_stream(word: Word, pieces: list[_Piece], offset_s: float) -> Word:
     return Word(word.text, start_s + offset_s, end_s + offset_s)
 
 
-# A stream is said to sound like another language only when the model is at least this sure.
-MISMATCH_MIN_PROBABILITY = 0.5
-
-
-@dataclass(frozen=True)
-class StreamLanguage:
-    """The language a stream is recognised in, decided on its first speech, and what the
-    model identified there."""
-
-    used: LanguageCode
-    identified: Identified | None = None
-
-    @property
-    def mismatch(self) -> bool:
-        """The stream sounded more like another language than the one it was recognised
-        in (only where the language was set, not identified)."""
-        identified = self.identified
-        return (
-            identified is not None
-            and identified.language != self.used
-            and identified.probability >= MISMATCH_MIN_PROBABILITY
-        )
-
-
 def recognise(
     transcriber: Transcriber,
     audio: Samples,
@@ -175,39 +152,11 @@ def recognise(
         transcribed = transcriber.transcribe(joined, language=language.used, vocabulary=vocabulary)
     else:
         identified = transcriber.identify(joined)
-        asked = setting if setting != "auto" else identified.language if identified else None
-        transcribed = transcriber.transcribe(joined, language=asked, vocabulary=vocabulary)
+        transcribed = transcriber.transcribe(
+            joined, language=asked_language(setting, identified), vocabulary=vocabulary
+        )
         language = StreamLanguage(transcribed.language, identified)
     return [_in_stream(word, pieces, offset_s) for word in transcribed.words], language
-
-
-def call_language(
-    languages: dict[str, StreamLanguage],
-    speech: dict[str, list[Interval]],
-    setting: LanguageSetting,
-) -> CallLanguage:
-    """The call's language: that of the stream that sounded like another language, if
-    one did, else of the stream with the most speech."""
-    talk = {stream: sum(end - start for start, end in speech[stream]) for stream in languages}
-    telling = sorted(languages, key=lambda stream: (languages[stream].mismatch, talk[stream]))
-    if not telling:
-        code = setting if setting != "auto" else LANGUAGES[0]
-        return {
-            "code": code,
-            "setting": setting,
-            "detected": None,
-            "probability": None,
-            "mismatch": False,
-        }
-    language = languages[telling[-1]]
-    identified = language.identified
-    return {
-        "code": language.used,
-        "setting": setting,
-        "detected": identified.language if identified else None,
-        "probability": identified.probability if identified else None,
-        "mismatch": language.mismatch,
-    }
 
 
 def _shifted(intervals: list[Interval], offset_s: float) -> list[Interval]:

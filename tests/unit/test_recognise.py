@@ -11,7 +11,8 @@ import pytest
 
 from services.analyzer.asr import Identified, Transcribed
 from services.analyzer.audio import SAMPLE_RATE_HZ, Samples
-from services.analyzer.pipeline import ASR_SEPARATOR_S, StreamLanguage, call_language, recognise
+from services.analyzer.language import StreamLanguage, call_language
+from services.analyzer.pipeline import ASR_SEPARATOR_S, recognise
 from services.analyzer.transcript import Word
 from shared.results import LanguageCode
 
