@@ -285,7 +285,7 @@ def template(corpus: Corpus) -> Template:
 # `shared/settings.py` ships.
 VARIANTS: dict[str, tuple[str, Decoding]] = {
     "base, defaults": ("base", Decoding()),
-    "base, beam 5": ("base", Decoding(beam_size=5)),
+    "base, greedy": ("base", Decoding(beam_size=1)),
     "base, bias": ("base", Decoding(bias=True)),
     "base, fallback": ("base", Decoding(temperature_fallback=True)),
     "base, condition": ("base", Decoding(condition_on_previous_text=True)),

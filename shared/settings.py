@@ -128,7 +128,9 @@ class Settings(BaseSettings):
     )
     asr_device: Literal["auto", "cpu", "cuda"] = "auto"
     asr_compute_type: str = "int8"
-    asr_beam_size: int = Field(1, ge=1, le=10)
+    asr_beam_size: int = Field(
+        5, ge=1, le=10, description="Beam search width (1: greedy); see Telephone audio."
+    )
     asr_bias: bool = Field(
         False, description="The call's script and table phrases go to the ASR as hotwords."
     )

@@ -118,7 +118,7 @@ GOOD_CALL: list[Line] = [
     ("manager", 12.0, "Вам удобно сейчас говорить?"),
     ("client", 14.5, "Да, у меня есть пара минут."),
     ("manager", 17.5, "Какой у вас бюджет на оформление офиса?"),
-    ("client", 21.0, "Наш бюджет триста пятьдесят тысяч рублей."),
+    ("client", 21.0, "Наш бюджет пятьсот тысяч рублей."),
     ("manager", 25.0, "Давайте договоримся о встрече в четверг."),
     ("client", 28.5, "Хорошо, в четверг подходит."),
     ("manager", 31.0, "Спасибо за ваше время, до свидания."),
@@ -234,7 +234,7 @@ async def test_a_russian_call_is_scored_as_it_was_said(
         "mismatch": False,
     }
     (row,) = task["results"]["tables"]
-    assert row["row"]["budget"] == 350000
+    assert row["row"]["budget"] == 500000
 
 
 # The client says the script's phrases and its forbidden one; the manager says none.
