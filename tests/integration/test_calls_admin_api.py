@@ -132,6 +132,12 @@ async def test_a_manager_sees_only_own_calls_and_gets_403_for_others(
     assert {item["manager_id"] for item in page["items"]} == {"mgr_1"}
     own = await ingest_client.get("/api/v1/admin/calls/task_000000000001", headers=manager)
     assert own.status == 200
+    # Re-analysis sends the CRM new results: for admins and supervisors only.
+    again = await ingest_client.post(
+        "/api/v1/admin/calls/task_000000000001/reanalyze", headers=manager
+    )
+    assert again.status == 403
+    assert (await db.calls.find_one({"_id": "task_000000000001"}))["status"] == "done"
     other = await ingest_client.get("/api/v1/admin/calls/task_000000000003", headers=manager)
     assert other.status == 403
     assert (await other.json())["code"] == "forbidden"

@@ -159,7 +159,7 @@ class CallCommand:
     """An action a person takes on a call, the same from the API and from the call card."""
 
     path: str  # the last segment of its URL
-    roles: tuple[Role, ...]  # empty: anyone who sees the call
+    roles: tuple[Role, ...]  # who may take it, on a call they see
     run: Callable[[AsyncDatabase[Document], User, str], Awaitable[None]]
     logged: str  # the log event
     notice: str  # what the card says afterwards
@@ -171,12 +171,12 @@ class CallCommand:
 COMMANDS = (
     CallCommand(
         "reanalyze",
-        (),
+        LEADS,
         reanalyze,
         "reanalysis_requested",
         "reanalysis",
         True,
-        "Analyse the call again; results go out with new webhook ids",
+        "Analyse the call again; results go out with new webhook ids (admin, supervisor)",
         "still in progress, or no audio",
     ),
     CallCommand(
@@ -202,3 +202,8 @@ COMMANDS = (
         "not a mono call analysed yet",
     ),
 )
+
+
+def allowed(viewer: User) -> frozenset[str]:
+    """The paths of the commands `viewer` may take on a call they see."""
+    return frozenset(command.path for command in COMMANDS if viewer.role in command.roles)

@@ -154,7 +154,7 @@ async def _card(
             "errors": errors or {},
             "notice": request.query.get("notice"),
             "can_replay": session.user.role in LEADS,
-            "can_set_roles": session.user.role in LEADS,
+            "commands": commands.allowed(session.user),
             "can_correct": session.user.role in LEADS and card["status"] in ANALYSED,
             "can_dispute": session.user.role is Role.MANAGER and card["status"] in ANALYSED,
             "verdict_labels": VERDICT_LABELS,
