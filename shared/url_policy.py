@@ -2,9 +2,11 @@
 
 Two checks, both pure (no network I/O):
 - `UrlPolicy.check_url` before every request and redirect: scheme, port, host lists,
-  and the address itself when the host is an IP literal;
+  and the address itself when the host is an IP literal (`check_port` and `check_host`
+  alone for the mail server, which has no URL);
 - `UrlPolicy.check_address` on every address a host name resolves to, applied by
-  `PolicyResolver`, so the connection goes to exactly the addresses that were checked.
+  `PolicyResolver` (and `UrlPolicy.connect`), so the connection goes to exactly the
+  addresses that were checked.
 
 Never allowed, whatever the configuration: unspecified, link-local (cloud metadata at
 169.254.169.254 included), multicast, broadcast, reserved ranges, and the same
@@ -13,6 +15,7 @@ addresses in IPv4-mapped, IPv4-compatible, 6to4 or NAT64 IPv6 form.
 
 from __future__ import annotations
 
+import asyncio
 import ipaddress
 import re
 import socket
@@ -44,6 +47,10 @@ _NEVER: tuple[IPNetwork, ...] = tuple(
     )
 )
 _NAT64 = ipaddress.ip_network("64:ff9b::/96")
+# Names that are always loopback (RFC 6761) or a cloud's metadata service, refused by
+# name as their addresses would be: before any lookup, when a link is saved too.
+_LOOPBACK_NAMES = ("localhost", "*.localhost")
+_METADATA_NAMES = ("metadata.google.internal", "metadata.goog")
 
 
 class UrlRefused(PermanentError):
@@ -108,18 +115,26 @@ class UrlPolicy:
         """Refuse a URL by its scheme, port, host, or literal address."""
         if url.scheme not in self.schemes:
             raise UrlRefused(f"Схема {url.scheme or '(нет)'} не разрешена: нужна http или https")
-        host = url.raw_host
-        if not host:
+        if not url.raw_host:
             raise UrlRefused("В ссылке нет имени сервера")
-        if _NUMERIC_HOST.match(host.lower()) and not _is_dotted_quad(host):
-            raise UrlRefused(f"Адрес {host} записан нестандартно: нужна запись вида 10.0.0.1")
         if url.user is not None or url.password is not None:
             raise UrlRefused("Ссылки с логином и паролем не поддерживаются")
-        port = url.port
+        self.check_port(url.port)
+        self.check_host(url.raw_host)
+
+    def check_port(self, port: int | None) -> None:
+        """Refuse a port outside the allowed ones."""
         if self.ports and port not in self.ports:
             raise UrlRefused(f"Порт {port} не разрешён")
-        if _host_matches(host, self.deny_hosts):
+
+    def check_host(self, host: str) -> None:
+        """Refuse a server (of a URL, or the mail server) by its name or literal address."""
+        if _NUMERIC_HOST.match(host.lower()) and not _is_dotted_quad(host):
+            raise UrlRefused(f"Адрес {host} записан нестандартно: нужна запись вида 10.0.0.1")
+        if _host_matches(host, self.deny_hosts + _METADATA_NAMES):
             raise UrlRefused(f"Сервер {host} запрещён")
+        if _host_matches(host, _LOOPBACK_NAMES):
+            self.check_address(ipaddress.IPv4Address("127.0.0.1"))
         if self.allow_hosts and not _host_matches(host, self.allow_hosts):
             raise UrlRefused(f"Сервер {host} не входит в список разрешённых")
         try:
@@ -156,6 +171,32 @@ class UrlPolicy:
             raise UrlRefused(f"Адрес {ip} не входит в разрешённые сети")
         if ip.is_private and not ip.is_loopback and not self.allow_private:
             raise UrlRefused(f"Адрес {ip} из внутренней сети запрещён")
+
+    async def connect(self, host: str, port: int, *, timeout_s: float) -> socket.socket:
+        """A TCP connection to a server that is not a URL (the mail server): its port and
+        name checked, then its name resolved once and connected to only at the addresses
+        that were checked, the first that answers."""
+        self.check_port(port)
+        self.check_host(host)
+        loop = asyncio.get_running_loop()
+        resolver = self.resolver()
+        async with asyncio.timeout(timeout_s):
+            try:
+                addresses = await resolver.resolve(host.strip("[]"), port, socket.AF_UNSPEC)
+            finally:
+                await resolver.close()
+            failure: OSError = OSError(f"{host} has no address")
+            for address in addresses:
+                sock = socket.socket(address["family"], socket.SOCK_STREAM)
+                sock.setblocking(False)
+                try:
+                    await loop.sock_connect(sock, (address["host"], port))
+                except OSError as exc:
+                    sock.close()
+                    failure = exc
+                    continue
+                return sock
+        raise failure
 
     def resolver(self) -> PolicyResolver:
         """A resolver for aiohttp that only ever returns addresses this policy allows."""

@@ -240,7 +240,8 @@ async def _attempt_stored(deps: Notifier, delivery: Document, *, stored: bool = 
     try:
         if delivery.get("channel") == "email":
             smtp = (await load_connection_settings(deps.db)).smtp
-            record, retry_after = await send_email(smtp, delivery, timeout_s=deps.timeout_s), None
+            record = await send_email(smtp, deps.policy, delivery, timeout_s=deps.timeout_s)
+            retry_after = None
         else:
             record, retry_after = await send(
                 deps.session, deps.policy, delivery, timeout_s=deps.timeout_s

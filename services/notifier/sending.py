@@ -1,5 +1,6 @@
 """One attempt of a delivery, its answer recorded for the delivery log: a webhook signed,
-to the URL the policy allows; an alert's email, through the configured mail server."""
+to the URL the policy allows; an alert's email, through the configured mail server the
+policy allows."""
 
 from __future__ import annotations
 
@@ -76,37 +77,59 @@ MAIL_POLICY = email.policy.SMTP.clone(max_line_length=998)
 NO_SMTP = "Почтовый сервер не настроен (Настройки → Подключение → Почта)"
 
 
+def _header(value: str) -> str:
+    """A header value as one line: a line break or another control character (from a
+    comment or a name in the subject) would let it forge headers, and Python refuses it."""
+    return " ".join("".join(ch if ch.isprintable() else " " for ch in value).split())
+
+
+def _message(sender: str, content: Document) -> bytes:
+    message = EmailMessage(policy=MAIL_POLICY)
+    message["From"], message["To"] = _header(sender), _header(content["to"])
+    message["Subject"] = _header(content["subject"])
+    message.set_content(content["text"])
+    return message.as_bytes()  # flattened here: aiosmtplib would fold with its own policy
+
+
 async def send_email(
-    smtp: SmtpSettings | None, delivery: Document, *, timeout_s: float
+    smtp: SmtpSettings | None, policy: UrlPolicy, delivery: Document, *, timeout_s: float
 ) -> Document:
-    """One attempt of an email delivery; its record keeps the server's reply code (250:
-    accepted) so that the webhooks' schedule decides its retries. Without a mail server
-    the attempt is refused, which ends the delivery (replayable once one is set)."""
+    """One attempt of an email delivery through the mail server, which the URL policy
+    must allow like any outbound address (checked again here, its resolved addresses
+    too); its record keeps the server's reply code (250: accepted) so that the
+    webhooks' schedule decides its retries. Without a mail server, refused by the
+    policy, or an email that cannot be written, the attempt is refused, which ends the
+    delivery in the log (replayable once the cause is fixed)."""
     at = utcnow()
     started = time.perf_counter()
     record = attempt_record(at)
     if smtp is None:
         record["error"], record["refused"] = NO_SMTP, True
         return record
-    content = json.loads(delivery["body"])
-    message = EmailMessage(policy=MAIL_POLICY)
-    message["From"], message["To"] = smtp.sender, content["to"]
-    message["Subject"] = content["subject"]
-    message.set_content(content["text"])
     try:
-        _, reply = await aiosmtplib.send(
-            message.as_bytes(),  # flattened here: aiosmtplib would fold with its own policy
-            sender=smtp.sender,
-            recipients=[content["to"]],
-            hostname=smtp.host,
-            port=smtp.port,
-            username=smtp.username or None,
-            password=smtp.password or None,
-            use_tls=smtp.security == "ssl",
-            start_tls=smtp.security == "starttls",
-            timeout=timeout_s,
-        )
+        content = json.loads(delivery["body"])
+        message = _message(smtp.sender, content)
+        sock = await policy.connect(smtp.host, smtp.port, timeout_s=timeout_s)
+        try:
+            _, reply = await aiosmtplib.send(
+                message,
+                sender=smtp.sender,
+                recipients=[content["to"]],
+                hostname=smtp.host,  # what TLS checks the certificate against
+                sock=sock,
+                username=smtp.username or None,
+                password=smtp.password or None,
+                use_tls=smtp.security == "ssl",
+                start_tls=smtp.security == "starttls",
+                timeout=timeout_s,
+            )
+        finally:
+            sock.close()
         record["status_code"], record["response"] = 250, reply[:SNIPPET_BYTES]
+    except UrlRefused as exc:
+        record["error"], record["refused"] = f"Почтовый сервер: {exc.message}", True
+    except (ValueError, TypeError, KeyError) as exc:  # the email itself cannot be written
+        record["error"], record["refused"] = f"Письмо не составить: {exc}"[:500], True
     except aiosmtplib.SMTPResponseException as exc:
         record["status_code"], record["error"] = exc.code, exc.message[:500]
     except (aiosmtplib.SMTPException, OSError, TimeoutError) as exc:

@@ -5,6 +5,7 @@ local receiver; each once per call, only to the people who may see the call."""
 
 from __future__ import annotations
 
+import socket
 from datetime import timedelta
 from typing import Any
 
@@ -14,9 +15,11 @@ from aiohttp.test_utils import TestClient
 from devtools.processes import free_port
 from devtools.samples import analysed_call
 from services.notifier.handlers import Notifier, on_event, send_digests
+from shared.connection import update_connection_settings
 from shared.events import CallAnalyzed, CallFailed, Envelope, call_meta, utcnow
 from shared.mongo import Document
 from shared.settings import Settings
+from shared.url_policy import UrlPolicy, UrlRefused
 from shared.webhooks import verify
 from tests.api_client import admin, user
 from tests.conftest import FAST_WEBHOOKS, running_notifier
@@ -362,6 +365,8 @@ async def test_rules_are_checked_when_saved(ingest_client: Client) -> None:
             },
             "webhook.url",
         ),
+        # A name goes into e-mail subjects: one line.
+        ({"condition": "call_failed", "name": "Сбой\r\nBcc: all@evil.test"}, "одну строку"),
     ]
     for fields, says in cases:
         answer = await ingest_client.post(
@@ -376,6 +381,111 @@ async def test_rules_are_checked_when_saved(ingest_client: Client) -> None:
     )
     refused = await ingest_client.get("/api/v1/alert-rules", headers=manager)
     assert refused.status == 403
+
+
+async def test_a_dispute_comment_on_many_lines_makes_a_one_line_subject(
+    ingest_client: Client, notifier: Notifier
+) -> None:
+    headers = await admin(ingest_client)
+    await people(ingest_client, headers)
+    manager = await user(
+        ingest_client, headers, email="anna@company.test", role="manager", manager_id="mgr_1"
+    )
+    await rule(
+        ingest_client,
+        headers,
+        name="Спорные оценки",
+        condition="dispute_opened",
+        channels=["in_app", "email"],
+    )
+    call = analysed_call(1, manager_id="mgr_1")
+    await notifier.db.calls.insert_one(call)
+    with smtp_server() as (mailbox, port):
+        await smtp_settings(ingest_client, headers, port)
+        opened = await ingest_client.post(
+            f"/api/v1/admin/calls/{call['_id']}/disputes",
+            json={
+                "binding_id": "bnd_1",
+                "stage": "Этап 2",
+                "comment": "Я назвал компанию.\r\nBcc: all@evil.test\n\nПроверьте.",
+            },
+            headers=manager,
+        )
+        assert opened.status == 201, await opened.text()
+        (message,) = await wait_for(lambda: _mail_to(mailbox, HEAD))
+    assert message["Subject"] == (
+        "Спорные оценки: Оспорен этап «Этап 2» (скрипт «Первичный звонок»): "
+        "Я назвал компанию. Bcc: all@evil.test Проверьте."
+    )
+    assert message["Bcc"] is None
+    assert mailbox.to("all@evil.test") == []
+
+
+async def _mail_to(mailbox: Mailbox, address: str) -> list[Any]:
+    return mailbox.to(address)
+
+
+async def test_the_mail_server_is_under_the_url_policy_when_saved(ingest_client: Client) -> None:
+    headers = await admin(ingest_client)
+    for host in (
+        "169.254.169.254",
+        "0",
+        "2852039166",
+        "0251.0376.0251.0376",
+        "[::ffff:169.254.169.254]",
+        "metadata.google.internal",
+        "smtp.company.test\r\nRCPT TO:<all@evil.test>",
+        "smtp://smtp.company.test",
+    ):
+        answer = await ingest_client.put(
+            "/api/v1/settings/connection",
+            json={"smtp_host": host, "smtp_sender": SENDER},
+            headers=headers,
+        )
+        assert answer.status == 400, host
+        assert [d["field"] for d in (await answer.json())["details"]] == ["smtp_host"], host
+    shown = await ingest_client.get("/api/v1/settings/connection", headers=headers)
+    assert (await shown.json())["smtp"] is None
+
+
+async def test_a_mail_server_the_policy_refuses_ends_the_email_dead_in_the_log(
+    ingest_client: Client, notifier: Notifier
+) -> None:
+    headers = await admin(ingest_client)
+    await people(ingest_client, headers)
+    await rule(ingest_client, headers, condition="forbidden_broken", channels=["email"])
+    with smtp_server() as (mailbox, port):
+        # Saved by a version that did not check it: 0.0.0.0 reaches this machine.
+        await update_connection_settings(
+            notifier.db,
+            {"smtp": {"host": "0.0.0.0", "port": port, "security": "none", "sender": SENDER}},
+        )
+        await notifier.broker.publish(await analysed(notifier, 1))
+        dead = await wait_for(
+            lambda: notifier.db.deliveries.find_one({"type": "alert.email", "status": "dead"})
+        )
+        assert dead["attempts"][-1]["error"] == "Почтовый сервер: Адрес 0.0.0.0 запрещён"
+        assert mailbox.messages == []
+
+
+async def test_the_mail_server_is_reached_only_at_addresses_the_policy_allows() -> None:
+    listener = socket.create_server(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    try:
+        for host in ("localhost", "127.0.0.1", "0.0.0.0"):
+            with pytest.raises(UrlRefused):
+                await UrlPolicy().connect(host, port, timeout_s=5)
+        with pytest.raises(UrlRefused):
+            await UrlPolicy(allow_loopback=True).connect("0.0.0.0", port, timeout_s=5)
+        with pytest.raises(UrlRefused):
+            await UrlPolicy(allow_loopback=True, ports=frozenset({25})).connect(
+                "127.0.0.1", port, timeout_s=5
+            )
+        sock = await UrlPolicy(allow_loopback=True).connect("localhost", port, timeout_s=5)
+        with sock:
+            assert sock.getpeername()[:2] in {("127.0.0.1", port), ("::1", port)}
+    finally:
+        listener.close()
 
 
 async def test_the_mail_server_s_password_is_never_shown(ingest_client: Client) -> None:

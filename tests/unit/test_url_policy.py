@@ -115,6 +115,28 @@ def test_ports_and_host_lists() -> None:
             policy.check_url(URL(url))
 
 
+@pytest.mark.parametrize(
+    "host", ["localhost", "mail.localhost.", "metadata.google.internal", "METADATA.goog", "0"]
+)
+def test_names_refused_before_any_lookup(host: str) -> None:
+    with pytest.raises(UrlRefused):
+        DEFAULT.check_host(host)
+    with pytest.raises(UrlRefused):
+        DEFAULT.check_url(URL(f"http://{host}/hook"))
+
+
+def test_a_mail_server_s_host_and_port() -> None:
+    policy = UrlPolicy(ports=frozenset({587}), deny_hosts=("*.evil.example",))
+    policy.check_port(587)
+    policy.check_host("smtp.company.ru")
+    with pytest.raises(UrlRefused):
+        policy.check_port(25)
+    for host in ("relay.evil.example", "[::ffff:169.254.169.254]", "2852039166"):
+        with pytest.raises(UrlRefused):
+            policy.check_host(host)
+    LOOPBACK_OK.check_host("localhost")
+
+
 class FixedResolver(AbstractResolver):
     """Answers from a table: what a DNS server would say, without asking one."""
 

@@ -4,19 +4,21 @@ ready-made upload URLs shown with the API key."""
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import ipaddress
+import re
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, StrictBool, field_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, field_validator
 from pymongo.asynchronous.database import AsyncDatabase
 
-from services.ingest.intake.submission import HttpLink, require_allowed_link
+from services.ingest.intake.submission import HttpLink, invalid_fields, require_allowed_link
 from shared import connection, voiceprints
 from shared.alerts import Email
 from shared.connection import ConnectionSettings, SmtpSettings, WebhookEndpoint
 from shared.errors import InvalidRequest
 from shared.mongo import Document
 from shared.results import LanguageSetting
-from shared.url_policy import UrlPolicy
+from shared.url_policy import UrlPolicy, UrlRefused
 from shared.webhooks import new_webhook_secret
 
 SMTP_FIELDS = (
@@ -28,6 +30,23 @@ SMTP_FIELDS = (
     "smtp_sender",
 )
 SMTP_INCOMPLETE = "Для почты нужны сервер (smtp_host) и адрес отправителя (smtp_sender)"
+_HOST_NAME = re.compile(r"^(?!-)[\w-]{1,63}(?<!-)(\.(?!-)[\w-]{1,63}(?<!-))*\.?$")
+
+
+def _mail_host(value: str) -> str:
+    """A server's name or IP address (IPv6 in brackets or not); empty: no mail server."""
+    if value:
+        try:
+            ipaddress.ip_address(value.removeprefix("[").removesuffix("]"))
+        except ValueError:
+            if not _HOST_NAME.match(value):
+                raise ValueError(
+                    "нужно имя сервера (smtp.company.ru) или IP-адрес, без пробелов и ссылок"
+                ) from None
+    return value
+
+
+MailHost = Annotated[str, Field(max_length=255), AfterValidator(_mail_host)]
 
 
 class ConnectionUpdate(BaseModel):
@@ -44,8 +63,8 @@ class ConnectionUpdate(BaseModel):
         None, description="Off deletes every voiceprint and every call's voice embeddings."
     )
     blind_review_percent: float | None = Field(None, ge=0, le=100, allow_inf_nan=False)
-    smtp_host: str | None = Field(
-        None, max_length=255, description="The mail server of alerts; empty: no email."
+    smtp_host: MailHost | None = Field(
+        None, description="The mail server of alerts, under the URL policy; empty: no email."
     )
     smtp_port: int | None = Field(None, ge=1, le=65535)
     smtp_security: Literal["starttls", "ssl", "none"] | None = None
@@ -144,15 +163,18 @@ async def update_connection(
             ).model_dump()
     if "digest_hour" in fields and update.digest_hour is not None:
         changes["digest_hour"] = update.digest_hour
-    smtp = _smtp(current.smtp, update)
+    smtp = _smtp(current.smtp, update, policy)
     if smtp is not current.smtp:
         changes["smtp"] = smtp and smtp.model_dump()
     return await connection.update_connection_settings(db, changes)
 
 
-def _smtp(current: SmtpSettings | None, update: ConnectionUpdate) -> SmtpSettings | None:
+def _smtp(
+    current: SmtpSettings | None, update: ConnectionUpdate, policy: UrlPolicy
+) -> SmtpSettings | None:
     """The mail server after the update: an empty host removes it; the other fields
-    change what is there; a password only when one is given."""
+    change what is there; a password only when one is given; what the URL policy
+    refuses is refused."""
     given = {
         name.removeprefix("smtp_"): value
         for name, value in update.model_dump(include=set(SMTP_FIELDS)).items()
@@ -170,4 +192,16 @@ def _smtp(current: SmtpSettings | None, update: ConnectionUpdate) -> SmtpSetting
         raise InvalidRequest(
             SMTP_INCOMPLETE, details=[{"field": field, "message": SMTP_INCOMPLETE}]
         )
-    return SmtpSettings.model_validate(merged)
+    smtp = SmtpSettings.model_validate(merged)
+    _check_mail_server(policy, smtp)
+    return smtp
+
+
+def _check_mail_server(policy: UrlPolicy, smtp: SmtpSettings) -> None:
+    """The mail server is an outbound address like any other: the URL policy refuses
+    it when it is saved, as the notifier does when it connects."""
+    for field, check in (("smtp_port", policy.check_port), ("smtp_host", policy.check_host)):
+        try:
+            check(getattr(smtp, field.removeprefix("smtp_")))
+        except UrlRefused as exc:
+            raise invalid_fields([{"field": field, "message": exc.message}]) from exc
