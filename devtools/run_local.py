@@ -79,6 +79,7 @@ def main() -> None:
 def _run(supervisor: Supervisor) -> None:
     env = dict(os.environ)
     env.setdefault("ROP_FETCH_ALLOW_LOOPBACK", "true")
+    env.setdefault("ROP_PUBLIC_BASE_URL", f"http://127.0.0.1:{SERVICES['ingest']}")  # alert links
     env.setdefault("ROP_LOG_FORMAT", "console")
     DATA_DIR.mkdir(exist_ok=True)
     if "ROP_MONGO_URL" not in env:

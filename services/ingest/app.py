@@ -104,14 +104,15 @@ async def metrics(request: web.Request) -> web.Response:
 
 OPENAPI = build_openapi(intake_api.routes, *BACKOFFICE_ROUTES, routes, webhooks=WEBHOOK_BODIES)
 
-# On every answer: not sniffed, not framed, no version banner; API answers (some carry the
-# API key or webhook secrets) are never cached.
+# On every answer: not sniffed, not framed, no version banner; and never cached (API
+# answers carry the API key or webhook secrets, pages and their Excel exports people's
+# calls), except the web app's versioned static files.
 RESPONSE_HEADERS = {"X-Content-Type-Options": "nosniff", "X-Frame-Options": "DENY", "Server": "rop"}
 
 
 async def _harden(request: web.Request, response: web.StreamResponse) -> None:
     response.headers.update(RESPONSE_HEADERS)
-    if request.path.startswith("/api/"):
+    if not request.path.startswith("/static/"):
         response.headers["Cache-Control"] = "no-store"
 
 

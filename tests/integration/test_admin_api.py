@@ -177,7 +177,7 @@ async def test_bad_settings_are_400_naming_the_field(
     assert unchanged["min_call_duration_s"] == 0
 
 
-async def test_every_answer_is_hardened_and_api_answers_are_never_cached(
+async def test_every_answer_is_hardened_and_never_cached(
     ingest_client: Client,
 ) -> None:
     session = await log_in(ingest_client, ADMIN_EMAIL, ADMIN_PASSWORD)
@@ -186,6 +186,10 @@ async def test_every_answer_is_hardened_and_api_answers_are_never_cached(
         "error": await ingest_client.post("/api/v1/calls", json={}),
         "not found": await ingest_client.get("/api/v1/nothing-here"),
         "page": await ingest_client.get("/login"),
+        # Signed in by the login above (its cookie): the pages' Excel exports.
+        "page export": await ingest_client.get("/calls/export.xlsx"),
+        "search export": await ingest_client.get("/search/export.xlsx", params={"q": "цена"}),
+        "trust export": await ingest_client.get("/trust", params={"format": "xlsx"}),
     }
     for name, response in answers.items():
         headers = response.headers
@@ -193,6 +197,7 @@ async def test_every_answer_is_hardened_and_api_answers_are_never_cached(
         assert headers["X-Frame-Options"] == "DENY", name
         assert headers["Cache-Control"] == "no-store", name
         assert headers.get("Server") == "rop", name  # no version banner
+    assert answers["page export"].status == answers["trust export"].status == 200
 
 
 async def test_a_flag_is_not_a_number_of_seconds(ingest_client: Client) -> None:

@@ -74,7 +74,8 @@ METRIC_LABELS: dict[str, str] = {
 assert set(METRIC_LABELS) == set(get_args(Metric))  # every metric has a label
 
 Route = Callable[[web.Request], Awaitable[web.StreamResponse]]
-# Pages load nothing from elsewhere and run no inline script; no framing, no caching.
+# Pages load nothing from elsewhere and run no inline script; no framing (and, as every
+# answer but static files, no caching: `services/ingest/app.py`).
 SECURITY_HEADERS = {
     "Content-Security-Policy": (
         "default-src 'self'; img-src 'self' data:; object-src 'none'; base-uri 'none'; "
@@ -82,7 +83,6 @@ SECURITY_HEADERS = {
     ),
     "X-Content-Type-Options": "nosniff",
     "Referrer-Policy": "same-origin",
-    "Cache-Control": "no-store",
 }
 PageHandler = Callable[[web.Request, Session], Awaitable[web.StreamResponse]]
 FormHandler = Callable[[web.Request, Session, MultiDictProxy[str]], Awaitable[web.StreamResponse]]
