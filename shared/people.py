@@ -3,12 +3,14 @@ users as every service reads them, and their visibility of calls."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
 from pydantic import BaseModel, Field
+from pymongo.asynchronous.database import AsyncDatabase
 
-from shared.mongo import Document
+from shared.mongo import USERS, Document
 from shared.results import Reviewer
 
 
@@ -86,17 +88,39 @@ class User:
         everything; narrowed to one manager when `manager_id` is given."""
         if manager_id:
             return {"manager_id": manager_id} if self.sees_manager(manager_id) else _NOTHING
+        seen = self.managers_seen
+        if seen is None:
+            return {}
+        if not seen:  # a manager not linked to a CRM manager id sees nothing
+            return _NOTHING
+        if len(seen) == 1:
+            return {"manager_id": next(iter(seen))}
+        return {"manager_id": {"$in": sorted(seen)}}
+
+    @property
+    def managers_seen(self) -> frozenset[str] | None:
+        """The managers whose calls are the user's to see; None: every manager."""
         if self.role is Role.MANAGER:
-            # A manager not linked to a CRM manager id sees nothing.
-            return {"manager_id": self.manager_id} if self.manager_id else _NOTHING
+            return frozenset({self.manager_id} if self.manager_id else ())
         if self.role is Role.SUPERVISOR and self.team_manager_ids:
-            return {"manager_id": {"$in": list(self.team_manager_ids)}}
-        return {}
+            return frozenset(self.team_manager_ids)
+        return None
 
     def sees_manager(self, manager_id: str) -> bool:
         """Whether this manager's calls are the user's to see."""
-        if self.role is Role.MANAGER:
-            return bool(self.manager_id) and manager_id == self.manager_id
-        if self.role is Role.SUPERVISOR and self.team_manager_ids:
-            return manager_id in self.team_manager_ids
-        return True
+        seen = self.managers_seen
+        return seen is None or manager_id in seen
+
+    def sees_calls_of(self, other: User) -> bool:
+        """Whether some of the calls `other` may see are this user's to see too (what
+        belongs to `other`'s calls, a dictionary counted on them, is then theirs to see)."""
+        mine, theirs = self.managers_seen, other.managers_seen
+        if mine is None or theirs is None:
+            return mine != frozenset() and theirs != frozenset()
+        return bool(mine & theirs)
+
+
+async def users_by_id(db: AsyncDatabase[Document], ids: Iterable[str]) -> dict[str, User]:
+    """The users of these ids that exist, by id."""
+    found = db[USERS].find({"_id": {"$in": sorted(set(ids))}}, {"password_hash": 0})
+    return {user.id: user for user in map(User.from_document, await found.to_list())}

@@ -47,9 +47,18 @@ from shared.connection import load_connection_settings
 from shared.events import AudioStored, CallAnalyzed, CallFailed, Envelope, Event, call_meta, utcnow
 from shared.logging import get_logger
 from shared.metrics import WorkerMetrics
-from shared.mongo import AUDIO_BUCKET, BINDINGS, TABLES, TEMPLATES, TRACKERS, Document, calls
+from shared.mongo import (
+    AUDIO_BUCKET,
+    BINDINGS,
+    TABLES,
+    TEMPLATES,
+    TRACKERS,
+    Document,
+    calls,
+)
 from shared.outbox import PUBLISH_NOW_GRACE_S, outbox_append, publish_now
 from shared.patience import patiently, woken
+from shared.people import User, users_by_id
 from shared.results import LanguageSetting, Results, TemplateRef, overall_score
 from shared.reviews import pick_for_blind_review, with_corrections
 from shared.scripts import Binding, Table, Template, Tracker
@@ -248,12 +257,31 @@ def _stored(model: type[ModelT], document: Document) -> ModelT:
     return model.model_validate(fields)
 
 
-async def trackers_of(db: AsyncDatabase[Document]) -> dict[str, Tracker]:
-    """Every tracker, by id (each is counted on every call)."""
-    return {
-        document["_id"]: _stored(Tracker, document)
-        for document in await db[TRACKERS].find({}).to_list()
-    }
+@dataclass(frozen=True)
+class Trackers:
+    """Every tracker by id, and the owners of those that belong to someone."""
+
+    by_id: dict[str, Tracker]
+    owners: dict[str, User]  # by tracker id
+
+    def counted_on(self, manager_id: str) -> dict[str, Tracker]:
+        """The trackers counted on a call of this manager: everyone's, and those whose
+        owners may see it (a dictionary's name and hits stay with its owner's calls)."""
+        return {
+            tracker_id: tracker
+            for tracker_id, tracker in self.by_id.items()
+            if (owner := self.owners.get(tracker_id)) is None or owner.sees_manager(manager_id)
+        }
+
+
+async def trackers_of(db: AsyncDatabase[Document]) -> Trackers:
+    """Every tracker, with its owner."""
+    documents = await db[TRACKERS].find({}).to_list()
+    users = await users_by_id(db, (d["owner_id"] for d in documents if d.get("owner_id")))
+    return Trackers(
+        by_id={d["_id"]: _stored(Tracker, d) for d in documents},
+        owners={d["_id"]: users[d["owner_id"]] for d in documents if d.get("owner_id") in users},
+    )
 
 
 async def _applying(
@@ -382,7 +410,7 @@ async def _analyze(task: Document, meta: Document, deps: Analyzer) -> tuple[Even
         deal_stage_id=task.get("deal_stage_id"),
     )
     trackers = await trackers_of(deps.db)
-    bindings, tables = await _applying(deps, call, trackers)
+    bindings, tables = await _applying(deps, call, trackers.by_id)
     connection = await load_connection_settings(deps.db)
     learn = connection.voiceprints_enabled
     fields: Document = {}
@@ -449,7 +477,7 @@ async def _analyze(task: Document, meta: Document, deps: Analyzer) -> tuple[Even
             for table_id, table in tables
         ],
         "metrics": metrics_document(transcription),
-        "trackers": evaluate.trackers_hits(trackers, transcription),
+        "trackers": evaluate.trackers_hits(trackers.counted_on(call.manager_id), transcription),
     }
     if transcription.language is not None:
         results["language"] = transcription.language
@@ -478,7 +506,10 @@ async def retag_pending(db: AsyncDatabase[Document], limit: int = RETAG_BATCH) -
     or will)."""
     pending = await (
         calls(db)
-        .find({"retag": {"$exists": True}}, {"retag": 1, "details_id": 1, "results.trackers": 1})
+        .find(
+            {"retag": {"$exists": True}},
+            {"retag": 1, "details_id": 1, "manager_id": 1, "results.trackers": 1},
+        )
         .limit(limit)
         .to_list()
     )
@@ -490,11 +521,12 @@ async def retag_pending(db: AsyncDatabase[Document], limit: int = RETAG_BATCH) -
         transcript = (await call_details.of(db, call, {"transcript": 1})).get("transcript")
         tokens = tokenize(utterances_of(transcript or []))
         again = set(call["retag"])
+        countable = trackers.counted_on(call["manager_id"])
         counted = [
             hits
             for tracker_id in call["retag"]
-            if tracker_id in trackers
-            and (hits := evaluate.tracker_hits(tracker_id, trackers[tracker_id], tokens))
+            if tracker_id in countable
+            and (hits := evaluate.tracker_hits(tracker_id, countable[tracker_id], tokens))
         ]
         before = (call.get("results") or {}).get("trackers") or []
         merged = [hits for hits in before if hits["tracker_id"] not in again] + counted

@@ -9,7 +9,8 @@ logged, so a broken mail server or receiver delays alerts and never loses them. 
 waits for none of them.
 
 Who hears: the rule fires only on calls its author may see, and reaches only the people
-who may see the call (the back office's one visibility rule), whatever the rule names.
+who may see the call (the back office's one visibility rule), whatever the rule names or
+lists: an address of a user is that user; an address of nobody here is an admin's to list.
 """
 
 from __future__ import annotations
@@ -78,30 +79,33 @@ async def raise_alerts(
     ]
     if not fired:
         return []
-    people = await _people(alerting.db, (stored for stored, _ in fired))
+    people = await _people(alerting.db, [stored for stored, _ in fired])
     subject = event.dispute_id if isinstance(event, CallDisputed) else envelope.task_id
     planned: list[Document] = []
     for stored, summary in fired:
         owner = people.get(stored.owner_id or "")
-        if owner is None or not owner.sees_manager(task.get("manager_id") or ""):
+        if (
+            owner is None
+            or not owner.active
+            or not owner.sees_manager(task.get("manager_id") or "")
+        ):
             continue  # its author may not see this call: neither may the rule
         alert = _Alert(alerting, stored, alert_id(stored.id, subject), envelope, task, summary)
-        planned += await alert.raise_it(people.values())
+        planned += await alert.raise_it(people.values(), owner)
     return planned
 
 
-async def _people(db: AsyncDatabase[Document], rules: Iterable[StoredRule]) -> dict[str, User]:
-    """The active users the rules may need: their authors, the users they name and, when
-    any asks for them, every supervisor."""
-    ids: set[str] = set()
-    supervisors = False
-    for stored in rules:
-        ids |= {*stored.rule.user_ids, stored.owner_id or ""}
-        supervisors |= stored.rule.team_supervisors
-    query: Document = {"_id": {"$in": sorted(ids)}}
-    if supervisors:
-        query = {"$or": [query, {"role": Role.SUPERVISOR.value}]}
-    found = db[USERS].find({**query, "active": {"$ne": False}}, {"password_hash": 0})
+async def _people(db: AsyncDatabase[Document], rules: list[StoredRule]) -> dict[str, User]:
+    """The active users the rules may need: their authors, the users they name or whose
+    addresses they list and, when any asks for them, every supervisor."""
+    ids = sorted(
+        {id_ for stored in rules for id_ in (*stored.rule.user_ids, stored.owner_id or "")}
+    )
+    emails = sorted({address for stored in rules for address in stored.rule.emails})
+    wanted: list[Document] = [{"_id": {"$in": ids}}, {"email": {"$in": emails}}]
+    if any(stored.rule.team_supervisors for stored in rules):
+        wanted.append({"role": Role.SUPERVISOR.value})
+    found = db[USERS].find({"$or": wanted}, {"password_hash": 0})
     return {user.id: user for user in map(User.from_document, await found.to_list())}
 
 
@@ -125,21 +129,34 @@ class _Alert:
             link=f"{self.alerting.public_url}/calls/{self.envelope.task_id}",
         )
 
-    def recipients(self, people: Iterable[User]) -> list[User]:
-        """The people the rule names who may see the call."""
+    def recipients(self, people: Iterable[User], owner: User) -> tuple[list[User], list[str]]:
+        """The users the rule names who may see the call, and the addresses its emails
+        go to: theirs, and those the rule lists, an address of a user held to that
+        user's view of calls like a named user, an address of nobody here only when an
+        admin's rule lists it."""
         rule, manager_id = self.stored.rule, self.task.get("manager_id") or ""
+        people = list(people)
         named = [
             person
             for person in people
             if person.id in rule.user_ids
             or (rule.team_supervisors and person.role is Role.SUPERVISOR)
         ]
-        return [person for person in named if person.sees_manager(manager_id)]
+        users = [person for person in named if person.active and person.sees_manager(manager_id)]
+        by_email = {person.email.lower(): person for person in people}
 
-    async def raise_it(self, people: Iterable[User]) -> list[Document]:
+        def may_hear(address: str) -> bool:
+            user = by_email.get(address)
+            if user is None:
+                return owner.role is Role.ADMIN
+            return user.active and user.sees_manager(manager_id)
+
+        listed = {address for address in rule.emails if may_hear(address)}
+        return users, sorted({user.email for user in users} | listed)
+
+    async def raise_it(self, people: Iterable[User], owner: User) -> list[Document]:
         rule, db = self.stored.rule, self.alerting.db
-        users = self.recipients(people)
-        addresses = sorted({user.email for user in users} | set(rule.emails))
+        users, addresses = self.recipients(people, owner)
         targets: list[Document] = []
         if "in_app" in rule.channels:
             targets += [{"channel": "in_app", "to": user.email} for user in users]

@@ -53,7 +53,7 @@ class StoredRule:
 
     id: str
     rule: AlertRule
-    owner_id: str | None  # who saved it last: it fires only on the calls they may see
+    owner_id: str | None  # who made it: it fires only on the calls they may see
     webhook: Document | None  # the signed endpoint of its webhook channel
 
     @classmethod

@@ -350,6 +350,63 @@ async def test_a_dispute_opened_by_a_manager_reaches_their_supervisor(
     assert (await nothing.json())["items"] == []
 
 
+async def test_a_rule_s_addresses_reach_only_those_who_may_see_the_call(
+    ingest_client: Client, notifier: Notifier
+) -> None:
+    headers = await admin(ingest_client)
+    team = await people(ingest_client, headers)
+    await user(ingest_client, headers, email="b1@company.test", role="manager", manager_id="mgr_2")
+    lead = team["headers"][HEAD]
+    outsider = {"condition": "forbidden_broken", "channels": ["email"]}
+    refused = await ingest_client.post(
+        "/api/v1/alert-rules",
+        json={"name": "Наружу", **outsider, "emails": ["friend@mail.test"]},
+        headers=lead,
+    )
+    assert refused.status == 400
+    assert [d["field"] for d in (await refused.json())["details"]] == ["emails"]
+    # Another team's people, listed by address, are held to what they may see.
+    await rule(ingest_client, lead, **outsider, emails=[OTHER_HEAD, "b1@company.test"])
+    # An admin may list an address of nobody here.
+    await rule(
+        ingest_client, headers, **outsider, team_supervisors=False, emails=["boss@mail.test"]
+    )
+    with smtp_server() as (mailbox, port):
+        await smtp_settings(ingest_client, headers, port)
+        await notifier.broker.publish(await analysed(notifier, 1))  # mgr_1's call
+        await wait_for(lambda: _mail_to(mailbox, "boss@mail.test"))
+        await wait_for(lambda: _mail_to(mailbox, HEAD))
+        log = await (await ingest_client.get("/api/v1/alerts", headers=headers)).json()
+        sent = sorted(target["to"] for item in log["items"] for target in item["targets"])
+        assert sent == ["mailto:boss@mail.test", f"mailto:{HEAD}"]
+        assert mailbox.to(OTHER_HEAD) == mailbox.to("b1@company.test") == []
+
+
+async def test_a_rule_is_its_author_s_and_admins_to_change(ingest_client: Client) -> None:
+    headers = await admin(ingest_client)
+    team = await people(ingest_client, headers)
+    lead, other = team["headers"][HEAD], team["headers"][OTHER_HEAD]
+    made = await rule(
+        ingest_client, lead, name="Низкие оценки", condition="score_below", score_below=50
+    )
+    one = f"/api/v1/alert-rules/{made['id']}"
+    silenced = {
+        "name": "Низкие оценки",
+        "condition": "score_below",
+        "score_below": 1,
+        "channels": ["in_app"],
+    }
+    assert (await ingest_client.put(one, json=silenced, headers=other)).status == 403
+    assert (await ingest_client.delete(one, headers=other)).status == 403
+    assert (await ingest_client.get(one, headers=other)).status == 403
+    listed = await (await ingest_client.get("/api/v1/alert-rules", headers=other)).json()
+    assert listed == []
+    by_admin = await ingest_client.put(one, json={**silenced, "score_below": 40}, headers=headers)
+    assert by_admin.status == 200
+    assert (await by_admin.json())["owner_id"] == team["ids"][HEAD]  # still the author's
+    assert (await ingest_client.delete(one, headers=lead)).status == 204
+
+
 async def test_rules_are_checked_when_saved(ingest_client: Client) -> None:
     headers = await admin(ingest_client)
     cases = [
@@ -486,6 +543,14 @@ async def test_the_mail_server_is_reached_only_at_addresses_the_policy_allows() 
             assert sock.getpeername()[:2] in {("127.0.0.1", port), ("::1", port)}
     finally:
         listener.close()
+
+
+async def test_the_connection_page_says_when_email_links_cannot_be_opened(
+    ingest_client: Client,
+) -> None:
+    await admin(ingest_client)  # signs the web app in too (its cookie)
+    page = await (await ingest_client.get("/settings/connection")).text()
+    assert "Не задан адрес сайта (ROP_PUBLIC_BASE_URL)" in page
 
 
 async def test_the_mail_server_s_password_is_never_shown(ingest_client: Client) -> None:

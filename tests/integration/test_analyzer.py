@@ -275,13 +275,14 @@ async def test_a_reanalysed_call_keeps_what_people_corrected(
 
     # Saved again, the script is a new version: its stages are the machine's to judge.
     template_id = again["results"]["checklists"][0]["template"]["id"]
-    template = await catalog.get(deps.db, catalog.TEMPLATE, template_id)
+    template = await catalog.get(deps.db, catalog.TEMPLATE, template_id, lead)
     await catalog.replace(
         deps.db,
         catalog.TEMPLATE,
         template_id,
         Template.model_validate({"name": template["name"], "stages": template["stages"]}),
         policy=LOCAL_POLICY,
+        by=lead,
     )
     newer = await analysed_again()
     assert newer["results"]["checklists"][0]["template"]["version"] == 2

@@ -212,3 +212,57 @@ async def test_trackers_are_made_through_the_settings_forms(ingest_client: Clien
     )
     listing = await (await ingest_client.get("/settings/trackers", headers=headers)).text()
     assert "Негатив" in listing
+
+
+async def test_a_supervisor_s_tracker_is_theirs_and_counts_only_on_calls_they_see(
+    ingest_client: Client, db: Any
+) -> None:
+    headers = await admin(ingest_client)
+    lead = await user(
+        ingest_client,
+        headers,
+        email="lead@example.ru",
+        role="supervisor",
+        team_manager_ids=["mgr_1"],
+    )
+    other = await user(
+        ingest_client,
+        headers,
+        email="other@example.ru",
+        role="supervisor",
+        team_manager_ids=["mgr_2"],
+    )
+    said = {
+        **COMPETITORS,
+        "name": "Уход к конкурентам",
+        "phrases": [*COMPETITORS["phrases"], "перезвоните"],
+    }
+    tracker_id = (
+        await (await ingest_client.post("/api/v1/trackers", json=said, headers=lead)).json()
+    )["id"]
+    # Another team's supervisor neither sees it nor changes it.
+    listed = await (await ingest_client.get("/api/v1/trackers", headers=other)).json()
+    assert tracker_id not in [item["id"] for item in listed]
+    one = f"/api/v1/trackers/{tracker_id}"
+    assert (await ingest_client.get(one, headers=other)).status == 403
+    assert (await ingest_client.put(one, json=said, headers=other)).status == 403
+    assert (await ingest_client.delete(one, headers=other)).status == 403
+    assert (await ingest_client.post(f"{one}/apply", json={}, headers=other)).status == 403
+    # An admin may change it; it stays its owner's.
+    changed = await ingest_client.put(one, json=said, headers=headers)
+    assert changed.status == 200
+    lead_id = (await (await ingest_client.get(one, headers=lead)).json())["owner_id"]
+    assert (await changed.json())["owner_id"] == lead_id
+
+    # Applied by an admin to every call, it counts only on the calls its owner sees: the
+    # other team's call says «перезвоните» and stays untagged.
+    applied = await ingest_client.post(f"{one}/apply", json={}, headers=headers)
+    assert await applied.json() == {"calls": 3}
+    assert await retag_pending(db) == 3
+    tagged = await db.calls.find({"trackers_hit": tracker_id}, {"_id": 1}).to_list()
+    assert sorted(call["_id"] for call in tagged) == ["task_000000000001", "task_000000000002"]
+    for email, sees in (("lead@example.ru", True), ("other@example.ru", False)):
+        await log_in(ingest_client, email, "long enough 1")  # the web app's cookie is theirs
+        board = await (await ingest_client.get("/dashboard")).text()
+        assert ("Уход к конкурентам" in board) is sees, email
+    assert (await ingest_client.delete(one, headers=lead)).status == 204

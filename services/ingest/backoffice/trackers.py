@@ -41,7 +41,7 @@ async def apply(
 ) -> Applied:
     """Mark the period's analysed calls the viewer may see for the analyzers to count the
     tracker on (idempotent: a call marked twice is counted once)."""
-    await catalog.get(db, catalog.TRACKER, tracker_id)
+    await catalog.get(db, catalog.TRACKER, tracker_id, viewer)
     marked = await calls(db).update_many(
         {**period.query(viewer), "details_id": {"$exists": True}},
         {"$addToSet": {"retag": tracker_id}},
@@ -66,15 +66,15 @@ async def over_time(
     days = [first + timedelta(days=n) for n in range((last - first).days + 1)]
     index = {day: n for n, day in enumerate(days)}
     found: list[TrackerDays] = []
-    for tracker in await db[catalog.TRACKER.collection].find({}, {"name": 1}).to_list():
+    for tracker_id, name in await catalog.names(db, catalog.TRACKER, viewer):
         counts = [0] * len(days)
-        query = {"trackers_hit": tracker["_id"], **filters.query(viewer)}
+        query = {"trackers_hit": tracker_id, **filters.query(viewer)}
         async for call in calls(db).find(query, {"received_at": 1, "_id": 0}):
             counts[index[call["received_at"].astimezone(filters.zone).date()]] += 1
         found.append(
             {
-                "tracker_id": tracker["_id"],
-                "name": tracker["name"],
+                "tracker_id": tracker_id,
+                "name": name,
                 "calls": sum(counts),
                 "days": counts,
             }

@@ -74,7 +74,7 @@ async def _filtered_page(
             "period": {"from": first, "to": last},
             "errors": errors,
             "managers": await calls.managers_seen(db, session.user, filters, rollup_zone=zone),
-            "tracker_options": await catalog.names(db, catalog.TRACKER),
+            "tracker_options": await catalog.names(db, catalog.TRACKER, session.user),
             "page_query": query_without(request, "after"),
             "export_query": query_without(request, "after", "per_page"),
             **shown,

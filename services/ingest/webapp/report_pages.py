@@ -145,7 +145,7 @@ async def dashboard_page(request: web.Request, session: Session) -> web.StreamRe
 async def table_rows_page(request: web.Request, session: Session) -> web.StreamResponse:
     """GET /settings/tables/{id}/rows: the rows a table collected, as a table or Excel."""
     db = request.app[INGEST].db
-    table = await catalog.get(db, catalog.TABLE, request.match_info["id"])
+    table = await catalog.get(db, catalog.TABLE, request.match_info["id"], session.user)
     filters, errors = _weeks_back(request, 4)
     if wants_xlsx(request):
         rows = reports.table_rows(db, session.user, table["_id"], filters)

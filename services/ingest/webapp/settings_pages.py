@@ -77,6 +77,8 @@ async def _connection(
         {
             "connection": view,
             "voiceprints": await voiceprints.list_voiceprints(ingest.db),
+            # Alert emails link to calls by this address; without it the links are relative.
+            "links_in_emails": ingest.settings.public_base_url is not None,
             "values": values or {},
             "errors": errors or {},
             "notice": request.query.get("notice"),
@@ -199,8 +201,8 @@ async def _catalog_form(
             "section": section,
             "errors": errors or {},
             "templates": await catalog.list_all(db, catalog.TEMPLATE, session.user),
-            "tracker_options": await catalog.names(db, catalog.TRACKER),
-            "template_options": await catalog.names(db, catalog.TEMPLATE),
+            "tracker_options": await catalog.names(db, catalog.TRACKER, session.user),
+            "template_options": await catalog.names(db, catalog.TEMPLATE, session.user),
             "conditions": list(CONDITION_LABELS.items()),
             "channel_options": list(CHANNEL_LABELS.items()),
             "people": await users.list_users(db) if section == "alerts" else [],
@@ -230,7 +232,7 @@ async def tracker_apply(
     try:
         period = validated(trackers.ApplyForm, fields)
     except InvalidRequest as exc:
-        document = await catalog.get(db, catalog.TRACKER, tracker_id)
+        document = await catalog.get(db, catalog.TRACKER, tracker_id, session.user)
         return await _catalog_form(
             request,
             session,
@@ -260,7 +262,9 @@ async def catalog_new(request: web.Request, session: Session) -> web.StreamRespo
 async def catalog_edit(request: web.Request, session: Session) -> web.StreamResponse:
     """GET /settings/{section}/{id}."""
     kind, *_ = _kind(request)
-    document = await catalog.get(request.app[INGEST].db, kind, request.match_info["id"])
+    document = await catalog.get(
+        request.app[INGEST].db, kind, request.match_info["id"], session.user
+    )
     return await _catalog_form(request, session, item=catalog.view(document, session.user))
 
 
@@ -280,7 +284,7 @@ async def catalog_save(
         body |= {name: form.getall(name, []) for name in ("channels", "user_ids")}
         if "webhook" not in body["channels"] or not body.get("webhook"):
             body.pop("webhook", None)
-    stored = None if item_id is None else await catalog.get(db, kind, item_id)
+    stored = None if item_id is None else await catalog.get(db, kind, item_id, session.user)
     if stored and stored.get("webhook") and (kind is not catalog.ALERT_RULE or "webhook" in body):
         # The webhook URL is fixed once saved: the stored one stands whatever was posted.
         body["webhook"] = {"url": stored["webhook"]["url"]}
@@ -310,7 +314,7 @@ async def catalog_delete(
     """POST /settings/{section}/{id}/delete."""
     kind, _, _, section = _kind(request)
     item_id = request.match_info["id"]
-    await catalog.delete(request.app[INGEST].db, kind, item_id)
+    await catalog.delete(request.app[INGEST].db, kind, item_id, by=session.user)
     log.info("catalog_deleted", kind=kind.collection, id=item_id, by=session.user.email)
     return redirect(f"/settings/{section}?notice=deleted")
 

@@ -74,7 +74,7 @@ async def table_rows(request: web.Request) -> web.StreamResponse:
     """GET /api/v1/tables/{id}/rows (admin, supervisor): JSON, or `?format=xlsx`."""
     session = await require_session(request, Role.ADMIN, Role.SUPERVISOR)
     db = request.app[INGEST].db
-    table = await catalog.get(db, catalog.TABLE, request.match_info["id"])
+    table = await catalog.get(db, catalog.TABLE, request.match_info["id"], session.user)
     filters = call_filters(request)
     if not wants_xlsx(request):
         return json_response(await reports.table_page(db, session.user, table["_id"], filters))

@@ -93,7 +93,9 @@ def _catalog_routes(path: str, kind: catalog.Kind, what: str) -> None:
     @documented(f"One of {what}", view, errors=MISSING)
     async def get_item(request: web.Request) -> web.Response:
         session = await require_session(request, *roles)
-        document = await catalog.get(request.app[INGEST].db, kind, request.match_info["id"])
+        document = await catalog.get(
+            request.app[INGEST].db, kind, request.match_info["id"], session.user
+        )
         return json_response(catalog.view(document, session.user))
 
     @routes.put(one)
@@ -123,7 +125,7 @@ def _catalog_routes(path: str, kind: catalog.Kind, what: str) -> None:
     async def delete_item(request: web.Request) -> web.Response:
         session = await require_session(request, *roles)
         item_id = request.match_info["id"]
-        await catalog.delete(request.app[INGEST].db, kind, item_id)
+        await catalog.delete(request.app[INGEST].db, kind, item_id, by=session.user)
         log.info("catalog_deleted", kind=kind.collection, id=item_id, by=session.user.email)
         return web.Response(status=204)
 
@@ -135,7 +137,7 @@ _catalog_routes("/api/v1/trackers", catalog.TRACKER, "trackers (named phrase lis
 _catalog_routes(
     "/api/v1/alert-rules",
     catalog.ALERT_RULE,
-    "alert rules (they fire on the calls whoever saved them last may see)",
+    "alert rules (they fire on the calls of whoever made them; theirs and admins' to change)",
 )
 
 
@@ -172,8 +174,8 @@ async def apply_tracker(request: web.Request) -> web.Response:
 )
 async def template_versions(request: web.Request) -> web.Response:
     """GET /api/v1/templates/{id}/versions: what each version said."""
-    await require_session(request, Role.ADMIN, Role.SUPERVISOR)
-    items = await catalog.versions(request.app[INGEST].db, request.match_info["id"])
+    session = await require_session(request, Role.ADMIN, Role.SUPERVISOR)
+    items = await catalog.versions(request.app[INGEST].db, request.match_info["id"], session.user)
     return json_response({"items": items})
 
 
