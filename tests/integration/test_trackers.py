@@ -60,6 +60,13 @@ async def competitors(client: Client, headers: dict[str, str]) -> str:
     return tracker_id
 
 
+async def supervisor(
+    client: Client, headers: dict[str, str], email: str, *team: str
+) -> dict[str, str]:
+    """A supervisor of these managers, made by `headers`; their headers."""
+    return await user(client, headers, email=email, role="supervisor", team_manager_ids=list(team))
+
+
 async def test_a_tracker_applied_to_a_period_tags_its_calls(ingest_client: Client, db: Any) -> None:
     headers = await admin(ingest_client)
     tracker_id = await competitors(ingest_client, headers)
@@ -116,13 +123,7 @@ async def test_a_supervisor_re_tags_only_the_team_s_calls_and_a_manager_may_not(
     ingest_client: Client, db: Any
 ) -> None:
     headers = await admin(ingest_client)
-    lead = await user(
-        ingest_client,
-        headers,
-        email="lead@example.ru",
-        role="supervisor",
-        team_manager_ids=["mgr_2"],
-    )
+    lead = await supervisor(ingest_client, headers, "lead@example.ru", "mgr_2")
     anna = await user(
         ingest_client, headers, email="anna@example.ru", role="manager", manager_id="mgr_1"
     )
@@ -218,20 +219,8 @@ async def test_a_supervisor_s_tracker_is_theirs_and_counts_only_on_calls_they_se
     ingest_client: Client, db: Any
 ) -> None:
     headers = await admin(ingest_client)
-    lead = await user(
-        ingest_client,
-        headers,
-        email="lead@example.ru",
-        role="supervisor",
-        team_manager_ids=["mgr_1"],
-    )
-    other = await user(
-        ingest_client,
-        headers,
-        email="other@example.ru",
-        role="supervisor",
-        team_manager_ids=["mgr_2"],
-    )
+    lead = await supervisor(ingest_client, headers, "lead@example.ru", "mgr_1")
+    other = await supervisor(ingest_client, headers, "other@example.ru", "mgr_2")
     said = {
         **COMPETITORS,
         "name": "Уход к конкурентам",
