@@ -158,6 +158,8 @@ def _speak(text: str, voice: str, sample_rate_hz: int) -> np.ndarray[Any, np.dty
         else:
             command = ["espeak-ng", "-v", name, "-s", "150", "-w", str(spoken), text]
         subprocess.run(command, check=True, capture_output=True)
+        if not spoken.exists():  # Festival says nothing of a voice it does not have
+            raise RuntimeError(f"no voice {name} here: see the README's packages")
         factor = float(shift or 1)
         shifted = (
             [
