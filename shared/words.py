@@ -71,6 +71,10 @@ def similar(said: str, expected: str) -> bool:
 _NUMBERS: dict[str, float] = {
     **dict.fromkeys(("ноль", "нуль", "zero"), 0),
     "полтора": 1.5,
+    # Half a scale in one word (as pymorphy3 reads it): «полтысячи», «полмиллиона».
+    "полтысяча": 500,
+    "полмиллиона": 5 * 10**5,
+    "полмиллиарда": 5 * 10**8,
     **{
         word: value
         for value, words in enumerate(
@@ -141,6 +145,9 @@ _SCALES = {
     "тысяча": 1000,
     "миллион": 10**6,
     "миллиард": 10**9,
+    "тыс": 1000,  # «250 тыс», «1,5 млн»: as people write them
+    "млн": 10**6,
+    "млрд": 10**9,
     "thousand": 1000,
     "million": 10**6,
     "billion": 10**9,

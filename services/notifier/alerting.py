@@ -96,8 +96,9 @@ async def raise_alerts(
 
 
 async def _people(db: AsyncDatabase[Document], rules: list[StoredRule]) -> dict[str, User]:
-    """The active users the rules may need: their authors, the users they name or whose
-    addresses they list and, when any asks for them, every supervisor."""
+    """The users the rules may need, switched off or not (one switched off hears
+    nothing, and their address is still theirs): the rules' authors, the users they name
+    or whose addresses they list and, when any asks for them, every supervisor."""
     ids = sorted(
         {id_ for stored in rules for id_ in (*stored.rule.user_ids, stored.owner_id or "")}
     )
