@@ -294,6 +294,10 @@ async def test_users_are_managed_by_the_admin_and_the_last_admin_stays(
         headers=headers,
     )
     assert short.status == 400
+    # The real rule, not «не может быть пустым».
+    assert (await short.json())["details"] == [
+        {"field": "password", "message": "не короче 8 символов"}
+    ]
     vague = await ingest_client.post(
         "/api/v1/users",
         json={"email": "x@example.ru", "role": "manager", "password": "long enough 1", "active": 0},

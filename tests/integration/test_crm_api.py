@@ -53,7 +53,8 @@ async def test_form_without_duration_is_accepted(ingest_client: Client, encoding
 
 @pytest.mark.parametrize("encoding", list(FORM_ENCODINGS))
 async def test_form_keeps_cyrillic_and_unknown_fields(ingest_client: Client, encoding: str) -> None:
-    call = a_call(duration="12.5", manager_name="Петров Пётр", crm_note="перезвонить")
+    # A decimal comma, as Russian CRMs write it.
+    call = a_call(duration="12,5", manager_name="Петров Пётр", crm_note="перезвонить")
     response = await post_form(ingest_client, call, encoding)
     assert response.status == 200
     task = await (

@@ -7,6 +7,7 @@ the field(s) in Russian.
 from __future__ import annotations
 
 import json
+import re
 from email import policy
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -138,6 +139,8 @@ _MESSAGES: dict[str, str] = {
 def _field_message(error: ErrorDetails) -> str:
     if error["type"] in ("string_too_long", "too_long"):
         return f"не длиннее {error.get('ctx', {}).get('max_length')} символов"
+    if error["type"] == "string_too_short" and error.get("ctx", {}).get("min_length", 1) > 1:
+        return f"не короче {error['ctx']['min_length']} символов"
     if error["type"] in ("greater_than", "greater_than_equal", "less_than", "less_than_equal"):
         ctx = error.get("ctx", {})
         bound = next((ctx[key] for key in ("gt", "ge", "lt", "le") if key in ctx), "")
@@ -219,9 +222,13 @@ def parse_form_submission(body: bytes, content_type: str) -> CallSubmission:
         fields[name] = value
     if repeated:
         raise invalid_fields(repeated)
-    if fields.get("duration", "").strip() == "":
-        fields.pop("duration", None)
+    duration = fields.pop("duration", "").strip()
+    if duration:  # absent when blank; Russian CRMs write a decimal comma («35,5»)
+        fields["duration"] = _DECIMAL_COMMA.sub(r"\1.\2", duration)
     return validated(CallSubmission, fields)
+
+
+_DECIMAL_COMMA = re.compile(r"^(\d+),(\d+)$")
 
 
 def _malformed_form(reason: str) -> InvalidRequest:
