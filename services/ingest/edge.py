@@ -106,7 +106,8 @@ def error_response(error: RopError) -> web.Response:
     return response
 
 
-def _error_from_http(exc: web.HTTPException) -> RopError:
+def error_from_http(exc: web.HTTPException) -> RopError:
+    """aiohttp's own refusal (no route, another method, a body too large) as our error."""
     if exc.status == 404:
         return NotFound()
     if exc.status == 405:
@@ -143,7 +144,7 @@ async def edge_middleware(request: web.Request, handler: Handler) -> web.StreamR
     except RopError as exc:
         response = error_response(exc)
     except web.HTTPException as exc:
-        response = error_response(_error_from_http(exc))
+        response = error_response(error_from_http(exc))
         if "Allow" in exc.headers:  # a 405 says which methods there are (RFC 9110)
             response.headers["Allow"] = exc.headers["Allow"]
     except PyMongoError as exc:

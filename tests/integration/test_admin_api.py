@@ -200,6 +200,21 @@ async def test_every_answer_is_hardened_and_never_cached(
     assert answers["page export"].status == answers["trust export"].status == 200
 
 
+async def test_unknown_pages_answer_the_site_s_error_page_and_the_api_json(
+    ingest_client: Client,
+) -> None:
+    for path in ("/nope", "/settings/foo"):
+        page = await ingest_client.get(path)
+        assert page.status == 404, path
+        assert page.content_type == "text/html", path
+        assert "Не найдено" in await page.text()
+    await log_in(ingest_client, ADMIN_EMAIL, ADMIN_PASSWORD)  # the page has its menu then
+    assert "Коммуникации" in await (await ingest_client.get("/nope")).text()
+    api = await ingest_client.get("/api/v1/nothing-here")
+    assert api.status == 404
+    assert (await api.json())["code"] == "not_found"
+
+
 async def test_a_flag_is_not_a_number_of_seconds(ingest_client: Client) -> None:
     headers = bearer(await log_in(ingest_client, ADMIN_EMAIL, ADMIN_PASSWORD))
     for flag in (False, True):

@@ -14,6 +14,7 @@ from services.ingest.backoffice.exports import clock
 from services.ingest.webapp import (
     alert_pages,
     call_pages,
+    frame,
     login_pages,
     report_pages,
     review_pages,
@@ -47,6 +48,7 @@ def setup(app: web.Application, timezone: str) -> None:
     )
     environment.filters.update(when=when, clock=clock, percent=_percent)
     app.router.add_static("/static", STATIC_DIR, name="static", append_version=True)
+    app.middlewares.append(frame.error_pages)
     for pages in (
         login_pages,
         call_pages,

@@ -15,7 +15,15 @@ from pydantic import BaseModel
 from services.ingest.backoffice import alerts, blind, disputes
 from services.ingest.backoffice.accounts import Role, Session, User
 from services.ingest.backoffice.filters import STATUS_LABELS, CallFilters
-from services.ingest.edge import HTTP_STATUS, INGEST, authorize, browser_session, call_filters
+from services.ingest.edge import (
+    HTTP_STATUS,
+    INGEST,
+    Handler,
+    authorize,
+    browser_session,
+    call_filters,
+    error_from_http,
+)
 from services.ingest.webapp.forms import field_errors
 from shared.errors import InvalidRequest, RopError
 from shared.results import LanguageSetting
@@ -139,6 +147,25 @@ def render(
 def _error_page(request: web.Request, session: Session | None, error: RopError) -> web.Response:
     status = HTTP_STATUS.get(error.code, 500)
     return render(request, session, "error.html", {"error": error}, status=status)
+
+
+# Paths of the API and of the machines that watch the gateway: their errors stay JSON.
+MACHINE_PATHS = ("/api/", "/healthz", "/readyz", "/metrics")
+
+
+@web.middleware
+async def error_pages(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A path of no page, or a method no page takes, answers the site's error page (with
+    the menu of whoever is signed in), not the API's JSON."""
+    try:
+        return await handler(request)
+    except web.HTTPException as exc:
+        if request.path.startswith(MACHINE_PATHS) or exc.status not in (404, 405):
+            raise
+        response = _error_page(request, await browser_session(request), error_from_http(exc))
+        if "Allow" in exc.headers:
+            response.headers["Allow"] = exc.headers["Allow"]
+        return response
 
 
 def redirect(location: str) -> web.Response:
