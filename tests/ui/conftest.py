@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 from collections.abc import AsyncIterator
@@ -9,7 +10,7 @@ from pathlib import Path
 
 import pytest
 from aiohttp import web
-from playwright.async_api import Browser, Page, async_playwright
+from playwright.async_api import Browser, Dialog, Page, async_playwright
 
 from devtools.processes import free_port
 from services.ingest.app import create_app
@@ -77,3 +78,16 @@ async def status_of(page: Page, url: str) -> int:
     response = await page.goto(url)
     assert response is not None
     return response.status
+
+
+@contextlib.asynccontextmanager
+async def confirming(page: Page, *, accept: bool = True) -> AsyncIterator[list[str]]:
+    """Answer the confirmation that what is done in the block asks for; what it said."""
+    said: list[str] = []
+
+    async def answer(dialog: Dialog) -> None:
+        said.append(dialog.message)
+        await (dialog.accept() if accept else dialog.dismiss())
+
+    page.once("dialog", answer)
+    yield said

@@ -14,7 +14,7 @@ from devtools.samples import analysed_call, sample_details
 from services.ingest.backoffice.accounts import hash_password, new_user_id
 from shared.events import utcnow
 from shared.settings import Settings
-from tests.ui.conftest import log_in, screenshot
+from tests.ui.conftest import confirming, log_in, screenshot
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -61,7 +61,8 @@ async def test_a_supervisor_corrects_a_stage_and_the_score_changes(
     await stage.get_by_text("Исправить вердикт").click()
     await expect(stage.get_by_label("выполнен", exact=True)).to_be_checked()  # the opposite
     await stage.get_by_label("Причина").fill("Компанию назвал, ASR не расслышал")
-    await stage.get_by_role("button", name="Сохранить исправление").click()
+    async with confirming(page):
+        await stage.get_by_role("button", name="Сохранить исправление").click()
 
     await expect(page.get_by_role("status")).to_contain_text("Вердикт исправлен")
     await expect(page.locator(".score.big")).to_contain_text("2/2")
@@ -94,7 +95,9 @@ async def test_a_manager_disputes_and_the_supervisor_accepts_from_the_queue(
     await expect(dispute).to_contain_text("Я назвал компанию на 5-й секунде")
     await screenshot(lead, "review-disputes-queue")
     await dispute.get_by_label("Ответ менеджеру").fill("Согласна, слышно в записи")
-    await dispute.get_by_role("button", name="Принять").click()
+    async with confirming(lead) as said:
+        await dispute.get_by_role("button", name="Принять").click()
+    assert "CRM получит оценку заново" in said[0]
     await expect(lead.get_by_role("status")).to_contain_text("Оспаривание принято")
     await expect(lead.locator("li.dispute")).to_have_count(0)  # the open ones: none left
 

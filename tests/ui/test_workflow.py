@@ -21,7 +21,7 @@ from tests.conftest import ADMIN_EMAIL, ADMIN_PASSWORD, API_KEY
 from tests.fakes import FakeCrm
 from tests.fileserver import FileServer
 from tests.helpers import wait_for
-from tests.ui.conftest import log_in_as_admin, screenshot
+from tests.ui.conftest import confirming, log_in_as_admin, screenshot
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -134,8 +134,10 @@ async def test_a_call_from_the_crm_to_the_card_and_the_excel_file(
     await expect(page.locator("#deliveries tbody tr")).to_have_count(2)
     await screenshot(page, "call-card")
 
-    await page.get_by_role("button", name="Проанализировать заново").click()
+    async with confirming(page) as said:
+        await page.get_by_role("button", name="Проанализировать заново").click()
     await expect(page.get_by_role("status")).to_have_text("Звонок поставлен на повторный анализ")
+    assert "CRM получит новые результаты" in said[0]
 
     async def analysed_again() -> bool:
         await page.reload()
@@ -221,7 +223,14 @@ async def test_a_person_swaps_the_roles_of_a_mono_call(
     roles = page.locator("section.roles")
     await expect(roles).to_contain_text("по репликам")
     await screenshot(page, "call-card-mono")
-    await page.get_by_role("button", name="Поменять роли").click()
+    # It re-sends the results: asked first, and a "no" does nothing.
+    card_url = page.url
+    async with confirming(page, accept=False) as said:
+        await page.get_by_role("button", name="Поменять роли").click()
+    assert "новую редакцию" in said[0]
+    assert page.url == card_url
+    async with confirming(page):
+        await page.get_by_role("button", name="Поменять роли").click()
     await expect(page.get_by_role("status")).to_contain_text("Роли поменяны")
 
     async def corrected() -> list[dict[str, Any]]:

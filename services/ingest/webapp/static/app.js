@@ -51,7 +51,7 @@ document.addEventListener("DOMContentLoaded", () => {
     });
   });
 
-  // Deleting asks first.
+  // What deletes, or sends the CRM results again, asks first, saying what will happen.
   document.querySelectorAll("form.confirm").forEach((form) => {
     form.addEventListener("submit", (event) => {
       if (!window.confirm(form.dataset.confirm)) event.preventDefault();
