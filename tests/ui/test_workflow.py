@@ -134,6 +134,15 @@ async def test_a_call_from_the_crm_to_the_card_and_the_excel_file(
     await expect(page.locator("#deliveries tbody tr")).to_have_count(2)
     await screenshot(page, "call-card")
 
+    # The playback speed, remembered by the browser for the next card.
+    await expect(page.get_by_label("Запись звонка ui-1")).to_be_visible()
+    speeds = page.get_by_role("group", name="Скорость воспроизведения")
+    faster = speeds.get_by_role("button", name="1,5×")
+    await faster.click()
+    await page.reload()
+    await expect(faster).to_have_attribute("aria-pressed", "true")
+    assert await page.evaluate("document.getElementById('player').playbackRate") == 1.5
+
     async with confirming(page) as said:
         await page.get_by_role("button", name="Проанализировать заново").click()
     await expect(page.get_by_role("status")).to_have_text("Звонок поставлен на повторный анализ")

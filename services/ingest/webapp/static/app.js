@@ -20,6 +20,23 @@ document.addEventListener("DOMContentLoaded", () => {
     if (player.readyState >= 1) seek(); else player.addEventListener("loadedmetadata", seek, { once: true });
   }
 
+  // Playback speed: the buttons set it, and this browser remembers it for every call.
+  if (player) {
+    const speeds = Array.from(document.querySelectorAll(".speeds button"));
+    const setRate = (rate) => {
+      player.playbackRate = rate;
+      speeds.forEach((button) => button.setAttribute("aria-pressed", String(Number(button.dataset.rate) === rate)));
+    };
+    const saved = Number(window.localStorage.getItem("rop.playbackRate"));
+    if (speeds.some((button) => Number(button.dataset.rate) === saved)) setRate(saved);
+    player.addEventListener("loadedmetadata", () => { player.playbackRate = Number(document.querySelector(".speeds [aria-pressed=true]")?.dataset.rate) || 1; });
+    speeds.forEach((button) => button.addEventListener("click", () => {
+      const rate = Number(button.dataset.rate);
+      setRate(rate);
+      window.localStorage.setItem("rop.playbackRate", String(rate));
+    }));
+  }
+
   // Highlight the line being played.
   if (player) {
     const lines = Array.from(document.querySelectorAll(".line"));
