@@ -28,6 +28,7 @@ from pydantic import (
 
 from shared.results import BROKEN, broken_points
 from shared.scripts import CrmIds, Name, WebhookTarget
+from shared.words import counted
 
 Condition = Literal[
     "score_below",
@@ -140,7 +141,7 @@ class AlertRule(BaseModel):
             for hit in results.get("trackers", []):
                 if hit["tracker_id"] == self.tracker_id:
                     quote = hit["quotes"][0]["text"] if hit["quotes"] else ""
-                    return f"Словарь «{hit['name']}»: {hit['hits']} раз(а), «{quote}»"
+                    return f"Словарь «{hit['name']}»: {counted(hit['hits'], 'раз')}, «{quote}»"
             return None
         for checklist in self._checklists(results):
             script = checklist["template"]["name"]

@@ -40,6 +40,14 @@ def lemma(word: str) -> str:
     return folded
 
 
+def counted(count: int, word: str) -> str:
+    """A count with its noun (given in the nominative singular) agreed, as Russian says
+    it: «1 раз», «2 раза», «5 раз», «21 раз»."""
+    noun = next((p for p in _morph().parse(word) if {"NOUN", "nomn", "sing"} in p.tag), None)
+    agreed = noun and noun.make_agree_with_number(count)
+    return f"{count} {agreed.word if agreed else word}"
+
+
 def lemmas(text: str) -> tuple[str, ...]:
     """Lemmas of the words of a text, punctuation dropped."""
     return tuple(lemma(word) for word in WORD.findall(text))

@@ -11,6 +11,7 @@ from pydantic import ValidationError
 
 from devtools.samples import analysis_results
 from shared.alerts import AlertRule, alert_id, next_digest_at
+from shared.words import counted
 
 
 def rule(**fields: Any) -> AlertRule:
@@ -88,3 +89,8 @@ def test_the_digest_goes_at_the_next_hour_of_the_zone() -> None:
     assert next_digest_at(after, hour=18, zone="Europe/Moscow") == datetime(
         2026, 12, 3, 15, 0, tzinfo=UTC
     )
+
+
+def test_counts_agree_with_their_word() -> None:
+    said = [counted(n, "раз") for n in (1, 2, 5, 11, 21, 22)]
+    assert said == ["1 раз", "2 раза", "5 раз", "11 раз", "21 раз", "22 раза"]
