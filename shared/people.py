@@ -120,7 +120,8 @@ class User:
         return bool(mine & theirs)
 
 
-async def users_by_id(db: AsyncDatabase[Document], ids: Iterable[str]) -> dict[str, User]:
-    """The users of these ids that exist, by id."""
-    found = db[USERS].find({"_id": {"$in": sorted(set(ids))}}, {"password_hash": 0})
+async def owners_of(db: AsyncDatabase[Document], documents: Iterable[Document]) -> dict[str, User]:
+    """The users who own these documents (their `owner_id`) and still exist, by id."""
+    ids = sorted({document["owner_id"] for document in documents if document.get("owner_id")})
+    found = db[USERS].find({"_id": {"$in": ids}}, {"password_hash": 0})
     return {user.id: user for user in map(User.from_document, await found.to_list())}

@@ -58,7 +58,7 @@ from shared.mongo import (
 )
 from shared.outbox import PUBLISH_NOW_GRACE_S, outbox_append, publish_now
 from shared.patience import patiently, woken
-from shared.people import User, users_by_id
+from shared.people import User, owners_of
 from shared.results import LanguageSetting, Results, TemplateRef, overall_score
 from shared.reviews import pick_for_blind_review, with_corrections
 from shared.scripts import Binding, Table, Template, Tracker
@@ -277,7 +277,7 @@ class Trackers:
 async def trackers_of(db: AsyncDatabase[Document]) -> Trackers:
     """Every tracker, with its owner."""
     documents = await db[TRACKERS].find({}).to_list()
-    users = await users_by_id(db, (d["owner_id"] for d in documents if d.get("owner_id")))
+    users = await owners_of(db, documents)
     return Trackers(
         by_id={d["_id"]: _stored(Tracker, d) for d in documents},
         owners={d["_id"]: users[d["owner_id"]] for d in documents if d.get("owner_id") in users},

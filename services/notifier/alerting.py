@@ -143,16 +143,17 @@ class _Alert:
             if person.id in rule.user_ids
             or (rule.team_supervisors and person.role is Role.SUPERVISOR)
         ]
-        users = [person for person in named if person.active and person.sees_manager(manager_id)]
+
+        def sees_call(person: User) -> bool:
+            return person.active and person.sees_manager(manager_id)
+
+        users = [person for person in named if sees_call(person)]
         by_email = {person.email.lower(): person for person in people}
-
-        def may_hear(address: str) -> bool:
-            user = by_email.get(address)
-            if user is None:
-                return owner.role is Role.ADMIN
-            return user.active and user.sees_manager(manager_id)
-
-        listed = {address for address in rule.emails if may_hear(address)}
+        listed = {
+            address
+            for address in rule.emails
+            if (sees_call(by_email[address]) if address in by_email else owner.role is Role.ADMIN)
+        }
         return users, sorted({user.email for user in users} | listed)
 
     async def raise_it(self, people: Iterable[User], owner: User) -> list[Document]:

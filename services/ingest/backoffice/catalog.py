@@ -44,7 +44,7 @@ from shared.mongo import (
     USERS,
     Document,
 )
-from shared.people import users_by_id
+from shared.people import owners_of
 from shared.scripts import Binding, Stage, Table, Template, Tracker
 from shared.url_policy import UrlPolicy
 from shared.webhooks import new_webhook_secret
@@ -120,7 +120,7 @@ def may_change(kind: Kind, document: Document, viewer: User) -> bool:
     """Whether `viewer` may change or delete the document."""
     if not kind.owned or viewer.role is Role.ADMIN:
         return True
-    return document.get("owner_id") is not None and document["owner_id"] == viewer.id
+    return document.get("owner_id") == viewer.id
 
 
 def _shown(kind: Kind, document: Document, viewer: User, owners: dict[str, User]) -> bool:
@@ -136,7 +136,7 @@ async def _visible(
     """The documents `viewer` may see."""
     if not kind.owned:
         return documents
-    owners = await users_by_id(db, (d["owner_id"] for d in documents if d.get("owner_id")))
+    owners = await owners_of(db, documents)
     return [d for d in documents if _shown(kind, d, viewer, owners)]
 
 

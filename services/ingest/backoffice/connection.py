@@ -200,8 +200,11 @@ def _smtp(
 def _check_mail_server(policy: UrlPolicy, smtp: SmtpSettings) -> None:
     """The mail server is an outbound address like any other: the URL policy refuses
     it when it is saved, as the notifier does when it connects."""
-    for field, check in (("smtp_port", policy.check_port), ("smtp_host", policy.check_host)):
-        try:
-            check(getattr(smtp, field.removeprefix("smtp_")))
-        except UrlRefused as exc:
-            raise invalid_fields([{"field": field, "message": exc.message}]) from exc
+    try:
+        policy.check_port(smtp.port)
+    except UrlRefused as exc:
+        raise invalid_fields([{"field": "smtp_port", "message": exc.message}]) from exc
+    try:
+        policy.check_host(smtp.host)
+    except UrlRefused as exc:
+        raise invalid_fields([{"field": "smtp_host", "message": exc.message}]) from exc

@@ -24,12 +24,12 @@ document.addEventListener("DOMContentLoaded", () => {
   if (player) {
     const speeds = Array.from(document.querySelectorAll(".speeds button"));
     const setRate = (rate) => {
+      player.defaultPlaybackRate = rate; // what loading the audio resets the rate to
       player.playbackRate = rate;
       speeds.forEach((button) => button.setAttribute("aria-pressed", String(Number(button.dataset.rate) === rate)));
     };
     const saved = Number(window.localStorage.getItem("rop.playbackRate"));
     if (speeds.some((button) => Number(button.dataset.rate) === saved)) setRate(saved);
-    player.addEventListener("loadedmetadata", () => { player.playbackRate = Number(document.querySelector(".speeds [aria-pressed=true]")?.dataset.rate) || 1; });
     speeds.forEach((button) => button.addEventListener("click", () => {
       const rate = Number(button.dataset.rate);
       setRate(rate);
