@@ -544,7 +544,7 @@ async def _replace_outdated(connection: AbstractRobustConnection, queue: str) ->
             "queue_needs_upgrade",
             queue=queue,
             hint="stop what publishes to it, let its consumers of the earlier version "
-            "empty it, then start this version (README, Upgrading)",
+            "empty it, then start this version (docs/architecture.md, Upgrading)",
         )
         raise OutdatedQueue(queue) from exc
     log.info("outdated_queue_replaced", queue=queue)

@@ -129,7 +129,7 @@ class Settings(BaseSettings):
     asr_device: Literal["auto", "cpu", "cuda"] = "auto"
     asr_compute_type: str = "int8"
     asr_beam_size: int = Field(
-        5, ge=1, le=10, description="Beam search width (1: greedy); see Telephone audio."
+        5, ge=1, le=10, description="Beam search width (1: greedy); see docs/analysis.md."
     )
     asr_bias: bool = Field(
         False, description="The call's script and table phrases go to the ASR as hotwords."

@@ -71,11 +71,11 @@ class Transcriber(Protocol):
 @dataclass(frozen=True)
 class Decoding:
     """How faster-whisper decodes, as measured best on telephone-band calls by
-    `make bench-analyze` (see the README for the numbers)."""
+    `make bench-analyze` (docs/analysis.md, Telephone audio, has the numbers)."""
 
     # Measured with the multilingual base on the Russian and English telephone sets: a
-    # beam of 5 found every Russian phrase (greedy 97.3 %) and got every Russian verdict
-    # right (greedy 249 of 252), for 25-29 % more ASR time.
+    # beam of 5 finds the most phrases in both (Russian 100 % against greedy's 97.3 % in
+    # one run, 96.4 % on another CPU), for 25-29 % more ASR time.
     beam_size: int = 5
     # The call's phrases as faster-whisper hotwords, in every 30 s window. With the base
     # model it hears fewer of the phrases said (Russian 90 %, English 83 %) and script
